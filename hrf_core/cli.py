@@ -1,0 +1,217 @@
+"""``python -m hrf_core``: train, resume, sample, pretrain and experiment from the shell.
+
+Bad input prints one clear line (``error: ...``) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from hrf_core.config import METHODS, PRESETS, TrainConfig
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one clear line, exit 2
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    """``"20:40"`` -> (20, 40)."""
+    try:
+        start, end = (int(v) for v in text.split(":"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"window must look like START:END, got {text!r}") from error
+    return start, end
+
+
+def parse_cluster(text: str) -> tuple[int, int, int]:
+    """``"0:20x10"`` -> (0, 20, 10): window 0:20 for 10 epochs."""
+    try:
+        window, epochs = text.split("x")
+        return (*parse_window(window), int(epochs))
+    except (ValueError, argparse.ArgumentTypeError) as error:
+        raise argparse.ArgumentTypeError(f"cluster must look like START:ENDxEPOCHS, got {text!r}") from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m hrf_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="fine-tune a base model (DDPO / HRF / HRF sliding / HRF-D)")
+    defaults = TrainConfig()
+    train.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (flags override it)")
+    train.add_argument("--model", help=f"registry name, Hub id or local diffusers folder (default {defaults.model})")
+    train.add_argument("--reward", help=f"reward task (default {defaults.reward})")
+    train.add_argument("--method", choices=METHODS, help=f"fine-tuning method (default {defaults.method})")
+    train.add_argument("--window", type=parse_window, help="HRF window START:END over DDIM step indices "
+                       f"0..K (0 = pure noise; default {defaults.window[0]}:{defaults.window[1]})")
+    train.add_argument("--start-mode", choices=("uniform", "fixed"), help="HRF start: uniform in the window per "
+                       "batch, or the window start")
+    train.add_argument("--cluster", type=parse_cluster, action="append", dest="clusters",
+                       help="HRF sliding cluster START:ENDxEPOCHS (repeat; default 0:20x5 then 20:40x5)")
+    train.add_argument("--start-source", choices=("policy", "base"),
+                       help="trajectory-of-interest images from the current policy or the frozen base model")
+    train.add_argument("--epochs", type=int, help=f"training epochs (default {defaults.epochs})")
+    train.add_argument("--samples", type=int, dest="samples_per_epoch",
+                       help=f"samples per epoch (default {defaults.samples_per_epoch})")
+    train.add_argument("--batch-size", type=int, help=f"sampling batch (default {defaults.batch_size})")
+    train.add_argument("--siblings", type=int, help=f"re-noised copies per image, B (default {defaults.siblings})")
+    train.add_argument("--steps", type=int, dest="num_steps", help=f"DDIM steps K (default {defaults.num_steps})")
+    train.add_argument("--lr", type=float, help=f"AdamW learning rate (default {defaults.lr})")
+    train.add_argument("--clip-range", type=float, help=f"PPO clip range (default {defaults.clip_range})")
+    train.add_argument("--adv-clip", type=float, help=f"advantage clip (default {defaults.adv_clip})")
+    train.add_argument("--adv-scope", choices=("epoch", "batch"), help="standardise advantages per epoch or batch")
+    train.add_argument("--window-scaled-clip", action="store_true", default=None,
+                       help="scale both clips by (K - start) / K (the paper's HRF clipping)")
+    train.add_argument("--updates", type=int, dest="updates_per_epoch", help="optimiser steps per epoch")
+    train.add_argument("--eval-every", type=int, help="evaluate every N epochs")
+    train.add_argument("--eval-samples", type=int, help="evaluation samples (fixed seed)")
+    train.add_argument("--checkpoint-every", type=int, help="checkpoint every N epochs (the last is always saved)")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--device", help="auto (cuda, then cpu), cpu or cuda[:N]")
+    train.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast for the UNet (CUDA only)")
+    train.add_argument("--out", default="runs", help="run store folder (default runs)")
+    train.add_argument("--name", help="run id (default: time stamp, method and reward)")
+
+    resume = sub.add_parser("resume", help="continue a run from its latest (or a given) checkpoint")
+    resume.add_argument("run_dir", help="the run folder, e.g. runs/20261126-101500-hrf-jpeg-compressibility")
+    resume.add_argument("--checkpoint", help="a checkpoint folder of that run (default: the latest)")
+    resume.add_argument("--epochs", type=int, help="new total number of epochs")
+
+    sample = sub.add_parser("sample", help="sample a grid from a base model or a checkpoint")
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="registry name, Hub id or local diffusers folder")
+    source.add_argument("--checkpoint", help="a run checkpoint folder (runs/<id>/checkpoints/epoch-NNNN)")
+    sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    sample.add_argument("--steps", type=int, default=40, help="DDIM steps (default 40)")
+    sample.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
+    sample.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sample.add_argument("--out", required=True, help="output PNG grid")
+    sample.add_argument("--array", help="also save the samples as .npy: float32 in [0,1], shape (n, C, H, W)")
+
+    pretrain = sub.add_parser("pretrain", help="train the embedded models (digits16, digits16-classifier)")
+    pretrain.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.pretrain")
+
+    experiment = sub.add_parser("experiment", help="run a named experiment (paper-digits)")
+    experiment.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.experiment")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a ``train`` command line: preset, then every flag that was given."""
+    config = PRESETS[args.preset] if args.preset else TrainConfig()
+    fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "epochs",
+              "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range", "adv_clip",
+              "adv_scope", "window_scaled_clip", "updates_per_epoch", "eval_every", "eval_samples",
+              "checkpoint_every", "seed", "device", "bf16")
+    changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if "clusters" in changes:
+        changes["clusters"] = tuple(changes["clusters"])
+    if "method" in changes and changes["method"] == "ddpo" and "window" not in changes:
+        changes["window"] = (0, changes.get("num_steps", config.num_steps))
+    config = config.replace(**changes)
+    if "num_steps" in changes and "window" not in changes and config.window[1] > config.num_steps:
+        raise ValueError(f"window {config.window[0]}:{config.window[1]} exceeds --steps {config.num_steps}")
+    return config.validate()
+
+
+def _progress_callback(epochs: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+
+    def on_epoch(report) -> None:
+        m = report.metrics
+        vendi = next((f"{k}={m[k]:.3f}" for k in sorted(m) if k.startswith("vendi_classifier@")), "")
+        line = (f"epoch {report.epoch}/{report.epochs}  reward {m.get('reward_mean', float('nan')):.4f}"
+                f" ± {m.get('reward_std', float('nan')):.4f}  vendi_pixel {m.get('vendi_pixel', float('nan')):.3f}"
+                f"  {vendi}  {m.get('seconds', 0.0):.1f}s")
+        bar.write(line)
+        if report.epoch > 0:
+            bar.update(1)
+
+    return on_epoch, bar
+
+
+def _run_trainer(trainer, start_epoch: int) -> int:
+    on_epoch, bar = _progress_callback(trainer.config.epochs)
+    bar.update(start_epoch)
+    trainer.callbacks.append(on_epoch)
+    try:
+        state = trainer.train()
+    except KeyboardInterrupt:
+        trainer.stop_event.set()
+        return 130
+    finally:
+        bar.close()
+    print(f"{state}: {trainer.run.path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hrf_core.runs import RunStore
+    from hrf_core.trainer import Trainer
+
+    config = config_from_args(args)
+    from hrf_core.models import model_folder
+    from hrf_core.rewards import REWARDS
+
+    if config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}; choose one of: {', '.join(REWARDS)}")
+    model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
+    run = RunStore(args.out).create(config.to_dict(), name=args.name)
+    trainer = Trainer(config, run, stop_event=threading.Event())
+    return _run_trainer(trainer, 0)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from hrf_core.runs import open_run
+    from hrf_core.trainer import resume_training
+
+    if args.epochs is not None and args.epochs <= 0:
+        raise ValueError(f"epochs must be >= 1, got {args.epochs}")
+    run = open_run(args.run_dir)
+    trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs)
+    return _run_trainer(trainer, trainer.epoch)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from hrf_core.sampling import sample_images, save_samples
+
+    if args.n <= 0 or args.steps <= 1 or args.eta < 0:
+        raise ValueError("--n must be >= 1, --steps >= 2 and --eta >= 0")
+    name = args.model or args.checkpoint
+    images = sample_images(name, n=args.n, seed=args.seed, num_steps=args.steps, eta=args.eta, device=args.device)
+    save_samples(images, Path(args.out), Path(args.array) if args.array else None)
+    print(f"wrote {args.out}" + (f" and {args.array}" if args.array else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        if args.command == "sample":
+            return cmd_sample(args)
+        if args.command == "pretrain":
+            from hrf_core.pretrain import cli_main
+
+            return cli_main(args.args)
+        if args.command == "experiment":
+            from hrf_core.experiment import cli_main
+
+            return cli_main(args.args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE

@@ -1,0 +1,58 @@
+"""The DDPO update: advantages and the PPO-clip surrogate (pure functions).
+
+ddpo-pytorch's recipe (Black et al. 2023): rewards are standardised, A = (r - mean) / (std + eps),
+clipped to +-adv_clip; each trained step contributes the PPO-clip loss
+
+    L = max(-A * ratio, -A * clip(ratio, 1 - eps_clip, 1 + eps_clip)),   ratio = exp(logp_new - logp_old)
+
+averaged over samples and trained steps. HRF's window-scaled clipping multiplies both adv_clip
+and eps_clip by (K - s) / K for a start index s (:func:`window_scale`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def standardized_advantages(
+    rewards: torch.Tensor, clip: float, groups: torch.Tensor | None = None, eps: float = 1e-8
+) -> torch.Tensor:
+    """(r - mean) / (std + eps), clipped to [-clip, clip].
+
+    rewards: (N,). groups: optional (N,) integer ids; statistics are then taken per group
+    (e.g. per sampling batch). std is the population std (unbiased=False), as in ddpo-pytorch.
+    """
+    rewards = rewards.float()
+    if groups is None:
+        groups = torch.zeros_like(rewards, dtype=torch.long)
+    advantages = torch.empty_like(rewards)
+    for group in groups.unique():
+        mask = groups == group
+        r = rewards[mask]
+        advantages[mask] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+    return advantages.clamp(-clip, clip)
+
+
+def ppo_clip_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> torch.Tensor:
+    """Per-sample PPO-clip loss (B,): max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(unclipped, clipped)
+
+
+def ppo_diagnostics(log_prob: torch.Tensor, old_log_prob: torch.Tensor, clip_range: float) -> dict[str, float]:
+    """Approximate KL (0.5 * mean (dlogp)^2) and the fraction of ratios outside the clip range."""
+    with torch.no_grad():
+        diff = (log_prob - old_log_prob).float()
+        return {
+            "approx_kl": float(0.5 * (diff**2).mean()),
+            "clip_fraction": float(((torch.exp(diff) - 1).abs() > clip_range).float().mean()),
+        }
+
+
+def window_scale(start: int, num_steps: int) -> float:
+    """HRF's clip scaling (K - s) / K for a window starting at step index s of K."""
+    return (num_steps - start) / num_steps

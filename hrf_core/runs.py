@@ -1,0 +1,181 @@
+"""The run store: one folder per run, written atomically, read by the CLI, the job manager and the app.
+
+Layout of ``<root>/<run_id>/``::
+
+    config.json            TrainConfig as JSON
+    status.json            {"state": running|done|stopped|failed, "epoch", "epochs", "message", "updated"}
+    metrics.jsonl          one JSON object per evaluated epoch (epoch 0 = the base model), flushed
+    grids/epoch-NNNN.png   sample grid of the evaluation set
+    checkpoints/epoch-NNNN/
+        unet/              diffusers folder (config.json + safetensors): loadable as a base model
+        scheduler/         the DDIM scheduler config
+        optimizer.safetensors, trainer_state.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})$")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` (atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def validate_run_id(run_id: str) -> str:
+    """A run id is a plain folder name: letters, digits, '.', '_' and '-' (no path separators)."""
+    if not RUN_ID_PATTERN.match(run_id or "") or run_id in (".", ".."):
+        raise ValueError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only")
+    return run_id
+
+
+class Run:
+    """A run folder of the store."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.run_id = self.path.name
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        return read_json(self.path / "config.json", {})
+
+    @property
+    def status(self) -> dict:
+        return read_json(self.path / "status.json", {"state": "unknown"})
+
+    def metrics(self) -> list[dict]:
+        """All metric rows (skips a torn last line of a run being written)."""
+        rows = []
+        try:
+            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return rows
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint folders, oldest first."""
+        folder = self.path / "checkpoints"
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if CHECKPOINT_PATTERN.match(p.name) and (p / "unet").is_dir()]
+        return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
+
+    def grids(self) -> list[Path]:
+        return sorted((self.path / "grids").glob("epoch-*.png"))
+
+    def latest_grid(self) -> Path | None:
+        grids = self.grids()
+        return grids[-1] if grids else None
+
+    # -- writing ---------------------------------------------------------------------------
+    def set_status(self, state: str, epoch: int, epochs: int, message: str = "") -> None:
+        write_json(self.path / "status.json",
+                   {"state": state, "epoch": epoch, "epochs": epochs, "message": message, "updated": time.time()})
+
+    def append_metrics(self, row: dict) -> None:
+        """Append one JSON line and flush it to disk."""
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Keep only rows with epoch <= last_epoch (used by resume), atomically."""
+        rows = [r for r in self.metrics() if r.get("epoch", 0) <= last_epoch]
+        with atomic_path(self.path / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+    def save_grid(self, image, epoch: int) -> Path:
+        path = self.path / "grids" / f"epoch-{epoch:04d}.png"
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
+        return path
+
+    def checkpoint_dir(self, epoch: int) -> Path:
+        return self.path / "checkpoints" / f"epoch-{epoch:04d}"
+
+    def __repr__(self) -> str:
+        return f"Run({self.path})"
+
+
+class RunStore:
+    """The folder of runs (default ``runs/``)."""
+
+    def __init__(self, root: str | Path = "runs"):
+        self.root = Path(root)
+
+    def create(self, config: dict, name: str | None = None) -> Run:
+        """A new run folder with ``config.json``; the id is time-stamped and unique."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = validate_run_id(name or f"{stamp}-{config.get('method', 'run')}-{config.get('reward', '')}".rstrip("-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        for suffix in range(1000):
+            run_id = base if suffix == 0 else f"{base}-{suffix}"
+            try:
+                (self.root / run_id).mkdir()
+            except FileExistsError:
+                continue
+            run = Run(self.root / run_id)
+            write_json(run.path / "config.json", config)
+            return run
+        raise RuntimeError(f"could not create a unique run folder for {base!r}")
+
+    def get(self, run_id: str) -> Run:
+        path = self.root / validate_run_id(run_id)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"no run {run_id!r} in {self.root}")
+        return Run(path)
+
+    def list(self) -> list[Run]:
+        """Runs with a config, newest first."""
+        if not self.root.is_dir():
+            return []
+        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
+        return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+
+
+def open_run(path: str | Path) -> Run:
+    """A run from a user-supplied folder path (validated)."""
+    path = Path(path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a run folder (no config.json)")
+    return Run(path.resolve())

@@ -1,0 +1,59 @@
+"""Sampling from base models and checkpoints: grids, arrays and the x0-prediction strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrf_core.imaging import image_grid, to_unit
+from hrf_core.models import BaseModel, load_base_model
+from hrf_core.policy import ddim_step_with_logprob, noise_like, rollout, unet_eps
+from hrf_core.runs import atomic_path
+
+
+def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
+                batch_size: int = 256) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same noise."""
+    base.scheduler.set_timesteps(num_steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = noise_like((n, *base.sample_shape), generator, base.device)
+    finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, record=False).final
+              for chunk in x.split(batch_size)]
+    return torch.cat(finals)
+
+
+def sample_images(name: str, n: int = 64, seed: int = 0, num_steps: int = 40, eta: float = 1.0,
+                  device: str = "auto") -> torch.Tensor:
+    """Load ``name`` (registry name, Hub id, local folder or run checkpoint) and sample from it."""
+    return sample_from(load_base_model(name, device), n, seed, num_steps, eta)
+
+
+def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None = None) -> None:
+    """A PNG grid and optionally a .npy array: float32 in [0, 1], shape (n, C, H, W). Atomic writes."""
+    scale = max(1, 64 // images.shape[-1])
+    with atomic_path(grid_path) as tmp:
+        image_grid(images, scale=scale).save(tmp, format="PNG")
+    if array_path is not None:
+        with atomic_path(array_path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, to_unit(images).cpu().numpy().astype(np.float32))
+
+
+def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0) -> torch.Tensor:
+    """The model's prediction of x_0 at every DDIM step of one trajectory: (K, C, H, W) in [-1, 1].
+
+    Shows which step indices set coarse shape (early) and which set detail (late).
+    """
+    base.scheduler.set_timesteps(num_steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = noise_like((1, *base.sample_shape), generator, base.device)
+    predictions = []
+    with torch.inference_mode():
+        for t in base.scheduler.timesteps:
+            eps = unet_eps(base.unet, x, int(t))
+            out = base.scheduler.step(eps, int(t), x, eta=0.0, return_dict=True)
+            predictions.append(out.pred_original_sample.clamp(-1, 1))
+            x, _ = ddim_step_with_logprob(base.scheduler, eps, int(t), x, eta=1.0, generator=generator)
+    return torch.cat(predictions)

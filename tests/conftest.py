@@ -1,0 +1,39 @@
+"""Shared fixtures: offline environment and a tiny random diffusers model."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
+
+torch.set_num_threads(1)  # tiny models gain nothing from more; robust when the CPU is shared
+
+
+def make_tiny_unet(seed: int = 0, channels: int = 1, size: int = 8) -> UNet2DModel:
+    """A ~20k-parameter UNet2DModel with random weights (a stand-in for any diffusers UNet)."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
+        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+    ).eval()
+
+
+def make_scheduler(set_alpha_to_one: bool = False) -> DDIMScheduler:
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
+                         set_alpha_to_one=set_alpha_to_one, steps_offset=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A local diffusers folder (unet/ + scheduler/) holding a tiny random model."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    make_tiny_unet().save_pretrained(folder / "unet", safe_serialization=True)
+    make_scheduler().save_pretrained(folder / "scheduler")
+    return folder
