@@ -71,7 +71,8 @@ class TrainConfig:
         check(2 <= k <= 1000, f"num_steps must be in 2..1000, got {k}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         start, end = self.window
-        check(0 <= start < end <= k, f"window {start}:{end} must satisfy 0 <= start < end <= {k}")
+        if self.method == "hrf":  # the other methods ignore ``window``
+            check(0 <= start < end <= k, f"window {start}:{end} must satisfy 0 <= start < end <= {k}")
         check(self.start_mode in START_MODES, f"start_mode must be one of {START_MODES}")
         check(self.start_source in START_SOURCES, f"start_source must be one of {START_SOURCES}")
         check(self.adv_scope in ADVANTAGE_SCOPES, f"adv_scope must be one of {ADVANTAGE_SCOPES}")

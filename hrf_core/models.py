@@ -46,6 +46,16 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+#: The architecture of google/ddpm-celebahq-256 (113.7M parameters), for benchmarks with random weights.
+CELEBAHQ_UNET_CONFIG = dict(
+    sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
+    block_out_channels=(128, 128, 256, 256, 512, 512),
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6,
+)
+
+
 @dataclass
 class BaseModel:
     """A loaded diffusion model: the UNet (eval mode, on ``device``) and its DDIM scheduler."""

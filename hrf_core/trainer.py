@@ -196,7 +196,7 @@ class Trainer:
                             stats["approx_kl"].append(diag["approx_kl"])
                             stats["clip_fraction"].append(diag["clip_fraction"])
                             if first_ratio_dev is None:
-                                first_ratio_dev = float((torch.exp(log_prob - old) - 1).abs().max())
+                                first_ratio_dev = float((torch.exp(log_prob.detach() - old) - 1).abs().max())
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self._stepped_this_epoch = True

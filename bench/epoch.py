@@ -1,0 +1,160 @@
+"""Epoch time against its floor: DDPO and a 10-step HRF window, and the evaluation overhead.
+
+floor = sum over UNet calls of the measured forward time at that call's batch size
+      + trained steps x the measured forward+backward time at the training micro-batch.
+A ratio near 1 means the loop adds little beyond the UNet calls it must make.
+
+    python bench/epoch.py                       # embedded digits16 on this CPU (32 samples, K = 40)
+    python bench/epoch.py --celebahq --device cuda --samples 8 --batch 8   # CelebA-HQ 256 architecture, random weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
+
+from hrf_core.config import TrainConfig  # noqa: E402
+from hrf_core.models import CELEBAHQ_UNET_CONFIG, MODELS, load_base_model  # noqa: E402
+from hrf_core.runs import RunStore  # noqa: E402
+from hrf_core.trainer import Trainer  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn, device, repeats: int) -> float:
+    fn()
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - started) / repeats
+
+
+def forward_time(base, batch: int, repeats: int, bf16: bool) -> float:
+    x = torch.randn(batch, *base.sample_shape, device=base.device)
+    t = torch.full((batch,), 500, device=base.device)
+
+    def call():
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=bf16 and x.is_cuda):
+            base.unet(x, t)
+    return time_call(call, base.device, repeats)
+
+
+def forward_backward_time(base, batch: int, repeats: int, bf16: bool) -> float:
+    x = torch.randn(batch, *base.sample_shape, device=base.device)
+    t = torch.full((batch,), 500, device=base.device)
+
+    def call():
+        with torch.autocast("cuda", torch.bfloat16, enabled=bf16 and x.is_cuda):
+            out = base.unet(x, t).sample
+        out.float().mean().backward()
+    return time_call(call, base.device, repeats)
+
+
+def random_celebahq_folder(root: Path) -> Path:
+    """The google/ddpm-celebahq-256 architecture with random weights (no download)."""
+    torch.manual_seed(0)
+    UNet2DModel(**CELEBAHQ_UNET_CONFIG).save_pretrained(root / "unet", safe_serialization=True)
+    DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(root / "scheduler")
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="digits16")
+    parser.add_argument("--celebahq", action="store_true", help="random-weight CelebA-HQ 256 architecture")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="sampling batch")
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--siblings", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per method (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tmp = Path(tempfile.mkdtemp(prefix="hrf-bench-"))
+    model = str(random_celebahq_folder(tmp / "celebahq")) if args.celebahq else args.model
+    if not args.celebahq and model in MODELS and not Path(MODELS[model].location).is_dir():
+        raise SystemExit(f"{model} is not built yet")
+    base = load_base_model(model, args.device)
+    device = base.device
+    k, n, b, tb = args.steps, args.samples, args.batch, args.train_batch
+    results: dict = {"device": str(device), "model": "celebahq-256-architecture (random)" if args.celebahq else model,
+                     "params_M": sum(p.numel() for p in base.unet.parameters()) / 1e6, "samples": n, "K": k,
+                     "batch": b, "train_batch": tb, "threads": torch.get_num_threads(), "bf16": args.bf16}
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name()
+
+    images_per_batch = b // args.siblings
+    fwd = {size: forward_time(base, size, args.repeats, args.bf16) for size in {b, images_per_batch}}
+    fwd_bwd = forward_backward_time(base, tb, args.repeats, args.bf16)
+    base.unet.zero_grad(set_to_none=True)
+    results["forward_s"] = {str(size): v for size, v in fwd.items()}
+    results["forward_backward_s"] = fwd_bwd
+
+    def config_for(method: str, window: tuple[int, int]) -> TrainConfig:
+        return TrainConfig(model=model, method=method, window=window, start_mode="fixed", num_steps=k, epochs=1000,
+                           samples_per_epoch=n, batch_size=b, siblings=args.siblings, train_batch_size=tb,
+                           updates_per_epoch=max(1, n // tb // 1), eval_every=1000, device=str(device),
+                           bf16=args.bf16, eval_samples=64 if not args.celebahq else 8)
+
+    n_batches = n // b
+    arms = {"ddpo": ("ddpo", (0, k)), "hrf_10_steps": ("hrf", (k - 10, k))}
+    for name, (method, window) in arms.items():
+        config = config_for(method, window)
+        trainer = Trainer(config, RunStore(tmp / "runs").create(config.to_dict()), base=base)
+        trainable = sum(trainer.trainable[window[0]:window[1]])
+        trainer._epoch(1)  # warm-up
+        sync(device)
+        started = time.perf_counter()
+        for epoch in range(2, 2 + args.epochs):
+            trainer._epoch(epoch)
+        sync(device)
+        seconds = (time.perf_counter() - started) / args.epochs
+        start = window[0]
+        sampling = n_batches * ((k - start) * fwd[b] + (k * fwd[images_per_batch] if start > 0 else 0.0))
+        training = n_batches * trainable * (b // tb) * fwd_bwd
+        floor = sampling + training
+        results[name] = {"epoch_s": seconds, "floor_s": floor, "ratio": seconds / floor,
+                         "nfe_rows": n_batches * ((k - start) * b + (k * images_per_batch if start > 0 else 0)),
+                         "trained_steps": n_batches * trainable}
+        if name == "ddpo":
+            eval_started = time.perf_counter()
+            trainer.evaluate()
+            sync(device)
+            eval_s = time.perf_counter() - eval_started
+            results["eval_s"] = eval_s
+            results["eval_over_ddpo_epoch"] = eval_s / seconds
+        print(f"{name:14s} epoch {seconds:7.2f} s   floor {floor:7.2f} s   ratio {seconds / floor:5.3f}", flush=True)
+        del trainer
+    print(f"evaluation ({config_for('ddpo', (0, k)).eval_samples} samples, K={k}): {results['eval_s']:.2f} s = "
+          f"{100 * results['eval_over_ddpo_epoch']:.0f}% of a DDPO epoch")
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""``python -m hrf_core``: an end-to-end run, resume, sampling and bad flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hrf_core.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--steps", "10", "--samples", "8", "--batch-size", "4", "--siblings", "2", "--eval-samples", "8",
+         "--device", "cpu"]
+
+
+@pytest.mark.slow
+def test_train_resume_and_sample_end_to_end(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = main(["train", "--model", str(tiny_model_dir), "--reward", "jpeg-compressibility", "--method", "hrf",
+                 "--window", "5:10", "--epochs", "2", "--seed", "0", "--out", str(out), "--name", "demo", *SMALL])
+    assert code == 0
+    run = out / "demo"
+    config = json.loads((run / "config.json").read_text())
+    assert config["window"] == [5, 10] and config["method"] == "hrf"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    checkpoint = run / "checkpoints" / "epoch-0002"
+    assert (checkpoint / "unet" / "config.json").is_file() and (checkpoint / "optimizer.safetensors").is_file()
+    assert (run / "grids" / "epoch-0002.png").is_file()
+    assert "epoch 2/2" in capsys.readouterr().out
+
+    assert main(["resume", str(run), "--epochs", "3"]) == 0
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+
+    grid, array = tmp_path / "grid.png", tmp_path / "samples.npy"
+    assert main(["sample", "--checkpoint", str(checkpoint), "--n", "4", "--seed", "0", "--steps", "10",
+                 "--device", "cpu", "--out", str(grid), "--array", str(array)]) == 0
+    samples = np.load(array)
+    assert samples.shape == (4, 1, 8, 8) and samples.dtype == np.float32
+    assert samples.min() >= 0 and samples.max() <= 1 and grid.stat().st_size > 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--window", "30:20"], "window 30:20"),
+    (["--window", "0:41"], "window 0:41"),
+    (["--window", "abc"], "START:END"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--model", "no-such-model"], "unknown model"),
+    (["--reward", "no-such-reward"], "unknown reward"),
+    (["--method", "ppo"], "invalid choice"),
+])
+def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
+    try:
+        code = main(["train", "--out", str(tmp_path), *flags])
+    except SystemExit as exit_:  # argparse-level errors
+        code = exit_.code
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hrf_core", "train", "--window", "30:20", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: window 30:20")
+
+
+def test_offline_hub_model_fails_fast(tmp_path, capsys):
+    import time
+
+    started = time.perf_counter()
+    assert main(["train", "--model", "google/ddpm-celebahq-256", "--out", str(tmp_path)]) == 2
+    assert time.perf_counter() - started < 1.0
+    assert "huggingface-cli download" in capsys.readouterr().err
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--model", "--reward", "--method", "--window", "--epochs", "--seed", "--out", "--cluster"):
+        assert flag in text
