@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain = sub.add_parser("pretrain", help="train the embedded models (digits16, digits16-classifier)")
     pretrain.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.pretrain")
 
+    base_metrics = sub.add_parser("base-metrics", help="evaluate a base model and save the metrics beside it")
+    base_metrics.add_argument("--model", default="digits16", help="registry name or local diffusers folder")
+    base_metrics.add_argument("--rewards", nargs="+", default=["jpeg-compressibility", "jpeg-incompressibility"])
+    base_metrics.add_argument("--device", default="cpu")
+
     experiment = sub.add_parser("experiment", help="run a named experiment (paper-digits)")
     experiment.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.experiment")
     return parser
@@ -203,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_resume(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "base-metrics":
+            from hrf_core.evaluation import write_base_metrics
+
+            c = TrainConfig()
+            print(write_base_metrics(args.model, args.rewards, c.num_steps, c.eval_eta, c.eval_samples, c.eval_seed,
+                                     args.device))
+            return 0
         if args.command == "pretrain":
             from hrf_core.pretrain import cli_main
 

@@ -9,17 +9,21 @@ import torch
 
 from hrf_core.imaging import image_grid, to_unit
 from hrf_core.models import BaseModel, load_base_model
-from hrf_core.policy import ddim_step_with_logprob, noise_like, rollout, unet_eps
+from hrf_core.policy import StopCheck, ddim_step_with_logprob, noise_like, rollout, unet_eps
 from hrf_core.runs import atomic_path
 
 
 def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
-                batch_size: int = 256) -> torch.Tensor:
-    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same noise."""
+                batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same samples.
+
+    This is the evaluation sampler of the trainer, the app and the experiments.
+    """
     base.scheduler.set_timesteps(num_steps)
     generator = torch.Generator().manual_seed(seed)
     x = noise_like((n, *base.sample_shape), generator, base.device)
-    finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, record=False).final
+    finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, stop=stop, record=False,
+                      autocast_bf16=autocast_bf16).final
               for chunk in x.split(batch_size)]
     return torch.cat(finals)
 

@@ -39,6 +39,7 @@ from hrf_core.policy import (
 )
 from hrf_core.rewards import RewardFn, make_reward
 from hrf_core.runs import Run, write_json
+from hrf_core.sampling import sample_from
 from hrf_core.windows import active_window, draw_start, dynamic_start
 
 
@@ -212,9 +213,8 @@ class Trainer:
         """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed."""
         c = self.config
         self.phase = "evaluating"
-        generator = torch.Generator().manual_seed(c.eval_seed)
-        x = self._pure_noise(c.eval_samples, generator)
-        images = self._rollout(self.unet, x, 0, c.eval_eta, generator, record=False).final
+        images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
+                             stop=self._stop, autocast_bf16=c.bf16)
         rewards = self.reward_fn(images).float().cpu()
         metrics = self.evaluator(images, rewards)
         return metrics, image_grid(images[:64], scale=max(1, 128 // images.shape[-1]))
