@@ -1,0 +1,65 @@
+"""The base-model registry: local folders, layouts, safetensors only, clear offline errors."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import torch
+from conftest import make_scheduler, make_tiny_unet
+
+from hrf_core.models import availability, load_base_model, model_folder, resolve_device
+
+
+def test_local_folder_loads_unet_and_ddim_scheduler(tiny_model_dir):
+    base = load_base_model(str(tiny_model_dir), "cpu")
+    assert base.sample_shape == (1, 8, 8) and not base.unet.training
+    assert type(base.scheduler).__name__ == "DDIMScheduler"
+    assert base.scheduler.config.set_alpha_to_one is False and base.scheduler.config.steps_offset == 1
+
+
+def test_flat_layout_and_ddpm_scheduler_config(tmp_path):
+    from diffusers import DDPMScheduler
+
+    make_tiny_unet().save_pretrained(tmp_path, safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path)  # like google/ddpm-celebahq-256
+    base = load_base_model(str(tmp_path), "cpu")
+    assert type(base.scheduler).__name__ == "DDIMScheduler"
+    assert base.scheduler.config.set_alpha_to_one is True  # DDIM default: last step has zero variance
+
+
+def test_pickle_only_weights_are_refused(tmp_path):
+    unet = make_tiny_unet()
+    unet.save_pretrained(tmp_path / "unet", safe_serialization=False)
+    make_scheduler().save_pretrained(tmp_path / "scheduler")
+    with pytest.raises(ValueError, match="no .safetensors"):
+        load_base_model(str(tmp_path), "cpu")
+
+
+def test_unknown_and_offline_models_fail_fast_with_instructions(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        model_folder("nope")
+    with pytest.raises(ValueError, match="not a diffusers model folder"):
+        model_folder(str(tmp_path))
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="huggingface-cli download google/ddpm-ema-celebahq-256"):
+        load_base_model("google/ddpm-ema-celebahq-256", "cpu")
+    assert time.perf_counter() - started < 1.0
+    ok, reason = availability("google/ddpm-celebahq-256")
+    assert not ok and reason
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_checkpoint_folder_is_a_model(tiny_model_dir, tmp_path):
+    shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
+    assert load_base_model(str(tmp_path / "ckpt"), "cpu").folder == (tmp_path / "ckpt").resolve()
