@@ -133,10 +133,13 @@ def _progress_callback(epochs: int):
 
     def on_epoch(report) -> None:
         m = report.metrics
-        vendi = next((f"{k}={m[k]:.3f}" for k in sorted(m) if k.startswith("vendi_classifier@")), "")
-        line = (f"epoch {report.epoch}/{report.epochs}  reward {m.get('reward_mean', float('nan')):.4f}"
-                f" ± {m.get('reward_std', float('nan')):.4f}  vendi_pixel {m.get('vendi_pixel', float('nan')):.3f}"
-                f"  {vendi}  {m.get('seconds', 0.0):.1f}s")
+        line = f"epoch {report.epoch}/{report.epochs}"
+        if "reward_mean" in m:
+            vendi = "  ".join(f"{k} {m[k]:.3f}" for k in sorted(m) if k.startswith("vendi_"))
+            line += f"  eval reward {m['reward_mean']:.4f} ± {m['reward_std']:.4f}  {vendi}"
+        if "train_reward_mean" in m:
+            line += f"  train reward {m['train_reward_mean']:.4f}  kl {m['approx_kl']:.2e}"
+        line += f"  {m.get('seconds', 0.0):.1f}s"
         bar.write(line)
         if report.epoch > 0:
             bar.update(1)
