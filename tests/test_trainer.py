@@ -16,7 +16,7 @@ from hrf_core.trainer import Trainer, resume_training
 def small_config(model_dir, **changes) -> TrainConfig:
     base = TrainConfig(model=str(model_dir), method="hrf", window=(4, 8), num_steps=10, epochs=2,
                        samples_per_epoch=8, batch_size=4, siblings=2, train_batch_size=4, updates_per_epoch=2,
-                       eval_samples=8, checkpoint_every=1, device="cpu", lr=1e-3)
+                       eval_samples=8, eval_every=1, checkpoint_every=1, device="cpu", lr=1e-3)
     return base.replace(**changes).validate()
 
 
