@@ -18,7 +18,7 @@ from hrf_core.metrics import evaluate_samples
 class Evaluator:
     """Callable ``(images [-1,1] (N,C,H,W), rewards (N,)) -> dict`` of named metrics."""
 
-    def __init__(self, model_name: str, device: torch.device | str = "cpu", num_samples: int | None = None):
+    def __init__(self, model_name: str, device: torch.device | str = "cpu"):
         self.model_name = model_name
         self.device = torch.device(device)
         self.classifier = None

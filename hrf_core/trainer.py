@@ -92,9 +92,10 @@ class Trainer:
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
         )
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.evaluator = Evaluator(config.model, self.device, num_samples=config.eval_samples)
+        self.evaluator = Evaluator(config.model, self.device)
         self.epoch = 0
         self.hrfd_start: int | None = None
+        self.hrfd_info: dict | None = None
         self.phase = "idle"
         self._stepped_this_epoch = False
         self._saved_epoch = -1
@@ -126,7 +127,7 @@ class Trainer:
             images = self._rollout(source, self._pure_noise(n_images, self.generator), 0, c.eta,
                                    self.generator, record=False).final
         if c.method == "hrf-d":
-            if batch_index == 0 and (epoch - 1) % c.hrfd_every == 0 or self.hrfd_start is None:
+            if (batch_index == 0 and (epoch - 1) % c.hrfd_every == 0) or self.hrfd_start is None:
                 self.phase = f"epoch {epoch}: HRF-D probing start steps"
                 probe = images[: c.hrfd_probe_images]
                 self.hrfd_start, self.hrfd_info = dynamic_start(
@@ -293,7 +294,7 @@ class Trainer:
             "update_seconds": trained - sampled,
             **update,
         }
-        if c.method == "hrf-d" and getattr(self, "hrfd_info", None):
+        if c.method == "hrf-d" and self.hrfd_info:
             row["hrfd"] = self.hrfd_info
         grid = None
         if epoch % c.eval_every == 0 or epoch == c.epochs:
