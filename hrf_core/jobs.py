@@ -1,0 +1,302 @@
+"""One background fine-tuning job at a time, and snapshots of it for the UI (no gradio here).
+
+The :class:`JobManager` owns at most one training thread. ``start(config)`` validates everything
+first and raises ``ValueError`` with one clear line (nothing is started, no run folder is made);
+``stop()`` asks the trainer to stop cooperatively; ``snapshot()`` is cheap and safe to call from
+many UI tabs at once: it reads the run store (metrics are cached by file size and mtime), so a
+reloaded tab, a second visitor, or an app restarted after a crash sees the job and its history.
+
+A worker thread never lets an exception escape: a crashing trainer leaves the status
+``"failed: <reason>"`` and the manager ready for the next start.
+
+Heavy modules (torch, diffusers) are imported lazily, so importing this module is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hrf_core.config import TrainConfig
+from hrf_core.runs import Run, RunStore
+
+log = logging.getLogger(__name__)
+
+#: A run whose status says "running" but that no thread of this process owns, and that has not
+#: been updated for this long, is reported as interrupted (the app or CLI died mid-run).
+STALE_SECONDS = 15 * 60
+
+ACTIVE_STATES = ("starting", "running", "stopping")
+
+
+class TrainerLike(Protocol):
+    """What the manager needs from a trainer (the real one is :class:`hrf_core.trainer.Trainer`)."""
+
+    phase: str
+
+    def train(self) -> str: ...
+
+
+#: ``factory(config, run, callbacks, stop_event) -> trainer``
+TrainerFactory = Callable[[TrainConfig, Run, list, threading.Event], TrainerLike]
+
+
+def default_trainer_factory(config: TrainConfig, run: Run, callbacks: list, stop_event: threading.Event):
+    from hrf_core.trainer import Trainer
+
+    return Trainer(config, run, callbacks=callbacks, stop_event=stop_event)
+
+
+def default_preflight(config: TrainConfig) -> None:
+    """Raise ValueError (one clear line) if the model or the reward cannot run here now."""
+    from hrf_core.models import MODELS, availability, model_folder
+    from hrf_core.rewards import REWARDS
+
+    if config.model in MODELS:
+        ok, reason = availability(config.model)
+        if not ok:
+            raise ValueError(f"model {config.model} is unavailable: {reason}")
+    else:
+        model_folder(config.model)  # a local diffusers folder: validated, raises ValueError
+    if config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
+    ok, reason = REWARDS[config.reward].available()
+    if not ok:
+        raise ValueError(f"reward {config.reward} is unavailable: {reason}")
+
+
+def default_torch_threads() -> int:
+    """Threads for training: ``HRF_TORCH_THREADS``, else all cores but one (the UI keeps one)."""
+    value = os.environ.get("HRF_TORCH_THREADS", "")
+    if value.strip().isdigit() and int(value) >= 1:
+        return int(value)
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class JobSnapshot:
+    """What the UI shows about the current job (or, when idle, about the latest run)."""
+
+    state: str = "idle"  # idle | starting | running | stopping | done | stopped | failed | interrupted
+    status: str = "idle"  # human text: "running", "failed: <reason>", ...
+    run_id: str | None = None
+    epoch: int = 0
+    epochs: int = 0
+    seconds_per_epoch: float | None = None
+    eta_seconds: float | None = None
+    phase: str = ""
+    rows: list[dict] = field(default_factory=list)
+    grid: str | None = None  # latest sample grid (path)
+    base_grid: str | None = None  # the epoch-0 (base model) grid (path)
+    error: str | None = None
+    config: dict = field(default_factory=dict)
+    elapsed_seconds: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+@dataclass
+class _Job:
+    run: Run
+    config: TrainConfig
+    stop_event: threading.Event
+    started: float
+    state: str = "starting"
+    epoch: int = 0
+    error: str | None = None
+    trainer: Any = None
+    thread: threading.Thread | None = None
+    finished: float | None = None
+
+
+class JobManager:
+    """Runs one fine-tuning job at a time in a background thread; thread-safe."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        trainer_factory: TrainerFactory | None = None,
+        preflight: Callable[[TrainConfig], None] | None = default_preflight,
+        torch_threads: int | None = None,
+    ):
+        self.store = store
+        self.trainer_factory = trainer_factory or default_trainer_factory
+        self.preflight = preflight
+        self.torch_threads = torch_threads
+        self._lock = threading.Lock()
+        self._job: _Job | None = None
+        self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
+
+    # -- control --------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        job = self._job
+        return job is not None and job.state in ACTIVE_STATES
+
+    def start(self, config: TrainConfig, name: str | None = None) -> str:
+        """Validate ``config``, create its run and start training in the background; returns the run id.
+
+        Raises ValueError (nothing started, nothing written) when a job is running or the config,
+        the model or the reward is not usable.
+        """
+        if not isinstance(config, TrainConfig):
+            raise ValueError("start() needs a TrainConfig")
+        with self._lock:
+            job = self._job
+            if job is not None and job.state in ACTIVE_STATES:
+                raise ValueError(
+                    f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
+                    "stop it first")
+            config.validate()
+            if self.preflight is not None:
+                self.preflight(config)
+            run = self.store.create(config.to_dict(), name=name)
+            run.set_status("running", 0, config.epochs, "starting")
+            job = _Job(run=run, config=config, stop_event=threading.Event(), started=time.time())
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{run.run_id}",
+                                          daemon=True)
+            self._job = job
+            job.thread.start()
+            return run.run_id
+
+    def stop(self) -> bool:
+        """Ask the running job to stop after the current UNet call; False if nothing is running."""
+        with self._lock:
+            job = self._job
+            if job is None or job.state not in ("starting", "running"):
+                return False
+            job.stop_event.set()
+            job.state = "stopping"
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current job's thread ends; True if it ended (for tests and scripts)."""
+        job = self._job
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+    def _work(self, job: _Job) -> None:
+        def on_epoch(report) -> None:
+            job.epoch = report.epoch
+
+        try:
+            if self.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.torch_threads)
+            job.trainer = self.trainer_factory(job.config, job.run, [on_epoch], job.stop_event)
+            if job.state == "starting":
+                job.state = "running"
+            result = job.trainer.train()
+            job.state = "stopped" if result == "stopped" or job.stop_event.is_set() else "done"
+        except BaseException as error:  # noqa: BLE001 - the app must survive any trainer failure
+            message = f"{type(error).__name__}: {error}".strip().rstrip(":")
+            first = message.splitlines()[0] if message else type(error).__name__
+            job.error = first[:500]
+            job.state = "failed"
+            log.error("run %s failed:\n%s", job.run.run_id, traceback.format_exc())
+            try:
+                if job.run.status.get("state") != "failed":
+                    job.run.set_status("failed", job.epoch, job.config.epochs, job.error)
+            except Exception:  # noqa: BLE001 - a full disk must not kill the worker's cleanup either
+                log.exception("could not record the failure of run %s", job.run.run_id)
+        finally:
+            job.finished = time.time()
+            if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
+                job.state = "done"
+
+    # -- reading --------------------------------------------------------------------------------
+    def rows(self, run: Run) -> list[dict]:
+        """Metric rows of ``run``, re-read only when metrics.jsonl changed (size or mtime)."""
+        path = run.path / "metrics.jsonl"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return []
+        key = (stat.st_size, stat.st_mtime_ns)
+        cached = self._rows_cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rows = run.metrics()
+        self._rows_cache[path] = (key, rows)
+        return rows
+
+    def current_run_id(self) -> str | None:
+        job = self._job
+        return job.run.run_id if job is not None else None
+
+    def snapshot(self, run_id: str | None = None) -> JobSnapshot:
+        """The state of ``run_id``, else of this manager's job, else of the newest run on disk."""
+        job = self._job
+        if run_id is None and job is not None:
+            return self._job_snapshot(job)
+        if run_id is not None and job is not None and job.run.run_id == run_id:
+            return self._job_snapshot(job)
+        try:
+            run = self.store.get(run_id) if run_id is not None else next(iter(self.store.list()), None)
+        except ValueError as error:
+            return JobSnapshot(state="idle", status=str(error), error=str(error))
+        if run is None:
+            return JobSnapshot()
+        return self._disk_snapshot(run)
+
+    def _fill(self, snap: JobSnapshot, run: Run) -> JobSnapshot:
+        rows = self.rows(run)
+        snap.rows = rows
+        grids = run.grids()
+        snap.grid = str(grids[-1]) if grids else None
+        base = run.path / "grids" / "epoch-0000.png"
+        snap.base_grid = str(base) if base.is_file() else None
+        trained = [r for r in rows if r.get("epoch", 0) >= 1 and isinstance(r.get("seconds"), (int, float))]
+        if trained:
+            recent = trained[-5:]
+            snap.seconds_per_epoch = sum(r["seconds"] for r in recent) / len(recent)
+        done = max((r.get("epoch", 0) for r in rows), default=0)
+        snap.epoch = max(snap.epoch, done)
+        if snap.active and snap.seconds_per_epoch is not None and snap.epochs:
+            snap.eta_seconds = max(0.0, (snap.epochs - snap.epoch) * snap.seconds_per_epoch)
+        return snap
+
+    def _job_snapshot(self, job: _Job) -> JobSnapshot:
+        state = job.state
+        trainer = job.trainer
+        phase = getattr(trainer, "phase", "") if trainer is not None else "loading the model"
+        if state == "stopping":
+            phase = "stopping after the current step"
+        status = f"failed: {job.error}" if state == "failed" else state
+        end = job.finished if job.finished is not None else time.time()
+        snap = JobSnapshot(state=state, status=status, run_id=job.run.run_id, epoch=job.epoch,
+                           epochs=job.config.epochs, phase=str(phase or ""), error=job.error,
+                           config=job.config.to_dict(), elapsed_seconds=end - job.started)
+        return self._fill(snap, job.run)
+
+    def _disk_snapshot(self, run: Run) -> JobSnapshot:
+        status = run.status
+        state = status.get("state", "unknown")
+        message = str(status.get("message", ""))
+        error = None
+        if state == "running":
+            updated = float(status.get("updated") or 0)
+            if time.time() - updated > STALE_SECONDS:
+                state, message = "interrupted", "interrupted: the process that ran it stopped"
+            else:
+                state, message = "running elsewhere", message or "running in another process"
+        text = state
+        if state == "failed":
+            error = message or "unknown error"
+            text = f"failed: {error}"
+        snap = JobSnapshot(state=state, status=text, run_id=run.run_id, epoch=int(status.get("epoch") or 0),
+                           epochs=int(status.get("epochs") or run.config.get("epochs") or 0), phase=message,
+                           error=error, config=run.config)
+        return self._fill(snap, run)

@@ -1,0 +1,188 @@
+"""The JobManager with fake trainers: done, stopped, crashed; refusals; snapshots read from the run store."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from hrf_core.config import TrainConfig
+from hrf_core.jobs import JobManager
+from hrf_core.runs import RunStore
+
+
+def small_config(**changes) -> TrainConfig:
+    base = TrainConfig(model="fake-model", epochs=3, samples_per_epoch=8, batch_size=8, num_steps=10,
+                       window=(4, 10), eval_samples=8)
+    return base.replace(**changes).validate()
+
+
+class FakeTrainer:
+    """Writes rows and grids like the real trainer; ``mode``: done | stop | crash | crash-at-init."""
+
+    def __init__(self, config, run, callbacks, stop_event, mode="done", gate=None):
+        if mode == "crash-at-init":
+            raise OSError("weights not found")
+        self.config, self.run, self.callbacks, self.stop_event = config, run, callbacks, stop_event
+        self.mode, self.gate = mode, gate
+        self.phase = "idle"
+
+    def _log(self, epoch: int) -> None:
+        row = {"epoch": epoch, "method": self.config.method, "reward_mean": -0.5 + 0.01 * epoch,
+               "vendi_pixel": 5.0 - 0.1 * epoch, "seconds": 0.0 if epoch == 0 else 2.0}
+        self.run.append_metrics(row)
+        self.run.save_grid(Image.new("L", (8, 8), color=epoch * 10), epoch)
+        for callback in self.callbacks:
+            callback(type("Report", (), {"epoch": epoch, "epochs": self.config.epochs, "metrics": row})())
+
+    def train(self) -> str:
+        self.run.set_status("running", 0, self.config.epochs, "evaluating the base model")
+        self._log(0)
+        for epoch in range(1, self.config.epochs + 1):
+            self.phase = f"epoch {epoch}: sampling"
+            if self.gate is not None:
+                self.gate.wait(5)
+            if self.stop_event.is_set():
+                self.run.set_status("stopped", epoch - 1, self.config.epochs, "stopped")
+                self.phase = "stopped"
+                return "stopped"
+            if self.mode == "crash" and epoch == 2:
+                raise RuntimeError("boom at epoch 2")
+            self._log(epoch)
+        self.run.set_status("done", self.config.epochs, self.config.epochs, "finished")
+        self.phase = "done"
+        return "done"
+
+
+def fake_factory(mode="done", gate=None):
+    def factory(config, run, callbacks, stop_event):
+        return FakeTrainer(config, run, callbacks, stop_event, mode=mode, gate=gate)
+
+    return factory
+
+
+def make_manager(tmp_path, mode="done", gate=None) -> JobManager:
+    return JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(mode, gate), preflight=None)
+
+
+def test_done(tmp_path):
+    manager = make_manager(tmp_path)
+    run_id = manager.start(small_config())
+    assert manager.wait(10)
+    snap = manager.snapshot()
+    assert (snap.state, snap.status, snap.run_id) == ("done", "done", run_id)
+    assert (snap.epoch, snap.epochs) == (3, 3)
+    assert [r["epoch"] for r in snap.rows] == [0, 1, 2, 3]
+    assert snap.seconds_per_epoch == pytest.approx(2.0) and snap.eta_seconds is None
+    assert snap.grid.endswith("epoch-0003.png") and snap.base_grid.endswith("epoch-0000.png")
+    assert not manager.busy and snap.error is None
+
+
+def test_stopped_and_second_start_refused(tmp_path):
+    gate = threading.Event()
+    manager = make_manager(tmp_path, gate=gate)
+    run_id = manager.start(small_config(epochs=50))
+    deadline = time.time() + 5
+    while manager.snapshot().phase != "epoch 1: sampling" and time.time() < deadline:
+        time.sleep(0.01)
+    snap = manager.snapshot()
+    assert snap.active and snap.state == "running" and snap.phase == "epoch 1: sampling"
+    with pytest.raises(ValueError, match="already in progress"):
+        manager.start(small_config())
+    assert [r.run_id for r in manager.store.list()] == [run_id]  # nothing created by the refusal
+    assert manager.stop()
+    assert manager.snapshot().state == "stopping"
+    gate.set()
+    assert manager.wait(10)
+    snap = manager.snapshot()
+    assert (snap.state, snap.status) == ("stopped", "stopped")
+    assert manager.store.get(run_id).status["state"] == "stopped"
+    assert not manager.stop()  # nothing left to stop
+
+
+def test_crash_leaves_the_manager_usable(tmp_path):
+    manager = make_manager(tmp_path, mode="crash")
+    manager.start(small_config())
+    assert manager.wait(10)
+    snap = manager.snapshot()
+    assert snap.state == "failed"
+    assert snap.status == "failed: RuntimeError: boom at epoch 2"
+    assert [r["epoch"] for r in snap.rows] == [0, 1]  # history is kept
+    assert not manager.busy
+    manager.trainer_factory = fake_factory("done")
+    second = manager.start(small_config(epochs=1))
+    assert manager.wait(10) and manager.snapshot().state == "done" and manager.snapshot().run_id == second
+
+
+def test_crash_while_loading_is_recorded_in_the_store(tmp_path):
+    manager = make_manager(tmp_path, mode="crash-at-init")
+    run_id = manager.start(small_config())
+    assert manager.wait(10)
+    assert manager.snapshot().status == "failed: OSError: weights not found"
+    status = manager.store.get(run_id).status
+    assert status["state"] == "failed" and "weights not found" in status["message"]
+    # a freshly started app (new manager) reads the same failure from disk
+    reloaded = JobManager(manager.store, preflight=None).snapshot()
+    assert (reloaded.run_id, reloaded.state, reloaded.error) == (run_id, "failed", "OSError: weights not found")
+
+
+def test_invalid_config_starts_nothing(tmp_path):
+    manager = make_manager(tmp_path)
+    with pytest.raises(ValueError, match="window"):
+        manager.start(small_config().replace(window=(8, 4)))
+    with pytest.raises(ValueError, match="TrainConfig"):
+        manager.start({"epochs": 2})
+    assert manager.store.list() == [] and not manager.busy
+    assert manager.snapshot().state == "idle" and manager.snapshot().run_id is None
+
+
+def test_preflight_refusal_starts_nothing(tmp_path):
+    def preflight(config):
+        raise ValueError("model fake-model is unavailable: needs a CUDA GPU")
+
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(), preflight=preflight)
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        manager.start(small_config())
+    assert manager.store.list() == []
+
+
+def test_second_visitor_and_restart_see_the_history(tmp_path):
+    manager = make_manager(tmp_path)
+    run_id = manager.start(small_config())
+    manager.wait(10)
+    other = JobManager(manager.store, preflight=None)  # e.g. the app restarted
+    snap = other.snapshot()
+    assert (snap.run_id, snap.state, len(snap.rows), snap.epoch) == (run_id, "done", 4, 3)
+    assert other.snapshot(run_id).rows == snap.rows
+    # a run left "running" by a dead process reads as interrupted once stale
+    run = manager.store.get(run_id)
+    run.set_status("running", 2, 3, "epoch 3/3")
+    assert other.snapshot(run_id).state == "running elsewhere"
+    status = run.status
+    status["updated"] -= 3600
+    (run.path / "status.json").write_text(__import__("json").dumps(status))
+    assert other.snapshot(run_id).state == "interrupted"
+    assert other.snapshot("no-such-run").error
+
+
+def test_rows_are_cached_until_the_file_changes(tmp_path):
+    manager = make_manager(tmp_path)
+    manager.start(small_config(epochs=1))
+    manager.wait(10)
+    run = manager.store.list()[0]
+    first = manager.rows(run)
+    assert manager.rows(run) is first  # unchanged file: the cached list
+    run.append_metrics({"epoch": 2, "reward_mean": 0.0})
+    assert len(manager.rows(run)) == len(first) + 1
+
+
+def test_default_preflight(tmp_path, tiny_model_dir):
+    from hrf_core.jobs import default_preflight
+
+    default_preflight(TrainConfig(model=str(tiny_model_dir)))
+    with pytest.raises(ValueError, match="not a diffusers model folder|unknown model"):
+        default_preflight(TrainConfig(model=str(tmp_path)))
+    with pytest.raises(ValueError, match="unknown reward"):
+        default_preflight(TrainConfig(model=str(tiny_model_dir), reward="nope"))
