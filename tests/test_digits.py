@@ -1,0 +1,131 @@
+"""The embedded defaults in checkpoints/: the digits16 DDPM, the digits classifier, their model cards."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+
+from hrf_core import CHECKPOINTS_DIR
+from hrf_core.digits import (
+    DigitClassifier,
+    classifier_accuracy,
+    load_digit_classifier,
+    load_split,
+    split_indices,
+)
+from hrf_core.pretrain import (
+    cli_main,
+    folder_hashes,
+    inception_score,
+    sample_ddim,
+    train_ddpm,
+    write_ddpm_card,
+)
+
+DDPM_DIR = CHECKPOINTS_DIR / "digits16"
+CLF_DIR = CHECKPOINTS_DIR / "digits16-classifier"
+
+
+@pytest.fixture(scope="module")
+def ddpm() -> tuple[UNet2DModel, DDIMScheduler]:
+    unet = UNet2DModel.from_pretrained(str(DDPM_DIR / "unet"), use_safetensors=True).eval()
+    return unet, DDIMScheduler.from_pretrained(str(DDPM_DIR / "scheduler"))
+
+
+def test_split_is_fixed_stratified_and_in_range():
+    tr, ho = split_indices()
+    assert len(tr) == 1437 and len(ho) == 360 and not set(tr) & set(ho)
+    assert (split_indices()[1] == ho).all()
+    x, y = load_split("heldout")
+    assert x.shape == (360, 1, 16, 16) and x.dtype == torch.float32
+    assert float(x.min()) == -1.0 and float(x.max()) <= 1.0 and float(x.max()) > 0.9
+    assert torch.bincount(y, minlength=10).min() >= 35  # stratified: ~36 per class
+    with pytest.raises(ValueError, match="unknown digits split"):
+        load_split("test")
+
+
+def test_ddpm_loads_offline_with_nonzero_ddim_variance(ddpm):
+    unet, sched = ddpm
+    assert unet.config.sample_size == 16 and unet.config.in_channels == unet.config.out_channels == 1
+    assert 1.0e6 < sum(p.numel() for p in unet.parameters()) < 1.2e6
+    cfg = json.loads((DDPM_DIR / "scheduler" / "scheduler_config.json").read_text())
+    assert cfg["_class_name"] == "DDIMScheduler"
+    assert cfg["set_alpha_to_one"] is False and cfg["clip_sample"] is True and cfg["steps_offset"] == 1
+    info = json.loads((DDPM_DIR / "training.json").read_text())
+    assert cfg["beta_schedule"] == info["recipe"]["beta_schedule"]  # same betas as training
+    sched.set_timesteps(40)
+    assert len(sched.timesteps) == 40
+    ratio = sched.config.num_train_timesteps // 40
+    variances = torch.stack([sched._get_variance(int(t), int(t) - ratio) for t in sched.timesteps])
+    assert bool((variances > 0).all()), variances
+
+
+def test_ddpm_samples_digits_in_seconds(ddpm):
+    unet, sched = ddpm
+    t0 = time.time()
+    x = sample_ddim(unet, sched, 8, steps=40, eta=1.0, seed=0, batch=8)
+    assert time.time() - t0 < 10.0
+    assert x.shape == (8, 1, 16, 16) and bool(torch.isfinite(x).all())
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    assert (x - x[0]).abs().amax() > 0.5  # not one image repeated
+    torch.testing.assert_close(x, sample_ddim(unet, sched, 8, steps=40, eta=1.0, seed=0, batch=8))  # seeded
+    with torch.no_grad():
+        probs = load_digit_classifier(CLF_DIR)(x).softmax(1)
+    assert float(probs.max(1).values.mean()) > 0.85  # recognisable digits (an untrained model gives ~0.6)
+
+
+def test_load_base_model_digits16():
+    models = pytest.importorskip("hrf_core.models")
+    base = models.load_base_model("digits16", "cpu")
+    assert base.sample_shape == (1, 16, 16)
+    assert base.scheduler.config.set_alpha_to_one is False
+
+
+def test_classifier_heldout_accuracy_and_embedding():
+    model = load_digit_classifier(CLF_DIR)
+    assert isinstance(model, DigitClassifier) and not model.training
+    x, y = load_split("heldout")
+    assert classifier_accuracy(model, x, y) >= 0.95
+    with torch.no_grad():
+        feats, logits = model.features(x[:5]), model(x[:5])
+    assert feats.shape == (5, model.config["embed_dim"]) and logits.shape == (5, 10)
+    with pytest.raises(ValueError, match="no digit classifier"):
+        load_digit_classifier(DDPM_DIR)
+
+
+@pytest.mark.parametrize("folder", [DDPM_DIR, CLF_DIR], ids=["digits16", "digits16-classifier"])
+def test_model_card_sha256_matches_files(folder: Path):
+    card = (folder / "README.md").read_text()
+    listed = dict(re.findall(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$", card, flags=re.M))
+    assert listed and listed == folder_hashes(folder)
+
+
+def test_checkpoints_fit_in_10_mb():
+    size = sum(p.stat().st_size for d in (DDPM_DIR, CLF_DIR) for p in d.rglob("*") if p.is_file())
+    assert size <= 10 * 2**20
+
+
+def test_inception_score_bounds():
+    assert inception_score(torch.eye(10)) == pytest.approx(10.0)
+    assert inception_score(torch.eye(10)[[3] * 10]) == pytest.approx(1.0)
+    assert inception_score(torch.full((4, 10), 0.1)) == pytest.approx(1.0)
+
+
+def test_pretrain_pipeline_writes_loadable_folder(tmp_path):
+    info = train_ddpm(tmp_path, recipe={"steps": 2, "batch_size": 4})
+    write_ddpm_card(tmp_path)
+    assert info["recipe"]["steps"] == 2 and (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    unet = UNet2DModel.from_pretrained(str(tmp_path / "unet"), use_safetensors=True)
+    sched = DDIMScheduler.from_pretrained(str(tmp_path / "scheduler"))
+    assert sched.config.set_alpha_to_one is False and unet.config.block_out_channels == [32, 64, 64]
+    assert set(folder_hashes(tmp_path)) == {"training.json", "unet/config.json",
+                                            "unet/diffusion_pytorch_model.safetensors",
+                                            "scheduler/scheduler_config.json"}
+    with pytest.raises(SystemExit):
+        cli_main(["no-such-model"])
