@@ -95,16 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="output PNG grid")
     sample.add_argument("--array", help="also save the samples as .npy: float32 in [0,1], shape (n, C, H, W)")
 
-    pretrain = sub.add_parser("pretrain", help="train the embedded models (digits16, digits16-classifier)")
-    pretrain.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.pretrain")
+    sub.add_parser("pretrain", help="train the embedded models (see python -m hrf_core pretrain --help)")
 
     base_metrics = sub.add_parser("base-metrics", help="evaluate a base model and save the metrics beside it")
     base_metrics.add_argument("--model", default="digits16", help="registry name or local diffusers folder")
     base_metrics.add_argument("--rewards", nargs="+", default=["jpeg-compressibility", "jpeg-incompressibility"])
     base_metrics.add_argument("--device", default="cpu")
 
-    experiment = sub.add_parser("experiment", help="run a named experiment (paper-digits)")
-    experiment.add_argument("args", nargs=argparse.REMAINDER, help="arguments of hrf_core.experiment")
+    sub.add_parser("experiment", help="run paper-digits (see python -m hrf_core experiment --help)")
     return parser
 
 
@@ -201,7 +199,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+FORWARDED = ("pretrain", "experiment")  # subcommands whose arguments belong to their own module's parser
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in FORWARDED:
+        try:
+            module = __import__(f"hrf_core.{argv[0]}", fromlist=["cli_main"])
+            return module.cli_main(argv[1:])
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -218,14 +227,6 @@ def main(argv: list[str] | None = None) -> int:
             print(write_base_metrics(args.model, args.rewards, c.num_steps, c.eval_eta, c.eval_samples, c.eval_seed,
                                      args.device))
             return 0
-        if args.command == "pretrain":
-            from hrf_core.pretrain import cli_main
-
-            return cli_main(args.args)
-        if args.command == "experiment":
-            from hrf_core.experiment import cli_main
-
-            return cli_main(args.args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
