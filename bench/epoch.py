@@ -1,7 +1,7 @@
 """Epoch time against its floor: DDPO and a 10-step HRF window, and the evaluation overhead.
 
 floor = sum over UNet calls of the measured forward time at that call's batch size
-      + trained steps x the measured forward+backward time at the training micro-batch.
+      + trained (sample, step) rows x the forward+backward time per row of a full training call.
 A ratio near 1 means the loop adds little beyond the UNet calls it must make.
 
     python bench/epoch.py                       # embedded digits16 on this CPU (32 samples, K = 40)
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32, help="sampling batch")
-    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--train-batch", type=int, default=64, help="(sample, step) rows per training call")
     parser.add_argument("--siblings", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per method (after one warm-up)")
@@ -117,7 +117,7 @@ def main() -> None:
     def config_for(method: str, window: tuple[int, int]) -> TrainConfig:
         return TrainConfig(model=model, method=method, window=window, start_mode="fixed", num_steps=k, epochs=1000,
                            samples_per_epoch=n, batch_size=b, siblings=args.siblings, train_batch_size=tb,
-                           updates_per_epoch=max(1, n // tb // 1), eval_every=1000, device=str(device),
+                           updates_per_epoch=4, eval_every=1000, device=str(device),
                            bf16=args.bf16, eval_samples=64 if not args.celebahq else 8)
 
     n_batches = n // b
@@ -135,7 +135,7 @@ def main() -> None:
         seconds = (time.perf_counter() - started) / args.epochs
         start = window[0]
         sampling = n_batches * ((k - start) * fwd[b] + (k * fwd[images_per_batch] if start > 0 else 0.0))
-        training = n_batches * trainable * (b // tb) * fwd_bwd
+        training = n_batches * trainable * b * fwd_bwd / tb  # rows x (forward+backward per row at full calls)
         floor = sampling + training
         results[name] = {"epoch_s": seconds, "floor_s": floor, "ratio": seconds / floor,
                          "nfe_rows": n_batches * ((k - start) * b + (k * images_per_batch if start > 0 else 0)),

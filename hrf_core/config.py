@@ -47,7 +47,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     inner_epochs: int = 1
     updates_per_epoch: int = 4  # optimiser steps per inner epoch
-    train_batch_size: int = 8  # micro-batch of samples per forward+backward
+    train_batch_size: int = 64  # (sample, step) rows per forward+backward UNet call
     # Evaluation, logging and checkpoints
     eval_every: int = 5  # one evaluation costs ~45% of a DDPO epoch on a 2-core CPU (bench/epoch.py)
     eval_samples: int = 64

@@ -179,26 +179,29 @@ class Trainer:
                         continue
                     clip_range = c.clip_range * self._clip_scale(batch.trajectory.start)
                     traj = batch.trajectory
-                    for micro in rows.split(c.train_batch_size):
-                        micro = micro.to(self.device)
-                        for j in batch.trained:
-                            if self._stop():
-                                raise StopRequested
-                            x, t = traj.states[micro, j], int(traj.timesteps[j])
-                            eps = unet_eps(self.unet, x, t, c.bf16)
-                            _, log_prob = ddim_step_with_logprob(
-                                self.scheduler, eps, t, x, eta=c.eta, prev_sample=traj.states[micro, j + 1])
-                            old = traj.log_probs[micro, j]
-                            losses = ddpo.ppo_clip_loss(log_prob, old, batch.advantages[micro], clip_range)
-                            # mean over the chunk's samples and each sample's trained steps
-                            loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
-                            loss.backward()
-                            total_loss += float(loss.detach())
-                            diag = ddpo.ppo_diagnostics(log_prob, old, clip_range)
-                            stats["approx_kl"].append(diag["approx_kl"])
-                            stats["clip_fraction"].append(diag["clip_fraction"])
-                            if first_ratio_dev is None:
-                                first_ratio_dev = float((torch.exp(log_prob.detach() - old) - 1).abs().max())
+                    # (sample, step) pairs, step-major; one UNet call takes up to train_batch_size of them
+                    steps = torch.tensor(batch.trained, dtype=torch.long)
+                    pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
+                    for i, j in zip(pairs_i.split(c.train_batch_size), pairs_j.split(c.train_batch_size),
+                                    strict=True):
+                        if self._stop():
+                            raise StopRequested
+                        i, j = i.to(self.device), j.to(self.device)
+                        x, t = traj.states[i, j], traj.timesteps.to(self.device)[j]
+                        eps = unet_eps(self.unet, x, t, c.bf16)
+                        _, log_prob = ddim_step_with_logprob(
+                            self.scheduler, eps, t, x, eta=c.eta, prev_sample=traj.states[i, j + 1])
+                        old = traj.log_probs[i, j]
+                        losses = ddpo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
+                        # mean over the chunk's samples and each sample's trained steps
+                        loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
+                        loss.backward()
+                        total_loss += float(loss.detach())
+                        diag = ddpo.ppo_diagnostics(log_prob, old, clip_range)
+                        stats["approx_kl"].append(diag["approx_kl"])
+                        stats["clip_fraction"].append(diag["clip_fraction"])
+                        if first_ratio_dev is None:
+                            first_ratio_dev = float((torch.exp(log_prob.detach() - old) - 1).abs().max())
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self._stepped_this_epoch = True
