@@ -71,7 +71,9 @@ WINDOW_TEMPLATE = """${(() => {
            value="${b}">
   </div>
   ${cells ? `<div class="hw-strip">${cells}</div>` : `<div class="hw-empty">${hint}</div>`}
-  <div class="hw-axis"><span>step 0 · pure noise → coarse shape</span><span>fine detail · step ${k - 1} →</span></div>
+  <div class="hw-axis"><span>step 0 · pure noise: early steps set the coarse shape</span>
+    <span>the model's guess of the final image at each step (hover to zoom)</span>
+    <span>late steps set the detail · step ${k - 1}</span></div>
 </div>`;
 })()}"""
 
@@ -93,11 +95,12 @@ WINDOW_CSS = """
            border: 2px solid var(--color-accent, #6366f1); box-shadow: 0 1px 3px rgba(0,0,0,.3); margin-top: 1px; }
 .hw-slider input[type=range]::-moz-range-thumb { pointer-events: auto; width: 14px; height: 22px;
            border-radius: 5px; background: white; cursor: ew-resize; border: 2px solid var(--color-accent, #6366f1); }
-.hw-strip { display: flex; margin: 6px 9px 0 9px; gap: 0; height: 96px; }
+.hw-strip { display: flex; margin: 6px 9px 0 9px; gap: 0; height: 108px; }
 .hw-strip img { flex: 1 1 0; width: 0; min-width: 0; height: 100%; object-fit: contain; image-rendering: pixelated;
-           border-top: 3px solid transparent; transition: opacity .15s, filter .15s; margin: 0 !important; }
-.hw-strip img.in { border-top-color: var(--color-accent, #6366f1); }
-.hw-strip img.out { opacity: .35; filter: grayscale(1); }
+           transition: opacity .15s, transform .15s; margin: 0 !important; border-radius: 0 !important;
+           transform-origin: center top; position: relative; }
+.hw-strip img.out { opacity: .45; }
+.hw-strip img:hover { transform: scale(2.6); z-index: 5; opacity: 1; box-shadow: 0 2px 10px rgba(0,0,0,.35); }
 .hw-empty { margin: 6px 9px; padding: 10px; font-size: 13px; color: var(--body-text-color-subdued);
            border: 1px dashed var(--border-color-primary); border-radius: 6px; text-align: center; }
 .hw-axis { display: flex; justify-content: space-between; font-size: 12px; margin: 2px 9px 0 9px;
@@ -140,7 +143,7 @@ paint();
 
 APP_CSS = """
 .hrf-header h1 { margin-bottom: 0; }
-.hrf-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
+.hrf-header p { margin-top: 2px; }
 .hrf-status { padding: 8px 12px; border: 1px solid var(--border-color-primary); border-radius: 8px;
               font-variant-numeric: tabular-nums; line-height: 1.7; }
 .hrf-badge { color: white; border-radius: 999px; padding: 1px 10px; font-size: 13px; font-weight: 600; }
@@ -150,6 +153,7 @@ APP_CSS = """
 .hrf-error { font-size: 13px; color: #dc2626; white-space: pre-wrap; }
 .hrf-notice { padding: 6px 10px; background: var(--background-fill-secondary); border-radius: 6px; }
 .hrf-info { font-size: 13px; color: var(--body-text-color-subdued); margin-top: -6px; }
+.hrf-note { font-size: 14px; margin-top: -4px; }
 #start-btn { min-height: 48px; font-size: 18px; }
 """
 
@@ -317,9 +321,9 @@ class Lab:
         return gr.Dropdown(choices=choices, value=a), gr.Dropdown(choices=choices, value=b)
 
     @_safe(5)
-    def compare(self, a, b, n, seed, reward):
-        result = views.compare(self.store, a, b, n=n, seed=seed, reward=reward or None)
-        headers = ["metric", result.label_a, result.label_b]
+    def compare(self, a, b, n, seed, reward, thumbnails=False):
+        result = views.compare(self.store, a, b, n=n, seed=seed, reward=reward or None, thumbnails=bool(thumbnails))
+        headers = ["metric", "A", "B", "B − A"]
         return (gr.Image(value=result.grid_a, label=f"A · {result.label_a}"),
                 gr.Image(value=result.grid_b, label=f"B · {result.label_b}"),
                 gr.Dataframe(value=result.table, headers=headers), result.figure,
@@ -373,38 +377,41 @@ class Lab:
                 # ---------------------------------------------------------------------- Train
                 with gr.Tab("Train", id="train", elem_id="tab-train"):
                     with gr.Row(equal_height=False):
-                        with gr.Column(scale=2, min_width=300):
+                        with gr.Column(min_width=200):
                             preset = gr.Dropdown([views.NO_PRESET, *PRESETS], value=self.preset, label="Preset",
-                                                 info="fills every field below", elem_id="preset")
+                                                 info="fills every field", elem_id="preset")
+                        with gr.Column(min_width=260):
                             model = gr.Dropdown([(d.model, d.model)], value=d.model, label="Base model",
                                                 allow_custom_value=True, elem_id="model",
                                                 info="or type a local diffusers folder")
                             model_info = gr.Markdown("", elem_classes="hrf-info", elem_id="model-info")
+                        with gr.Column(min_width=220):
                             reward = gr.Dropdown([(d.reward, d.reward)], value=d.reward, label="Reward",
-                                                 elem_id="reward")
+                                                 info="what fine-tuning maximises", elem_id="reward")
                             reward_info = gr.Markdown("", elem_classes="hrf-info", elem_id="reward-info")
+                        with gr.Column(scale=2, min_width=380):
                             method = gr.Radio([(v, key) for key, v in views.METHOD_LABELS.items()],
-                                              value=d.method, label="Method", elem_id="method")
+                                              value=d.method, label="Method", elem_id="method",
+                                              info="which denoising steps are trained")
                             method_help = gr.Markdown(views.METHOD_HELP.get(d.method, ""), elem_classes="hrf-info")
-                        with gr.Column(scale=3, min_width=420):
-                            window = gr.HTML(form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
-                                             js_on_load=WINDOW_JS, steps=k, strip=[], hint="computing x0 previews…",
-                                             elem_id="window", apply_default_css=False)
-                            note = gr.Markdown(views.window_note(d.method, form["window"], k, d.epochs),
-                                               elem_id="window-note", elem_classes="hrf-info")
-                            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
-                                numbers = []
-                                with gr.Row():
-                                    for name in NUMBER_NAMES:
-                                        label, low, high, kind = views.NUMBER_FIELDS[name]
-                                        numbers.append(gr.Number(form[name], label=label, precision=0 if kind is int
-                                                                 else None, elem_id=f"num-{name}", min_width=140))
-                            with gr.Row():
-                                start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
-                                stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
-                            train_status = gr.HTML(views.status_html(self.manager.snapshot()), elem_id="train-status",
-                                                   js_on_load=None)
-                            notice = gr.HTML("", elem_id="notice", js_on_load=None)
+                    window = gr.HTML(form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
+                                     js_on_load=WINDOW_JS, steps=k, strip=[], hint="computing x0 previews…",
+                                     elem_id="window", apply_default_css=False, container=True, padding=True)
+                    note = gr.Markdown(views.window_note(d.method, form["window"], k, d.epochs),
+                                       elem_id="window-note", elem_classes="hrf-note")
+                    with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                        numbers = []
+                        with gr.Row():
+                            for name in NUMBER_NAMES:
+                                label, low, high, kind = views.NUMBER_FIELDS[name]
+                                numbers.append(gr.Number(form[name], label=label, precision=0 if kind is int
+                                                         else None, elem_id=f"num-{name}", min_width=150))
+                    with gr.Row():
+                        start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
+                        stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
+                    train_status = gr.HTML(views.status_html(self.manager.snapshot()), elem_id="train-status",
+                                           js_on_load=None)
+                    notice = gr.HTML("", elem_id="notice", js_on_load=None)
                 # ---------------------------------------------------------------------- Live
                 with gr.Tab("Live", id="live", elem_id="tab-live"):
                     with gr.Row(equal_height=False):
@@ -413,11 +420,11 @@ class Lab:
                         live_stop = gr.Button("■ Stop", variant="stop", elem_id="live-stop-btn", scale=0,
                                               min_width=110)
                     with gr.Row(equal_height=False):
-                        trajectory = gr.Plot(label="Reward vs diversity", elem_id="trajectory-plot", scale=3,
+                        trajectory = gr.Plot(label="Reward vs diversity", elem_id="trajectory-plot", scale=1,
                                              show_label=False)
-                        gallery = gr.Gallery(label="Samples (fixed evaluation seed)", elem_id="live-gallery",
-                                             columns=2, rows=1, height=420, object_fit="contain", scale=2,
-                                             allow_preview=True, interactive=False)
+                        gallery = gr.Gallery(label="Samples: base model vs latest (same evaluation seed)",
+                                             show_label=False, elem_id="live-gallery", columns=2, rows=1, height=330,
+                                             object_fit="contain", scale=1, allow_preview=True, interactive=False)
                     curves = gr.Plot(label="Per-epoch curves", elem_id="curves-plot", show_label=False)
                 # ---------------------------------------------------------------------- Compare
                 with gr.Tab("Compare", id="compare", elem_id="tab-compare") as compare_tab:
@@ -430,15 +437,19 @@ class Lab:
                         compare_seed = gr.Number(0, label="First seed", precision=0, min_width=100, scale=1)
                         compare_reward = gr.Dropdown([(d.reward, d.reward)], value=d.reward, label="Reward",
                                                      scale=2)
-                    compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                    with gr.Row():
+                        compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=4)
+                        compare_thumbs = gr.Checkbox(False, label="images in the scatter", scale=1,
+                                                     elem_id="compare-thumbnails")
                     compare_note = gr.HTML("", js_on_load=None)
                     with gr.Row():
                         grid_a = gr.Image(label="A", type="pil", elem_id="grid-a", interactive=False, height=320)
                         grid_b = gr.Image(label="B", type="pil", elem_id="grid-b", interactive=False, height=320)
                     with gr.Row(equal_height=False):
-                        metrics_table = gr.Dataframe(headers=["metric", "A", "B"], label="Metrics",
-                                                     elem_id="compare-metrics", interactive=False, scale=2)
-                        projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=3)
+                        metrics_table = gr.Dataframe(headers=["metric", "A", "B", "B − A"], label="Metrics",
+                                                     elem_id="compare-metrics", interactive=False, scale=1,
+                                                     column_widths=["46%", "18%", "18%", "18%"])
+                        projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=1)
                 # ---------------------------------------------------------------------- Runs
                 with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                     refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
@@ -508,7 +519,8 @@ class Lab:
                                api_visibility="private")
             compare_tab.select(lambda r: gr.Dropdown(choices=views.reward_choices(), value=r), compare_reward,
                                compare_reward, show_progress="hidden", api_visibility="private")
-            compare_btn.click(self.compare, [source_a, source_b, compare_n, compare_seed, compare_reward],
+            compare_btn.click(self.compare, [source_a, source_b, compare_n, compare_seed, compare_reward,
+                                             compare_thumbs],
                               [grid_a, grid_b, metrics_table, projection, compare_note], api_name="compare",
                               concurrency_id="sampling", concurrency_limit=1)
             for trigger in (runs_tab.select, refresh.click):

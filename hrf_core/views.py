@@ -177,8 +177,9 @@ def model_choices(extra: list[str] | tuple[str, ...] = ()) -> list[tuple[str, st
 
     choices = []
     for name, spec in MODELS.items():
-        ok, reason = availability(name)
-        label = f"{name} · {spec.description}" if ok else f"{name} · unavailable: {reason}"
+        ok, _ = availability(name)
+        where = "GPU" if spec.needs_gpu else "CPU"
+        label = f"{name} ({spec.source}, {where})" if ok else f"{name} · unavailable here"
         choices.append((label, name))
     for value in extra:
         if value and value not in MODELS:
@@ -347,7 +348,7 @@ def run_label(config: dict) -> str:
     return name
 
 
-def history(store: RunStore, model: str, reward: str, exclude: str | None = None, limit: int = 8,
+def history(store: RunStore, model: str, reward: str, exclude: str | None = None, limit: int = 5,
             rows_of=None) -> list[tuple[Run, list[dict]]]:
     """Earlier runs of the same model and reward (newest first) with their metric rows."""
     out = []
@@ -397,7 +398,7 @@ def trajectory_figure(rows: list[dict], config: dict, past: list[tuple[Run, list
         fig.add_trace(go.Scatter(
             x=[r[keys.diversity] for r in pts], y=[r["reward_mean"] for r in pts], mode="lines+markers",
             line={"color": color, "width": 1.5}, marker={"size": 4, "color": color}, opacity=0.28,
-            name=f"{run_label(run.config)} ({run.run_id})", legendgroup="past", showlegend=False,
+            name=f"{run_label(run.config)} · earlier run", legendgroup=run.run_id, showlegend=True,
             hovertemplate=f"{html.escape(run_label(run.config))} · {run.run_id}<br>epoch %{{text}}<br>"
                           "Vendi %{x:.2f} · reward %{y:.3f}<extra></extra>",
             text=[r["epoch"] for r in pts]))
@@ -414,13 +415,13 @@ def trajectory_figure(rows: list[dict], config: dict, past: list[tuple[Run, list
         fig.add_trace(go.Scatter(
             x=[origin[keys.diversity]], y=[origin["reward_mean"]], mode="markers+text", name="base model",
             marker={"size": 16, "symbol": "star", "color": "#ffbf00", "line": {"width": 1, "color": "#333"}},
-            text=["base"], textposition="bottom center", hoverinfo="skip"))
+            text=["base"], textposition="bottom center", hoverinfo="skip", cliponaxis=False))
         if len(points) > 1:
             last = points[-1]
             fig.add_trace(go.Scatter(
                 x=[last[keys.diversity]], y=[last["reward_mean"]], mode="markers+text", showlegend=False,
                 marker={"size": 15, "color": color, "line": {"width": 2, "color": "white"}},
-                text=[f"epoch {last['epoch']}"], textposition="top center", hoverinfo="skip"))
+                text=[f"epoch {last['epoch']}"], textposition="top center", hoverinfo="skip", cliponaxis=False))
     reward = config.get("reward", "") if config else ""
     fig.update_layout(
         template="plotly_white", height=400, margin={"l": 60, "r": 20, "t": 40, "b": 50},
@@ -685,7 +686,7 @@ def _metric_name(key: str) -> str:
 
 
 def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int = 0, reward: str | None = None,
-            num_steps: int | None = None) -> Comparison:
+            num_steps: int | None = None, thumbnails: bool = False) -> Comparison:
     """Same-seed samples of two sources side by side, their metrics, and a joint 2D projection.
 
     Both are sampled with the same seeds and K (default: the K their runs were trained with, else 40).
@@ -723,13 +724,15 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     metrics_b = evaluator(images_b, reward_fn(images_b).float().cpu())
     keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel")]
     order = sorted(keys, key=lambda k: (not k.startswith("reward"), k))
-    table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4)] for k in order]
+    table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4),
+              f"{float(metrics_b[k]) - float(metrics_a[k]):+.4f}"] for k in order]
     if evaluator.classifier is not None:
         extractor, space = ClassifierFeatures(evaluator.classifier), "digit-classifier features"
     else:
         extractor, space = make_feature_extractor("pixel"), "pixels"
     projection = project_pair(extractor(images_a), extractor(images_b), seeds_a=range(seed, seed + n))
-    figure = projection_figure(projection, images_a, images_b, labels=(a.label, b.label), thumbnails=n <= 64,
+    figure = projection_figure(projection, images_a, images_b, labels=(f"A · {a.label}", f"B · {b.label}"),
+                               thumbnails=thumbnails and n <= 64,
                                thumb_size=32, title=f"Same seeds, joint PCA of {space}")
     figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 60, "b": 50})
     scale = max(1, 128 // images_a.shape[-1])
