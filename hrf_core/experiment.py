@@ -79,7 +79,7 @@ def run_experiment(args: argparse.Namespace) -> dict:
     """Train and evaluate every (task, seed, arm); returns the collected records."""
     device = resolve_device(args.device)
     store = RunStore(Path(args.out))
-    common = dict(samples_per_epoch=args.samples, batch_size=args.batch_size, siblings=args.siblings,
+    common = dict(samples_per_epoch=args.samples, batch_size=args.batch_size, siblings=args.siblings, lr=args.lr,
                   eval_every=args.eval_every, eval_samples=args.eval_samples, device=str(device))
     evaluator = Evaluator(args.model, device)
     records: list[dict] = []
@@ -217,7 +217,7 @@ def write_report(summary: dict, docs: Path, out: Path) -> Path:
     settings = summary["settings"]
     seeds = " ".join(str(s) for s in settings["seeds"])
     command = (f"python -m hrf_core experiment paper-digits --seeds {seeds} --tasks {' '.join(settings['tasks'])} "
-               f"--epochs {settings['epochs']}")
+               f"--epochs {settings['epochs']} --lr {settings['lr']:g}")
     lines = [
         "# Results: does HRF keep diversity where DDPO collapses it? (embedded digits model)",
         "",
@@ -226,7 +226,7 @@ def write_report(summary: dict, docs: Path, out: Path) -> Path:
         f"```bash\n{command}\n```",
         "",
         f"Setting: `{settings['model']}`, K = {settings['steps']} DDIM steps, eta = 1, {settings['samples']} samples "
-        f"per epoch for every arm, {settings['epochs']} epochs, seeds {seeds}. Final evaluation: "
+        f"per epoch for every arm, {settings['epochs']} epochs, AdamW lr {settings['lr']:g}, seeds {seeds}. Final evaluation: "
         f"{settings['final_samples']} samples from pure noise with a fixed seed (the same noise for every arm). "
         f"Device: {summary['device']} ({summary.get('torch_threads')} threads); total wall time "
         f"{summary['total_seconds'] / 60:.1f} min. Mean ± std over seeds where there are several.",
@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (every arm)")
     parser.add_argument("--samples", type=int, default=32, help="samples per epoch (every arm)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--siblings", type=int, default=4)
