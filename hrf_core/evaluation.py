@@ -1,8 +1,8 @@
 """The evaluation used everywhere (trainer, app, benchmarks, experiments): metrics of a sample set.
 
-The embeddings depend on the model: the embedded digits model is measured on the digits
-classifier's features (Vendi, Inception Score, class coverage and entropy) and on pixels;
-other models on pixels only unless a feature extractor is requested.
+The embeddings depend on the images: 1x16x16 digits are measured on the digits classifier's
+features (Vendi, Inception Score, class coverage and entropy) and on pixels; other models on
+pixels only.
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ import torch
 
 from hrf_core.metrics import evaluate_samples
 
+#: The image shape the digits classifier reads: any model producing it gets classifier metrics.
+DIGITS_SHAPE = (1, 16, 16)
+
 
 class Evaluator:
-    """Callable ``(images [-1,1] (N,C,H,W), rewards (N,)) -> dict`` of named metrics."""
+    """Callable ``(images [-1,1] (N,C,H,W), rewards (N,)) -> dict`` of named metrics.
 
-    def __init__(self, model_name: str, device: torch.device | str = "cpu"):
-        self.model_name = model_name
+    Models whose samples are 1x16x16 (the embedded digits model and its fine-tuned checkpoints)
+    are also measured on the digits classifier: Vendi on its features, IS, class coverage/entropy.
+    """
+
+    def __init__(self, sample_shape: tuple[int, int, int], device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.classifier = None
-        if model_name == "digits16":
+        if tuple(sample_shape) == DIGITS_SHAPE:
             from hrf_core.digits import load_digit_classifier
 
             self.classifier = load_digit_classifier(device=self.device)
@@ -65,7 +71,7 @@ def write_base_metrics(model: str, rewards: list[str], num_steps: int, eta: floa
 
     base = load_base_model(model, device)
     images = sample_from(base, samples, seed, num_steps=num_steps, eta=eta)
-    evaluator = Evaluator(model, base.device)
+    evaluator = Evaluator(base.sample_shape, base.device)
     saved = load_base_metrics(base.folder)
     for reward in rewards:
         metrics = evaluator(images, make_reward(reward)(images).float().cpu())

@@ -81,9 +81,9 @@ def run_experiment(args: argparse.Namespace) -> dict:
     store = RunStore(Path(args.out))
     common = dict(samples_per_epoch=args.samples, batch_size=args.batch_size, siblings=args.siblings, lr=args.lr,
                   eval_every=args.eval_every, eval_samples=args.eval_samples, device=str(device))
-    evaluator = Evaluator(args.model, device)
     records: list[dict] = []
     base = load_base_model(args.model, device)
+    evaluator = Evaluator(base.sample_shape, device)
     started_all = time.perf_counter()
     # the base model: one sample set, rewarded for every task
     started = time.perf_counter()

@@ -92,7 +92,7 @@ class Trainer:
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
         )
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.evaluator = Evaluator(config.model, self.device)
+        self.evaluator = Evaluator(self.base.sample_shape, self.device)
         self.epoch = 0
         self.hrfd_start: int | None = None
         self.hrfd_info: dict | None = None

@@ -719,7 +719,7 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
         images_a = sample_from(model_a, n, seed, num_steps=num_steps).cpu()
         images_b = sample_from(model_b, n, seed, num_steps=num_steps).cpu()
     reward_fn = make_reward(reward, device="cpu")
-    evaluator = Evaluator(a.family if a.family == b.family else "", torch.device("cpu"))
+    evaluator = Evaluator(model_a.sample_shape, torch.device("cpu"))
     metrics_a = evaluator(images_a, reward_fn(images_a).float().cpu())
     metrics_b = evaluator(images_b, reward_fn(images_b).float().cpu())
     keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel")]
