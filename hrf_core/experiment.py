@@ -178,7 +178,8 @@ def write_figure(records: list[dict], table: dict, path: Path) -> None:
         ax.set_ylabel("mean reward")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="best")
-    fig.suptitle("Reward vs diversity: final evaluation (markers, mean ± std over seeds) and in-run curves (lines)")
+    fig.suptitle("Reward vs diversity. Markers: final evaluation (mean ± std over seeds). Lines: in-run evaluations on\n"
+                 "fewer samples (64), whose Vendi reads lower than on the final set: compare lines with lines.")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -155,7 +155,7 @@ def load_base_model(name: str, device: str | torch.device = "auto") -> BaseModel
     folder = model_folder(name)
     unet_dir, _ = _diffusers_parts(folder)
     target = device if isinstance(device, torch.device) else resolve_device(device)
-    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True).to(target).eval()
+    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False).to(target).eval()
     return BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target)
 
 
