@@ -49,7 +49,7 @@ class TrainConfig:
     updates_per_epoch: int = 4  # optimiser steps per inner epoch
     train_batch_size: int = 64  # (sample, step) rows per forward+backward UNet call
     # Evaluation, logging and checkpoints
-    eval_every: int = 5  # one evaluation costs ~45% of a DDPO epoch on a 2-core CPU (bench/epoch.py)
+    eval_every: int = 10  # one evaluation costs ~53% of a DDPO epoch on a 2-core CPU (bench/epoch.py)
     eval_samples: int = 64
     eval_seed: int = 1234
     eval_eta: float = 1.0
