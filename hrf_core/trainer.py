@@ -89,7 +89,8 @@ class Trainer:
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
         self.frozen = copy.deepcopy(self.unet).requires_grad_(False) if config.start_source == "base" else None
         self.optimizer = torch.optim.AdamW(
-            self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+            self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
+            foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.evaluator = Evaluator(self.base.sample_shape, self.device)
@@ -182,8 +183,8 @@ class Trainer:
                     # (sample, step) pairs, step-major; one UNet call takes up to train_batch_size of them
                     steps = torch.tensor(batch.trained, dtype=torch.long)
                     pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
-                    for i, j in zip(pairs_i.split(c.train_batch_size), pairs_j.split(c.train_batch_size),
-                                    strict=True):
+                    calls = -(-len(pairs_i) // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
+                    for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
                         if self._stop():
                             raise StopRequested
                         i, j = i.to(self.device), j.to(self.device)
