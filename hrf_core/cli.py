@@ -116,12 +116,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if "clusters" in changes:
         changes["clusters"] = tuple(changes["clusters"])
-    if "method" in changes and changes["method"] == "ddpo" and "window" not in changes:
-        changes["window"] = (0, changes.get("num_steps", config.num_steps))
-    config = config.replace(**changes)
-    if "num_steps" in changes and "window" not in changes and config.window[1] > config.num_steps:
-        raise ValueError(f"window {config.window[0]}:{config.window[1]} exceeds --steps {config.num_steps}")
-    return config.validate()
+    return config.replace(**changes).validate()
 
 
 def _progress_callback(epochs: int):

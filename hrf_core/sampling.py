@@ -9,7 +9,7 @@ import torch
 
 from hrf_core.imaging import image_grid, to_unit
 from hrf_core.models import BaseModel, load_base_model
-from hrf_core.policy import StopCheck, ddim_step_with_logprob, noise_like, rollout, unet_eps
+from hrf_core.policy import StopCheck, noise_like, rollout, unet_eps
 from hrf_core.runs import atomic_path
 
 
@@ -45,19 +45,19 @@ def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None 
                 np.save(handle, to_unit(images).cpu().numpy().astype(np.float32))
 
 
-def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0) -> torch.Tensor:
-    """The model's prediction of x_0 at every DDIM step of one trajectory: (K, C, H, W) in [-1, 1].
+def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1) -> torch.Tensor:
+    """The model's prediction of x_0 at every DDIM step of ``n`` trajectories: (K, n, C, H, W) in [-1, 1].
 
-    Shows which step indices set coarse shape (early) and which set detail (late).
+    Shows which step indices set coarse shape (early) and which set detail (late). One UNet call per step.
     """
     base.scheduler.set_timesteps(num_steps)
     generator = torch.Generator().manual_seed(seed)
-    x = noise_like((1, *base.sample_shape), generator, base.device)
+    x = noise_like((n, *base.sample_shape), generator, base.device)
     predictions = []
     with torch.inference_mode():
         for t in base.scheduler.timesteps:
             eps = unet_eps(base.unet, x, int(t))
-            out = base.scheduler.step(eps, int(t), x, eta=0.0, return_dict=True)
-            predictions.append(out.pred_original_sample.clamp(-1, 1))
-            x, _ = ddim_step_with_logprob(base.scheduler, eps, int(t), x, eta=1.0, generator=generator)
-    return torch.cat(predictions)
+            noise = noise_like(x.shape, generator, base.device)
+            x, x0 = base.scheduler.step(eps, int(t), x, eta=1.0, variance_noise=noise, return_dict=False)
+            predictions.append(x0.clamp(-1, 1))
+    return torch.stack(predictions)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import UNet2DModel
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -75,6 +76,7 @@ class Trainer:
         stop_event: threading.Event | None = None,
         base: BaseModel | None = None,
         reward_fn: RewardFn | None = None,
+        frozen: UNet2DModel | None = None,
     ):
         self.config = config.validate()
         self.run = run
@@ -87,7 +89,9 @@ class Trainer:
         self.scheduler.set_timesteps(config.num_steps)
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
-        self.frozen = copy.deepcopy(self.unet).requires_grad_(False) if config.start_source == "base" else None
+        if config.start_source == "base" and frozen is None:
+            frozen = copy.deepcopy(self.unet)  # the base model, before any update
+        self.frozen = frozen.requires_grad_(False) if config.start_source == "base" else None
         self.optimizer = torch.optim.AdamW(
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
@@ -363,9 +367,8 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     config.validate()
     device = resolve_device(config.device)
     policy = load_base_model(str(checkpoint), device)
-    trainer = Trainer(config, run, base=policy, **kwargs)
-    if config.start_source == "base":
-        trainer.frozen = load_base_model(config.model, device).unet.requires_grad_(False)
+    frozen = load_base_model(config.model, device).unet if config.start_source == "base" else None
+    trainer = Trainer(config, run, base=policy, frozen=frozen, **kwargs)
     trainer.load_checkpoint(checkpoint)
     if trainer.epoch >= config.epochs:
         raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")

@@ -286,7 +286,6 @@ def x0_strip(model: str, num_steps: int, seeds: int = 3, cell: int = 48) -> list
     if key in _STRIPS:
         return _STRIPS[key]
     _require_runnable(model)
-    import torch
     from PIL import Image
 
     from hrf_core.imaging import image_grid
@@ -294,7 +293,7 @@ def x0_strip(model: str, num_steps: int, seeds: int = 3, cell: int = 48) -> list
 
     with _MODEL_LOCK:
         base = cached_model(model)
-        previews = torch.stack([x0_preview(base, num_steps, seed=s).cpu() for s in range(seeds)], dim=1)
+        previews = x0_preview(base, num_steps, seed=0, n=seeds).cpu()  # (K, seeds, C, H, W)
     uris = []
     for column in previews:  # (seeds, C, H, W) for one step
         image = image_grid(column, nrow=1, padding=0)

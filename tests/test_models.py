@@ -63,3 +63,15 @@ def test_resolve_device():
 def test_checkpoint_folder_is_a_model(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
     assert load_base_model(str(tmp_path / "ckpt"), "cpu").folder == (tmp_path / "ckpt").resolve()
+
+
+def test_x0_preview_is_one_batched_trajectory(tiny_model_dir):
+    from hrf_core.sampling import x0_preview
+
+    base = load_base_model(str(tiny_model_dir), "cpu")
+    calls = []
+    base.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    previews = x0_preview(base, num_steps=10, seed=0, n=3)
+    assert previews.shape == (10, 3, 1, 8, 8) and previews.abs().max() <= 1
+    assert calls == [3] * 10  # one UNet call per step for all trajectories
+    assert torch.equal(previews, x0_preview(base, num_steps=10, seed=0, n=3))

@@ -118,3 +118,14 @@ def test_hrf_d_picks_a_candidate_start(tiny_model_dir, tmp_path):
     assert row["hrfd"]["candidates"] == [0, 2, 4, 6, 8]
     assert row["window_start"] in row["hrfd"]["candidates"][1:] and row["window_end"] == 10
     assert len(row["hrfd"]["score"]) == 4
+
+
+def test_resume_with_frozen_base_start_states(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, start_source="base", epochs=1)
+    run = RunStore(tmp_path).create(config.to_dict())
+    trainer = Trainer(config, run)
+    assert trainer.frozen is not trainer.unet and not any(p.requires_grad for p in trainer.frozen.parameters())
+    trainer.train()
+    resumed = resume_training(run, epochs=2)
+    assert resumed.frozen is not None and resumed.frozen is not resumed.unet
+    assert resumed.train() == "done" and [r["epoch"] for r in run.metrics()] == [0, 1, 2]
