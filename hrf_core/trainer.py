@@ -96,7 +96,11 @@ class Trainer:
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
         )
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)  # index draws: start steps, update order
+        # Noise is drawn where the model runs: on CPU from the same stream; on a GPU from a CUDA generator
+        # (no CPU randn and host-to-device copy per step; about 1% of a CelebA-HQ epoch, bench/README.md).
+        self.noise_generator = (self.generator if self.device.type == "cpu"
+                                else torch.Generator(self.device).manual_seed(config.seed))
         self.evaluator = Evaluator(self.base.sample_shape, self.device)
         self.epoch = 0
         self.hrfd_start: int | None = None
@@ -129,20 +133,20 @@ class Trainer:
         if needs_images:
             # trajectory of interest: full samples from the current policy (or the frozen base)
             source = self.frozen if self.frozen is not None else self.unet
-            images = self._rollout(source, self._pure_noise(n_images, self.generator), 0, c.eta,
-                                   self.generator, record=False).final
+            images = self._rollout(source, self._pure_noise(n_images, self.noise_generator), 0, c.eta,
+                                   self.noise_generator, record=False).final
         if c.method == "hrf-d":
             if (batch_index == 0 and (epoch - 1) % c.hrfd_every == 0) or self.hrfd_start is None:
                 self.phase = f"epoch {epoch}: HRF-D probing start steps"
                 probe = images[: c.hrfd_probe_images]
                 self.hrfd_start, self.hrfd_info = dynamic_start(
                     self.unet, self.scheduler, probe, self.reward_fn, c.hrfd_stride, c.hrfd_beta,
-                    c.siblings, self.generator, self._stop)
+                    c.siblings, self.noise_generator, self._stop)
             start, window = self.hrfd_start, (self.hrfd_start, k)
-        x_start = (renoise(self.scheduler, images, start, c.siblings, self.generator) if start > 0
-                   else self._pure_noise(c.batch_size, self.generator))
+        x_start = (renoise(self.scheduler, images, start, c.siblings, self.noise_generator) if start > 0
+                   else self._pure_noise(c.batch_size, self.noise_generator))
         self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
-        trajectory = self._rollout(self.unet, x_start, start, c.eta, self.generator)
+        trajectory = self._rollout(self.unet, x_start, start, c.eta, self.noise_generator)
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
         rewards = self.reward_fn(trajectory.final).float().cpu()
@@ -243,7 +247,10 @@ class Trainer:
         save_file(tensors, tmp / "optimizer.safetensors",
                   metadata={"param_groups": json.dumps(state["param_groups"])})
         trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start}
-        save_file({"generator": self.generator.get_state()}, tmp / "trainer_state.safetensors",
+        generators = {"generator": self.generator.get_state()}
+        if self.noise_generator is not self.generator:
+            generators["noise_generator"] = self.noise_generator.get_state()
+        save_file(generators, tmp / "trainer_state.safetensors",
                   metadata={"trainer": json.dumps(trainer_meta)})
         if final.exists():
             shutil.rmtree(final)
@@ -265,6 +272,8 @@ class Trainer:
         with safe_open(folder / "trainer_state.safetensors", "pt") as handle:
             meta = json.loads(handle.metadata()["trainer"])
         self.generator.set_state(trainer_tensors["generator"])
+        if self.noise_generator is not self.generator and "noise_generator" in trainer_tensors:
+            self.noise_generator.set_state(trainer_tensors["noise_generator"])
         self.epoch = meta["epoch"]
         self.hrfd_start = meta["hrfd_start"]
         self._saved_epoch = self.epoch

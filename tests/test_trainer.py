@@ -129,3 +129,28 @@ def test_resume_with_frozen_base_start_states(tiny_model_dir, tmp_path):
     resumed = resume_training(run, epochs=2)
     assert resumed.frozen is not None and resumed.frozen is not resumed.unet
     assert resumed.train() == "done" and [r["epoch"] for r in run.metrics()] == [0, 1, 2]
+
+
+def test_cpu_noise_shares_the_index_stream(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, epochs=1)
+    trainer = Trainer(config, RunStore(tmp_path).create(config.to_dict()))
+    assert trainer.noise_generator is trainer.generator  # one CPU stream: results unchanged by the GPU split
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_resume_restores_the_noise_stream(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, device="cuda", epochs=4, checkpoint_every=2)
+    full = RunStore(tmp_path / "a").create(config.to_dict())
+    trainer = Trainer(config, full)
+    assert trainer.noise_generator.device.type == "cuda" and trainer.generator.device.type == "cpu"
+    trainer.train()
+
+    half = RunStore(tmp_path / "b").create(config.replace(epochs=2).to_dict())
+    Trainer(config.replace(epochs=2), half).train()
+    resumed = resume_training(half, epochs=4)
+    resumed.train()
+    # cuDNN kernels need not be bitwise deterministic; a lost noise stream would change the rewards wholesale
+    for a, b in zip(full.metrics(), half.metrics(), strict=True):
+        assert a["reward_mean"] == pytest.approx(b["reward_mean"], rel=1e-3, abs=1e-4)
+    a, b = weights(full.checkpoints()[-1]), weights(half.checkpoints()[-1])
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
