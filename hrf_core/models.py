@@ -103,14 +103,14 @@ def _hub_folder(repo_id: str) -> Path:
         if _hub_offline():
             raise ValueError(
                 f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-                f"run `huggingface-cli download {repo_id}` once with network access, or unset HF_HUB_OFFLINE"
+                f"run `hf download {repo_id}` once with network access, or unset HF_HUB_OFFLINE"
             ) from error
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as error:  # network errors come in many types
         raise ValueError(
             f"could not download {repo_id!r} from the Hugging Face Hub ({type(error).__name__}): "
-            "check the network, or download it once with `huggingface-cli download`"
+            "check the network, or download it once with `hf download`"
         ) from error
 
 
@@ -176,5 +176,5 @@ def availability(name: str) -> tuple[bool, str]:
         return True, ""
     except Exception:
         if _hub_offline():
-            return False, f"weights not cached and HF_HUB_OFFLINE is set: `huggingface-cli download {spec.location}`"
+            return False, f"weights not cached and HF_HUB_OFFLINE is set: `hf download {spec.location}`"
         return True, "weights will be downloaded on first use (about 455 MB)"

@@ -260,8 +260,8 @@ def runnable(model: str) -> tuple[bool, str]:
     if model not in MODELS:
         return True, ""
     ok, reason = availability(model)
-    if ok and reason:
-        return False, reason
+    if ok and reason:  # weights not cached yet: a UI handler must not block on a download
+        return False, f"{reason}; start a run to fetch them, or run `hf download {model}`"
     return ok, reason
 
 

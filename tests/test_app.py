@@ -206,3 +206,12 @@ def test_launched_app_runs_a_job(tmp_path, tiny_model_dir):
         assert grid
     finally:
         demo.close()
+
+
+def test_uncached_hub_model_is_not_sampled_in_a_handler(monkeypatch):
+    from hrf_core import models
+
+    monkeypatch.setattr(models, "availability", lambda name: (True, "weights will be downloaded on first use"))
+    ok, reason = views.runnable("google/ddpm-celebahq-256")
+    assert not ok and "start a run" in reason and "hf download google/ddpm-celebahq-256" in reason
+    assert views.runnable("/some/local/folder") == (True, "")

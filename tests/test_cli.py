@@ -78,7 +78,7 @@ def test_offline_hub_model_fails_fast(tmp_path, capsys):
     started = time.perf_counter()
     assert main(["train", "--model", "google/ddpm-celebahq-256", "--out", str(tmp_path)]) == 2
     assert time.perf_counter() - started < 1.0
-    assert "huggingface-cli download" in capsys.readouterr().err
+    assert "hf download" in capsys.readouterr().err
 
 
 def test_help_documents_every_flag(capsys):

@@ -43,7 +43,7 @@ def test_unknown_and_offline_models_fail_fast_with_instructions(tmp_path):
     with pytest.raises(ValueError, match="not a diffusers model folder"):
         model_folder(str(tmp_path))
     started = time.perf_counter()
-    with pytest.raises(ValueError, match="huggingface-cli download google/ddpm-ema-celebahq-256"):
+    with pytest.raises(ValueError, match="hf download google/ddpm-ema-celebahq-256"):
         load_base_model("google/ddpm-ema-celebahq-256", "cpu")
     assert time.perf_counter() - started < 1.0
     ok, reason = availability("google/ddpm-celebahq-256")
