@@ -11,11 +11,14 @@ A ratio near 1 means the loop adds little beyond the UNet calls it must make.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -65,6 +68,19 @@ def forward_backward_time(base, batch: int, repeats: int, bf16: bool) -> float:
             out = base.unet(x, t).sample
         out.float().mean().backward()
     return time_call(call, base.device, repeats)
+
+
+def count_host_syncs(fn) -> dict:
+    """Run ``fn`` under torch's CUDA sync debug mode: {"total": n, "top": {"file:line": n, ...}}."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return {"total": sum(sites.values()), "top": dict(sites.most_common(6))}
 
 
 def random_celebahq_folder(root: Path) -> Path:
@@ -140,6 +156,8 @@ def main() -> None:
         results[name] = {"epoch_s": seconds, "floor_s": floor, "ratio": seconds / floor,
                          "nfe_rows": n_batches * ((k - start) * b + (k * images_per_batch if start > 0 else 0)),
                          "trained_steps": n_batches * trainable}
+        if device.type == "cuda":  # one more epoch, counting the points where the host waits for the GPU
+            results[name]["host_syncs"] = count_host_syncs(functools.partial(trainer._epoch, 2 + args.epochs))
         if name == "ddpo":
             eval_started = time.perf_counter()
             trainer.evaluate()
@@ -147,6 +165,8 @@ def main() -> None:
             eval_s = time.perf_counter() - eval_started
             results["eval_s"] = eval_s
             results["eval_over_ddpo_epoch"] = eval_s / seconds
+            if device.type == "cuda":
+                results["eval_host_syncs"] = count_host_syncs(trainer.evaluate)
         print(f"{name:14s} epoch {seconds:7.2f} s   floor {floor:7.2f} s   ratio {seconds / floor:5.3f}", flush=True)
         del trainer
     print(f"evaluation ({config_for('ddpo', (0, k)).eval_samples} samples, K={k}): {results['eval_s']:.2f} s = "

@@ -43,13 +43,17 @@ def ppo_clip_loss(
     return torch.maximum(unclipped, clipped)
 
 
-def ppo_diagnostics(log_prob: torch.Tensor, old_log_prob: torch.Tensor, clip_range: float) -> dict[str, float]:
-    """Approximate KL (0.5 * mean (dlogp)^2) and the fraction of ratios outside the clip range."""
+def ppo_diagnostics(log_prob: torch.Tensor, old_log_prob: torch.Tensor, clip_range: float) -> dict[str, torch.Tensor]:
+    """Approximate KL (0.5 * mean (dlogp)^2) and the fraction of ratios outside the clip range.
+
+    0-d tensors on the inputs' device: reading them is left to the caller, once per epoch, so a
+    GPU training loop does not wait for the device after every call.
+    """
     with torch.no_grad():
         diff = (log_prob - old_log_prob).float()
         return {
-            "approx_kl": float(0.5 * (diff**2).mean()),
-            "clip_fraction": float(((torch.exp(diff) - 1).abs() > clip_range).float().mean()),
+            "approx_kl": 0.5 * (diff**2).mean(),
+            "clip_fraction": ((torch.exp(diff) - 1).abs() > clip_range).float().mean(),
         }
 
 

@@ -18,6 +18,7 @@ such steps are never trained (see :func:`trainable_steps`).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,9 @@ StopCheck = Callable[[], bool]
 
 
 def noise_like(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, moved to ``device``."""
+    """Standard normal noise drawn on the generator's device, moved to ``device`` (without a stream sync)."""
     gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    return torch.randn(shape, generator=generator, device=gen_device).to(device, non_blocking=True)
 
 
 def step_sigma(scheduler: DDIMScheduler, timestep: int, eta: float) -> float:
@@ -71,21 +72,22 @@ def ddim_step_with_logprob(
         the non-batch dimensions of log N(prev_sample; mu, sigma^2). NaN where sigma = 0.
     """
     batch = sample.shape[0]
-    steps = torch.as_tensor(timestep).reshape(-1).tolist()
+    steps = torch.as_tensor(timestep).reshape(-1).tolist()  # a device tensor here would cost a host sync
     if len(steps) == 1:
         steps = steps * batch
     if len(steps) != batch:
         raise ValueError(f"timestep has {len(steps)} values for a batch of {batch}")
 
     mean = torch.empty_like(sample)
-    sigma = torch.empty(batch, dtype=sample.dtype, device=sample.device)
     for t in sorted(set(steps)):
         rows = [i for i, s in enumerate(steps) if s == t]
-        index = torch.tensor(rows, device=sample.device)
+        index = slice(None) if len(rows) == batch else torch.tensor(rows).to(sample.device, non_blocking=True)
         out = scheduler.step(model_output[index], t, sample[index], eta=eta,
                              variance_noise=torch.zeros_like(sample[index]), return_dict=False)
         mean[index] = out[0]
-        sigma[index] = step_sigma(scheduler, t, eta)
+    # sigma per row, computed on the host and sent in one copy (a scalar write into a device tensor syncs)
+    sigma = torch.tensor([step_sigma(scheduler, t, eta) for t in steps], dtype=sample.dtype)
+    sigma = sigma.to(sample.device, non_blocking=True)
 
     shape = (batch,) + (1,) * (sample.dim() - 1)
     std = sigma.reshape(shape)
@@ -130,10 +132,16 @@ class Trajectory:
 
 
 def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, autocast_bf16: bool = False):
-    """eps_theta(x, t) as float32, optionally under CUDA bf16 autocast."""
-    t = torch.as_tensor(timestep, device=x.device)
-    if t.dim() == 0:
-        t = t.expand(x.shape[0])
+    """eps_theta(x, t) as float32, optionally under CUDA bf16 autocast.
+
+    ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
+    """
+    if isinstance(timestep, int):
+        t = torch.full((x.shape[0],), timestep, device=x.device)
+    else:
+        t = torch.as_tensor(timestep).to(x.device, non_blocking=True)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
     if autocast_bf16 and x.device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return unet(x, t).sample.float()
@@ -190,5 +198,7 @@ def renoise(
     """
     repeated = x0.repeat_interleave(copies, dim=0)
     noise = noise_like(repeated.shape, generator, x0.device).to(x0.dtype)
-    t = scheduler.timesteps[start].reshape(1).expand(repeated.shape[0]).to(x0.device)
-    return scheduler.add_noise(repeated, noise, t)
+    t = scheduler.timesteps[start].reshape(1).expand(repeated.shape[0]).to(x0.device, non_blocking=True)
+    # add_noise moves the scheduler's alphas_cumprod to the samples' device as a side effect; on a shallow
+    # copy, the policy's own scheduler keeps its table on the host, where step_sigma reads it without a sync
+    return copy.copy(scheduler).add_noise(repeated, noise, t)

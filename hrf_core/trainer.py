@@ -181,7 +181,7 @@ class Trainer:
                 self.phase = f"epoch {epoch}: updating"
                 self.optimizer.zero_grad(set_to_none=True)
                 chunk_samples = [samples[i] for i in chunk.tolist()]
-                total_loss = 0.0
+                total_loss = torch.zeros((), device=self.device)
                 for b, batch in enumerate(batches):
                     rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
                     if len(rows) == 0 or not batch.trained:
@@ -195,8 +195,9 @@ class Trainer:
                     for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
                         if self._stop():
                             raise StopRequested
-                        i, j = i.to(self.device), j.to(self.device)
-                        x, t = traj.states[i, j], traj.timesteps.to(self.device)[j]
+                        t = traj.timesteps[j]  # on the host: ddim_step_with_logprob reads it without a sync
+                        i, j = i.to(self.device, non_blocking=True), j.to(self.device, non_blocking=True)
+                        x = traj.states[i, j]
                         eps = unet_eps(self.unet, x, t, c.bf16)
                         _, log_prob = ddim_step_with_logprob(
                             self.scheduler, eps, t, x, eta=c.eta, prev_sample=traj.states[i, j + 1])
@@ -205,20 +206,21 @@ class Trainer:
                         # mean over the chunk's samples and each sample's trained steps
                         loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
                         loss.backward()
-                        total_loss += float(loss.detach())
+                        total_loss += loss.detach()
                         diag = ddpo.ppo_diagnostics(log_prob, old, clip_range)
                         stats["approx_kl"].append(diag["approx_kl"])
                         stats["clip_fraction"].append(diag["clip_fraction"])
                         if first_ratio_dev is None:
-                            first_ratio_dev = float((torch.exp(log_prob.detach() - old) - 1).abs().max())
+                            first_ratio_dev = (torch.exp(log_prob.detach() - old) - 1).abs().max()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self._stepped_this_epoch = True
                 stats["loss"].append(total_loss)
-                stats.setdefault("grad_norm", []).append(float(grad_norm))
+                stats.setdefault("grad_norm", []).append(grad_norm)
         self.unet.eval()
-        summary = {key: (sum(v) / len(v) if v else 0.0) for key, v in stats.items()}
-        summary["first_ratio_deviation"] = first_ratio_dev if first_ratio_dev is not None else 0.0
+        # one host read per statistic per epoch (each float() of a GPU tensor waits for the device)
+        summary = {key: (float(torch.stack(v).double().mean()) if v else 0.0) for key, v in stats.items()}
+        summary["first_ratio_deviation"] = float(first_ratio_dev) if first_ratio_dev is not None else 0.0
         return summary
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -100,3 +100,14 @@ def test_renoise_uses_add_noise_and_groups_siblings():
     assert torch.allclose(out, expected)
     abar = scheduler.alphas_cumprod[scheduler.timesteps[30]]
     assert torch.allclose(out[0], abar.sqrt() * x0[0] + (1 - abar).sqrt() * noise[0], atol=1e-6)
+
+
+def test_renoise_leaves_the_scheduler_table_on_the_host():
+    # diffusers' add_noise moves alphas_cumprod to the samples' device; the policy's scheduler must keep
+    # its host table, or every sigma read on a GPU waits for the device (bench/epoch.py counts those)
+    scheduler = make_scheduler()
+    scheduler.set_timesteps(10)
+    x0 = torch.zeros(2, 1, 8, 8, device="meta")
+    out = renoise(scheduler, x0, 3, copies=2)
+    assert out.shape == (4, 1, 8, 8) and out.device.type == "meta"
+    assert scheduler.alphas_cumprod.device.type == "cpu"
