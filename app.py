@@ -235,12 +235,7 @@ class Lab:
             k = int(views.parse_number("num_steps", num_steps))
         except ValueError:
             return gr.skip()
-        try:
-            start, end = (int(v) for v in str(window).split(":"))
-        except ValueError:
-            start, end = k // 2, k
-        end = min(max(end, 1), k)
-        start = min(max(start, 0), end - 1)
+        start, end = views.fit_window(window, k)
         return gr.HTML(value=f"{start}:{end}", steps=k, strip=[], hint="computing x0 previews…")
 
     def strip(self, model, num_steps):

@@ -86,7 +86,8 @@ def ddim_step_with_logprob(
                              variance_noise=torch.zeros_like(sample[index]), return_dict=False)
         mean[index] = out[0]
     # sigma per row, computed on the host and sent in one copy (a scalar write into a device tensor syncs)
-    sigma = torch.tensor([step_sigma(scheduler, t, eta) for t in steps], dtype=sample.dtype)
+    sigma_of = {t: step_sigma(scheduler, t, eta) for t in set(steps)}
+    sigma = torch.tensor([sigma_of[t] for t in steps], dtype=sample.dtype)
     sigma = sigma.to(sample.device, non_blocking=True)
 
     shape = (batch,) + (1,) * (sample.dim() - 1)

@@ -71,6 +71,16 @@ def format_window(window: tuple[int, int]) -> str:
     return f"{int(window[0])}:{int(window[1])}"
 
 
+def fit_window(text: Any, num_steps: int) -> tuple[int, int]:
+    """The window ``text`` clamped into steps 0..K (non-empty); unparsable text gives the late half."""
+    try:
+        start, end = (int(float(v)) for v in str(text).split(":"))
+    except (TypeError, ValueError):
+        start, end = num_steps // 2, num_steps
+    end = min(max(end, 1), num_steps)
+    return min(max(start, 0), end - 1), end
+
+
 def parse_number(name: str, value: Any) -> int | float:
     """A numeric field, checked against :data:`NUMBER_FIELDS`; ValueError names the field."""
     label, low, high, kind = NUMBER_FIELDS[name]

@@ -215,3 +215,10 @@ def test_uncached_hub_model_is_not_sampled_in_a_handler(monkeypatch):
     ok, reason = views.runnable("google/ddpm-celebahq-256")
     assert not ok and "start a run" in reason and "hf download google/ddpm-celebahq-256" in reason
     assert views.runnable("/some/local/folder") == (True, "")
+
+
+def test_fit_window_keeps_the_window_inside_new_k():
+    assert views.fit_window("20:40", 30) == (20, 30)
+    assert views.fit_window("35:40", 30) == (29, 30)  # never empty
+    assert views.fit_window("-3:8", 10) == (0, 8)
+    assert views.fit_window("garbage", 40) == (20, 40)
