@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     train.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (flags override it)")
     train.add_argument("--model", help=f"registry name, Hub id or local diffusers folder (default {defaults.model})")
-    train.add_argument("--reward", help=f"reward task (default {defaults.reward})")
+    train.add_argument("--reward", help=f"reward: a registered name (default {defaults.reward}; ink, symmetry, "
+                       "digit:<d>, ...) or your own function of images in [-1, 1] (N, C, H, W) -> (N,) floats, "
+                       "as path/to/file.py:function or module:function")
     train.add_argument("--method", choices=METHODS, help=f"fine-tuning method (default {defaults.method})")
     train.add_argument("--window", type=parse_window, help="HRF window START:END over DDIM step indices "
                        f"0..K (0 = pure noise; default {defaults.window[0]}:{defaults.window[1]})")
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--window-scaled-clip", action="store_true", default=None,
                        help="scale both clips by (K - start) / K (the paper's HRF clipping)")
     train.add_argument("--updates", type=int, dest="updates_per_epoch", help="optimiser steps per epoch")
+    train.add_argument("--kl-coef", type=float, help="KL penalty to the frozen base model (DPOK), nats per pixel "
+                       "per trained step (default 0: off)")
     train.add_argument("--eval-every", type=int, help="evaluate every N epochs")
     train.add_argument("--eval-samples", type=int, help="evaluation samples (fixed seed)")
     train.add_argument("--checkpoint-every", type=int, help="checkpoint every N epochs (the last is always saved)")
@@ -92,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=int, default=40, help="DDIM steps (default 40)")
     sample.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
     sample.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sample.add_argument("--handover", type=int, default=0,
+                        help="hand-over step S: steps < S sample with the base model, steps >= S with the checkpoint "
+                             "(default 0: the checkpoint only; S = K gives the base model's samples)")
+    sample.add_argument("--base", help="the base model for --handover (default: the checkpoint's run's model)")
     sample.add_argument("--out", required=True, help="output PNG grid")
     sample.add_argument("--array", help="also save the samples as .npy: float32 in [0,1], shape (n, C, H, W)")
 
@@ -111,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = PRESETS[args.preset] if args.preset else TrainConfig()
     fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "epochs",
               "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range", "adv_clip",
-              "adv_scope", "window_scaled_clip", "updates_per_epoch", "eval_every", "eval_samples",
+              "adv_scope", "window_scaled_clip", "updates_per_epoch", "kl_coef", "eval_every", "eval_samples",
               "checkpoint_every", "seed", "device", "bf16")
     changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if "clusters" in changes:
@@ -155,17 +163,43 @@ def _run_trainer(trainer, start_epoch: int) -> int:
     return 0
 
 
+def prepare_reward(name: str, model: str) -> None:
+    """Make ``name`` usable here: a registered name, or a code reference the user typed (imported now).
+
+    A custom reward is tried on two random images of the model's shape, so a wrong output shape or NaN
+    fails with one line before a run starts.
+    """
+    import torch
+
+    from hrf_core.models import model_folder, sample_shape_of
+    from hrf_core.rewards import (
+        BUILT_IN,
+        REWARDS,
+        is_reference,
+        make_reward,
+        register_from_env,
+        register_reference,
+    )
+
+    register_from_env()
+    if name not in REWARDS and is_reference(name):
+        register_reference(name)
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}, or give "
+                         "path/to/file.py:function")
+    if name not in BUILT_IN:
+        make_reward(name)(torch.rand(2, *sample_shape_of(model_folder(model))) * 2 - 1)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hrf_core.runs import RunStore
     from hrf_core.trainer import Trainer
 
     config = config_from_args(args)
     from hrf_core.models import model_folder
-    from hrf_core.rewards import REWARDS
 
-    if config.reward not in REWARDS:
-        raise ValueError(f"unknown reward {config.reward!r}; choose one of: {', '.join(REWARDS)}")
     model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
+    prepare_reward(config.reward, config.model)
     run = RunStore(args.out).create(config.to_dict(), name=args.name)
     trainer = Trainer(config, run, stop_event=threading.Event())
     return _run_trainer(trainer, 0)
@@ -178,6 +212,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs <= 0:
         raise ValueError(f"epochs must be >= 1, got {args.epochs}")
     run = open_run(args.run_dir)
+    prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
     trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs)
     return _run_trainer(trainer, trainer.epoch)
 
@@ -188,7 +223,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n <= 0 or args.steps <= 1 or args.eta < 0:
         raise ValueError("--n must be >= 1, --steps >= 2 and --eta >= 0")
     name = args.model or args.checkpoint
-    images = sample_images(name, n=args.n, seed=args.seed, num_steps=args.steps, eta=args.eta, device=args.device)
+    base = None
+    if args.handover:
+        from hrf_core.runs import run_of_checkpoint
+
+        if not args.checkpoint:
+            raise ValueError("--handover needs --checkpoint (the model for the steps >= S)")
+        run = run_of_checkpoint(args.checkpoint)
+        base = args.base or (run.config.get("model") if run is not None else None)
+        if not base:
+            raise ValueError(f"{args.checkpoint} is not a run checkpoint: name the base model with --base")
+    images = sample_images(name, n=args.n, seed=args.seed, num_steps=args.steps, eta=args.eta, device=args.device,
+                           early=base, handover=args.handover)
     save_samples(images, Path(args.out), Path(args.array) if args.array else None)
     print(f"wrote {args.out}" + (f" and {args.array}" if args.array else ""))
     return 0

@@ -45,6 +45,9 @@ class TrainConfig:
     adv_scope: str = "epoch"
     window_scaled_clip: bool = False  # multiply clip_range and adv_clip by (K - s) / K
     max_grad_norm: float = 1.0
+    # KL regularisation to the frozen base model (DPOK): kl_coef times the mean over a sample's trained
+    # steps of KL(policy step || base step), in nats per pixel (the log-prob's scale); 0 turns it off.
+    kl_coef: float = 0.0
     inner_epochs: int = 1
     updates_per_epoch: int = 4  # optimiser steps per inner epoch
     train_batch_size: int = 64  # (sample, step) rows per forward+backward UNet call
@@ -87,6 +90,7 @@ class TrainConfig:
         check(self.eta > 0, "eta must be > 0: with eta = 0 the policy is deterministic and has no log-prob")
         check(0 < self.lr < 1, f"lr must be in (0, 1), got {self.lr}")
         check(self.clip_range > 0 and self.adv_clip > 0, "clip_range and adv_clip must be > 0")
+        check(self.kl_coef >= 0 and self.kl_coef == self.kl_coef, f"kl_coef must be >= 0, got {self.kl_coef}")
         check(self.hrfd_stride >= 1 and self.hrfd_probe_images >= 1 and self.hrfd_every >= 1, "bad HRF-D settings")
         check(self.eval_every >= 1 and self.eval_samples >= 2, "eval_every >= 1 and eval_samples >= 2")
         check(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")

@@ -37,8 +37,10 @@ class Evaluator:
     def embeddings(self) -> tuple[str, ...]:
         return ("pixel", "classifier") if self.classifier is not None else ("pixel",)
 
-    def __call__(self, images: torch.Tensor, rewards: torch.Tensor) -> dict:
-        metrics = evaluate_samples(images, rewards, embeddings=self.embeddings, classifier=self.classifier)
+    def __call__(self, images: torch.Tensor, rewards: torch.Tensor, arrays: dict | None = None) -> dict:
+        """Named metrics; ``arrays`` (a dict) receives the per-sample features, probabilities and rewards."""
+        metrics = evaluate_samples(images, rewards, embeddings=self.embeddings, classifier=self.classifier,
+                                   arrays=arrays)
         n = images.shape[0]
         metrics["eval_samples"] = n
         metrics["vendi_pixel"] = metrics[f"vendi_pixel@{n}"]  # the run store's headline key

@@ -29,6 +29,8 @@ import torch
 from hrf_core.features import ClassifierFeatures, FeatureExtractor, make_feature_extractor
 
 VENDI_MIN_Q = 0.5
+#: Features wider than this are not kept for resampling (e.g. pixels of a 256x256 RGB model).
+MAX_SAVED_FEATURE_DIM = 4096
 
 
 def _as_float64(x: Any, ndim: int, what: str) -> np.ndarray:
@@ -122,6 +124,7 @@ def evaluate_samples(
     vendi_orders: Sequence[float | str] = (1.0,),
     is_splits: int = 1,
     device: str | torch.device = "cpu",
+    arrays: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """All diversity metrics of one sample set (N, C, H, W) in [-1, 1], plus reward mean/std.
 
@@ -132,6 +135,10 @@ def evaluate_samples(
     runs once; one with ``features_and_probs`` also gives ``is_<name>@N``, and the classifier gives
     ``class_entropy@N`` (bits) and ``class_coverage@N`` (fraction). Rewards (N,) give ``reward_mean`` and
     ``reward_std`` (population std, ddof 0).
+
+    ``arrays``: when a dict is given, it receives the per-sample data the metrics came from, for
+    resampling (:mod:`hrf_core.frontier`): ``features.<embedding>`` (N, D) for D <= 4096,
+    ``probs.<embedding>`` (N, K) and ``rewards`` (N,), float32 on CPU.
     """
     n = int(images.shape[0])
     if embeddings is None:
@@ -151,6 +158,11 @@ def evaluate_samples(
             feats, probs = ext.features_and_probs(images)
         else:
             feats = ext(images)
+        if arrays is not None:
+            if feats.shape[1] <= MAX_SAVED_FEATURE_DIM:
+                arrays[f"features.{name}"] = feats.detach().float().cpu()
+            if probs is not None:
+                arrays[f"probs.{name}"] = probs.detach().float().cpu()
         for q in vendi_orders:
             out[metric_key("vendi", name, n, q)] = vendi_score(feats, q)
         if probs is not None:
@@ -162,4 +174,6 @@ def evaluate_samples(
     if rewards is not None:
         r = _as_float64(rewards, 1, "rewards")
         out["reward_mean"], out["reward_std"] = float(r.mean()), float(r.std())
+        if arrays is not None:
+            arrays["rewards"] = torch.as_tensor(r, dtype=torch.float32)
     return out

@@ -74,6 +74,21 @@ class BaseModel:
         return (self.unet.config.in_channels, h, w)
 
 
+def load_checked(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing, truncated or corrupt file is a ValueError with one clear line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"missing weight file {path}")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt: {reason})") from None
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda when available, else cpu; otherwise the named device (validated)."""
     if device == "auto":
@@ -141,6 +156,15 @@ def model_folder(name: str) -> Path:
         raise ValueError(f"unknown model {name!r}: use one of {known}, or a local diffusers folder")
     _diffusers_parts(path)
     return path.resolve()
+
+
+def sample_shape_of(folder: Path) -> tuple[int, int, int]:
+    """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded)."""
+    unet_dir, _ = _diffusers_parts(Path(folder))
+    config = json.loads((unet_dir / "config.json").read_text())
+    size = config.get("sample_size", 32)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return (int(config.get("in_channels", 3)), int(h), int(w))
 
 
 def load_scheduler(folder: Path) -> DDIMScheduler:

@@ -19,8 +19,9 @@ such steps are never trained (see :func:`trainable_steps`).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,10 +35,45 @@ class StopRequested(Exception):
 StopCheck = Callable[[], bool]
 
 
-def noise_like(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, moved to ``device`` (without a stream sync)."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device, non_blocking=True)
+def stream_seed(*key: object) -> int:
+    """A 63-bit seed derived from a key such as ``(seed, epoch, "sample", 17)`` (stable across processes)."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class RowNoise:
+    """Independent standard-normal streams, one per batch row, each seeded from its own key.
+
+    A row's noise (its start noise, then one draw per denoising step) depends only on its key, e.g.
+    ``(seed, epoch, "sample", global_index)``, never on which other rows share its batch or process:
+    the same samples come out of one process or of N data-parallel ranks.
+    """
+
+    def __init__(self, keys: Sequence[tuple], device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(self.device).manual_seed(stream_seed(*key)) for key in keys]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def draw(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Noise of ``shape`` (rows, ...): row r from stream r."""
+        if shape[0] != len(self.generators):
+            raise ValueError(f"RowNoise has {len(self.generators)} streams, asked for {shape[0]} rows")
+        rows = [torch.randn(shape[1:], generator=g, device=self.device) for g in self.generators]
+        return torch.stack(rows).to(device, non_blocking=True)
+
+
+#: Where noise comes from: one shared generator (evaluation sets), per-row streams (training), or torch's global RNG.
+NoiseSource = torch.Generator | RowNoise | None
+
+
+def noise_like(shape: tuple[int, ...], source: NoiseSource, device: torch.device) -> torch.Tensor:
+    """Standard normal noise from ``source``, moved to ``device`` (without a stream sync)."""
+    if isinstance(source, RowNoise):
+        return source.draw(shape, device)
+    gen_device = source.device if source is not None else device
+    return torch.randn(shape, generator=source, device=gen_device).to(device, non_blocking=True)
 
 
 def step_sigma(scheduler: DDIMScheduler, timestep: int, eta: float) -> float:
@@ -47,29 +83,18 @@ def step_sigma(scheduler: DDIMScheduler, timestep: int, eta: float) -> float:
     return eta * math.sqrt(max(variance, 0.0))
 
 
-def ddim_step_with_logprob(
+def ddim_step_mean(
     scheduler: DDIMScheduler,
     model_output: torch.Tensor,
     timestep: int | torch.Tensor,
     sample: torch.Tensor,
     eta: float = 1.0,
-    prev_sample: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM step as a stochastic policy, with the log-density of the action.
+    """The Gaussian of one DDIM step: its mean mu_theta (B, C, H, W) (eq. 12) and sigma (B,) (eq. 16).
 
-    Args:
-        scheduler: a ``DDIMScheduler`` after ``set_timesteps(K)``.
-        model_output: eps_theta(x_t, t), shape (B, C, H, W).
-        timestep: the train timestep t (int, 0-d tensor, or (B,) tensor; per-sample values allowed).
-        sample: x_t, shape (B, C, H, W).
-        eta: DDIM eta (1 = DDPM-like stochastic policy).
-        prev_sample: the action x_{t_prev} to score; drawn from the policy when None.
-        generator: RNG for drawing ``prev_sample``.
-
-    Returns:
-        ``(prev_sample, log_prob)``: prev_sample (B, C, H, W) and log_prob (B,) = the MEAN over
-        the non-batch dimensions of log N(prev_sample; mu, sigma^2). NaN where sigma = 0.
+    ``timestep``: the train timestep t (int, 0-d tensor, or (B,) tensor; per-sample values allowed).
+    The mean is diffusers' ``DDIMScheduler.step(..., variance_noise=0)``, so x0 clipping and every
+    other detail is the scheduler's.
     """
     batch = sample.shape[0]
     steps = torch.as_tensor(timestep).reshape(-1).tolist()  # a device tensor here would cost a host sync
@@ -88,23 +113,66 @@ def ddim_step_with_logprob(
     # sigma per row, computed on the host and sent in one copy (a scalar write into a device tensor syncs)
     sigma_of = {t: step_sigma(scheduler, t, eta) for t in set(steps)}
     sigma = torch.tensor([sigma_of[t] for t in steps], dtype=sample.dtype)
-    sigma = sigma.to(sample.device, non_blocking=True)
+    return mean, sigma.to(sample.device, non_blocking=True)
 
-    shape = (batch,) + (1,) * (sample.dim() - 1)
-    std = sigma.reshape(shape)
-    if prev_sample is None:
-        prev_sample = mean + std * noise_like(sample.shape, generator, sample.device).to(sample.dtype)
 
-    # log N(x; mu, sigma^2) = -(x - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per element
+def _per_row(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return sigma.reshape((like.shape[0],) + (1,) * (like.dim() - 1))
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """MEAN over the non-batch dimensions of log N(x; mean, sigma^2 I): (B,); NaN where sigma = 0.
+
+    log N(x; mu, sigma^2) = -(x - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), per element.
+    """
+    std = _per_row(sigma, x)
     safe_std = torch.where(std > 0, std, torch.ones_like(std))
-    log_density = (
-        -((prev_sample.detach() - mean) ** 2) / (2 * safe_std**2)
-        - torch.log(safe_std)
-        - 0.5 * math.log(2 * math.pi)
-    )
-    log_prob = log_density.mean(dim=tuple(range(1, sample.dim())))
-    log_prob = torch.where(sigma > 0, log_prob, torch.full_like(log_prob, float("nan")))
-    return prev_sample, log_prob
+    log_density = -((x.detach() - mean) ** 2) / (2 * safe_std**2) - torch.log(safe_std) - 0.5 * math.log(2 * math.pi)
+    log_prob = log_density.mean(dim=tuple(range(1, x.dim())))
+    return torch.where(sigma > 0, log_prob, torch.full_like(log_prob, float("nan")))
+
+
+def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean_p, sigma^2 I) || N(mean_q, sigma^2 I)) per element, MEAN over the non-batch dimensions: (B,).
+
+    Two Gaussians with the same sigma: KL = ||mean_p - mean_q||^2 / (2 sigma^2), here taken per pixel
+    (the same scale as :func:`gaussian_log_prob`). NaN where sigma = 0 (both steps are deterministic).
+    """
+    std = _per_row(sigma, mean_p)
+    safe_std = torch.where(std > 0, std, torch.ones_like(std))
+    kl = ((mean_p - mean_q) ** 2 / (2 * safe_std**2)).mean(dim=tuple(range(1, mean_p.dim())))
+    return torch.where(sigma > 0, kl, torch.full_like(kl, float("nan")))
+
+
+def ddim_step_with_logprob(
+    scheduler: DDIMScheduler,
+    model_output: torch.Tensor,
+    timestep: int | torch.Tensor,
+    sample: torch.Tensor,
+    eta: float = 1.0,
+    prev_sample: torch.Tensor | None = None,
+    generator: NoiseSource = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step as a stochastic policy, with the log-density of the action.
+
+    Args:
+        scheduler: a ``DDIMScheduler`` after ``set_timesteps(K)``.
+        model_output: eps_theta(x_t, t), shape (B, C, H, W).
+        timestep: the train timestep t (int, 0-d tensor, or (B,) tensor; per-sample values allowed).
+        sample: x_t, shape (B, C, H, W).
+        eta: DDIM eta (1 = DDPM-like stochastic policy).
+        prev_sample: the action x_{t_prev} to score; drawn from the policy when None.
+        generator: noise source for drawing ``prev_sample`` (a generator or per-row streams).
+
+    Returns:
+        ``(prev_sample, log_prob)``: prev_sample (B, C, H, W) and log_prob (B,) = the MEAN over
+        the non-batch dimensions of log N(prev_sample; mu, sigma^2). NaN where sigma = 0.
+    """
+    mean, sigma = ddim_step_mean(scheduler, model_output, timestep, sample, eta)
+    if prev_sample is None:
+        noise = noise_like(sample.shape, generator, sample.device).to(sample.dtype)
+        prev_sample = mean + _per_row(sigma, sample) * noise
+    return prev_sample, gaussian_log_prob(prev_sample, mean, sigma)
 
 
 def trainable_steps(scheduler: DDIMScheduler, eta: float) -> list[bool]:
@@ -155,25 +223,32 @@ def rollout(
     x_start: torch.Tensor,
     start: int = 0,
     eta: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: NoiseSource = None,
     stop: StopCheck | None = None,
     record: bool = True,
     autocast_bf16: bool = False,
+    early_unet: UNet2DModel | None = None,
+    handover: int = 0,
 ) -> Trajectory:
     """Sample with the policy from state ``x_start`` at step index ``start`` to x_0, under inference_mode.
 
     ``x_start`` is pure noise for start = 0, or a re-noised image (see :func:`renoise`).
     ``stop`` is checked before every UNet call; it raises :class:`StopRequested`.
     With ``record=False`` only the final state is kept (states has 2 entries; no log-probs).
+    Hand-over sampling: steps with index < ``handover`` call ``early_unet`` (e.g. the base model),
+    the rest call ``unet``; with the same noise, handover = 0 gives ``unet``'s samples exactly and
+    handover = K ``early_unet``'s.
     """
+    if handover and early_unet is None:
+        raise ValueError("handover > 0 needs early_unet")
     timesteps = scheduler.timesteps[start:]
     x = x_start
     states, log_probs = [x], []
     with torch.inference_mode():
-        for t in timesteps:
+        for i, t in enumerate(timesteps, start=start):
             if stop is not None and stop():
                 raise StopRequested
-            eps = unet_eps(unet, x, int(t), autocast_bf16)
+            eps = unet_eps(early_unet if i < handover else unet, x, int(t), autocast_bf16)
             x, log_prob = ddim_step_with_logprob(scheduler, eps, int(t), x, eta=eta, generator=generator)
             if record:
                 states.append(x)
@@ -190,7 +265,7 @@ def rollout(
 
 
 def renoise(
-    scheduler: DDIMScheduler, x0: torch.Tensor, start: int, copies: int, generator: torch.Generator | None = None
+    scheduler: DDIMScheduler, x0: torch.Tensor, start: int, copies: int, generator: NoiseSource = None
 ) -> torch.Tensor:
     """Re-noise each image to step index ``start`` with ``copies`` independent noises (HRF's new prior).
 

@@ -6,6 +6,8 @@ Layout of ``<root>/<run_id>/``::
     status.json            {"state": running|done|stopped|failed, "epoch", "epochs", "message", "updated"}
     metrics.jsonl          one JSON object per evaluated epoch (epoch 0 = the base model), flushed
     grids/epoch-NNNN.png   sample grid of the evaluation set
+    evals/epoch-NNNN.safetensors   per-sample arrays of that evaluation (features, probabilities,
+                           rewards), for resampled confidence intervals (:mod:`hrf_core.frontier`)
     checkpoints/epoch-NNNN/
         unet/              diffusers folder (config.json + safetensors): loadable as a base model
         scheduler/         the DDIM scheduler config
@@ -130,6 +132,25 @@ class Run:
             image.save(tmp, format="PNG")
         return path
 
+    def save_eval(self, arrays: dict, epoch: int) -> Path:
+        """The per-sample arrays of an evaluation (``{name: tensor}``) as safetensors, atomically."""
+        from safetensors.torch import save_file
+
+        path = self.eval_path(epoch)
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in arrays.items()}, str(tmp))
+        return path
+
+    def eval_path(self, epoch: int) -> Path:
+        return self.path / "evals" / f"epoch-{epoch:04d}.safetensors"
+
+    def load_eval(self, epoch: int) -> dict | None:
+        """The arrays saved by :meth:`save_eval`, or None when that evaluation kept none."""
+        from safetensors.torch import load_file
+
+        path = self.eval_path(epoch)
+        return load_file(str(path)) if path.is_file() else None
+
     def checkpoint_dir(self, epoch: int) -> Path:
         return self.path / "checkpoints" / f"epoch-{epoch:04d}"
 
@@ -171,6 +192,16 @@ class RunStore:
             return []
         runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
         return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+
+
+def run_of_checkpoint(checkpoint: str | Path) -> Run | None:
+    """The run a checkpoint folder (``<run>/checkpoints/epoch-NNNN``) belongs to, or None for other folders."""
+    checkpoint = Path(checkpoint).expanduser().resolve()
+    run_dir = checkpoint.parent.parent
+    if CHECKPOINT_PATTERN.match(checkpoint.name) and checkpoint.parent.name == "checkpoints" and \
+            (run_dir / "config.json").is_file():
+        return Run(run_dir)
+    return None
 
 
 def open_run(path: str | Path) -> Run:

@@ -14,24 +14,41 @@ from hrf_core.runs import atomic_path
 
 
 def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
-                batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False) -> torch.Tensor:
+                batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False,
+                early: BaseModel | None = None, handover: int = 0) -> torch.Tensor:
     """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same samples.
 
-    This is the evaluation sampler of the trainer, the app and the experiments.
+    This is the evaluation sampler of the trainer, the app and the experiments. Hand-over sampling:
+    steps with index < ``handover`` use ``early`` (e.g. the base model), the rest ``base`` (e.g. a
+    fine-tuned checkpoint); with the same seed, handover = 0 gives ``base``'s samples exactly and
+    handover = K ``early``'s.
     """
+    if not 0 <= handover <= num_steps:
+        raise ValueError(f"handover must be in 0..{num_steps} (K), got {handover}")
+    if handover and early is None:
+        raise ValueError("hand-over sampling needs the model for the early steps")
+    if early is not None and early.sample_shape != base.sample_shape:
+        raise ValueError(f"hand-over between models of different sample shapes: {early.sample_shape} vs "
+                         f"{base.sample_shape}")
     base.scheduler.set_timesteps(num_steps)
     generator = torch.Generator().manual_seed(seed)
     x = noise_like((n, *base.sample_shape), generator, base.device)
+    early_unet = early.unet if early is not None and handover else None
     finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, stop=stop, record=False,
-                      autocast_bf16=autocast_bf16).final
+                      autocast_bf16=autocast_bf16, early_unet=early_unet, handover=handover).final
               for chunk in x.split(batch_size)]
     return torch.cat(finals)
 
 
 def sample_images(name: str, n: int = 64, seed: int = 0, num_steps: int = 40, eta: float = 1.0,
-                  device: str = "auto") -> torch.Tensor:
-    """Load ``name`` (registry name, Hub id, local folder or run checkpoint) and sample from it."""
-    return sample_from(load_base_model(name, device), n, seed, num_steps, eta)
+                  device: str = "auto", early: str | None = None, handover: int = 0) -> torch.Tensor:
+    """Load ``name`` (registry name, Hub id, local folder or run checkpoint) and sample from it.
+
+    With ``early`` and ``handover`` = S: steps < S sample with the model ``early`` names (hand-over sampling).
+    """
+    model = load_base_model(name, device)
+    early_model = load_base_model(early, model.device) if early and handover else None
+    return sample_from(model, n, seed, num_steps, eta, early=early_model, handover=handover)
 
 
 def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None = None) -> None:

@@ -21,20 +21,25 @@ import torch
 from diffusers import UNet2DModel
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from hrf_core import ddpo
 from hrf_core.config import TrainConfig
+from hrf_core.distributed import SINGLE, Dist
 from hrf_core.evaluation import Evaluator
 from hrf_core.imaging import image_grid
-from hrf_core.models import BaseModel, load_base_model, resolve_device
+from hrf_core.models import BaseModel, load_base_model, load_checked, resolve_device
 from hrf_core.policy import (
+    RowNoise,
     StopRequested,
     Trajectory,
-    ddim_step_with_logprob,
+    ddim_step_mean,
+    gaussian_kl,
+    gaussian_log_prob,
     noise_like,
     renoise,
     rollout,
+    stream_seed,
     trainable_steps,
     unet_eps,
 )
@@ -66,7 +71,13 @@ class Batch:
 
 
 class Trainer:
-    """Fine-tunes ``config.model`` on ``config.reward`` and writes everything to ``run``."""
+    """Fine-tunes ``config.model`` on ``config.reward`` and writes everything to ``run``.
+
+    Noise: every sample draws its noise from its own stream keyed by (seed, epoch, stream, global
+    index) (:class:`~hrf_core.policy.RowNoise`), and the start steps and the update order come from
+    generators keyed by (seed, epoch), so a run's samples do not depend on how the epoch is split
+    into processes (``dist``) and resuming needs no saved generator state.
+    """
 
     def __init__(
         self,
@@ -77,11 +88,13 @@ class Trainer:
         base: BaseModel | None = None,
         reward_fn: RewardFn | None = None,
         frozen: UNet2DModel | None = None,
+        dist: Dist = SINGLE,
     ):
         self.config = config.validate()
         self.run = run
         self.callbacks = list(callbacks)
         self.stop_event = stop_event or threading.Event()
+        self.dist = dist
         self.device = base.device if base is not None else resolve_device(config.device)
         self.base = base or load_base_model(config.model, self.device)
         self.unet = self.base.unet
@@ -89,100 +102,181 @@ class Trainer:
         self.scheduler.set_timesteps(config.num_steps)
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
-        if config.start_source == "base" and frozen is None:
+        needs_frozen = config.start_source == "base" or config.kl_coef > 0
+        if needs_frozen and frozen is None:
             frozen = copy.deepcopy(self.unet)  # the base model, before any update
-        self.frozen = frozen.requires_grad_(False) if config.start_source == "base" else None
+        self.frozen = frozen.requires_grad_(False).eval() if needs_frozen else None
         self.optimizer = torch.optim.AdamW(
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
         )
-        self.generator = torch.Generator().manual_seed(config.seed)  # index draws: start steps, update order
-        # Noise is drawn where the model runs: on CPU from the same stream; on a GPU from a CUDA generator
-        # (no CPU randn and host-to-device copy per step; about 1% of a CelebA-HQ epoch, bench/README.md).
-        self.noise_generator = (self.generator if self.device.type == "cpu"
-                                else torch.Generator(self.device).manual_seed(config.seed))
-        self.evaluator = Evaluator(self.base.sample_shape, self.device)
+        n_batches = config.samples_per_epoch // config.batch_size
+        if n_batches % dist.world:
+            raise ValueError(f"{n_batches} sampling batches per epoch cannot be shared by {dist.world} processes: "
+                             "make samples_per_epoch / batch_size a multiple of the process count")
+        self.my_batches = list(range(dist.rank, n_batches, dist.world))  # this rank's share of the epoch
+        self.evaluator = Evaluator(self.base.sample_shape, self.device) if dist.is_main else None
         self.epoch = 0
         self.hrfd_start: int | None = None
         self.hrfd_info: dict | None = None
         self.phase = "idle"
         self._stepped_this_epoch = False
         self._saved_epoch = -1
+        self._images: dict[int, torch.Tensor] = {}  # trajectory-of-interest images of this epoch, per batch
+        # UNet rows, counted by forward hooks (evaluation excluded): sampled (no grad: rollouts, probes),
+        # trained (forward+backward) and reference (the frozen model's KL forwards)
+        self.compute = dict.fromkeys(COMPUTE_KINDS, 0)
+        self.compute_total = dict.fromkeys(COMPUTE_KINDS, 0)
+        self._counting = True
+        self._reference_pass = False
+        for unet in {id(m): m for m in (self.unet, self.frozen) if m is not None}.values():
+            unet.register_forward_pre_hook(self._count_rows)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _count_rows(self, module, args) -> None:
+        if self._counting:
+            kind = "trained" if torch.is_grad_enabled() else ("reference" if self._reference_pass else "sampled")
+            self.compute[kind] += int(args[0].shape[0])
+
     def _stop(self) -> bool:
-        return self.stop_event.is_set()
+        """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
+        return not self.dist.active and self.stop_event.is_set()
 
-    def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, generator, record: bool = True) -> Trajectory:
-        return rollout(unet, self.scheduler, x, start, eta, generator, self._stop, record, self.config.bf16)
+    def _sync_stop(self) -> None:
+        """Raise StopRequested on every rank when a stop was asked on any (called at the same points by all)."""
+        if self.dist.any(self.stop_event.is_set(), self.device):
+            raise StopRequested
 
-    def _pure_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return noise_like((n, *self.base.sample_shape), generator, self.device)
+    def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, noise, record: bool = True) -> Trajectory:
+        return rollout(unet, self.scheduler, x, start, eta, noise, self._stop, record, self.config.bf16)
+
+    def _row_noise(self, epoch: int, stream: str, first: int, count: int) -> RowNoise:
+        """Streams keyed (seed, epoch, stream, global index) for ``count`` rows from ``first``."""
+        seed = self.config.seed
+        return RowNoise([(seed, epoch, stream, first + r) for r in range(count)], self.device)
+
+    def _epoch_generator(self, epoch: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+        return torch.Generator(device).manual_seed(stream_seed(self.config.seed, epoch, stream))
 
     # -- sampling --------------------------------------------------------------------------------
-    def _sample_batch(self, epoch: int, batch_index: int) -> Batch:
+    def _images_of(self, epoch: int, batch_index: int) -> torch.Tensor:
+        """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base)."""
+        if batch_index not in self._images:
+            c = self.config
+            n = c.batch_size // c.siblings
+            noise = self._row_noise(epoch, "image", batch_index * n, n)
+            source = self.frozen if c.start_source == "base" else self.unet
+            x = noise_like((n, *self.base.sample_shape), noise, self.device)
+            self._images[batch_index] = self._rollout(source, x, 0, c.eta, noise, record=False).final
+        return self._images[batch_index]
+
+    def _probe(self, epoch: int) -> None:
+        """HRF-D: rank 0 estimates the start step on the first batch's images; every rank receives it."""
+        c = self.config
+        found = None
+        if self.dist.is_main:
+            self.phase = f"epoch {epoch}: HRF-D probing start steps"
+            probe = self._images_of(epoch, 0)[: c.hrfd_probe_images]
+            found = dynamic_start(self.unet, self.scheduler, probe, self.reward_fn, c.hrfd_stride, c.hrfd_beta,
+                                  c.siblings, self._epoch_generator(epoch, "probe", self.device), self._stop)
+        self.hrfd_start, self.hrfd_info = self.dist.broadcast_object(found)
+
+    def _starts(self, epoch: int, n_batches: int) -> list[int]:
+        """The start step index of every batch of the epoch (the same on every rank)."""
+        c = self.config
+        if c.method == "hrf-d":
+            return [self.hrfd_start] * n_batches
+        window = active_window(c, epoch)
+        generator = self._epoch_generator(epoch, "starts")
+        return [draw_start(c, window, generator) for _ in range(n_batches)]
+
+    def _window_end(self, epoch: int) -> int:
+        return self.config.num_steps if self.config.method == "hrf-d" else active_window(self.config, epoch)[1]
+
+    def _sample_batch(self, epoch: int, batch_index: int, start: int) -> Batch:
         """Roll out one batch with log-probs from its start state; reward the finals."""
-        c, k = self.config, self.config.num_steps
-        n_images = c.batch_size // c.siblings
-        if c.method == "hrf-d":
-            window = None
+        c = self.config
+        noise = self._row_noise(epoch, "sample", batch_index * c.batch_size, c.batch_size)
+        if start > 0:
+            x_start = renoise(self.scheduler, self._images_of(epoch, batch_index), start, c.siblings, noise)
         else:
-            window = active_window(c, epoch)
-            start = draw_start(c, window, self.generator)
-        needs_images = c.method == "hrf-d" or start > 0
-        if needs_images:
-            # trajectory of interest: full samples from the current policy (or the frozen base)
-            source = self.frozen if self.frozen is not None else self.unet
-            images = self._rollout(source, self._pure_noise(n_images, self.noise_generator), 0, c.eta,
-                                   self.noise_generator, record=False).final
-        if c.method == "hrf-d":
-            if (batch_index == 0 and (epoch - 1) % c.hrfd_every == 0) or self.hrfd_start is None:
-                self.phase = f"epoch {epoch}: HRF-D probing start steps"
-                probe = images[: c.hrfd_probe_images]
-                self.hrfd_start, self.hrfd_info = dynamic_start(
-                    self.unet, self.scheduler, probe, self.reward_fn, c.hrfd_stride, c.hrfd_beta,
-                    c.siblings, self.noise_generator, self._stop)
-            start, window = self.hrfd_start, (self.hrfd_start, k)
-        x_start = (renoise(self.scheduler, images, start, c.siblings, self.noise_generator) if start > 0
-                   else self._pure_noise(c.batch_size, self.noise_generator))
+            x_start = noise_like((c.batch_size, *self.base.sample_shape), noise, self.device)
         self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
-        trajectory = self._rollout(self.unet, x_start, start, c.eta, self.noise_generator)
+        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise)
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
         rewards = self.reward_fn(trajectory.final).float().cpu()
-        end = window[1]
+        end = self._window_end(epoch)
         trained = [j for j in range(end - start) if self.trainable[start + j]]
         return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained)
+
+    def _gather_rewards(self, batches: dict[int, Batch], n_batches: int) -> torch.Tensor:
+        """Rewards of every batch of the epoch, (n_batches, batch_size), on every rank."""
+        local = torch.stack([batches[b].rewards for b in self.my_batches]).to(self.device)
+        gathered = self.dist.all_gather(local).cpu()  # (world, my batches, batch): batch b = k * world + rank
+        return torch.stack([gathered[b % self.dist.world, b // self.dist.world] for b in range(n_batches)])
 
     # -- update ----------------------------------------------------------------------------------
     def _clip_scale(self, start: int) -> float:
         return ddpo.window_scale(start, self.config.num_steps) if self.config.window_scaled_clip else 1.0
 
-    def _assign_advantages(self, batches: list[Batch]) -> None:
+    def _assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int]) -> None:
+        """Standardise over the whole epoch's rewards (n_batches, batch) exactly as one process would."""
         c = self.config
-        rewards = torch.cat([b.rewards for b in batches])
-        groups = torch.arange(len(batches)).repeat_interleave(c.batch_size) if c.adv_scope == "batch" else None
-        clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self._clip_scale(b.trajectory.start))
-                          for b in batches])
-        advantages = ddpo.standardized_advantages(rewards, clip=clip, groups=groups)
-        for i, batch in enumerate(batches):
-            batch.advantages = advantages[i * c.batch_size:(i + 1) * c.batch_size].to(self.device)
+        n_batches = rewards.shape[0]
+        groups = torch.arange(n_batches).repeat_interleave(c.batch_size) if c.adv_scope == "batch" else None
+        clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self._clip_scale(s)) for s in starts])
+        advantages = ddpo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
+        for b, batch in batches.items():
+            batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.device)
 
-    def _update(self, batches: list[Batch], epoch: int) -> dict:
-        """PPO-clip updates over the epoch's samples; returns diagnostics."""
+    def _all_reduce_grads(self) -> None:
+        """Sum the gradients over ranks (the all-reduce DDP does), in buckets of at most 2^24 values.
+
+        Ranks can hold different numbers of (sample, step) rows per optimiser step (HRF windows), which
+        DDP's per-backward hooks do not allow; one explicit all-reduce per step does the same sum.
+        """
+        if not self.dist.active:
+            return
+        params = [p for p in self.unet.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:  # this rank had no rows of this step
+                p.grad = torch.zeros_like(p)
+        bucket: list[torch.Tensor] = []
+
+        def flush():
+            flat = torch.cat([g.reshape(-1) for g in bucket])
+            self.dist.all_reduce_sum(flat)
+            for g, part in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
+                g.copy_(part.view_as(g))
+            bucket.clear()
+
+        for p in params:
+            bucket.append(p.grad)
+            if sum(g.numel() for g in bucket) >= 1 << 24:
+                flush()
+        if bucket:
+            flush()
+
+    def _update(self, batches: dict[int, Batch], epoch: int) -> dict:
+        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics."""
         c = self.config
         self.unet.train()
-        stats = {"approx_kl": [], "clip_fraction": [], "loss": []}
-        first_ratio_dev = None
-        samples = [(b, i) for b in range(len(batches)) for i in range(c.batch_size)]
-        for _ in range(c.inner_epochs):
-            order = torch.randperm(len(samples), generator=self.generator).tolist()
-            for chunk in torch.tensor(order).chunk(c.updates_per_epoch):
+        dev = self.device
+        sums = {name: torch.zeros((), device=dev, dtype=torch.float64) for name in
+                ("sq_logratio", "clipped", "rows", "kl", "loss", "grad_norm", "steps")}
+        first_ratio_dev = torch.zeros((), device=dev)
+        n_batches = c.samples_per_epoch // c.batch_size
+        samples = [(b, i) for b in range(n_batches) for i in range(c.batch_size)]  # the whole epoch, every rank
+        for inner in range(c.inner_epochs):
+            order = torch.randperm(len(samples), generator=self._epoch_generator(epoch, f"order-{inner}")).tolist()
+            for chunk_index, chunk in enumerate(torch.tensor(order).chunk(c.updates_per_epoch)):
+                self._sync_stop()
                 self.phase = f"epoch {epoch}: updating"
                 self.optimizer.zero_grad(set_to_none=True)
                 chunk_samples = [samples[i] for i in chunk.tolist()]
-                total_loss = torch.zeros((), device=self.device)
-                for b, batch in enumerate(batches):
+                total_loss = torch.zeros((), device=dev)
+                for b, batch in batches.items():
                     rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
                     if len(rows) == 0 or not batch.trained:
                         continue
@@ -195,48 +289,91 @@ class Trainer:
                     for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
                         if self._stop():
                             raise StopRequested
-                        t = traj.timesteps[j]  # on the host: ddim_step_with_logprob reads it without a sync
-                        i, j = i.to(self.device, non_blocking=True), j.to(self.device, non_blocking=True)
+                        t = traj.timesteps[j]  # on the host: the step reads it without a sync
+                        i, j = i.to(dev, non_blocking=True), j.to(dev, non_blocking=True)
                         x = traj.states[i, j]
                         eps = unet_eps(self.unet, x, t, c.bf16)
-                        _, log_prob = ddim_step_with_logprob(
-                            self.scheduler, eps, t, x, eta=c.eta, prev_sample=traj.states[i, j + 1])
+                        mean, sigma = ddim_step_mean(self.scheduler, eps, t, x, eta=c.eta)
+                        log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
                         old = traj.log_probs[i, j]
                         losses = ddpo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
-                        # mean over the chunk's samples and each sample's trained steps
+                        if c.kl_coef > 0:
+                            kl = self._kl_to_base(mean, sigma, x, t)
+                            losses = losses + c.kl_coef * kl
+                            sums["kl"] += kl.detach().sum()
+                        # mean over the chunk's samples (all ranks) and each sample's trained steps
                         loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
                         loss.backward()
                         total_loss += loss.detach()
-                        diag = ddpo.ppo_diagnostics(log_prob, old, clip_range)
-                        stats["approx_kl"].append(diag["approx_kl"])
-                        stats["clip_fraction"].append(diag["clip_fraction"])
-                        if first_ratio_dev is None:
-                            first_ratio_dev = (torch.exp(log_prob.detach() - old) - 1).abs().max()
+                        diff = (log_prob.detach() - old).double()
+                        sums["sq_logratio"] += (diff ** 2).sum()
+                        sums["clipped"] += ((torch.exp(diff) - 1).abs() > clip_range).sum()
+                        sums["rows"] += len(diff)
+                        if inner == 0 and chunk_index == 0:
+                            first_ratio_dev = torch.maximum(first_ratio_dev, (torch.exp(diff) - 1).abs().max().float())
+                self._all_reduce_grads()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self._stepped_this_epoch = True
-                stats["loss"].append(total_loss)
-                stats.setdefault("grad_norm", []).append(grad_norm)
+                sums["loss"] += total_loss
+                sums["grad_norm"] += grad_norm.detach().double()
+                sums["steps"] += 1
         self.unet.eval()
-        # one host read per statistic per epoch (each float() of a GPU tensor waits for the device)
-        summary = {key: (float(torch.stack(v).double().mean()) if v else 0.0) for key, v in stats.items()}
-        summary["first_ratio_deviation"] = float(first_ratio_dev) if first_ratio_dev is not None else 0.0
+        # totals over ranks, read once per epoch (each float() of a GPU tensor waits for the device)
+        for name in ("sq_logratio", "clipped", "rows", "kl", "loss"):
+            self.dist.all_reduce_sum(sums[name])
+        first_ratio_dev = self.dist.all_gather(first_ratio_dev).max()
+        rows, steps = max(float(sums["rows"]), 1.0), max(float(sums["steps"]), 1.0)
+        summary = {
+            "approx_kl": 0.5 * float(sums["sq_logratio"]) / rows,  # 0.5 E[(log ratio)^2] over trained rows
+            "clip_fraction": float(sums["clipped"]) / rows,
+            "loss": float(sums["loss"]) / steps,
+            "grad_norm": float(sums["grad_norm"]) / steps,
+            "first_ratio_deviation": float(first_ratio_dev),
+        }
+        if c.kl_coef > 0:
+            summary["kl_to_base"] = float(sums["kl"]) / rows  # nats per pixel, mean over trained rows
         return summary
 
+    def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t) -> torch.Tensor:
+        """KL(policy step || frozen base step) per row (B,), in nats per pixel; the base is called on these rows only."""
+        c = self.config
+        with torch.no_grad():
+            self._reference_pass = True
+            try:
+                eps_base = unet_eps(self.frozen, x, t, c.bf16)
+            finally:
+                self._reference_pass = False
+            mean_base, _ = ddim_step_mean(self.scheduler, eps_base, t, x, eta=c.eta)
+        return gaussian_kl(mean, mean_base, sigma)
+
     # -- evaluation ------------------------------------------------------------------------------
-    def evaluate(self) -> tuple[dict, Image.Image]:
-        """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed."""
+    def evaluate(self) -> tuple[dict, Image.Image, dict]:
+        """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed.
+
+        Returns (metrics, grid, per-sample arrays for resampling). Its UNet calls are not counted as compute.
+        """
         c = self.config
         self.phase = "evaluating"
-        images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
-                             stop=self._stop, autocast_bf16=c.bf16)
+        self._counting = False
+        try:
+            images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
+                                 stop=self._stop, autocast_bf16=c.bf16)
+        finally:
+            self._counting = True
         rewards = self.reward_fn(images).float().cpu()
-        metrics = self.evaluator(images, rewards)
-        return metrics, image_grid(images[:64], scale=max(1, 128 // images.shape[-1]))
+        arrays: dict = {}
+        metrics = self.evaluator(images, rewards, arrays=arrays)
+        return metrics, image_grid(images[:64], scale=max(1, 128 // images.shape[-1])), arrays
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
-        """Model (diffusers folder), optimiser and trainer state as safetensors; atomic (dir rename)."""
+    def save_checkpoint(self) -> Path | None:
+        """Model (diffusers folder), optimiser and trainer state as safetensors; atomic (dir rename).
+
+        Only rank 0 writes (every rank holds the same weights and optimiser state); others return None.
+        """
+        if not self.dist.is_main:
+            return None
         final = self.run.checkpoint_dir(self.epoch)
         tmp = final.with_name(final.name + ".tmp")
         if tmp.exists():
@@ -248,11 +385,8 @@ class Trainer:
                    v.detach().cpu().contiguous() for p, s in state["state"].items() for k, v in s.items()}
         save_file(tensors, tmp / "optimizer.safetensors",
                   metadata={"param_groups": json.dumps(state["param_groups"])})
-        trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start}
-        generators = {"generator": self.generator.get_state()}
-        if self.noise_generator is not self.generator:
-            generators["noise_generator"] = self.noise_generator.get_state()
-        save_file(generators, tmp / "trainer_state.safetensors",
+        trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start, "compute": self.compute_total}
+        save_file({"epoch": torch.tensor([self.epoch])}, tmp / "trainer_state.safetensors",
                   metadata={"trainer": json.dumps(trainer_meta)})
         if final.exists():
             shutil.rmtree(final)
@@ -261,8 +395,11 @@ class Trainer:
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Restore optimiser, epoch counter, RNG state and window-schedule position (weights: see resume)."""
-        tensors = load_file(folder / "optimizer.safetensors")
+        """Restore optimiser, epoch counter, compute totals and window-schedule position (weights: see resume).
+
+        Noise needs no saved state: every stream is keyed by (seed, epoch, ...).
+        """
+        tensors = load_checked(folder / "optimizer.safetensors")
         with safe_open(folder / "optimizer.safetensors", "pt") as handle:
             param_groups = json.loads(handle.metadata()["param_groups"])
         state: dict = {}
@@ -270,91 +407,132 @@ class Trainer:
             _, p, name = key.split(".", 2)
             state.setdefault(int(p), {})[name] = value.reshape(()) if name == "step" else value.to(self.device)
         self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
-        trainer_tensors = load_file(folder / "trainer_state.safetensors")
+        load_checked(folder / "trainer_state.safetensors")
         with safe_open(folder / "trainer_state.safetensors", "pt") as handle:
             meta = json.loads(handle.metadata()["trainer"])
-        self.generator.set_state(trainer_tensors["generator"])
-        if self.noise_generator is not self.generator and "noise_generator" in trainer_tensors:
-            self.noise_generator.set_state(trainer_tensors["noise_generator"])
         self.epoch = meta["epoch"]
         self.hrfd_start = meta["hrfd_start"]
+        self.compute_total = {**dict.fromkeys(COMPUTE_KINDS, 0), **meta.get("compute", {})}
         self._saved_epoch = self.epoch
 
     # -- the loop --------------------------------------------------------------------------------
-    def _log(self, epoch: int, metrics: dict, grid: Image.Image | None) -> None:
+    def _set_status(self, state: str, message: str) -> None:
+        if self.dist.is_main:
+            self.run.set_status(state, self.epoch, self.config.epochs, message)
+
+    def _log(self, epoch: int, metrics: dict, grid: Image.Image | None, arrays: dict | None) -> None:
+        """Rank 0 writes the row, the grid and the evaluation's arrays, then tells the callbacks."""
+        if not self.dist.is_main:
+            return
         self.run.append_metrics(metrics)
         if grid is not None:
             self.run.save_grid(grid, epoch)
+        if arrays:
+            self.run.save_eval(arrays, epoch)
         report = EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics, grid=grid)
         for callback in self.callbacks:
             callback(report)
 
-    def _epoch(self, epoch: int) -> tuple[dict, Image.Image | None]:
+    def _compute_row(self) -> dict:
+        """This epoch's UNet rows (all ranks) and the run's running totals; ``compute`` in forward-equivalents."""
+        counts = torch.tensor([self.compute[k] for k in COMPUTE_KINDS], dtype=torch.float64, device=self.device)
+        counts = self.dist.all_reduce_sum(counts).tolist()
+        row = {}
+        for kind, value in zip(COMPUTE_KINDS, counts, strict=True):
+            self.compute_total[kind] += int(value)
+            row[f"rows_{kind}"] = int(value)
+            row[f"cum_rows_{kind}"] = self.compute_total[kind]
+            self.compute[kind] = 0
+        row["compute"] = forward_equivalents(self.compute_total)
+        return row
+
+    def _epoch(self, epoch: int) -> tuple[dict, Image.Image | None, dict | None]:
         c = self.config
         started = time.perf_counter()
         self._stepped_this_epoch = False
+        self._images = {}
         n_batches = c.samples_per_epoch // c.batch_size
-        batches = [self._sample_batch(epoch, b) for b in range(n_batches)]
+        self._sync_stop()
+        if c.method == "hrf-d" and ((epoch - 1) % c.hrfd_every == 0 or self.hrfd_start is None):
+            self._probe(epoch)
+        starts = self._starts(epoch, n_batches)
+        batches: dict[int, Batch] = {}
+        for b in self.my_batches:
+            self._sync_stop()
+            batches[b] = self._sample_batch(epoch, b, starts[b])
+        self._images = {}
+        rewards = self._gather_rewards(batches, n_batches)
         sampled = time.perf_counter()
-        self._assign_advantages(batches)
+        self._assign_advantages(batches, rewards, starts)
         update = self._update(batches, epoch)
         trained = time.perf_counter()
-        starts = [b.trajectory.start for b in batches]
-        train_rewards = torch.cat([b.rewards for b in batches])
+        window_end = self._window_end(epoch)
+        trained_steps = sum(sum(self.trainable[s:window_end]) for s in starts) * c.batch_size * c.inner_epochs
         row = {
             "epoch": epoch,
             "method": c.method,
             "window_start": min(starts),
-            "window_end": max(b.end for b in batches),
+            "window_end": window_end,
             "starts": starts,
-            "train_reward_mean": float(train_rewards.mean()),
-            "trained_steps": sum(len(b.trained) * c.batch_size for b in batches) * c.inner_epochs,
+            "train_reward_mean": float(rewards.mean()),
+            "trained_steps": trained_steps,
             "sample_seconds": sampled - started,
             "update_seconds": trained - sampled,
             **update,
+            **self._compute_row(),
         }
         if c.method == "hrf-d" and self.hrfd_info:
             row["hrfd"] = self.hrfd_info
-        grid = None
-        if epoch % c.eval_every == 0 or epoch == c.epochs:
+        grid = arrays = None
+        if self.dist.is_main and (epoch % c.eval_every == 0 or epoch == c.epochs):
             eval_started = time.perf_counter()
-            metrics, grid = self.evaluate()
+            metrics, grid, arrays = self.evaluate()
             row.update(metrics)
             row["eval_seconds"] = time.perf_counter() - eval_started
         row["seconds"] = time.perf_counter() - started
-        return row, grid
+        return row, grid, arrays
 
     def train(self) -> str:
         """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
         c = self.config
         self.unet.eval()
         try:
-            if self.epoch == 0 and not self.run.metrics():
-                self.run.set_status("running", 0, c.epochs, "evaluating the base model")
-                metrics, grid = self.evaluate()
+            if self.epoch == 0 and self.dist.is_main and not self.run.metrics():
+                self._set_status("running", "evaluating the base model")
+                metrics, grid, arrays = self.evaluate()
+                zero = {f"{prefix}{kind}": 0 for kind in COMPUTE_KINDS for prefix in ("rows_", "cum_rows_")}
                 self._log(0, {"epoch": 0, "method": c.method, "window_start": None, "window_end": None,
-                              "seconds": 0.0, **metrics}, grid)
+                              "seconds": 0.0, **zero, "compute": 0, **metrics}, grid, arrays)
             while self.epoch < c.epochs:
                 epoch = self.epoch + 1
-                self.run.set_status("running", self.epoch, c.epochs, f"epoch {epoch}/{c.epochs}")
-                row, grid = self._epoch(epoch)
+                self._set_status("running", f"epoch {epoch}/{c.epochs}")
+                row, grid, arrays = self._epoch(epoch)
                 self.epoch = epoch
-                self._log(epoch, row, grid)
+                self._log(epoch, row, grid, arrays)
                 if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
                     self.save_checkpoint()
         except StopRequested:
             if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
                 self.save_checkpoint()  # weights still equal the last completed epoch's
             self.phase = "stopped"
-            self.run.set_status("stopped", self.epoch, c.epochs, f"stopped after epoch {self.epoch}")
+            self._set_status("stopped", f"stopped after epoch {self.epoch}")
             return "stopped"
         except Exception as error:
             self.phase = "failed"
-            self.run.set_status("failed", self.epoch, c.epochs, f"{type(error).__name__}: {error}")
+            self._set_status("failed", f"{type(error).__name__}: {error}")
             raise
         self.phase = "done"
-        self.run.set_status("done", self.epoch, c.epochs, "finished")
+        self._set_status("done", "finished")
         return "done"
+
+
+#: The kinds of UNet rows a run counts (see :meth:`Trainer._count_rows`).
+COMPUTE_KINDS = ("sampled", "trained", "reference")
+
+
+def forward_equivalents(rows: dict) -> int:
+    """Compute in UNet forward-equivalents: sampled + reference rows + 3 x trained rows (backward ~ 2 forwards)."""
+    return int(rows.get("sampled", 0) + rows.get("reference", 0) + 3 * rows.get("trained", 0))
 
 
 def start_training(config: TrainConfig, run: Run, **kwargs) -> Trainer:
@@ -362,8 +540,13 @@ def start_training(config: TrainConfig, run: Run, **kwargs) -> Trainer:
     return Trainer(config, run, **kwargs)
 
 
-def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None, **kwargs) -> Trainer:
-    """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state."""
+def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None,
+                    device: torch.device | None = None, dist: Dist = SINGLE, **kwargs) -> Trainer:
+    """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
+
+    ``device`` overrides the config's (a data-parallel rank passes its own GPU). Rank 0 alone truncates
+    the metrics to the checkpoint and rewrites the config.
+    """
     checkpoints = run.checkpoints()
     if checkpoint is None:
         if not checkpoints:
@@ -376,13 +559,15 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     if epochs is not None:
         config = config.replace(epochs=epochs)
     config.validate()
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     policy = load_base_model(str(checkpoint), device)
-    frozen = load_base_model(config.model, device).unet if config.start_source == "base" else None
-    trainer = Trainer(config, run, base=policy, frozen=frozen, **kwargs)
+    needs_frozen = config.start_source == "base" or config.kl_coef > 0
+    frozen = load_base_model(config.model, device).unet if needs_frozen else None
+    trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
     trainer.load_checkpoint(checkpoint)
     if trainer.epoch >= config.epochs:
         raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
-    run.truncate_metrics(trainer.epoch)
-    write_json(run.path / "config.json", config.to_dict())
+    if dist.is_main:
+        run.truncate_metrics(trainer.epoch)
+        write_json(run.path / "config.json", config.to_dict())
     return trainer

@@ -88,3 +88,53 @@ def test_help_documents_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ("--model", "--reward", "--method", "--window", "--epochs", "--seed", "--out", "--cluster"):
         assert flag in text
+
+
+def test_bring_your_own_reward_and_kl_from_the_command_line(tiny_model_dir, tmp_path, capsys):
+    from hrf_core import rewards
+
+    saved = dict(rewards.REWARDS)
+    try:
+        good = tmp_path / "mine.py"
+        good.write_text("def bright(images):\n    return images.mean(dim=(1, 2, 3))\n\n"
+                        "def bad(images):\n    return images.mean(dim=(2, 3))\n")
+        out = tmp_path / "runs"
+        code = main(["train", "--model", str(tiny_model_dir), "--reward", f"{good}:bright", "--method", "ddpo",
+                     "--epochs", "1", "--kl-coef", "0.1", "--out", str(out), "--name", "byo", *SMALL])
+        assert code == 0
+        config = json.loads((out / "byo" / "config.json").read_text())
+        assert config["reward"] == f"{good}:bright" and config["kl_coef"] == 0.1
+        assert "kl_to_base" in json.loads((out / "byo" / "metrics.jsonl").read_text().splitlines()[1])
+        capsys.readouterr()
+        for reference, message in ((f"{good}:bad", "returned shape (2, 1) for 2 images"),
+                                   (f"{tmp_path}/nowhere.py:f", "does not exist")):
+            assert main(["train", "--model", str(tiny_model_dir), "--reward", reference, "--window", "5:10", "--out",
+                         str(tmp_path / "x"), *SMALL]) == 2
+            lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+            assert len(lines) == 1 and message in lines[0], lines
+        assert not (tmp_path / "x").exists()  # nothing started
+    finally:
+        rewards.REWARDS.clear()
+        rewards.REWARDS.update(saved)
+
+
+def test_sample_handover_identities(tiny_model_dir, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["train", "--model", str(tiny_model_dir), "--method", "ddpo", "--epochs", "1", "--lr", "0.05",
+                 "--out", str(out), "--name", "h", *SMALL]) == 0
+    checkpoint = out / "h" / "checkpoints" / "epoch-0001"
+    arrays = {}
+    for label, flags in (("tuned", ["--checkpoint", str(checkpoint)]),
+                         ("s0", ["--checkpoint", str(checkpoint), "--handover", "0"]),
+                         ("sK", ["--checkpoint", str(checkpoint), "--handover", "10"]),
+                         ("s5", ["--checkpoint", str(checkpoint), "--handover", "5"]),
+                         ("base", ["--model", str(tiny_model_dir)])):
+        path = tmp_path / f"{label}.npy"
+        assert main(["sample", *flags, "--n", "4", "--steps", "10", "--device", "cpu", "--out",
+                     str(tmp_path / f"{label}.png"), "--array", str(path)]) == 0
+        arrays[label] = np.load(path)
+    assert np.array_equal(arrays["s0"], arrays["tuned"]) and np.array_equal(arrays["sK"], arrays["base"])
+    assert not np.array_equal(arrays["tuned"], arrays["base"])
+    assert not np.array_equal(arrays["s5"], arrays["tuned"]) and not np.array_equal(arrays["s5"], arrays["base"])
+    assert main(["sample", "--checkpoint", str(checkpoint), "--handover", "11", "--steps", "10", "--out",
+                 str(tmp_path / "x.png"), "--device", "cpu"]) == 2

@@ -111,3 +111,66 @@ def test_renoise_leaves_the_scheduler_table_on_the_host():
     out = renoise(scheduler, x0, 3, copies=2)
     assert out.shape == (4, 1, 8, 8) and out.device.type == "meta"
     assert scheduler.alphas_cumprod.device.type == "cpu"
+
+
+def test_kl_to_base_matches_a_float64_hand_computation():
+    """KL of two DDIM Gaussians with the same sigma = ||mu_theta - mu_base||^2 / (2 sigma^2), a mean over pixels."""
+    from hrf_core.policy import ddim_step_mean, gaussian_kl
+
+    scheduler = make_scheduler()
+    scheduler.set_timesteps(40)
+    gen = torch.Generator().manual_seed(3)
+    for t in scheduler.timesteps[[0, 15, 39]].tolist():
+        x = torch.randn(4, 1, 8, 8, generator=gen)
+        eps_theta, eps_base = torch.randn(2, 4, 1, 8, 8, generator=gen).unbind(0)
+        mean_theta, sigma = ddim_step_mean(scheduler, eps_theta, t, x, eta=1.0)
+        mean_base, _ = ddim_step_mean(scheduler, eps_base, t, x, eta=1.0)
+        kl = gaussian_kl(mean_theta, mean_base, sigma)
+        m1, _, std = hand_logprob_float64(scheduler, eps_theta, t, x, x, 1.0)
+        m2, _, _ = hand_logprob_float64(scheduler, eps_base, t, x, x, 1.0)
+        hand = ((m1 - m2) ** 2 / (2 * std**2)).mean(dim=(1, 2, 3))
+        assert kl.shape == (4,) and (kl > 0).all()
+        assert torch.allclose(kl.double(), hand, rtol=1e-3, atol=1e-7)  # float32 cancellation in mu_theta - mu_base
+        # the same Gaussian: zero; and KL equals the expected log-ratio E_p[log p - log q] by Monte Carlo
+        assert torch.allclose(gaussian_kl(mean_theta, mean_theta, sigma), torch.zeros(4))
+        draws = mean_theta + sigma.reshape(4, 1, 1, 1) * torch.randn(4000, 4, 1, 8, 8, generator=gen)
+        from hrf_core.policy import gaussian_log_prob
+        log_ratio = torch.stack([gaussian_log_prob(d, mean_theta, sigma) - gaussian_log_prob(d, mean_base, sigma)
+                                 for d in draws[:400]])
+        assert torch.allclose(log_ratio.mean(0), kl, rtol=0.1, atol=2e-3)
+
+
+def test_row_noise_streams_depend_only_on_their_keys():
+    from hrf_core.policy import RowNoise, noise_like
+
+    keys = [(0, 3, "sample", g) for g in range(6)]
+    whole = RowNoise(keys)
+    first, second = noise_like((6, 1, 4, 4), whole, torch.device("cpu")), noise_like((6, 1, 4, 4), whole, "cpu")
+    halves = [RowNoise(keys[:3]), RowNoise(keys[3:])]  # the same samples, split over two "ranks"
+    split_first = torch.cat([noise_like((3, 1, 4, 4), h, torch.device("cpu")) for h in halves])
+    split_second = torch.cat([noise_like((3, 1, 4, 4), h, torch.device("cpu")) for h in halves])
+    assert torch.equal(first, split_first) and torch.equal(second, split_second)
+    assert not torch.equal(first, second) and not torch.equal(first[0], first[1])
+    other_epoch = noise_like((1, 1, 4, 4), RowNoise([(0, 4, "sample", 0)]), torch.device("cpu"))
+    assert not torch.equal(other_epoch[0], first[0])
+    with pytest.raises(ValueError, match="3 streams"):
+        noise_like((4, 1, 4, 4), halves[0], torch.device("cpu"))
+
+
+def test_handover_identities():
+    """Same noise: handover 0 gives the tuned model's samples exactly, handover K the base model's."""
+    tuned, base, scheduler = make_tiny_unet(seed=1), make_tiny_unet(seed=2), make_scheduler()
+    scheduler.set_timesteps(10)
+
+    def sample(unet, **kw):
+        gen = torch.Generator().manual_seed(5)
+        x = torch.randn(3, 1, 8, 8, generator=gen)
+        return rollout(unet, scheduler, x, 0, 1.0, gen, record=False, **kw).final
+
+    only_tuned, only_base = sample(tuned), sample(base)
+    assert torch.equal(sample(tuned, early_unet=base, handover=0), only_tuned)
+    assert torch.equal(sample(tuned, early_unet=base, handover=10), only_base)
+    middle = sample(tuned, early_unet=base, handover=5)
+    assert not torch.equal(middle, only_tuned) and not torch.equal(middle, only_base)
+    with pytest.raises(ValueError, match="early_unet"):
+        sample(tuned, handover=3)

@@ -131,25 +131,62 @@ def test_resume_with_frozen_base_start_states(tiny_model_dir, tmp_path):
     assert resumed.train() == "done" and [r["epoch"] for r in run.metrics()] == [0, 1, 2]
 
 
-def test_cpu_noise_shares_the_index_stream(tiny_model_dir, tmp_path):
-    config = small_config(tiny_model_dir, epochs=1)
-    trainer = Trainer(config, RunStore(tmp_path).create(config.to_dict()))
-    assert trainer.noise_generator is trainer.generator  # one CPU stream: results unchanged by the GPU split
+def test_compute_is_counted_and_kl_logged(tiny_model_dir, tmp_path):
+    """UNet rows are counted by kind; evaluation is not compute; the KL run calls the base on trained rows only."""
+    config = small_config(tiny_model_dir, method="hrf", window=(4, 8), start_mode="fixed", epochs=1, kl_coef=0.5)
+    run = RunStore(tmp_path).create(config.to_dict())
+    Trainer(config, run).train()
+    base_row, row = run.metrics()
+    assert base_row["compute"] == 0 and base_row["cum_rows_trained"] == 0
+    # 2 batches of 4 rows: 2 trajectory-of-interest images per batch (K = 10 steps), 4 siblings from step 4
+    assert row["rows_sampled"] == 2 * (2 * 10 + 4 * 6)
+    assert row["rows_trained"] == row["trained_steps"] == 8 * 4  # 8 samples x steps 4..7
+    assert row["rows_reference"] == row["rows_trained"]  # the frozen base runs on trained rows only
+    assert row["compute"] == row["rows_sampled"] + row["rows_reference"] + 3 * row["rows_trained"]
+    assert row["kl_to_base"] >= 0 and "kl_to_base" not in base_row
+    saved = run.load_eval(1)
+    assert saved["rewards"].shape == (8,) and saved["features.pixel"].shape == (8, 64)
+    assert float(saved["rewards"].mean()) == pytest.approx(row["reward_mean"], abs=1e-6)
+
+
+def test_kl_penalty_changes_the_update_and_zero_matches_plain(tiny_model_dir, tmp_path):
+    def final_weights(name, **changes):
+        config = small_config(tiny_model_dir, method="ddpo", window=(0, 10), epochs=1, **changes)
+        run = RunStore(tmp_path / name).create(config.to_dict())
+        trainer = Trainer(config, run)
+        trainer.train()
+        return {k: v.clone() for k, v in trainer.unet.state_dict().items()}, run.metrics()[1]
+
+    plain, plain_row = final_weights("plain")
+    strong, strong_row = final_weights("kl", kl_coef=50.0)
+    assert plain_row["rows_reference"] == 0 and "kl_to_base" not in plain_row
+    assert strong_row["kl_to_base"] > 0 and strong_row["rows_reference"] == strong_row["rows_trained"]
+    assert any(not torch.equal(plain[k], strong[k]) for k in plain)
+    # identical sampling: the penalty only enters the update
+    assert strong_row["train_reward_mean"] == plain_row["train_reward_mean"]
+
+
+def test_resume_keeps_the_compute_totals(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, epochs=2, checkpoint_every=1)
+    full = RunStore(tmp_path / "a").create(config.to_dict())
+    Trainer(config, full).train()
+    half = RunStore(tmp_path / "b").create(config.replace(epochs=1).to_dict())
+    Trainer(config.replace(epochs=1), half).train()
+    resume_training(half, epochs=2).train()
+    assert [r["compute"] for r in full.metrics()] == [r["compute"] for r in half.metrics()]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_resume_restores_the_noise_stream(tiny_model_dir, tmp_path):
+def test_cuda_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
     config = small_config(tiny_model_dir, device="cuda", epochs=4, checkpoint_every=2)
     full = RunStore(tmp_path / "a").create(config.to_dict())
-    trainer = Trainer(config, full)
-    assert trainer.noise_generator.device.type == "cuda" and trainer.generator.device.type == "cpu"
-    trainer.train()
+    Trainer(config, full).train()
 
     half = RunStore(tmp_path / "b").create(config.replace(epochs=2).to_dict())
     Trainer(config.replace(epochs=2), half).train()
     resumed = resume_training(half, epochs=4)
     resumed.train()
-    # cuDNN kernels need not be bitwise deterministic; a lost noise stream would change the rewards wholesale
+    # cuDNN kernels need not be bitwise deterministic; wrong noise keys would change the rewards wholesale
     for a, b in zip(full.metrics(), half.metrics(), strict=True):
         assert a["reward_mean"] == pytest.approx(b["reward_mean"], rel=1e-3, abs=1e-4)
     a, b = weights(full.checkpoints()[-1]), weights(half.checkpoints()[-1])
