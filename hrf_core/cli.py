@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     base_metrics.add_argument("--rewards", nargs="+", default=["jpeg-compressibility", "jpeg-incompressibility"])
     base_metrics.add_argument("--device", default="cpu")
 
-    sub.add_parser("experiment", help="run paper-digits (see python -m hrf_core experiment --help)")
+    sub.add_parser("experiment", help="run frontier-digits or paper-digits (see python -m hrf_core experiment --help)")
+    sub.add_parser("frontier", help="compare runs at matched reward and compute against DDPO "
+                   "(see python -m hrf_core frontier --help)")
     return parser
 
 
@@ -240,7 +242,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -254,7 +255,8 @@ def write_report(summary: dict, docs: Path, out: Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hrf_core experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=("paper-digits",), help="the experiment")
+    parser.add_argument("name", choices=("paper-digits", "frontier-digits"),
+                        help="the experiment (frontier-digits: see python -m hrf_core experiment frontier-digits -h)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
@@ -276,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[2:] if argv is None else argv)
+    if argv and argv[0] == "frontier-digits":
+        from hrf_core import frontier_experiment
+
+        return frontier_experiment.cli_main(argv)
     args = build_parser().parse_args(argv)
     for task in args.tasks:
         if task not in REWARDS:

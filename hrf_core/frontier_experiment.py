@@ -1,0 +1,447 @@
+"""``frontier-digits``: every method at matched reward and compute against DDPO's own trajectory.
+
+``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+
+Arms (all on the embedded digits model, the same samples per epoch, epochs and evaluations):
+
+- ``ddpo``: every step from pure noise; its evaluated epochs are the early-stopping frontier;
+- ``ddpo+kl<c>``: DDPO with the KL penalty to the frozen base model (DPOK), coefficient c;
+- ``hrf[20,40)`` / ``hrf[30,40)``: HRF windows, start ~ U per batch;
+- ``hrf-d``: the dynamic start finder;
+- ``random-start`` (ablation): re-noised starts with s ~ U{0..K-1}, all later steps trained;
+- ``renoise-fixed`` (ablation): re-noised starts at the fixed step K/2, no sliding;
+- ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
+  >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
+
+The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``) the DDPO, HRF and
+hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
+skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
+unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
+``--report-only`` at any time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
+from hrf_core.config import TrainConfig
+from hrf_core.runs import Run, RunStore, read_json, write_json
+
+NAME = "frontier-digits"
+JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
+VISIBLE_TASKS = ("ink", "digit:3")
+VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
+#: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
+KL_COEFS = (0.1, 1.0)
+HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
+
+
+@dataclass
+class Settings:
+    """The experiment's shared settings (every arm, every task)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    epochs: int = 24
+    eval_every: int = 3
+    eval_samples: int = 128
+    samples: int = 32
+    batch_size: int = 16
+    siblings: int = 4
+    steps: int = 40
+    lr: float = 3e-4
+    kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
+    handover_every: int = 5
+    model: str = "digits16"
+
+
+def full_arms(settings: Settings) -> list[str]:
+    return ["ddpo", *(f"ddpo+kl{c:g}" for c in settings.kl_coefs), "hrf[20,40)", "hrf[30,40)", "hrf-d",
+            "random-start", "renoise-fixed", "handover"]
+
+
+def arms_of(task: str, settings: Settings) -> list[str]:
+    return full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+
+
+def arm_overrides(arm: str, k: int) -> dict:
+    """The TrainConfig fields that make an arm (``handover`` trains nothing)."""
+    if arm == "ddpo":
+        return dict(method="ddpo", window=(0, k))
+    if arm.startswith("ddpo+kl"):
+        return dict(method="ddpo", window=(0, k), kl_coef=float(arm[len("ddpo+kl"):]))
+    window = re.fullmatch(r"hrf\[(\d+),(\d+)\)", arm)
+    if window:
+        return dict(method="hrf", window=(int(window[1]) * k // 40, int(window[2]) * k // 40))
+    return {"hrf-d": dict(method="hrf-d"), "random-start": dict(method="hrf", window=(0, k)),
+            "renoise-fixed": dict(method="hrf", window=(k // 2, k), start_mode="fixed")}[arm]
+
+
+def run_name(task: str, arm: str, seed: int) -> str:
+    """A run-store id: ``jpeg-compressibility-hrf-20-40-seed0``."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{task}-{arm}").strip("-")
+    return f"{slug}-seed{seed}"
+
+
+def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+    s = settings
+    return TrainConfig(
+        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
+        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every,
+        eval_samples=s.eval_samples, checkpoint_every=s.epochs // 2, device=device,
+        extra={"experiment": NAME, "arm": arm, "task": task}, **arm_overrides(arm, s.steps)).validate()
+
+
+# ------------------------------------------------------------------------------------------------ units
+def train_unit(config: dict, root: str, name: str) -> dict:
+    """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
+    from hrf_core.trainer import Trainer, resume_training
+
+    store = RunStore(root)
+    config = TrainConfig.from_dict(config)
+    path = Path(root) / name
+    if (path / "config.json").is_file():
+        run = Run(path)
+        if run.status.get("state") == "done":
+            return {"run": name, "skipped": True}
+        if run.checkpoints():
+            resume_training(run).train()
+            return {"run": name, "resumed": True}
+        import shutil
+
+        shutil.rmtree(path)
+    run = store.create(config.to_dict(), name=name)
+    Trainer(config, run).train()
+    return {"run": name}
+
+
+def handover_unit(source: str, root: str, name: str, every: int) -> dict:
+    """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
+
+    Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
+    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's.
+    """
+    from hrf_core.evaluation import Evaluator
+    from hrf_core.imaging import image_grid
+    from hrf_core.models import load_base_model
+    from hrf_core.rewards import make_reward
+    from hrf_core.sampling import sample_from
+
+    ddpo = Run(Path(root) / source)
+    path = Path(root) / name
+    if (path / "status.json").is_file() and Run(path).status.get("state") == "done":
+        return {"run": name, "skipped": True}
+    config = dict(ddpo.config)
+    k = int(config["num_steps"])
+    checkpoint = ddpo.checkpoints()[-1]
+    rows = ddpo.metrics()
+    trained = next(r for r in reversed(rows) if r.get("epoch") == int(checkpoint.name.split("-")[1]))
+    config["extra"] = {**config.get("extra", {}), "arm": "handover", "source_run": source,
+                       "source_checkpoint": checkpoint.name}
+    config["method"] = "handover"
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    run = RunStore(root).create(config, name=name)
+    tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
+    reward_fn = make_reward(config["reward"])
+    evaluator = Evaluator(base.sample_shape)
+    for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
+        images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
+                             early=base, handover=handover)
+        arrays: dict = {}
+        metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
+        run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
+                            **metrics})
+        run.save_grid(image_grid(images[:64], scale=2), order)
+        run.save_eval(arrays, order)
+    run.set_status("done", k, k, "finished")
+    return {"run": name}
+
+
+def build_units(settings: Settings, root: Path, device: str = "cpu"):
+    from hrf_core.sweep import Unit
+
+    units = []
+    for task in settings.tasks:
+        for seed in settings.seeds:
+            for arm in arms_of(task, settings):
+                name = run_name(task, arm, seed)
+                if arm == "handover":
+                    units.append(Unit(name, handover_unit, (run_name(task, "ddpo", seed), str(root), name,
+                                                            settings.handover_every),
+                                      after=(run_name(task, "ddpo", seed),)))
+                else:
+                    config = arm_config(task, arm, seed, settings, device).to_dict()
+                    units.append(Unit(name, train_unit, (config, str(root), name)))
+    return units
+
+
+def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu") -> dict:
+    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
+    from hrf_core.sweep import default_threads, run_units
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / "progress.json"
+    progress = read_json(progress_file, {}) or {}
+    progress.setdefault("units", {})
+    progress["settings"] = asdict(settings)
+    progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    started = time.time()
+
+    def on_done(unit) -> None:
+        progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
+                                        "finished": time.time()}
+        progress["wall_seconds"] = progress.get("previous_wall", 0.0) + time.time() - started
+        write_json(progress_file, progress)
+        state = "failed" if unit.error else "done"
+        print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
+              + (f"\n{unit.error}" if unit.error else ""), flush=True)
+
+    units = build_units(settings, out, device)
+    run_units(units, jobs=jobs, threads=threads, on_done=on_done)
+    progress["previous_wall"] = progress.get("wall_seconds", 0.0)
+    write_json(progress_file, progress)
+    return progress
+
+
+# ---------------------------------------------------------------------------------------------- report
+def reference_curves(result: dict, root: Path, prefix_n: tuple[int, ...] = (64,)) -> dict:
+    """DDPO's evaluated points per reward and seed (the app's reference curve), also recomputed on the
+    first n samples of each evaluation for the app's smaller evaluation sets."""
+    import numpy as np
+
+    from hrf_core.frontier import load_trajectory, metric_from_arrays
+
+    out: dict = {}
+    for group in result["groups"].values():
+        curves = []
+        for run_id in group["arms"].get("ddpo", {}).get("runs", []):
+            trajectory = load_trajectory(Run(root / run_id))
+            if trajectory is None:
+                continue
+            points = {str(trajectory.eval_samples): {"gain": trajectory.gains.tolist(),
+                                                     **{k: v.tolist() for k, v in trajectory.metrics.items()
+                                                        if k in HEADLINE}}}
+            for n in prefix_n:
+                if n >= trajectory.eval_samples:
+                    continue
+                index = np.arange(n)
+                arrays = [trajectory.arrays(i) for i in range(len(trajectory.epochs))]
+                if any(a is None for a in arrays):
+                    continue
+                rewards = [metric_from_arrays("reward_mean", a, index) for a in arrays]
+                points[str(n)] = {"gain": [r - rewards[0] for r in rewards],
+                                  **{k: [metric_from_arrays(k, a, index) for a in arrays] for k in HEADLINE}}
+            curves.append({"seed": trajectory.seed, "epochs": trajectory.epochs, "samples": points})
+        out[group["reward"]] = {"model": group["model"], "curves": curves}
+    return out
+
+
+def write_figure(result: dict, root: Path, path: Path) -> None:
+    """IS and Vendi against reward gain: each arm's mean over seeds, with the seed range as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hrf_core.frontier import crossing, interpolate, load_trajectory
+
+    groups = list(result["groups"].values())
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 7.4), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for col, group in enumerate(groups):
+        arms = list(group["arms"])
+        final = group["reference"]["final_gain"]
+        grid = np.linspace(0, final, 25) if final > 0 else np.linspace(final, 0, 25)
+        for row, metric in enumerate(("is_classifier", "vendi_classifier")):
+            ax = axes[row][col]
+            for a, arm in enumerate(arms):
+                curves = []
+                for run_id in group["arms"][arm]["runs"]:
+                    t = load_trajectory(Run(root / run_id))
+                    if t is None or metric not in t.metrics:
+                        continue
+                    spots = [crossing(t.gains, g) for g in grid]  # the first crossing, as in the tables
+                    curves.append([interpolate(t.metrics[metric], at) if at is not None else np.nan for at in spots])
+                if not curves:
+                    continue
+                curves = np.array(curves, dtype=float)
+                with np.errstate(all="ignore"):
+                    mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
+                style = dict(lw=3 if arm == "ddpo" else 1.6, color="black" if arm == "ddpo" else colors[a % 10],
+                             ls="--" if arm == "handover" else "-")
+                ax.plot(grid, mean, label=arm, **style)
+                if len(curves) > 1:
+                    ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
+                                    color=style["color"], alpha=0.12, lw=0)
+            ax.set_title(f"{group['reward']}" if row == 0 else "")
+            ax.set_xlabel("reward gain over the base model")
+            ax.set_ylabel({"is_classifier": "Inception Score (classifier)",
+                           "vendi_classifier": "Vendi (classifier features)"}[metric])
+            ax.grid(alpha=0.3)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Diversity at matched reward: mean over seeds (line) and seed range (band); DDPO in black.\n"
+                 "A method above the black line keeps more diversity than early-stopped DDPO at that reward.",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def metric_title(name: str) -> str:
+    return {"is_classifier": "Inception Score (classifier)", "vendi_classifier": "Vendi (classifier features)",
+            "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
+
+
+def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400) -> Path:
+    """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference."""
+    from hrf_core.frontier import format_value, frontier, table
+
+    progress = read_json(out / "progress.json", {}) or {}
+    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
+    result = frontier([out], resamples=resamples)
+    results = docs / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    write_json(results / "frontier.json", result)
+    write_figure(result, out, results / "frontier.png")
+    if reference_file is not None:
+        write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
+                                    "rewards": reference_curves(result, out)})
+    seeds = " ".join(str(s) for s in settings.seeds)
+    wall = progress.get("wall_seconds", 0.0)
+    lines = [
+        "# Results: what does each method's reward cost in diversity, at matched reward?",
+        "",
+        f"Generated by `hrf_core.frontier_experiment` from the runs; regenerate with "
+        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` (wall time "
+        f"{wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} processes of "
+        f"{progress.get('threads', '?')} thread(s)).",
+        "",
+        f"Setting: `{settings.model}`, K = {settings.steps} DDIM steps, eta = 1, {settings.samples} samples per epoch "
+        f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
+        f"AdamW lr {settings.lr:g}, seeds {seeds}. Every arm is evaluated every {settings.eval_every} epochs on the "
+        f"same **{settings.eval_samples} fixed-seed samples** (the same noise for every arm and epoch). Diversity is "
+        "measured with the digits classifier: Inception Score, Vendi on its features, entropy of its class "
+        "histogram.",
+        "",
+        "**How to read the tables.** Each cell is read off the run's own evaluated epochs where its reward gain "
+        "first reaches the level (linear interpolation), as a fraction of DDPO's mean final gain; `Δ` is the "
+        "difference to the DDPO run of the same seed at the same reward (the early-stopping frontier). "
+        "`mean ± std` over seeds, then a 95% interval in brackets (" + result["interval"] + "). A method beats "
+        "early-stopped DDPO only where its Δ interval lies above 0.",
+        "",
+        "![frontier](results/frontier.png)",
+        "",
+    ]
+    for group in result["groups"].values():
+        ref = group["reference"]
+        lines += [f"## {group['reward']}", "",
+                  f"DDPO's mean final gain: {ref['final_gain']:.4g} after {settings.epochs} epochs "
+                  f"({ref['final_compute'] / 1e3:.0f}k UNet forward-equivalents).", ""]
+        for metric in HEADLINE:
+            lines += [f"**{metric_title(metric)} at matched reward** (levels: % of DDPO's final gain)", ""]
+            lines += table(group, metric, "reward") + [""]
+        lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
+                  "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
+                  "| arm | reward gain | % of DDPO's | compute (k) | " + " | ".join(metric_title(m) for m in HEADLINE)
+                  + " |", "|---" * (4 + len(HEADLINE)) + "|"]
+        for arm, entry in group["arms"].items():
+            final = entry["final"]
+            share = final["gain"]["mean"] / ref["final_gain"] * 100 if ref["final_gain"] else float("nan")
+            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
+                         f"{final['compute']['mean'] / 1e3:.0f} | "
+                         + " | ".join(format_value(final.get(m)) for m in HEADLINE) + " |")
+        lines += ["", f"**{metric_title('is_classifier')} at matched compute** (levels: % of DDPO's final compute; "
+                  "hand-over excluded: it spends no compute of its own)", ""]
+        lines += table({**group, "arms": {a: e for a, e in group["arms"].items() if a != "handover"}},
+                       "is_classifier", "compute") + [""]
+        first = settings.seeds[0]
+        grids = []
+        for arm, entry in group["arms"].items():
+            run_id = next((r for r in entry["runs"] if r.endswith(f"seed{first}")), None)
+            if run_id is None:
+                continue
+            run = Run(out / run_id)
+            grid = run.latest_grid()
+            if grid is None:
+                continue
+            target = results / f"grid-{run_name(group['reward'], arm, first)}.png"
+            target.write_bytes(grid.read_bytes())
+            grids.append((arm, target.name))
+        if grids:
+            lines += [" ".join(f"![{arm}](results/{name})" for arm, name in grids), "",
+                      f"Final evaluation grids, seed {first}, left to right: " + ", ".join(a for a, _ in grids) + ".",
+                      ""]
+    notes = results / "reading.md"
+    lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
+    report = docs / "RESULTS.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=(NAME,))
+    parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
+    parser.add_argument("--tasks", nargs="+", default=defaults.tasks)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples)
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="samples per epoch (every arm)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--siblings", type=int, default=defaults.siblings)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
+    parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / jobs)")
+    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
+    parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
+    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
+    parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
+                        help="where the app's DDPO reference curves go ('' for nowhere)")
+    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    from hrf_core.rewards import REWARDS
+
+    args = build_parser().parse_args(argv)
+    for task in args.tasks:
+        if task not in REWARDS:
+            raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
+    if args.epochs < 2 or args.jobs < 1:
+        raise ValueError("--epochs must be >= 2 and --jobs >= 1")
+    settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
+                        eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
+                        siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
+                        handover_every=args.handover_every, model=args.model)
+    for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
+        for arm in arms_of(task, settings):
+            if arm != "handover":
+                arm_config(task, arm, settings.seeds[0], settings, args.device)
+    out = Path(args.out)
+    if not args.report_only:
+        progress = run_experiment(settings, out, args.jobs, args.threads, args.device)
+        failed = [name for name, unit in progress["units"].items() if unit.get("error")]
+        if failed:
+            print(f"{len(failed)} units failed: {', '.join(failed)}")
+    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples)
+    print(f"wrote {report}")
+    return 0
+

@@ -1,0 +1,111 @@
+"""Matched-reward and matched-compute read-offs, seed aggregation and paired intervals, on hand-made runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hrf_core import metrics
+from hrf_core.frontier import cli_main, crossing, frontier
+from hrf_core.runs import RunStore
+
+
+def make_run(store: RunStore, name: str, method: str, seed: int, gains, is_values, compute=None, arrays=None,
+             kl_coef: float = 0.0, reward: str = "jpeg-compressibility"):
+    config = {"model": "digits16", "reward": reward, "method": method, "seed": seed, "window": [20, 40],
+              "kl_coef": kl_coef, "num_steps": 40, "extra": {}}
+    run = store.create(config, name=name)
+    compute = compute if compute is not None else [100 * e for e in range(len(gains))]
+    for epoch, (gain, value, spent) in enumerate(zip(gains, is_values, compute, strict=True)):
+        run.append_metrics({"epoch": epoch, "reward_mean": -0.5 + gain, "is_classifier@8": value,
+                            "vendi_classifier@8": value / 2, "compute": spent, "eval_samples": 8})
+        if arrays is not None:
+            run.save_eval(arrays[epoch], epoch)
+    return run
+
+
+def test_crossing_is_the_first_one():
+    xs = np.array([0.0, 0.02, 0.01, 0.03])
+    assert crossing(xs, 0.01) == (0, 0.5)
+    assert crossing(xs, 0.025) == (2, pytest.approx(0.75))  # 0.01 -> 0.03 after the dip: the first upward crossing of 0.025
+    assert crossing(xs, 0.04) is None
+    assert crossing(xs, -0.1) == (0, 0.0)
+
+
+def test_matched_reward_hand_computed(tmp_path):
+    store = RunStore(tmp_path)
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        make_run(store, f"ddpo-{seed}", "ddpo", seed, [0, 0.01, 0.02, 0.03], [9, 8 + shift, 6 + shift, 4])
+        make_run(store, f"hrf-{seed}", "hrf", seed, [0, 0.005, 0.01, 0.015], [9, 8.8, 8.5, 8.2 + shift],
+                 compute=[0, 40, 80, 120])
+    result = frontier([tmp_path], fractions=(0.5, 0.75), compute_fractions=(0.4,), resamples=0)
+    group = result["groups"]["digits16|jpeg-compressibility"]
+    assert group["reference"]["final_gain"] == pytest.approx(0.03)
+    ddpo, hrf = group["arms"]["ddpo"], group["arms"]["hrf[20,40)"]
+    half = ddpo["matched_reward"][0]
+    # gain 0.015: halfway between epochs 1 and 2: IS (8 + 6) / 2 = 7 (seed 0) and 7.2 (seed 1)
+    assert half["values"]["is_classifier"]["mean"] == pytest.approx(7.1)
+    assert half["values"]["is_classifier"]["std"] == pytest.approx(0.1)
+    assert half["values"]["epoch"]["mean"] == pytest.approx(1.5)
+    mine = hrf["matched_reward"][0]
+    assert mine["reached"] == 2 and mine["values"]["is_classifier"]["mean"] == pytest.approx(8.3)
+    assert mine["delta_vs_ddpo"]["is_classifier"]["mean"] == pytest.approx(8.3 - 7.1)
+    assert mine["values"]["compute"]["mean"] == pytest.approx(120)  # compute spent to get there
+    assert hrf["matched_reward"][1]["reached"] == 0  # 75% = 0.0225: never reached
+    # matched compute: 40% of DDPO's 300 = 120: HRF's last point (IS 8.2, 8.4); DDPO at epoch 1.2:
+    # 8 + 0.2 (6 - 8) = 7.6 and 8.2 + 0.2 (6.2 - 8.2) = 7.8, so the difference is 0.6 for both seeds
+    at_compute = hrf["matched_compute"][0]
+    assert at_compute["values"]["gain"]["mean"] == pytest.approx(0.015)
+    assert at_compute["delta_vs_ddpo"]["is_classifier"]["mean"] == pytest.approx(0.6)
+
+
+def test_needs_a_ddpo_reference(tmp_path):
+    store = RunStore(tmp_path)
+    make_run(store, "kl", "ddpo", 0, [0, 0.01], [9, 8], kl_coef=0.1)  # DDPO+KL is an arm, not the frontier
+    with pytest.raises(ValueError, match="no DDPO reference"):
+        frontier([tmp_path], resamples=0)
+
+
+def eval_arrays(seed: int, n: int = 8, classes: int = 4, bias: float = 0.0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=gen) * 3
+    logits[:, 0] += bias
+    return {"rewards": torch.randn(n, generator=gen) * 0.01 + bias * 0.01,
+            "probs.classifier": torch.softmax(logits, 1), "features.classifier": torch.rand(n, 5, generator=gen)}
+
+
+def point_metrics(arrays) -> dict:
+    probs, feats = arrays["probs.classifier"], arrays["features.classifier"]
+    return {"reward": float(arrays["rewards"].mean()), "is": metrics.inception_score(probs)[0],
+            "vendi": metrics.vendi_score(feats)}
+
+
+def test_paired_intervals_from_saved_arrays(tmp_path):
+    store = RunStore(tmp_path)
+    sets = [eval_arrays(e, bias=e) for e in range(3)]
+    values = [point_metrics(a) for a in sets]
+    gains = [v["reward"] - values[0]["reward"] for v in values]
+    for name, method in (("ddpo-0", "ddpo"), ("same-0", "hrf")):  # an "arm" whose evaluations equal DDPO's
+        run = make_run(store, name, method, 0, gains, [v["is"] for v in values], arrays=sets)
+        rows = run.metrics()
+        for row, v in zip(rows, values, strict=True):
+            row["vendi_classifier@8"] = v["vendi"]
+        (run.path / "metrics.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    group = frontier([tmp_path], fractions=(0.5,), resamples=200)["groups"]["digits16|jpeg-compressibility"]
+    row = group["arms"]["hrf[20,40)"]["matched_reward"][0]
+    interval = row["values"]["is_classifier"]["ci"]
+    assert interval[0] < row["values"]["is_classifier"]["mean"] < interval[1]
+    delta = row["delta_vs_ddpo"]["is_classifier"]
+    assert delta["mean"] == pytest.approx(0.0) and delta["ci"] == pytest.approx([0.0, 0.0])  # paired: no noise
+    assert "ci" in row["values"]["vendi_classifier"] and "ci" in row["values"]["gain"]
+    assert group["eval_samples"] == 8 and group["resamples"] == 200
+
+
+def test_cli_writes_json_and_a_table(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs")
+    make_run(store, "ddpo-0", "ddpo", 0, [0, 0.01, 0.02], [9, 8, 7])
+    make_run(store, "hrf-0", "hrf", 0, [0, 0.008, 0.016], [9, 8.9, 8.7])
+    assert cli_main([str(tmp_path / "runs"), "--json", str(tmp_path / "out.json"), "--resamples", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "| hrf[20,40) |" in text and "8 evaluation samples" in text and (tmp_path / "out.json").is_file()
