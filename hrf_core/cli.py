@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from hrf_core.config import METHODS, PRESETS, TrainConfig
@@ -150,19 +151,58 @@ def _progress_callback(epochs: int):
     return on_epoch, bar
 
 
+@contextmanager
+def _stop_on_signals(stop_event: threading.Event):
+    """While training: SIGINT and SIGTERM ask the trainer to stop cooperatively (the last completed epoch's
+    checkpoint is kept); under torchrun every rank gets the signal, and the ranks stop together at their next
+    sync point. A second Ctrl-C interrupts at once. The previous handlers come back afterwards."""
+    import signal
+
+    def handler(signum, frame):
+        if stop_event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop_event.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _run_trainer(trainer, start_epoch: int) -> int:
-    on_epoch, bar = _progress_callback(trainer.config.epochs)
-    bar.update(start_epoch)
-    trainer.callbacks.append(on_epoch)
+    with _stop_on_signals(trainer.stop_event):
+        return _train_with_progress(trainer, start_epoch)
+
+
+def _train_with_progress(trainer, start_epoch: int) -> int:
+    main = trainer.dist.is_main
+    if main:
+        on_epoch, bar = _progress_callback(trainer.config.epochs)
+        bar.update(start_epoch)
+        trainer.callbacks.append(on_epoch)
     try:
         state = trainer.train()
     except KeyboardInterrupt:
         trainer.stop_event.set()
         return 130
     finally:
-        bar.close()
-    print(f"{state}: {trainer.run.path}")
-    return 0
+        if main:
+            bar.close()
+    if main:
+        print(f"{state}: {trainer.run.path}")
+    return 130 if state == "stopped" else 0
+
+
+def _distributed(config_device: str):
+    """(Dist, device) of this process: torchrun's rank and its device, or the single process."""
+    from hrf_core.distributed import init_from_env
+
+    return init_from_env(config_device)
 
 
 def prepare_reward(name: str, model: str) -> None:
@@ -194,16 +234,25 @@ def prepare_reward(name: str, model: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hrf_core.runs import RunStore
+    """Train a new run; under ``torchrun`` every rank runs this, rank 0 creates and writes the run."""
+    from hrf_core.distributed import layout
+    from hrf_core.models import load_base_model, model_folder
+    from hrf_core.runs import Run, RunStore
     from hrf_core.trainer import Trainer
 
     config = config_from_args(args)
-    from hrf_core.models import model_folder
-
     model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
     prepare_reward(config.reward, config.model)
-    run = RunStore(args.out).create(config.to_dict(), name=args.name)
-    trainer = Trainer(config, run, stop_event=threading.Event())
+    dist, device = _distributed(config.device)
+    if config.samples_per_epoch // config.batch_size % dist.world:
+        raise ValueError(f"{config.samples_per_epoch // config.batch_size} sampling batches per epoch cannot be "
+                         f"shared by {dist.world} processes: make samples / batch-size a multiple of it")
+    ranks = layout(dist, device)
+    if dist.active:
+        config = config.replace(extra={**config.extra, "distributed": ranks})
+    path = str(RunStore(args.out).create(config.to_dict(), name=args.name).path) if dist.is_main else None
+    run = Run(Path(dist.broadcast_object(path)))
+    trainer = Trainer(config, run, stop_event=threading.Event(), base=load_base_model(config.model, device), dist=dist)
     return _run_trainer(trainer, 0)
 
 
@@ -215,7 +264,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ValueError(f"epochs must be >= 1, got {args.epochs}")
     run = open_run(args.run_dir)
     prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
-    trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs)
+    dist, device = _distributed(run.config.get("device", "auto"))
+    trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs, device=device,
+                              dist=dist, stop_event=threading.Event())
     return _run_trainer(trainer, trainer.epoch)
 
 
@@ -246,6 +297,16 @@ FORWARDED = ("pretrain", "experiment", "frontier")  # subcommands whose argument
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        if "torch" in sys.modules:  # a torchrun rank leaves its process group
+            from hrf_core.distributed import shutdown
+
+            shutdown()
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in FORWARDED:
         try:
