@@ -1,38 +1,59 @@
-"""HRF Explorer: the Gradio app (UI only: layout, events, polling; the work lives in hrf_core).
+"""HRF Explorer: the Gradio app (UI only: layout, events, serving; the work lives in hrf_core).
 
 Run ``python app.py`` and open http://127.0.0.1:7860 (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
-override the address; ``HRF_RUNS_DIR`` the run store, default ``runs/``).
+override the address; ``HRF_RUNS_DIR`` the run store, default ``runs/``; ``HRF_PRESENTER_TOKEN`` turns on
+presenter mode; ``HRF_EXTRA_REWARDS`` registers the operator's own rewards).
 
 One global :class:`~hrf_core.jobs.JobManager` runs one fine-tuning job at a time in a background
-thread; every tab polls it with a cheap 1 s timer, so a reloaded tab or a second visitor sees the
-running job. Heavy modules (torch, diffusers) load in the background after the server is up.
+thread. What viewers see comes from one :class:`~hrf_core.livefeed.LiveFeed` per process, published
+once per change and pushed to every open page over one server-sent-events stream each
+(``/live/stream``); the browser draws it (``ui/live.js``). So a viewer costs the server nothing while
+nothing changes, and 100 viewers cost what one does. ``/?view=1`` is a read-only page of the Live tab
+alone, without Gradio, for a slide. Gradio serves the controls: Train, Compare, Runs, Results.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gzip
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Gradio recomputes an analytics summary over up to 10,000 past events after every queued event by
+# default; once per 1,000 events is plenty for an app that shows none of it.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 # Idle OpenMP threads sleep instead of spinning (a spinning training thread starves the UI on small CPUs).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
+from fastapi import FastAPI, HTTPException, Request  # noqa: E402
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse  # noqa: E402
 
-from hrf_core import REPO_ROOT, views  # noqa: E402
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, presenter  # noqa: E402
 from hrf_core.config import PRESETS, TrainConfig  # noqa: E402
 from hrf_core.jobs import JobManager, default_torch_threads  # noqa: E402
+from hrf_core.livefeed import LiveFeed  # noqa: E402
 from hrf_core.runs import RunStore  # noqa: E402
+from hrf_core.views import common, compare, live, results, runs, train  # noqa: E402
 
 log = logging.getLogger("hrf_explorer")
 
 RUNS_DIR = Path(os.environ.get("HRF_RUNS_DIR") or REPO_ROOT / "runs")
 DOCS_DIR = REPO_ROOT / "docs"
-TICK_SECONDS = 1.0
+UI_DIR = REPO_ROOT / "ui"
+EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
+#: Gradio's queue polls for work every 1 ms when idle (10 ms for progress); 50 / 100 ms add no visible
+#: latency to a button and take the idle server from ~7% of a core to ~0 (bench/README.md).
+QUEUE_SLEEP_SECONDS = 0.05
+PROGRESS_SLEEP_SECONDS = 0.1
+KEYS_HELP = "Keys: S start · D duel · X stop · 1–5 tabs · ←/→ replay epochs · L latest"
 
 _MANAGER: JobManager | None = None
 _MANAGER_LOCK = threading.Lock()
@@ -43,15 +64,15 @@ def global_manager() -> JobManager:
     global _MANAGER
     with _MANAGER_LOCK:
         if _MANAGER is None:
-            _MANAGER = JobManager(RunStore(RUNS_DIR), torch_threads=default_torch_threads())
+            _MANAGER = JobManager(RunStore(RUNS_DIR, examples=EXAMPLES_DIR), torch_threads=default_torch_threads())
         return _MANAGER
 
 
 def default_config() -> TrainConfig:
-    return PRESETS[views.DEFAULT_PRESET].replace()
+    return PRESETS[train.DEFAULT_PRESET].replace()
 
 
-NUMBER_NAMES = tuple(views.NUMBER_FIELDS)
+NUMBER_NAMES = tuple(train.NUMBER_FIELDS)
 
 # ------------------------------------------------------------------------------- the window widget
 WINDOW_TEMPLATE = """${(() => {
@@ -144,30 +165,38 @@ paint();
 APP_CSS = """
 .hrf-header h1 { margin-bottom: 0; }
 .hrf-header p { margin-top: 2px; }
-.hrf-status { padding: 8px 12px; border: 1px solid var(--border-color-primary); border-radius: 8px;
-              font-variant-numeric: tabular-nums; line-height: 1.7; }
-.hrf-badge { color: white; border-radius: 999px; padding: 1px 10px; font-size: 13px; font-weight: 600; }
-.hrf-bar { height: 6px; background: var(--neutral-200, #e5e7eb); border-radius: 3px; overflow: hidden; margin-top: 4px; }
-.hrf-bar > div { height: 100%; transition: width .4s; }
-.hrf-phase { font-size: 13px; color: var(--body-text-color-subdued); }
-.hrf-error { font-size: 13px; color: #dc2626; white-space: pre-wrap; }
 .hrf-notice { padding: 6px 10px; background: var(--background-fill-secondary); border-radius: 6px; }
 .hrf-info { font-size: 13px; color: var(--body-text-color-subdued); margin-top: -6px; }
 .hrf-note { font-size: 14px; margin-top: -4px; }
+#keys-help { font-size: 12px; color: var(--body-text-color-subdued); }
 #start-btn { min-height: 48px; font-size: 18px; }
+#duel-btn { min-height: 48px; }
 """
+
+HEAD = ('<link rel="stylesheet" href="/live/assets/live.css">'
+        '<script src="/live/assets/plotly.min.js" defer></script>'
+        '<script src="/live/assets/live.js" defer></script>')
+
+
+def _refusal(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _safe(fallback_outputs: int):
-    """Turn any exception of a handler into a warning toast; outputs are left unchanged (never crash)."""
+    """Turn any exception of a handler into a warning toast; outputs are left unchanged (never crash).
+
+    A presenter-mode refusal is an error instead, so an API client gets it as an exception, not an empty result.
+    """
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
+            except PermissionError as error:
+                raise gr.Error(_refusal(error)) from None
             except ValueError as error:
-                gr.Warning(str(error))
+                gr.Warning(_refusal(error))
             except Exception as error:  # noqa: BLE001 - a talk must go on
                 log.exception("handler %s failed", fn.__name__)
                 gr.Warning(f"{fn.__name__} failed: {type(error).__name__}: {error}")
@@ -187,65 +216,86 @@ class Lab:
         self.manager = manager or global_manager()
         self.store = self.manager.store
         self.defaults = defaults or default_config()
-        self.preset = preset if preset is not None else (views.DEFAULT_PRESET if defaults is None else views.NO_PRESET)
+        self.preset = preset if preset is not None else (train.DEFAULT_PRESET if defaults is None else train.NO_PRESET)
         self.docs_dir = docs_dir
-        self._figures: dict[tuple, tuple] = {}
+        self.feed = LiveFeed(build=lambda: live.live_state(self.manager), key=self.manager.live_key)
 
     # -- Train tab ---------------------------------------------------------------------------------
-    def start(self, preset, model, reward, method, window, *numbers):
-        """Validate the form and start a run; on a problem: a warning, the reason in the status box."""
+    def _config(self, preset, model, reward, method, window, start_mode, numbers) -> TrainConfig:
+        return train.config_from_form(preset, model, reward, method, window, start_mode,
+                                      **dict(zip(NUMBER_NAMES, numbers, strict=True)))
+
+    def start(self, token, preset, model, reward, method, window, start_mode, *numbers):
+        """Validate the form and start a run; on a problem: a warning, the reason in the notice."""
+        return self._launch(token, lambda: [self.manager.start(
+            self._config(preset, model, reward, method, window, start_mode, numbers))])
+
+    def duel(self, token, preset, model, reward, method, window, start_mode, *numbers):
+        """Train the form's configuration against DDPO (or, for DDPO, against HRF on the late half), side by side."""
+        def go():
+            config = self._config(preset, model, reward, method, window, start_mode, numbers)
+            return list(self.manager.start_duel(config, train.duel_partner(config)))
+
+        return self._launch(token, go)
+
+    def _launch(self, token, go):
         try:
-            config = views.config_from_form(preset, model, reward, method, window,
-                                            **dict(zip(NUMBER_NAMES, numbers, strict=True)))
-            run_id = self.manager.start(config)
-        except ValueError as error:
-            gr.Warning(str(error))
-            return views.notice_html(f"Not started: {error}", "error"), gr.Tabs()
+            presenter.check(token)
+            run_ids = go()
+        except (ValueError, PermissionError) as error:
+            gr.Warning(_refusal(error))
+            return common.notice_html(f"Not started: {_refusal(error)}", "error"), gr.Tabs()
         except Exception as error:  # noqa: BLE001
             log.exception("start failed")
             gr.Warning(f"Not started: {type(error).__name__}: {error}")
-            return views.notice_html(f"Not started: {type(error).__name__}: {error}", "error"), gr.Tabs()
-        return views.notice_html(f"Started {run_id}.", "ok"), gr.Tabs(selected="live")
+            return common.notice_html(f"Not started: {type(error).__name__}: {error}", "error"), gr.Tabs()
+        return common.notice_html(f"Started {' and '.join(run_ids)}.", "ok"), gr.Tabs(selected="live")
 
-    def stop(self):
+    def stop(self, token):
+        try:
+            presenter.check(token)
+        except PermissionError as error:
+            gr.Warning(_refusal(error))
+            return common.notice_html(_refusal(error), "error")
         if self.manager.stop():
-            return views.notice_html("Stopping after the current denoising step…", "warning")
+            return common.notice_html("Stopping after the current denoising step…", "warning")
         gr.Info("Nothing is running.")
-        return views.notice_html("Nothing is running.", "info")
+        return common.notice_html("Nothing is running.", "info")
 
     def fill_preset(self, preset):
-        """Field values of a preset (model, reward, method, window, numbers), or no change for custom."""
+        """Field values of a preset (model, reward, method, window, start mode, note, numbers), or no change."""
         if preset not in PRESETS:
-            return tuple(gr.skip() for _ in range(5 + len(NUMBER_NAMES)))
-        values = views.form_from_config(PRESETS[preset])
+            return tuple(gr.skip() for _ in range(6 + len(NUMBER_NAMES)))
+        values = train.form_from_config(PRESETS[preset])
         k = values["num_steps"]
         return (values["model"], values["reward"], values["method"], gr.HTML(value=values["window"], steps=k),
-                views.window_note(values["method"], values["window"], k, values["epochs"]),
+                values["start_mode"],
+                train.window_note(values["method"], values["window"], k, values["epochs"], values["start_mode"]),
                 *[values[name] for name in NUMBER_NAMES])
 
-    def note(self, method, window, num_steps, epochs):
-        return views.window_note(method, window, num_steps, epochs)
+    def note(self, method, window, num_steps, epochs, start_mode="uniform"):
+        return train.window_note(method, window, num_steps, epochs, start_mode)
 
     def method_help(self, method):
-        return views.METHOD_HELP.get(method, "")
+        return train.METHOD_HELP.get(method, "")
 
     def steps_changed(self, num_steps, window):
         """K changed: rescale the window widget to 0..K, keeping the window inside it."""
         try:
-            k = int(views.parse_number("num_steps", num_steps))
+            k = int(train.parse_number("num_steps", num_steps))
         except ValueError:
             return gr.skip()
-        start, end = views.fit_window(window, k)
+        start, end = train.fit_window(window, k)
         return gr.HTML(value=f"{start}:{end}", steps=k, strip=[], hint="computing x0 previews…")
 
     def strip(self, model, num_steps):
         """The base model's x0-prediction strip under the window (computed once per model and K)."""
         try:
-            k = int(views.parse_number("num_steps", num_steps))
+            k = int(train.parse_number("num_steps", num_steps))
         except ValueError:
             return gr.skip()
         try:
-            uris = views.x0_strip(model, k)
+            uris = train.x0_strip(model, k)
         except Exception as error:  # noqa: BLE001 - a missing model must not break the page
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             return gr.HTML(strip=[], hint=f"no x0 previews: {reason}")
@@ -254,60 +304,26 @@ class Lab:
     @_safe(4)
     def choices(self, model, reward):
         """Model and reward dropdowns with availability (loaded after the page is up: imports torch)."""
-        models = views.model_choices(extra=[model] if model else [])
-        rewards = views.reward_choices()
-        return (gr.Dropdown(choices=models, value=model), views.model_info(model),
-                gr.Dropdown(choices=rewards, value=reward), views.reward_info(reward))
-
-    # -- Live tab ----------------------------------------------------------------------------------
-    def _live_figures(self, snap):
-        key = (snap.run_id, len(snap.rows), snap.state in ("done", "stopped", "failed"))
-        cached = self._figures.get(key)
-        if cached is None:
-            past = []
-            if snap.config:
-                past = views.history(self.store, snap.config.get("model"), snap.config.get("reward"),
-                                     exclude=snap.run_id, rows_of=self.manager.rows)
-            cached = (views.trajectory_figure(snap.rows, snap.config, past), views.curves_figure(snap.rows))
-            if len(self._figures) > 64:
-                self._figures.clear()
-            self._figures[key] = cached
-        return key, cached
-
-    def tick(self, seen):
-        """Timer tick: status, plots and grids, each sent only when it changed since this tab's last tick."""
-        seen = dict(seen or {})
-        try:
-            snap = self.manager.snapshot()
-            status = views.status_html(snap)
-            key, (trajectory, curves) = self._live_figures(snap)
-        except Exception as error:  # noqa: BLE001 - polling must never break
-            log.exception("tick failed")
-            message = views.notice_html(f"Status unavailable: {error}", "error")
-            return message, message, gr.skip(), gr.skip(), gr.skip(), seen
-        outputs = []
-        outputs.append(status if seen.get("status") != status else gr.skip())
-        outputs.append(status if seen.get("status") != status else gr.skip())
-        seen["status"] = status
-        fresh = seen.get("figures") != list(key)
-        outputs += [trajectory, curves] if fresh else [gr.skip(), gr.skip()]
-        seen["figures"] = list(key)
-        grids = [(snap.base_grid, "epoch 0 · base model")] if snap.base_grid else []
-        if snap.grid and snap.grid != snap.base_grid:
-            latest = Path(snap.grid).stem.split("-")[-1]
-            grids.append((snap.grid, f"epoch {int(latest)} · latest"))
-        gallery_key = [g[0] for g in grids]
-        outputs.append(grids if seen.get("gallery") != gallery_key else gr.skip())
-        seen["gallery"] = gallery_key
-        return (*outputs, seen)
+        models = train.model_choices(extra=[model] if model else [])
+        rewards = train.reward_choices()
+        return (gr.Dropdown(choices=models, value=model), train.model_info(model),
+                gr.Dropdown(choices=rewards, value=reward), train.reward_info(reward))
 
     def status_api(self) -> dict:
-        """The current job as JSON (``/status`` endpoint)."""
-        return views.snapshot_dict(self.manager.snapshot())
+        """The current job as JSON (``/status`` endpoint; open to everyone, no queue)."""
+        return live.snapshot_dict(self.manager.snapshot())
+
+    # -- presenter token ---------------------------------------------------------------------------
+    def unlock(self, token):
+        """Check a typed presenter token: remember it in this browser when it is right."""
+        if presenter.allowed(token):
+            return token, common.notice_html("Presenter controls unlocked in this browser.", "ok")
+        gr.Warning("Wrong presenter token.")
+        return gr.skip(), common.notice_html("Wrong presenter token: controls stay locked.", "error")
 
     # -- Compare and Runs tabs ---------------------------------------------------------------------
     def sources(self, a=None, b=None):
-        choices = views.source_choices(self.store, models=[self.defaults.model])
+        choices = compare.source_choices(self.store, models=[self.defaults.model])
         values = [c[1] for c in choices]
         first = values[0] if values else None
         latest = next((v for v in values if v.startswith("ckpt:")), first)
@@ -316,19 +332,21 @@ class Lab:
         return gr.Dropdown(choices=choices, value=a), gr.Dropdown(choices=choices, value=b)
 
     @_safe(5)
-    def compare(self, a, b, n, seed, reward, thumbnails=False):
-        result = views.compare(self.store, a, b, n=n, seed=seed, reward=reward or None, thumbnails=bool(thumbnails))
+    def compare(self, a, b, n, seed, reward, thumbnails=False, handover=0, token=""):
+        presenter.check(token)
+        result = compare.compare(self.store, a, b, n=n, seed=seed, reward=reward or None,
+                                 thumbnails=bool(thumbnails), handover=handover or 0)
         headers = ["metric", "A", "B", "B − A"]
         return (gr.Image(value=result.grid_a, label=f"A · {result.label_a}"),
                 gr.Image(value=result.grid_b, label=f"B · {result.label_b}"),
                 gr.Dataframe(value=result.table, headers=headers), result.figure,
-                views.notice_html(f"{n} samples each, seeds {int(seed)}…{int(seed) + int(n) - 1}", "ok"))
+                common.notice_html(f"{n} samples each, seeds {int(seed)}…{int(seed) + int(n) - 1}", "ok"))
 
     @_safe(2)
     def runs(self):
-        table = views.runs_table(self.store, snapshot_of=self._snapshot_of)
+        table = runs.runs_table(self.store, snapshot_of=self._snapshot_of)
         ids = [row[0] for row in table]
-        return gr.Dataframe(value=table or [["–"] * len(views.RUN_COLUMNS)], headers=views.RUN_COLUMNS), \
+        return gr.Dataframe(value=table or [["–"] * len(runs.RUN_COLUMNS)], headers=runs.RUN_COLUMNS), \
             gr.Dropdown(choices=ids, value=ids[0] if ids else None)
 
     def _snapshot_of(self, run_id):
@@ -339,41 +357,54 @@ class Lab:
         if not run_id:
             return {}, gr.Dropdown(choices=[], value=None)
         run = self.store.get(run_id)
-        checkpoints = views.checkpoint_choices(run)
-        return views.run_details(run), gr.Dropdown(choices=checkpoints,
-                                                   value=checkpoints[0][1] if checkpoints else None)
+        checkpoints = runs.checkpoint_choices(run)
+        return runs.run_details(run), gr.Dropdown(choices=checkpoints,
+                                                  value=checkpoints[0][1] if checkpoints else None)
 
     @_safe(1)
-    def sample(self, source, n, seed):
+    def sample(self, source, n, seed, token="", run_id=None):
+        presenter.check(token)
         if not source:
+            if run_id and self.store.get(run_id).is_example:
+                raise ValueError("example runs ship without weights: regenerate them (with checkpoints in a "
+                                 "run store) with `python -m hrf_core examples`, or train your own run")
             raise ValueError("this run has no checkpoint yet: checkpoints are saved every few epochs and at the end")
-        return views.sample_grid(self.store, source, n=n, seed=seed)
+        return compare.sample_grid(self.store, source, n=n, seed=seed)
 
     def results(self):
-        content = views.results_content(self.docs_dir)
+        content = results.results_content(self.docs_dir)
         if content is None:
-            return ("*No paper results yet.* The reproduction experiment (`python -m hrf_core experiment`) "
-                    "writes `docs/RESULTS.md` and `docs/results/`; they appear here once generated.", [])
+            return ("*No results yet.* The experiments (`python -m hrf_core experiment frontier-digits`) write "
+                    "`docs/RESULTS.md` and `docs/results/`; they appear here once generated.", [])
         text, figures = content
         return text or "*docs/results/ exists but has no summary yet.*", figures
 
     # -- layout ------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
         d = self.defaults
-        form = views.form_from_config(d)
+        form = train.form_from_config(d)
         k = d.num_steps
+        locked = presenter.token_required()
         with gr.Blocks(title="HRF Explorer") as demo:
-            with gr.Column(elem_classes="hrf-header"):
-                gr.Markdown("# HRF Explorer\nRL fine-tuning of a diffusion model, live: **DDPO** trains every "
-                            "denoising step and collapses diversity; **HRF** trains only a window of late steps "
-                            "and keeps the coarse content. Pick a reward, drag the window, press Start.")
-            seen = gr.State({})
+            with gr.Row(elem_classes="hrf-header", equal_height=False):
+                with gr.Column(scale=4):
+                    gr.Markdown("# HRF Explorer\nRL fine-tuning of a diffusion model, live: **DDPO** trains every "
+                                "denoising step and collapses diversity; **HRF** trains only a window of late steps "
+                                "and keeps the coarse content. Pick a reward, drag the window, press Start, or "
+                                "**Duel** to race both.")
+                    gr.Markdown(KEYS_HELP, elem_id="keys-help")
+                with gr.Column(scale=1, min_width=240, visible=locked, elem_id="presenter"):
+                    token = gr.Textbox("", type="password", label="Presenter token", elem_id="presenter-token",
+                                       info="this app is in presenter mode: the token unlocks Start, Stop, "
+                                            "Sample and Compare")
+                    unlock = gr.Button("Unlock", size="sm", elem_id="unlock-btn")
+            stored_token = gr.BrowserState("", storage_key="hrf-presenter-token")
             with gr.Tabs(elem_id="tabs") as tabs:
                 # ---------------------------------------------------------------------- Train
                 with gr.Tab("Train", id="train", elem_id="tab-train"):
                     with gr.Row(equal_height=False):
                         with gr.Column(min_width=200):
-                            preset = gr.Dropdown([views.NO_PRESET, *PRESETS], value=self.preset, label="Preset",
+                            preset = gr.Dropdown([train.NO_PRESET, *PRESETS], value=self.preset, label="Preset",
                                                  info="fills every field", elem_id="preset")
                         with gr.Column(min_width=260):
                             model = gr.Dropdown([(d.model, d.model)], value=d.model, label="Base model",
@@ -385,46 +416,47 @@ class Lab:
                                                  info="what fine-tuning maximises", elem_id="reward")
                             reward_info = gr.Markdown("", elem_classes="hrf-info", elem_id="reward-info")
                         with gr.Column(scale=2, min_width=380):
-                            method = gr.Radio([(v, key) for key, v in views.METHOD_LABELS.items()],
+                            method = gr.Radio([(v, key) for key, v in train.METHOD_LABELS.items()],
                                               value=d.method, label="Method", elem_id="method",
                                               info="which denoising steps are trained")
-                            method_help = gr.Markdown(views.METHOD_HELP.get(d.method, ""), elem_classes="hrf-info")
+                            method_help = gr.Markdown(train.METHOD_HELP.get(d.method, ""), elem_classes="hrf-info")
                     window = gr.HTML(form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
                                      js_on_load=WINDOW_JS, steps=k, strip=[], hint="computing x0 previews…",
                                      elem_id="window", apply_default_css=False, container=True, padding=True)
-                    note = gr.Markdown(views.window_note(d.method, form["window"], k, d.epochs),
-                                       elem_id="window-note", elem_classes="hrf-note")
+                    with gr.Row(equal_height=False):
+                        note = gr.Markdown(train.window_note(d.method, form["window"], k, d.epochs, d.start_mode),
+                                           elem_id="window-note", elem_classes="hrf-note")
+                        start_mode = gr.Radio([(v, key) for key, v in train.START_MODES.items()],
+                                              value=d.start_mode, label="HRF start step", elem_id="start-mode",
+                                              info="uniform: the paper's HRF; fixed: the reviewers' re-noised-start "
+                                                   "ablation")
                     with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                         numbers = []
                         with gr.Row():
                             for name in NUMBER_NAMES:
-                                label, low, high, kind = views.NUMBER_FIELDS[name]
+                                label, low, high, kind = train.NUMBER_FIELDS[name]
                                 numbers.append(gr.Number(form[name], label=label, precision=0 if kind is int
                                                          else None, elem_id=f"num-{name}", min_width=150))
                     with gr.Row():
                         start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
+                        duel = gr.Button("⚔ Duel: this vs DDPO", variant="secondary", elem_id="duel-btn", scale=2)
                         stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
-                    train_status = gr.HTML(views.status_html(self.manager.snapshot()), elem_id="train-status",
-                                           js_on_load=None)
-                    notice = gr.HTML("", elem_id="notice", js_on_load=None)
+                    train_status = gr.HTML(live.status_html(self.manager.snapshot()), elem_id="train-status")
+                    notice = gr.HTML("", elem_id="notice")
                 # ---------------------------------------------------------------------- Live
                 with gr.Tab("Live", id="live", elem_id="tab-live"):
                     with gr.Row(equal_height=False):
-                        live_status = gr.HTML(views.status_html(self.manager.snapshot()), elem_id="live-status",
-                                              js_on_load=None, scale=5)
+                        gr.HTML("<div class='hrf-live-hint'>Share <code>?view=1</code> (this address plus "
+                                "<code>?view=1</code>) for a read-only page of this tab.</div>")
                         live_stop = gr.Button("■ Stop", variant="stop", elem_id="live-stop-btn", scale=0,
                                               min_width=110)
-                    with gr.Row(equal_height=False):
-                        trajectory = gr.Plot(label="Reward vs diversity", elem_id="trajectory-plot", scale=1,
-                                             show_label=False)
-                        gallery = gr.Gallery(label="Samples: base model vs latest (same evaluation seed)",
-                                             show_label=False, elem_id="live-gallery", columns=2, rows=1, height=330,
-                                             object_fit="contain", scale=1, allow_preview=True, interactive=False)
-                    curves = gr.Plot(label="Per-epoch curves", elem_id="curves-plot", show_label=False)
+                    gr.HTML("<div id='hrf-live' data-mode='live'></div>", elem_id="live-panel")
                 # ---------------------------------------------------------------------- Compare
                 with gr.Tab("Compare", id="compare", elem_id="tab-compare") as compare_tab:
                     gr.Markdown("Sample two models with the **same seeds**: the base model or any checkpoint of "
-                                "any run. Lines in the scatter join the two samples of one seed.")
+                                "any run. Lines in the scatter join the two samples of one seed. The hand-over "
+                                "slider samples B's first S steps with its base model (S = 0: B itself; S = K: the "
+                                "base model): one checkpoint traces a whole frontier without training.")
                     with gr.Row():
                         source_a = gr.Dropdown([], label="A", elem_id="compare-a", scale=3, allow_custom_value=True)
                         source_b = gr.Dropdown([], label="B", elem_id="compare-b", scale=3, allow_custom_value=True)
@@ -433,10 +465,12 @@ class Lab:
                         compare_reward = gr.Dropdown([(d.reward, d.reward)], value=d.reward, label="Reward",
                                                      scale=2)
                     with gr.Row():
-                        compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=4)
+                        handover = gr.Slider(0, k, value=0, step=1, label="Hand-over step S (B)", scale=3,
+                                             elem_id="compare-handover")
+                        compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=2)
                         compare_thumbs = gr.Checkbox(False, label="images in the scatter", scale=1,
                                                      elem_id="compare-thumbnails")
-                    compare_note = gr.HTML("", js_on_load=None)
+                    compare_note = gr.HTML("")
                     with gr.Row():
                         grid_a = gr.Image(label="A", type="pil", elem_id="grid-a", interactive=False, height=320)
                         grid_b = gr.Image(label="B", type="pil", elem_id="grid-b", interactive=False, height=320)
@@ -448,12 +482,14 @@ class Lab:
                 # ---------------------------------------------------------------------- Runs
                 with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                     refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
-                    runs_table = gr.Dataframe(headers=views.RUN_COLUMNS, label="Runs on disk, newest first (metrics: base model → last evaluation)",
-                                              elem_id="runs-table", interactive=False, wrap=True,
-                                              column_widths=["24%", "8%", "8%", "12%", "10%", "6%", "10%", "10%",
-                                                             "7%", "5%"])
+                    runs_table = gr.Dataframe(headers=runs.RUN_COLUMNS, label="Runs on disk, newest first (metrics: "
+                                              "base model → last evaluation)", elem_id="runs-table", interactive=False,
+                                              wrap=True, column_widths=["24%", "8%", "8%", "12%", "10%", "6%", "10%",
+                                                                        "10%", "7%", "5%"])
+                    run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
+                                           elem_id="run-pick", allow_custom_value=True)
+                    gr.HTML("<div id='hrf-replay' data-mode='replay'></div>", elem_id="replay-panel")
                     with gr.Row():
-                        run_pick = gr.Dropdown([], label="Run", elem_id="run-pick", scale=3)
                         checkpoint_pick = gr.Dropdown([], label="Checkpoint", elem_id="checkpoint-pick", scale=2,
                                                       allow_custom_value=True)
                         sample_n = gr.Number(16, label="Samples", precision=0, min_width=100, scale=1)
@@ -463,28 +499,33 @@ class Lab:
                         details = gr.JSON(label="Config and last metrics", elem_id="run-details")
                         sampled = gr.Image(label="Samples from the checkpoint", type="pil", interactive=False,
                                            elem_id="sampled-grid")
-                # ---------------------------------------------------------------------- Results (hook)
+                # ---------------------------------------------------------------------- Results
                 with gr.Tab("Results", id="results", elem_id="tab-results") as results_tab:
-                    # HOOK: filled from docs/RESULTS.md and docs/results/*.png by the paper experiment.
                     results_text, results_figures = self.results()
                     results_md = gr.Markdown(results_text, elem_id="results-md")
                     results_gallery = gr.Gallery(results_figures, label="Figures", columns=2, height="auto",
                                                  interactive=False, elem_id="results-gallery")
 
             # ------------------------------------------------------------------------ events
-            start.click(self.start, [preset, model, reward, method, window, *numbers], [notice, tabs],
-                        api_name="start", concurrency_id="control", concurrency_limit=4)
+            form_inputs = [token, preset, model, reward, method, window, start_mode, *numbers]
+            start.click(self.start, form_inputs, [notice, tabs], api_name="start", concurrency_id="control",
+                        concurrency_limit=4)
+            duel.click(self.duel, form_inputs, [notice, tabs], api_name="duel", concurrency_id="control",
+                       concurrency_limit=4)
             for button in (stop, live_stop):
-                button.click(self.stop, None, notice, api_name="stop" if button is stop else None,
+                button.click(self.stop, token, notice, api_name="stop" if button is stop else None,
                              api_visibility="public" if button is stop else "private",
                              concurrency_id="control", concurrency_limit=4)
-            preset.change(self.fill_preset, preset, [model, reward, method, window, note, *numbers],
+            unlock.click(self.unlock, token, [stored_token, notice], api_visibility="private")
+            demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
+                      show_progress="hidden")
+            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, note, *numbers],
                           show_progress="hidden", api_visibility="private")
-            model.change(lambda m: views.model_info(m), model, model_info, show_progress="hidden",
+            model.change(lambda m: train.model_info(m), model, model_info, show_progress="hidden",
                          api_visibility="private").then(
                 self.strip, [model, numbers[NUMBER_NAMES.index("num_steps")]], window, show_progress="hidden",
                 api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
-            reward.change(lambda r: views.reward_info(r), reward, reward_info, show_progress="hidden",
+            reward.change(lambda r: train.reward_info(r), reward, reward_info, show_progress="hidden",
                           api_visibility="private")
             method.change(self.method_help, method, method_help, show_progress="hidden", api_visibility="private")
             steps_box = numbers[NUMBER_NAMES.index("num_steps")]
@@ -493,18 +534,10 @@ class Lab:
                              api_visibility="private").then(
                 self.strip, [model, steps_box], window, show_progress="hidden", api_visibility="private",
                 concurrency_id="sampling", concurrency_limit=1)
-            for trigger in (method.change, window.change, steps_box.change, epochs_box.change):
-                trigger(self.note, [method, window, steps_box, epochs_box], note, show_progress="hidden",
-                        api_visibility="private")
-
-            timer = gr.Timer(TICK_SECONDS)
-            live_outputs = [live_status, train_status, trajectory, curves, gallery, seen]
-            timer.tick(self.tick, seen, live_outputs, show_progress="hidden", concurrency_limit=None,
-                       concurrency_id="tick", api_visibility="private", trigger_mode="always_last")
-            gr.api(self.status_api, api_name="status")
-
-            demo.load(self.tick, seen, live_outputs, show_progress="hidden", concurrency_limit=None,
-                      concurrency_id="tick", api_visibility="private")
+            for trigger in (method.change, window.change, steps_box.change, epochs_box.change, start_mode.change):
+                trigger(self.note, [method, window, steps_box, epochs_box, start_mode], note,
+                        show_progress="hidden", api_visibility="private")
+            gr.api(self.status_api, api_name="status", queue=False)
             demo.load(self.choices, [model, reward], [model, model_info, reward, reward_info],
                       show_progress="hidden", api_visibility="private").then(
                 self.strip, [model, steps_box], window, show_progress="hidden", api_visibility="private",
@@ -512,33 +545,222 @@ class Lab:
 
             compare_tab.select(self.sources, [source_a, source_b], [source_a, source_b], show_progress="hidden",
                                api_visibility="private")
-            compare_tab.select(lambda r: gr.Dropdown(choices=views.reward_choices(), value=r), compare_reward,
+            compare_tab.select(lambda r: gr.Dropdown(choices=train.reward_choices(), value=r), compare_reward,
                                compare_reward, show_progress="hidden", api_visibility="private")
             compare_btn.click(self.compare, [source_a, source_b, compare_n, compare_seed, compare_reward,
-                                             compare_thumbs],
+                                             compare_thumbs, handover, token],
                               [grid_a, grid_b, metrics_table, projection, compare_note], api_name="compare",
                               concurrency_id="sampling", concurrency_limit=1)
             for trigger in (runs_tab.select, refresh.click):
                 trigger(self.runs, None, [runs_table, run_pick], show_progress="hidden", api_visibility="private")
             run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick], show_progress="hidden",
                             api_visibility="private")
-            sample_btn.click(self.sample, [checkpoint_pick, sample_n, sample_seed], sampled, api_name="sample",
-                             concurrency_id="sampling", concurrency_limit=1)
+            run_pick.change(None, run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
+            sample_btn.click(self.sample, [checkpoint_pick, sample_n, sample_seed, token, run_pick], sampled,
+                             api_name="sample", concurrency_id="sampling", concurrency_limit=1)
             results_tab.select(self.results, None, [results_md, results_gallery], show_progress="hidden",
                                api_visibility="private")
+            self.train_status = train_status
         return demo
 
 
-def build_app(manager: JobManager | None = None, defaults: TrainConfig | None = None) -> gr.Blocks:
-    """The app's Blocks (tests pass their own manager and small defaults)."""
-    return Lab(manager, defaults).build()
+# ----------------------------------------------------------------------------------------- serving
+class Fanout:
+    """Wakes every open live stream when the feed publishes: one asyncio.Event per publish, shared by all."""
+
+    def __init__(self):
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+
+    def current(self) -> asyncio.Event:
+        """The event the next publish sets (bound to the server's loop on first use)."""
+        if self.event is None:
+            self.loop = asyncio.get_running_loop()
+            self.event = asyncio.Event()
+        return self.event
+
+    def notify(self) -> None:
+        """Called from the feed's thread after a publish."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        old, self.event = self.event, asyncio.Event()
+        if old is not None:
+            old.set()
 
 
-def launch_kwargs(runs_dir: Path | None = None) -> dict:
-    """Arguments every launch needs: no SSR, theme and CSS, and the run store served for the grids."""
-    paths = [str(runs_dir or RUNS_DIR), str(DOCS_DIR / "results")]
-    return {"ssr_mode": False, "theme": gr.themes.Default(primary_hue="indigo", secondary_hue="pink"),
-            "css": APP_CSS, "allowed_paths": paths, "footer_links": ["api", "gradio"]}
+class ViewerPage:
+    """ASGI middleware: ``/?view=1`` answers with the read-only live page (no Gradio), everything else passes."""
+
+    def __init__(self, app, html: bytes):
+        self.app, self.html = app, html
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/" and \
+                parse_qs(scope.get("query_string", b"").decode()).get("view") == ["1"]:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-cache")]})
+            await send({"type": "http.response.body", "body": self.html})
+            return
+        await self.app(scope, receive, send)
+
+
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """The browser files the live panel needs: name -> (gzipped bytes, media type)."""
+    import plotly
+
+    files = {"live.js": (UI_DIR / "live.js", "text/javascript"), "live.css": (UI_DIR / "live.css", "text/css"),
+             "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js", "text/javascript")}
+    return {name: (gzip.compress(path.read_bytes(), 6), media) for name, (path, media) in files.items()}
+
+
+def add_live_routes(api: FastAPI, lab: Lab) -> None:
+    """The live feed's routes: the SSE stream, the state, replays, grids, GIFs and the browser files."""
+    feed, store, fanout = lab.feed, lab.store, Fanout()
+    feed.add_listener(fanout.notify)
+    assets = _assets()
+    gif_dir = Path(tempfile.mkdtemp(prefix="hrf-gifs-"))
+    gif_lock = threading.Lock()
+
+    @api.get("/live/stream")
+    async def stream(request: Request):
+        async def events():
+            event = fanout.current()
+            version, full = feed.full()
+            yield b"retry: 3000\ndata: " + full + b"\n\n"
+            while True:
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=15)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                event = fanout.current()
+                messages = feed.since(version)
+                if messages is None:
+                    version, full = feed.full()
+                    yield b"data: " + full + b"\n\n"
+                else:
+                    for version, message in messages:  # noqa: B007 - the loop variable is the cursor
+                        yield b"data: " + message + b"\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @api.get("/live/state")
+    def state(request: Request):
+        version, full = feed.full()
+        tag = f'"{version}"'
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers={"ETag": tag})
+        return Response(full, media_type="application/json", headers={"ETag": tag, "Cache-Control": "no-cache"})
+
+    @api.get("/live/run/{run_id}")
+    def replay(run_id: str):
+        try:
+            store.get(run_id)
+            return JSONResponse(live.live_state(lab.manager, run_id))
+        except ValueError as error:
+            raise HTTPException(404, str(error)) from None
+
+    @api.get("/live/grid/{run_id}/{epoch}.png")
+    def grid(run_id: str, epoch: int):
+        try:
+            path = store.get(run_id).path / "grids" / f"epoch-{int(epoch):04d}.png"
+        except ValueError as error:
+            raise HTTPException(404, str(error)) from None
+        if not path.is_file():
+            raise HTTPException(404, f"run {run_id} has no grid for epoch {epoch}")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+    @api.get("/live/animate/{run_id}.gif")
+    def animate(run_id: str):
+        from hrf_core.animate import animate as make_gif
+
+        try:
+            run = store.get(run_id)
+        except ValueError as error:
+            raise HTTPException(404, str(error)) from None
+        metrics = run.path / "metrics.jsonl"
+        stamp = metrics.stat().st_mtime_ns if metrics.is_file() else 0
+        target = gif_dir / f"{run_id}-{stamp}.gif"
+        with gif_lock:  # one GIF at a time: a room full of clicks must not starve the training thread
+            if not target.is_file():
+                try:
+                    make_gif(run, target)
+                except ValueError as error:
+                    raise HTTPException(404, str(error)) from None
+        return FileResponse(target, media_type="image/gif", filename=f"{run_id}.gif")
+
+    @api.get("/live/assets/{name}")
+    def asset(name: str, request: Request):
+        if name not in assets:
+            raise HTTPException(404, f"no asset {name}")
+        body, media = assets[name]
+        headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(body, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
+        return Response(gzip.decompress(body), media_type=media, headers=headers)
+
+
+def tune_queue(demo: gr.Blocks) -> None:
+    """Let Gradio's idle queue loops sleep longer (see :data:`QUEUE_SLEEP_SECONDS`)."""
+    queue = getattr(demo, "_queue", None)
+    if queue is not None:
+        queue.sleep_when_free = QUEUE_SLEEP_SECONDS
+        queue.progress_update_sleep_when_free = PROGRESS_SLEEP_SECONDS
+
+
+def create_server(lab: Lab, runs_dir: Path | None = None) -> FastAPI:
+    """The whole app: the live routes and the viewer page, with the Gradio Blocks mounted at ``/``."""
+    demo = lab.build()
+    demo.queue(default_concurrency_limit=2)
+    tune_queue(demo)
+    api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    add_live_routes(api, lab)
+    api.add_middleware(ViewerPage, html=(UI_DIR / "viewer.html").read_bytes())
+    paths = [str(runs_dir or lab.store.root), str(lab.docs_dir / "results")]
+    gr.mount_gradio_app(api, demo, path="/", ssr_mode=False, allowed_paths=paths, footer_links=["api", "gradio"],
+                        theme=gr.themes.Default(primary_hue="indigo", secondary_hue="pink"), css=APP_CSS,
+                        head=HEAD)
+    api.state.demo, api.state.lab = demo, lab
+    lab.feed.start()
+    return api
+
+
+class Served:
+    """A server running in a background thread (tests and scripts): ``.url``, ``.close()``."""
+
+    def __init__(self, api: FastAPI, host: str, port: int):
+        import uvicorn
+
+        self.api = api
+        self.server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning",
+                                                    timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.time() + 60
+        while not self.server.started and self.thread.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        self.url = f"http://{host}:{port}/"
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.api.state.lab.feed.stop()
+
+
+def serve(manager: JobManager | None = None, defaults: TrainConfig | None = None, host: str = "127.0.0.1",
+          port: int = 7860, docs_dir: Path = DOCS_DIR) -> Served:
+    """Build and serve the app in a background thread (tests pass their own manager and small defaults)."""
+    lab = Lab(manager, defaults, docs_dir=docs_dir)
+    return Served(create_server(lab), host, port)
 
 
 def warm_up() -> None:
@@ -554,14 +776,20 @@ def warm_up() -> None:
 
 
 def main() -> None:
+    import uvicorn
+
+    from hrf_core.rewards import register_from_env
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    demo = build_app()
-    demo.queue(default_concurrency_limit=2)
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                prevent_thread_lock=True, **launch_kwargs(global_manager().store.root))
+    registered = register_from_env()
+    if registered:
+        log.info("rewards registered from HRF_EXTRA_REWARDS: %s", ", ".join(registered))
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    api = create_server(Lab())
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-    demo.block_thread()
+    print(f"HRF Explorer on http://{host}:{port} (read-only live view: http://{host}:{port}/?view=1)", flush=True)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("experiment", help="run frontier-digits or paper-digits (see python -m hrf_core experiment --help)")
     sub.add_parser("frontier", help="compare runs at matched reward and compute against DDPO "
                    "(see python -m hrf_core frontier --help)")
+    sub.add_parser("animate", help="replay a run as a GIF (see python -m hrf_core animate --help)")
+    sub.add_parser("examples", help="regenerate the example runs that ship (see python -m hrf_core examples --help)")
     return parser
 
 
@@ -293,7 +295,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:

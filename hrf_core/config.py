@@ -128,6 +128,12 @@ PRESETS: dict[str, TrainConfig] = {
     "digits-hrf-sliding": TrainConfig(method="hrf-sliding", clusters=((0, 20, 8), (20, 40, 7)), epochs=15,
                                       eval_every=1),
     "digits-hrf-d": TrainConfig(method="hrf-d", epochs=15, eval_every=1),
+    # the reviewers' ablations: a random start step (s ~ U{0..K-1}, every later step trained), and
+    # re-noised starts at a fixed step without sliding; and DDPO with the KL penalty to the base (DPOK)
+    "digits-random-start": TrainConfig(method="hrf", window=(0, 40), epochs=15, eval_every=1),
+    "digits-renoise-fixed": TrainConfig(method="hrf", window=(20, 40), start_mode="fixed", epochs=15,
+                                        eval_every=1),
+    "digits-ddpo-kl": TrainConfig(method="ddpo", window=(0, 40), kl_coef=1.0, epochs=15, eval_every=1),
     "paper-ddpo": TrainConfig(
         model="google/ddpm-celebahq-256", method="ddpo", window=(0, 40), epochs=70, samples_per_epoch=10,
         batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch",

@@ -2,9 +2,11 @@
 
 The :class:`JobManager` owns at most one training thread. ``start(config)`` validates everything
 first and raises ``ValueError`` with one clear line (nothing is started, no run folder is made);
-``stop()`` asks the trainer to stop cooperatively; ``snapshot()`` is cheap and safe to call from
-many UI tabs at once: it reads the run store (metrics are cached by file size and mtime), so a
-reloaded tab, a second visitor, or an app restarted after a crash sees the job and its history.
+``start_duel(a, b)`` trains two configurations in one job, alternating epochs, each an ordinary
+run of the store; ``stop()`` asks the trainer(s) to stop cooperatively; ``snapshot()`` is cheap and
+safe to call from many places at once: it reads the run store (metrics are cached by file size and
+mtime), so a reloaded tab, a second visitor, or an app restarted after a crash sees the job and its
+history. ``live_key()`` is cheaper still: it changes whenever anything a viewer sees may have.
 
 A worker thread never lets an exception escape: a crashing trainer leaves the status
 ``"failed: <reason>"`` and the manager ready for the next start.
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hrf_core.config import TrainConfig
-from hrf_core.runs import Run, RunStore
+from hrf_core.runs import Run, RunStore, write_json
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class JobSnapshot:
     error: str | None = None
     config: dict = field(default_factory=dict)
     elapsed_seconds: float | None = None
+    partner_id: str | None = None  # a duel's second run (its rows: ``JobManager.snapshot(partner_id)``)
 
     @property
     def active(self) -> bool:
@@ -110,10 +113,13 @@ class _Job:
     config: TrainConfig
     stop_event: threading.Event
     started: float
+    partner: Run | None = None  # a duel's second run
+    partner_config: TrainConfig | None = None
     state: str = "starting"
     epoch: int = 0
     error: str | None = None
     trainer: Any = None
+    partner_trainer: Any = None
     thread: threading.Thread | None = None
     finished: float | None = None
 
@@ -135,6 +141,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
+        self._changes = 0  # bumped on every job event the UI may show (start, epoch, stop, end)
 
     # -- control --------------------------------------------------------------------------------
     @property
@@ -148,7 +155,18 @@ class JobManager:
         Raises ValueError (nothing started, nothing written) when a job is running or the config,
         the model or the reward is not usable.
         """
-        if not isinstance(config, TrainConfig):
+        return self._start([config], [name])[0]
+
+    def start_duel(self, config: TrainConfig, partner: TrainConfig) -> tuple[str, str]:
+        """Train two configurations in one job, alternating epochs (a duel); returns both run ids.
+
+        Each half is an ordinary run (resumable, comparable); Stop ends both. Same refusals as :meth:`start`.
+        """
+        first, second = self._start([config, partner], [None, None])
+        return first, second
+
+    def _start(self, configs: list[TrainConfig], names: list[str | None]) -> list[str]:
+        if not all(isinstance(c, TrainConfig) for c in configs):
             raise ValueError("start() needs a TrainConfig")
         with self._lock:
             job = self._job
@@ -156,17 +174,30 @@ class JobManager:
                 raise ValueError(
                     f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
                     "stop it first")
-            config.validate()
-            if self.preflight is not None:
-                self.preflight(config)
-            run = self.store.create(config.to_dict(), name=name)
-            run.set_status("running", 0, config.epochs, "starting")
-            job = _Job(run=run, config=config, stop_event=threading.Event(), started=time.time())
-            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{run.run_id}",
+            for config in configs:
+                config.validate()
+                if self.preflight is not None:
+                    self.preflight(config)
+            runs = []
+            for config, name in zip(configs, names, strict=True):
+                if len(configs) > 1:
+                    config = config.replace(extra={**config.extra, "duel": len(runs)})
+                runs.append(self.store.create(config.to_dict(), name=name))
+                runs[-1].set_status("running", 0, config.epochs, "starting")
+            if len(runs) == 2:  # each half names the other, so either can be shown with its partner
+                for run, other in ((runs[0], runs[1]), (runs[1], runs[0])):
+                    data = run.config
+                    data["extra"]["duel_with"] = other.run_id
+                    write_json(run.path / "config.json", data)
+            job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
+                       partner=runs[1] if len(runs) > 1 else None,
+                       partner_config=configs[1] if len(configs) > 1 else None)
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
                                           daemon=True)
             self._job = job
+            self._changes += 1
             job.thread.start()
-            return run.run_id
+            return [run.run_id for run in runs]
 
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""
@@ -176,6 +207,7 @@ class JobManager:
                 return False
             job.stop_event.set()
             job.state = "stopping"
+            self._changes += 1
             return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -187,18 +219,31 @@ class JobManager:
         return not job.thread.is_alive()
 
     def _work(self, job: _Job) -> None:
-        def on_epoch(report) -> None:
+        def on_main_epoch(report) -> None:
             job.epoch = report.epoch
+            self._changes += 1
+
+        def on_partner_epoch(report) -> None:
+            self._changes += 1
 
         try:
             if self.torch_threads:
                 import torch
 
                 torch.set_num_threads(self.torch_threads)
-            job.trainer = self.trainer_factory(job.config, job.run, [on_epoch], job.stop_event)
+            job.trainer = self.trainer_factory(job.config, job.run, [on_main_epoch], job.stop_event)
+            trainers = [job.trainer]
+            if job.partner is not None:
+                job.partner_trainer = self.trainer_factory(job.partner_config, job.partner, [on_partner_epoch],
+                                                           job.stop_event)
+                trainers.append(job.partner_trainer)
             if job.state == "starting":
                 job.state = "running"
-            result = job.trainer.train()
+                self._changes += 1
+            if len(trainers) == 1:
+                result = job.trainer.train()
+            else:
+                result = self._duel(job, trainers)
             job.state = "stopped" if result == "stopped" or job.stop_event.is_set() else "done"
         except BaseException as error:  # noqa: BLE001 - the app must survive any trainer failure
             message = f"{type(error).__name__}: {error}".strip().rstrip(":")
@@ -206,15 +251,34 @@ class JobManager:
             job.error = first[:500]
             job.state = "failed"
             log.error("run %s failed:\n%s", job.run.run_id, traceback.format_exc())
-            try:
-                if job.run.status.get("state") != "failed":
-                    job.run.set_status("failed", job.epoch, job.config.epochs, job.error)
-            except Exception:  # noqa: BLE001 - a full disk must not kill the worker's cleanup either
-                log.exception("could not record the failure of run %s", job.run.run_id)
+            for run, config in ((job.run, job.config), (job.partner, job.partner_config)):
+                if run is None:
+                    continue
+                try:
+                    if run.status.get("state") not in ("failed", "done", "stopped"):
+                        run.set_status("failed", job.epoch, config.epochs, job.error)
+                except Exception:  # noqa: BLE001 - a full disk must not kill the worker's cleanup either
+                    log.exception("could not record the failure of run %s", run.run_id)
         finally:
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
+            self._changes += 1
+
+    @staticmethod
+    def _duel(job: _Job, trainers: list) -> str:
+        """Alternate the two trainers' epochs until both end; "stopped" if either was stopped."""
+        steps = [trainer.steps() for trainer in trainers]
+        results: dict[int, str] = {}
+        while len(results) < len(steps):
+            for i, generator in enumerate(steps):
+                if i in results:
+                    continue
+                try:
+                    next(generator)
+                except StopIteration as end:
+                    results[i] = end.value
+        return "stopped" if "stopped" in results.values() else "done"
 
     # -- reading --------------------------------------------------------------------------------
     def rows(self, run: Run) -> list[dict]:
@@ -235,6 +299,28 @@ class JobManager:
     def current_run_id(self) -> str | None:
         job = self._job
         return job.run.run_id if job is not None else None
+
+    def live_key(self) -> tuple:
+        """Changes whenever what a viewer sees may have changed; cheap (memory reads and a few stat calls).
+
+        In-process: job events and the trainer's phase. On disk: the store folder and the newest run's
+        status and metrics (a run written by another process, a deleted run).
+        """
+        job = self._job
+        if job is not None:
+            trainer = job.partner_trainer if job.partner is not None and job.partner_trainer is not None and \
+                getattr(job.partner_trainer, "phase", "") not in ("", "idle", "done") else job.trainer
+            phase = getattr(job.trainer, "phase", ""), getattr(trainer, "phase", "")
+            return ("job", job.run.run_id, job.state, job.epoch, phase, self._changes)
+        stamps = []
+        for path in (self.store.root, *[r.path / n for r in self.store.list()[:1]
+                                         for n in ("status.json", "metrics.jsonl")]):
+            try:
+                stat = path.stat()
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                stamps.append(None)
+        return ("disk", tuple(stamps), self._changes)
 
     def snapshot(self, run_id: str | None = None) -> JobSnapshot:
         """The state of ``run_id``, else of this manager's job, else of the newest run on disk."""
@@ -276,9 +362,14 @@ class JobManager:
             phase = "stopping after the current step"
         status = f"failed: {job.error}" if state == "failed" else state
         end = job.finished if job.finished is not None else time.time()
+        if job.partner is not None and job.partner_trainer is not None and state not in ("stopping",):
+            other = getattr(job.partner_trainer, "phase", "")
+            if other and other not in ("idle", "done", "stopped") and other != phase:
+                phase = f"{phase} · duel partner: {other}" if phase else other
         snap = JobSnapshot(state=state, status=status, run_id=job.run.run_id, epoch=job.epoch,
                            epochs=job.config.epochs, phase=str(phase or ""), error=job.error,
-                           config=job.config.to_dict(), elapsed_seconds=end - job.started)
+                           config=job.config.to_dict(), elapsed_seconds=end - job.started,
+                           partner_id=job.partner.run_id if job.partner is not None else None)
         return self._fill(snap, job.run)
 
     def _disk_snapshot(self, run: Run) -> JobSnapshot:
@@ -296,7 +387,9 @@ class JobManager:
         if state == "failed":
             error = message or "unknown error"
             text = f"failed: {error}"
+        config = run.config
         snap = JobSnapshot(state=state, status=text, run_id=run.run_id, epoch=int(status.get("epoch") or 0),
-                           epochs=int(status.get("epochs") or run.config.get("epochs") or 0), phase=message,
-                           error=error, config=run.config)
+                           epochs=int(status.get("epochs") or config.get("epochs") or 0), phase=message,
+                           error=error, config=config,
+                           partner_id=(config.get("extra") or {}).get("duel_with"))
         return self._fill(snap, run)

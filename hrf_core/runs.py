@@ -79,6 +79,11 @@ class Run:
     def status(self) -> dict:
         return read_json(self.path / "status.json", {"state": "unknown"})
 
+    @property
+    def is_example(self) -> bool:
+        """A finished run that ships with the repository (metrics and grids, no weights)."""
+        return bool((self.config.get("extra") or {}).get("example"))
+
     def metrics(self) -> list[dict]:
         """All metric rows (skips a torn last line of a run being written)."""
         rows = []
@@ -159,15 +164,21 @@ class Run:
 
 
 class RunStore:
-    """The folder of runs (default ``runs/``)."""
+    """The folder of runs (default ``runs/``).
 
-    def __init__(self, root: str | Path = "runs"):
+    ``examples``: a folder of shipped example runs, listed (and found by :meth:`get`) while the store
+    itself has no run, so a fresh app shows a finished comparison before anything trains.
+    """
+
+    def __init__(self, root: str | Path = "runs", examples: str | Path | None = None):
         self.root = Path(root)
+        self.examples = Path(examples) if examples else None
 
     def create(self, config: dict, name: str | None = None) -> Run:
         """A new run folder with ``config.json``; the id is time-stamped and unique."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = validate_run_id(name or f"{stamp}-{config.get('method', 'run')}-{config.get('reward', '')}".rstrip("-"))
+        default = re.sub(r"[^A-Za-z0-9._-]+", "", f"{stamp}-{config.get('method', 'run')}-{config.get('reward', '')}")
+        base = validate_run_id(name or default.rstrip("-"))
         self.root.mkdir(parents=True, exist_ok=True)
         for suffix in range(1000):
             run_id = base if suffix == 0 else f"{base}-{suffix}"
@@ -181,16 +192,28 @@ class RunStore:
         raise RuntimeError(f"could not create a unique run folder for {base!r}")
 
     def get(self, run_id: str) -> Run:
-        path = self.root / validate_run_id(run_id)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"no run {run_id!r} in {self.root}")
-        return Run(path)
+        validate_run_id(run_id)
+        for root in (self.root, self.examples):
+            if root is not None and (root / run_id / "config.json").is_file():
+                return Run(root / run_id)
+        raise ValueError(f"no run {run_id!r} in {self.root}")
+
+    def own_runs(self) -> list[Run]:
+        """The store's own runs with a config, newest first (never the examples)."""
+        return self._list(self.root)
 
     def list(self) -> list[Run]:
-        """Runs with a config, newest first."""
-        if not self.root.is_dir():
+        """Runs with a config, newest first; the shipped examples when the store has none."""
+        own = self.own_runs()
+        if own or self.examples is None:
+            return own
+        return sorted(self._list(self.examples), key=lambda r: r.run_id)  # checkout mtimes mean nothing
+
+    @staticmethod
+    def _list(root: Path) -> list[Run]:
+        if not root.is_dir():
             return []
-        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
+        runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()]
         return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
 
 

@@ -13,7 +13,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -424,6 +424,7 @@ class Trainer:
         """Rank 0 writes the row, the grid and the evaluation's arrays, then tells the callbacks."""
         if not self.dist.is_main:
             return
+        metrics["logged_at"] = time.time()  # wall clock: when viewers could first see this epoch
         self.run.append_metrics(metrics)
         if grid is not None:
             self.run.save_grid(grid, epoch)
@@ -492,8 +493,12 @@ class Trainer:
         row["seconds"] = time.perf_counter() - started
         return row, grid, arrays
 
-    def train(self) -> str:
-        """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
+    def steps(self) -> Generator[int, None, str]:
+        """Train epoch by epoch, yielding each finished epoch (0 = the base model's evaluation).
+
+        Returns (as the generator's value) "done" or "stopped"; exceptions propagate (status failed).
+        Two runs can interleave their epochs by advancing two of these in turn (a duel).
+        """
         c = self.config
         self.unet.eval()
         try:
@@ -503,6 +508,7 @@ class Trainer:
                 zero = {f"{prefix}{kind}": 0 for kind in COMPUTE_KINDS for prefix in ("rows_", "cum_rows_")}
                 self._log(0, {"epoch": 0, "method": c.method, "window_start": None, "window_end": None,
                               "seconds": 0.0, **zero, "compute": 0, **metrics}, grid, arrays)
+                yield 0
             while self.epoch < c.epochs:
                 epoch = self.epoch + 1
                 self._set_status("running", f"epoch {epoch}/{c.epochs}")
@@ -511,6 +517,7 @@ class Trainer:
                 self._log(epoch, row, grid, arrays)
                 if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
                     self.save_checkpoint()
+                yield epoch
         except StopRequested:
             if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
                 self.save_checkpoint()  # weights still equal the last completed epoch's
@@ -524,6 +531,19 @@ class Trainer:
         self.phase = "done"
         self._set_status("done", "finished")
         return "done"
+
+    def train(self) -> str:
+        """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
+        return drive(self.steps())
+
+
+def drive(steps: Generator[int, None, str]) -> str:
+    """Advance a :meth:`Trainer.steps` generator to its end; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
 
 
 #: The kinds of UNet rows a run counts (see :meth:`Trainer._count_rows`).

@@ -1,7 +1,9 @@
-"""The app's handlers called directly (validation, presets, polling) and the launched app via gradio_client."""
+"""The app's handlers called directly (validation, presets, presenter token), the live feed's state and
+messages, and the served app through gradio_client and its plain routes."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -11,10 +13,12 @@ import pytest
 from test_jobs import fake_factory
 
 import app
-from hrf_core import CHECKPOINTS_DIR, views
+from hrf_core import CHECKPOINTS_DIR
 from hrf_core.config import PRESETS, TrainConfig
 from hrf_core.jobs import JobManager
+from hrf_core.livefeed import LiveFeed
 from hrf_core.runs import RunStore
+from hrf_core.views import common, live, results, train
 
 NUMBERS = app.NUMBER_NAMES
 DIGITS16 = (CHECKPOINTS_DIR / "digits16" / "unet" / "config.json").is_file() and (
@@ -27,11 +31,11 @@ def small_defaults(model: str) -> TrainConfig:
                        checkpoint_every=1)
 
 
-def form(config: TrainConfig, **changes):
+def form(config: TrainConfig, token: str = "", **changes):
     """The Start handler's arguments for ``config`` (window as the widget's "start:end")."""
-    values = {**views.form_from_config(config), **changes}
-    return ("custom", values["model"], values["reward"], values["method"], values["window"],
-            *[values[name] for name in NUMBERS])
+    values = {**train.form_from_config(config), **changes}
+    return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
+            values["start_mode"], *[values[name] for name in NUMBERS])
 
 
 @pytest.fixture
@@ -57,6 +61,8 @@ def lab(tmp_path, tiny_model_dir):
     ({"batch_size": 16}, "cannot exceed samples per epoch"),
     ({"siblings": 3}, "multiple of the siblings"),
     ({"method": "sgd"}, "choose a method"),
+    ({"start_mode": "sometimes"}, "choose a start mode"),
+    ({"kl_coef": -1}, "KL penalty to the base"),
 ])
 def test_start_validation(lab, changes, message):
     notice, tabs = lab.start(*form(lab.defaults, **changes))
@@ -72,34 +78,68 @@ def test_start_then_second_start_refused(lab):
     notice, tabs = lab.start(*form(lab.defaults))
     assert "already in progress" in notice and tabs.selected is None
     assert len(lab.store.list()) == 1
-    assert "Stopping" in lab.stop()
+    assert "Stopping" in lab.stop("")
+
+
+def test_duel_button_trains_the_form_against_ddpo(lab):
+    notice, tabs = lab.duel(*form(lab.defaults, window="5:10", kl_coef=0.5))
+    assert "Started" in notice and " and " in notice and tabs.selected == "live"
+    runs = {run.config["method"]: run.config for run in lab.store.list()}
+    assert set(runs) == {"hrf", "ddpo"} and runs["hrf"]["window"] == [5, 10] and runs["hrf"]["kl_coef"] == 0.5
+    assert runs["ddpo"]["kl_coef"] == 0.0 and runs["ddpo"]["seed"] == runs["hrf"]["seed"]
+    partner = train.duel_partner(lab.defaults.replace(method="ddpo"))
+    assert (partner.method, partner.window) == ("hrf", (5, 10))  # DDPO's opponent: HRF on the late half
+
+
+def test_presenter_token_refuses_and_allows(lab, monkeypatch):
+    monkeypatch.setenv("HRF_PRESENTER_TOKEN", "s3cret")
+    notice, tabs = lab.start(*form(lab.defaults, token="wrong"))
+    assert "Refused" in notice and "presenter" in notice and tabs.selected is None
+    assert lab.store.list() == [] and not lab.manager.busy
+    notice, _ = lab.duel(*form(lab.defaults))
+    assert "Refused" in notice and lab.store.list() == []
+    notice, tabs = lab.start(*form(lab.defaults, token="s3cret"))
+    assert "Started" in notice and lab.manager.busy
+    assert "Refused" in lab.stop("") and lab.manager.busy  # nothing stopped
+    with pytest.raises(gr.Error, match="presenter mode"):
+        lab.sample("ckpt:x:epoch-0001", 4, 0, "")
+    with pytest.raises(gr.Error, match="presenter mode"):
+        lab.compare("base:a", "base:b", 8, 0, "jpeg-compressibility", False, 0, "")
+    assert lab.unlock("wrong")[0] is not None and "Wrong" in lab.unlock("wrong")[1]
+    assert lab.unlock("s3cret")[0] == "s3cret"
+    assert "Stopping" in lab.stop("s3cret")
 
 
 def test_preset_fills_the_fields(lab):
     values = lab.fill_preset("paper-hrf-sliding")
-    model, reward, method, window, note, *numbers = values
-    assert (model, reward, method) == ("google/ddpm-celebahq-256", "jpeg-compressibility", "hrf-sliding")
+    model, reward, method, window, start_mode, note, *numbers = values
+    assert (model, reward, method, start_mode) == ("google/ddpm-celebahq-256", "jpeg-compressibility", "hrf-sliding",
+                                                   "uniform")
     assert isinstance(window, gr.HTML) and window.value == "0:40"
     assert "steps 0–19 then steps 20–39" in note
     filled = dict(zip(NUMBERS, numbers, strict=True))
     preset = PRESETS["paper-hrf-sliding"]
     assert filled["epochs"] == 70 and filled["lr"] == preset.lr and filled["batch_size"] == 5
-    # the filled form gives back the preset's config
-    config = views.config_from_form("paper-hrf-sliding", model, reward, method, window.value, **filled)
+    config = train.config_from_form("paper-hrf-sliding", model, reward, method, window.value, start_mode, **filled)
     assert config.clusters == preset.clusters and config.replace(window=preset.window) == preset
     assert all(isinstance(v, type(gr.skip())) for v in lab.fill_preset("custom"))
 
 
-def test_ddpo_trains_every_step(lab):
-    config = views.config_from_form(None, "m", "jpeg-compressibility", "ddpo", "3:5", **{
+@pytest.mark.parametrize("name,window,start_mode", [("digits-random-start", "0:40", "uniform"),
+                                                    ("digits-renoise-fixed", "20:40", "fixed")])
+def test_ablation_presets_are_one_click(lab, name, window, start_mode):
+    _, _, method, widget, mode, note, *_ = lab.fill_preset(name)
+    assert (method, widget.value, mode) == ("hrf", window, start_mode)
+    assert ("re-noised start at step 20" in note) == (start_mode == "fixed")
+
+
+def test_window_note_and_steps(lab):
+    config = train.config_from_form(None, "m", "jpeg-compressibility", "ddpo", "3:5", **{
         name: getattr(lab.defaults, name) for name in NUMBERS})
     assert config.window == (0, 10)
     assert "window is ignored" in lab.note("ddpo", "3:5", 10, 2)
     assert "HRF trains steps 3–4" in lab.note("hrf", "3:5", 10, 2)
     assert "⚠" in lab.note("hrf", "5:3", 10, 2)
-
-
-def test_steps_change_keeps_the_window_inside(lab):
     update = lab.steps_changed(8, "4:10")
     assert update.value == "4:8" and update.props["steps"] == 8
 
@@ -108,60 +148,91 @@ def test_x0_strip(lab, tiny_model_dir):
     update = lab.strip(str(tiny_model_dir), 10)
     assert len(update.props["strip"]) == 10 and update.props["strip"][0].startswith("data:image/png;base64,")
     assert lab.strip(str(tiny_model_dir), 10).props["strip"] is update.props["strip"]  # cached
-    # a CelebA model on this CPU (or without cached weights): a reason, never a download or a 10-minute preview
     update = lab.strip("google/ddpm-celebahq-256", 40)
     assert update.props["strip"] == [] and update.props["hint"].startswith("no x0 previews: ")
 
 
-def test_tick_sends_only_changes(lab):
-    first = lab.tick({})
-    *outputs, seen = first
-    assert "No runs yet" in outputs[0]
-    again = lab.tick(seen)
-    assert all(isinstance(v, type(gr.skip())) for v in again[:-1])
-    lab.start(*form(lab.defaults))
-    deadline = time.time() + 5
-    while not lab.manager.snapshot().rows and time.time() < deadline:
+def wait_for(predicate, seconds: float = 10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
         time.sleep(0.02)
-    status, _, trajectory, curves, gallery, seen = lab.tick(seen)
-    assert "Running" in status and lab.manager.current_run_id() in status
-    assert trajectory is not None and len(trajectory.data) >= 1
-    assert gallery[0][1] == "epoch 0 · base model"
+    return False
 
 
-def test_status_api_and_results_hook(lab, tmp_path):
-    assert lab.status_api()["state"] == "idle"
-    text, figures = lab.results()
-    assert "No paper results yet" in text and figures == []
-    (tmp_path / "docs" / "results").mkdir(parents=True)
-    (tmp_path / "docs" / "RESULTS.md").write_text("# Results\nDDPO collapses.")
+def test_live_feed_publishes_once_per_change(lab):
+    feed = LiveFeed(build=lambda: live.live_state(lab.manager), key=lab.manager.live_key)
+    builds = feed.builds
+    assert feed.refresh() and feed.builds == builds + 1
+    assert not feed.refresh() and feed.builds == builds + 1  # nothing changed: nothing built, nothing sent
+    version, full = feed.full()
+    state = json.loads(full)
+    assert state["kind"] == "full" and state["runs"] == [] and "No runs yet" in state["status"]["html"]
+    lab.start(*form(lab.defaults))
+    assert wait_for(lambda: len(lab.manager.snapshot().rows) >= 1)
+    feed.refresh()
+    first = json.loads(feed.since(version)[-1][1])
+    assert first["kind"] == "full" and first["runs"][0]["run_id"] == lab.manager.current_run_id()
+    at = feed.version
+    lab.manager.store.get(lab.manager.current_run_id()).append_metrics(
+        {"epoch": 1, "reward_mean": -0.49, "vendi_pixel": 4.0, "seconds": 1.0})
+    lab.manager._changes += 1  # what an epoch report does
+    assert feed.refresh()
+    message = json.loads(feed.since(at)[0][1])
+    assert message["kind"] == "rows" and list(message["append"].values())[0][0]["epoch"] == 1
+    assert feed.since(feed.version) == [] and feed.since(-100) is None  # too old: send the full state
+
+
+def test_live_state_names_the_reference_and_where_the_run_stands(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    for name, method, rewards, scores in (("ddpo-a", "ddpo", [-0.5, -0.49, -0.48], [9.0, 8.0, 7.0]),
+                                          ("hrf-b", "hrf", [-0.5, -0.495], [9.0, 8.9])):
+        run = store.create({"model": "m", "reward": "jpeg-compressibility", "method": method, "seed": 0,
+                            "eval_samples": 8, "epochs": 2, "window": [5, 10], "kl_coef": 0.0}, name=name)
+        for epoch, (reward, score) in enumerate(zip(rewards, scores, strict=True)):
+            run.append_metrics({"epoch": epoch, "reward_mean": reward, "is_classifier@8": score,
+                                "vendi_classifier@8": score / 2, "seconds": 1.0})
+        run.set_status("done", 2, 2, "finished")
+    manager = JobManager(store, preflight=None)
+    state = live.live_state(manager)  # the newest run: hrf-b
+    assert [r["run_id"] for r in state["runs"]] == ["hrf-b"]
+    assert state["reference"]["source"].startswith("DDPO run on disk: ddpo-a")
+    assert state["reference"]["band"]["mean"][0] == pytest.approx(4.5)  # Vendi at gain 0
+    assert "early-stopped DDPO had IS 8.50" in state["status"]["standing"]  # gain 0.005: half-way 9 -> 8
+    assert "this run: IS 8.90" in state["status"]["standing"]
+    assert state["keys"]["diversity"] == "vendi_classifier@8" and state["status"]["proxy_note"] == ""
+    assert [h["run_id"] for h in state["history"]] == ["ddpo-a"]
+    replay = live.live_state(manager, "ddpo-a")
+    assert replay["runs"][0]["run_id"] == "ddpo-a" and "No DDPO reference" in replay["status"]["standing"]
+
+
+def test_results_images_point_at_the_file_route(tmp_path):
+    (tmp_path / "results").mkdir()
     from PIL import Image
 
-    Image.new("RGB", (4, 4)).save(tmp_path / "docs" / "results" / "frontier.png")
-    text, figures = lab.results()
-    assert "DDPO collapses" in text and figures[0][1] == "frontier"
+    Image.new("RGB", (4, 4)).save(tmp_path / "results" / "frontier.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "results" / "grid-a.png")
+    (tmp_path / "RESULTS.md").write_text("# R\n![f](results/frontier.png) ![g](results/missing.png)")
+    text, figures = results.results_content(tmp_path)
+    assert f"![f](/gradio_api/file={tmp_path / 'results' / 'frontier.png'})" in text
+    assert "*g: not generated yet*" in text
+    assert [f[1] for f in figures] == ["frontier"]  # grids stay inline in the report
 
 
 def test_bad_sources_warn_instead_of_crashing(lab):
     with pytest.warns(UserWarning):
         result = lab.compare("base:nowhere", "ckpt:nope:epoch-0001", 8, 0, "jpeg-compressibility")
     assert all(isinstance(v, type(gr.skip())) for v in result)
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="no checkpoint yet"):
         assert isinstance(lab.sample(None, 4, 0), type(gr.skip()))
 
 
-def test_figures():
-    rows = [{"epoch": 0, "reward_mean": -0.5, "vendi_pixel": 9.0, "vendi_classifier@16": 4.0,
-             "is_classifier@16": 7.5},
-            {"epoch": 1, "reward_mean": -0.4, "vendi_pixel": 9.1, "vendi_classifier@16": 3.5,
-             "is_classifier@16": 6.0, "train_reward_mean": -0.45, "seconds": 3.0}]
-    keys = views.metric_keys(rows)
-    assert keys.diversity == "vendi_classifier@16" and keys.inception == "is_classifier@16"
-    fig = views.trajectory_figure(rows, {"method": "ddpo", "reward": "jpeg-compressibility"})
-    assert list(fig.data[0].x) == [4.0, 3.5] and list(fig.data[0].y) == [-0.5, -0.4]
-    curves = views.curves_figure(rows)
-    assert len(curves.data) == 4 and curves.layout.annotations[2].text == "Inception Score"
-    assert views.metric_keys(rows[:1] and [{"vendi_pixel": 1}]).diversity == "vendi_pixel"
+def test_metric_keys_prefer_learned_embeddings():
+    rows = [{"vendi_pixel@8": 1.0, "vendi_clip@8": 2.0, "is_inception@8": 3.0}]
+    keys = common.metric_keys(rows)
+    assert (keys.diversity, keys.inception) == ("vendi_clip@8", "is_inception@8")
+    assert common.metric_keys([{"vendi_pixel": 1}]).diversity_label.endswith("weak proxy")
 
 
 def free_port() -> int:
@@ -171,27 +242,34 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_launched_app_runs_a_job(tmp_path, tiny_model_dir):
-    """Start a 2-epoch run through the API of the launched app and poll it to the end."""
+def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
+    """Start a 2-epoch run through the API of the served app, follow the live feed, sample the checkpoint."""
+    import httpx
     from gradio_client import Client
 
+    monkeypatch.setenv("HRF_PRESENTER_TOKEN", "tok")
     model = "digits16" if DIGITS16 else str(tiny_model_dir)
     manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
     defaults = small_defaults(model)
-    demo = app.build_app(manager, defaults)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **app.launch_kwargs(tmp_path / "runs"))
+    served = app.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        notice = client.predict(*form(defaults, window="5:10"), api_name="/start")
+        client = Client(served.url, verbose=False)
+        refused = client.predict(*form(defaults, window="5:10"), api_name="/start")
+        assert "Refused" in (refused[0] if isinstance(refused, (list, tuple)) else refused)
+        assert manager.store.list() == []  # nothing started
+        notice = client.predict(*form(defaults, token="tok", window="5:10"), api_name="/start")
         notice = notice[0] if isinstance(notice, (list, tuple)) else notice
         assert "Started" in notice, notice
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            status = client.predict(api_name="/status")
-            if status["state"] not in ("starting", "running", "stopping"):
-                break
-            time.sleep(0.5)
+        with httpx.stream("GET", served.url + "live/stream", timeout=180) as stream:  # what a viewer receives
+            seen = []
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    message = json.loads(line[len("data: "):])
+                    seen.append(message["kind"])
+                    if message["status"]["state"] == "done":
+                        break
+        assert seen[0] == "full" and "rows" in seen
+        status = client.predict(api_name="/status")  # open to everyone
         assert status["state"] == "done", status
         assert status["epoch"] == 2 and status["rows"] == 3
         metrics = status["latest_metrics"]
@@ -200,25 +278,23 @@ def test_launched_app_runs_a_job(tmp_path, tiny_model_dir):
             assert "vendi_classifier@16" in metrics and "is_classifier@16" in metrics
         run = manager.store.get(status["run_id"])
         assert tuple(run.config["window"]) == (5, 10) and run.checkpoints()
-        # a second client (another visitor) sees the same job
-        assert Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/status")["run_id"] == run.run_id
-        grid = client.predict(f"ckpt:{run.run_id}:{run.checkpoints()[-1].name}", 4, 0, api_name="/sample")
-        assert grid
+        state = httpx.get(served.url + "live/state").json()
+        rows = state["runs"][0]["rows"]
+        assert [r["epoch"] for r in rows] == [0, 1, 2] and all("logged_at" in r for r in rows[1:])
+        assert httpx.get(served.url + rows[-1]["grid"].lstrip("/")).headers["content-type"] == "image/png"
+        etag = httpx.get(served.url + "live/state").headers["etag"]
+        assert httpx.get(served.url + "live/state", headers={"If-None-Match": etag}).status_code == 304
+        assert httpx.get(served.url + f"live/run/{run.run_id}").json()["runs"][0]["run_id"] == run.run_id
+        assert httpx.get(served.url + "live/run/..").status_code == 404
+        assert httpx.get(served.url + "live/grid/nope/1.png").status_code == 404
+        gif = httpx.get(served.url + f"live/animate/{run.run_id}.gif", timeout=60)
+        assert gif.status_code == 200 and gif.content[:6] == b"GIF89a"
+        viewer = httpx.get(served.url + "?view=1").text
+        assert "hrf-live" in viewer and "start-btn" not in viewer
+        source = f"ckpt:{run.run_id}:{run.checkpoints()[-1].name}"
+        with pytest.raises(Exception, match="presenter mode"):
+            client.predict(source, 4, 0, "", run.run_id, api_name="/sample")
+        assert client.predict(source, 4, 0, "tok", run.run_id, api_name="/sample")
+        assert "Refused" in client.predict("", api_name="/stop")
     finally:
-        demo.close()
-
-
-def test_uncached_hub_model_is_not_sampled_in_a_handler(monkeypatch):
-    from hrf_core import models
-
-    monkeypatch.setattr(models, "availability", lambda name: (True, "weights will be downloaded on first use"))
-    ok, reason = views.runnable("google/ddpm-celebahq-256")
-    assert not ok and "start a run" in reason and "hf download google/ddpm-celebahq-256" in reason
-    assert views.runnable("/some/local/folder") == (True, "")
-
-
-def test_fit_window_keeps_the_window_inside_new_k():
-    assert views.fit_window("20:40", 30) == (20, 30)
-    assert views.fit_window("35:40", 30) == (29, 30)  # never empty
-    assert views.fit_window("-3:8", 10) == (0, 8)
-    assert views.fit_window("garbage", 40) == (20, 40)
+        served.close()

@@ -1,7 +1,9 @@
-"""The launched app in headless Debian chromium: window, reward, Start, live plot and grids, Stop."""
+"""The served app in headless Debian chromium: window, reward, Start, the live panel, a duel, replay, Stop;
+the read-only viewer page; the presenter token; example runs on an empty store; Results images."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -22,27 +24,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model_dir):
-    import app
+def small_defaults(model: str):
     from hrf_core.config import TrainConfig
+
+    return TrainConfig(model=model, method="hrf", window=(4, 10), num_steps=10, epochs=2, samples_per_epoch=8,
+                       batch_size=8, siblings=4, eval_samples=16, train_batch_size=8, updates_per_epoch=1,
+                       checkpoint_every=1, eval_every=1)
+
+
+def start_app(root: Path, model: str, examples: Path | None = None, docs: Path | None = None):
+    import app
     from hrf_core.jobs import JobManager
     from hrf_core.runs import RunStore
 
-    root = tmp_path_factory.mktemp("browser-runs")
+    manager = JobManager(RunStore(root, examples=examples), torch_threads=1)
+    served = app.serve(manager, small_defaults(model), port=free_port(), docs_dir=docs or app.DOCS_DIR)
+    return served, manager
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    import app
+
     digits = Path(app.REPO_ROOT / "checkpoints" / "digits16" / "unet" / "config.json").is_file()
-    model = "digits16" if digits else str(tiny_model_dir)
-    defaults = TrainConfig(model=model, method="hrf", window=(4, 10), num_steps=10, epochs=2,
-                           samples_per_epoch=8, batch_size=8, siblings=4, eval_samples=16, train_batch_size=8,
-                           updates_per_epoch=1, checkpoint_every=1)
-    manager = JobManager(RunStore(root), torch_threads=1)
-    demo = app.build_app(manager, defaults)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **app.launch_kwargs(root))
-    yield f"http://127.0.0.1:{port}/", manager
+    return "digits16" if digits else str(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, model):
+    served, manager = start_app(tmp_path_factory.mktemp("browser-runs"), model)
+    yield served.url, manager
     manager.stop()
     manager.wait(30)
-    demo.close()
+    served.close()
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +71,20 @@ def browser():
         browser.close()
 
 
-def test_window_reward_start_live_and_stop(served, browser):
+def watched_page(browser, problems: list):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("request", lambda r: problems.append(f"outside request {r.url}")
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+    return page
+
+
+def test_window_reward_start_live_duel_replay_and_stop(served, browser):
     from playwright.sync_api import expect
 
     url, manager = served
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    outside = []
-    page.on("request", lambda r: outside.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    problems: list[str] = []
+    page = watched_page(browser, problems)
     page.goto(url)
 
     # the two-handle window: drag both ends, the label, the strip shading and the note follow
@@ -80,30 +100,147 @@ def test_window_reward_start_live_and_stop(served, browser):
     lo.fill("2")
     expect(page.locator("#window-note")).to_contain_text("HRF trains steps 2–7", timeout=10_000)
 
-    # pick a reward (choices carry availability, loaded after the page is up)
+    # pick a visible reward (choices carry availability and a one-line description)
     page.locator("#reward input").click()
-    page.get_by_role("option", name="jpeg-incompressibility").click()
-    expect(page.locator("#reward-info")).to_contain_text("JPEG size", timeout=10_000)
+    page.get_by_role("option", name="ink").click()
+    expect(page.locator("#reward-info")).to_contain_text("stroke mass", timeout=10_000)
 
-    # Start: the Live tab opens, the trajectory and the grids fill, the run finishes
+    # Start: the Live tab opens, the panel (fed by the live stream) fills, the run finishes
     page.locator("#start-btn").click()
-    expect(page.locator("#live-status")).to_be_visible(timeout=10_000)
-    expect(page.locator("#live-status")).to_contain_text("Done", timeout=120_000)
+    panel = page.locator("#hrf-live")
+    expect(panel.locator(".hl-status")).to_contain_text("Running", timeout=30_000)
+    expect(panel.locator(".hl-status")).to_contain_text("Done", timeout=120_000)
     expect(page.locator("#trajectory-plot .scatterlayer .point")).not_to_have_count(0, timeout=10_000)
-    expect(page.locator("#live-gallery img")).to_have_count(2, timeout=10_000)
+    expect(panel.locator(".hl-grids img")).to_have_count(2, timeout=10_000)  # base model and latest
     expect(page.locator("#curves-plot .scatterlayer .point")).not_to_have_count(0)
+    expect(page.locator("#train-status")).to_contain_text("Done")  # the Train tab's status follows the feed too
     run = manager.store.list()[0]
-    assert tuple(run.config["window"]) == (2, 8) and run.config["reward"] == "jpeg-incompressibility"
+    assert tuple(run.config["window"]) == (2, 8) and run.config["reward"] == "ink"
     assert [r["epoch"] for r in run.metrics()] == [0, 1, 2]
 
+    # a duel from the keyboard (D): both trajectories and both latest grids, side by side
+    page.locator("button[role=tab]:has-text('Train')").first.click()
+    page.locator("body").press("d")
+    page.wait_for_function("document.querySelector('#hrf-live .hl-status').textContent.includes('Running')",
+                           timeout=30_000)
+    assert len(manager.store.list()) == 3 and manager.wait(180)
+    expect(panel.locator(".hl-status")).to_contain_text("Done", timeout=30_000)
+    expect(panel.locator(".hl-grids img")).to_have_count(3, timeout=10_000)  # base, HRF latest, DDPO latest
+    expect(panel.locator(".hl-grids figcaption")).to_contain_text(["epoch 0", "HRF", "DDPO"])
+    assert {r.config["method"] for r in manager.store.list()[:2]} == {"hrf", "ddpo"}
+
+    # replay a finished run from the Runs tab: the slider and the arrow keys move through its epochs
+    page.locator("button[role=tab]:has-text('Runs')").first.click()
+    page.locator("#run-pick input").click()
+    page.get_by_role("option", name=run.run_id).click()
+    replay = page.locator("#hrf-replay")
+    expect(replay.locator(".hl-epoch-label")).to_contain_text("epoch 2 of 2", timeout=10_000)
+    replay.locator(".hl-epoch-label").click()  # focus leaves the dropdown: keys reach the page
+    page.keyboard.press("ArrowLeft")
+    expect(replay.locator(".hl-epoch-label")).to_contain_text("epoch 1 of 2")
+    expect(replay.locator(".hl-grids figcaption").last).to_contain_text("epoch 1")
+    expect(replay.locator("a.hl-gif")).to_have_attribute("href", re.compile(rf"live/animate/{run.run_id}\.gif"))
+
     # a long run, stopped from the Live tab
-    page.locator("#tab-train-button, button[role=tab]:has-text('Train')").first.click()
+    page.locator("button[role=tab]:has-text('Train')").first.click()
     page.locator("#advanced").get_by_text("Advanced settings").click()
     page.locator("#num-epochs input").fill("500")
     page.locator("#start-btn").click()
-    expect(page.locator("#live-status")).to_contain_text(re.compile(r"epoch [1-9]\d*/500"), timeout=60_000)
+    expect(panel.locator(".hl-status")).to_contain_text(re.compile(r"epoch [1-9]\d*/500"), timeout=60_000)
     page.locator("#live-stop-btn").click()
-    expect(page.locator("#live-status")).to_contain_text("Stopped", timeout=60_000)
+    expect(panel.locator(".hl-status")).to_contain_text("Stopped", timeout=60_000)
     assert manager.store.list()[0].status["state"] == "stopped"
-    assert outside == []  # no CDN, fonts or analytics requests
+
+    # the Results tab's report renders its images (they used to be HTTP 404s)
+    page.locator("button[role=tab]:has-text('Results')").first.click()
+    images = page.locator("#results-md img")
+    if images.count():
+        page.wait_for_function("[...document.querySelectorAll('#results-md img')].every(i => i.complete)")
+        assert page.evaluate("[...document.querySelectorAll('#results-md img')].every(i => i.naturalWidth > 0)")
+    assert problems == []  # no CDN, fonts or analytics requests, no 404s
     page.close()
+
+
+def test_viewer_page_is_read_only(served, browser):
+    from playwright.sync_api import expect
+
+    url, _ = served
+    problems: list[str] = []
+    page = watched_page(browser, problems)
+    page.goto(url + "?view=1")
+    expect(page.locator("#hrf-live .hl-status")).not_to_be_empty(timeout=20_000)
+    expect(page.locator("#trajectory-plot")).to_be_visible()
+    for control in ("#start-btn", "#stop-btn", "#live-stop-btn", "#duel-btn", "button[role=tab]"):
+        assert page.locator(control).count() == 0, control
+    page.locator("body").press("s")  # the shortcuts start nothing here
+    assert problems == []
+    page.close()
+
+
+def test_presenter_token_in_the_browser(tmp_path, model, browser, monkeypatch):
+    from playwright.sync_api import expect
+
+    monkeypatch.setenv("HRF_PRESENTER_TOKEN", "lectern")
+    served, manager = start_app(tmp_path / "runs", model)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(served.url)
+        expect(page.locator("#presenter-token")).to_be_visible(timeout=20_000)
+        page.locator("#start-btn").click()
+        expect(page.locator("#notice")).to_contain_text("Refused", timeout=10_000)
+        assert manager.store.list() == []  # nothing started
+        page.locator("#presenter-token input").fill("lectern")
+        page.locator("#unlock-btn").click()
+        expect(page.locator("#notice")).to_contain_text("unlocked", timeout=10_000)
+        page.reload()  # asked once per browser: the token is remembered
+        expect(page.locator("#presenter-token input")).to_have_value("lectern", timeout=20_000)
+        page.locator("#start-btn").click()
+        expect(page.locator("#hrf-live .hl-status")).to_contain_text("Done", timeout=120_000)
+        assert len(manager.store.list()) == 1
+        page.close()
+    finally:
+        manager.wait(60)
+        served.close()
+
+
+def make_examples(folder: Path) -> None:
+    """Two finished example runs (a duel pair) with metrics and grids, as ``hrf_core.examples`` writes them."""
+    from PIL import Image
+
+    pair = ("example-1-hrf-ink", "example-2-ddpo-ink")
+    for i, (name, method) in enumerate(zip(pair, ("hrf", "ddpo"), strict=True)):
+        run = folder / name
+        (run / "grids").mkdir(parents=True)
+        config = {"model": "digits16", "reward": "ink", "method": method, "seed": 0, "epochs": 2, "num_steps": 40,
+                  "window": [20, 40], "eval_samples": 64, "kl_coef": 0.0,
+                  "extra": {"example": True, "duel": i, "duel_with": pair[1 - i]}}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "status.json").write_text(json.dumps({"state": "done", "epoch": 2, "epochs": 2}))
+        rows = [{"epoch": e, "reward_mean": 0.31 + (0.02 + 0.02 * i) * e, "vendi_classifier@64": 7.0 - (0.2 + i) * e,
+                 "is_classifier@64": 9.0 - (0.3 + i) * e, "seconds": 1.0} for e in range(3)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for e in range(3):
+            Image.new("L", (32, 32), 40 * e).save(run / "grids" / f"epoch-{e:04d}.png")
+
+
+def test_example_runs_show_on_an_empty_store(tmp_path, model, browser):
+    from playwright.sync_api import expect
+
+    make_examples(tmp_path / "examples")
+    served, manager = start_app(tmp_path / "runs", model, examples=tmp_path / "examples")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(served.url)
+        page.locator("button[role=tab]:has-text('Live')").first.click()
+        panel = page.locator("#hrf-live")
+        expect(panel.locator(".hl-status")).to_contain_text("Example", timeout=20_000)
+        expect(panel.locator(".hl-grids img")).to_have_count(3)  # base, and both halves of the example duel
+        page.locator("button[role=tab]:has-text('Runs')").first.click()
+        expect(page.locator("#runs-table")).to_contain_text("example-1-hrf-ink", timeout=10_000)
+        page.locator("#run-pick input").click()
+        page.get_by_role("option", name="example-1-hrf-ink").click()
+        page.locator("#sample-btn").click()
+        expect(page.get_by_text("example runs ship without weights")).to_be_visible(timeout=10_000)
+        page.close()
+    finally:
+        served.close()

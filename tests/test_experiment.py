@@ -40,7 +40,7 @@ def test_aggregate_mean_and_std_over_seeds():
 
 
 def metric_rows(path):
-    drop = {"seconds", "sample_seconds", "update_seconds", "eval_seconds"}
+    drop = {"seconds", "sample_seconds", "update_seconds", "eval_seconds", "logged_at"}
     return [{k: v for k, v in json.loads(line).items() if k not in drop}
             for line in (path / "metrics.jsonl").read_text().splitlines()]
 

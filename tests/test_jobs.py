@@ -186,3 +186,60 @@ def test_default_preflight(tmp_path, tiny_model_dir):
         default_preflight(TrainConfig(model=str(tmp_path)))
     with pytest.raises(ValueError, match="unknown reward"):
         default_preflight(TrainConfig(model=str(tiny_model_dir), reward="nope"))
+
+
+@pytest.mark.slow
+def test_a_duel_of_two_plus_two_epochs(tmp_path, tiny_model_dir):
+    """Two configurations in one job, epochs alternating; each half is an ordinary, resumable run."""
+    from hrf_core.trainer import resume_training
+
+    manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
+    common = dict(model=str(tiny_model_dir), reward="jpeg-compressibility", num_steps=10,
+                  epochs=2, samples_per_epoch=8, batch_size=4, siblings=2, eval_samples=8, eval_every=1,
+                  checkpoint_every=1, device="cpu")
+    hrf, ddpo = TrainConfig(method="hrf", window=(5, 10), **common), TrainConfig(method="ddpo", **common)
+    first, second = manager.start_duel(hrf, ddpo)
+    with pytest.raises(ValueError, match="already in progress"):
+        manager.start(hrf)
+    assert manager.wait(120)
+    snap = manager.snapshot()
+    assert snap.state == "done" and snap.run_id == first and snap.partner_id == second
+    a, b = manager.store.get(first), manager.store.get(second)
+    assert [r["epoch"] for r in a.metrics()] == [0, 1, 2] == [r["epoch"] for r in b.metrics()]
+    assert a.config["extra"]["duel_with"] == second and b.config["extra"]["duel_with"] == first
+    assert a.config["method"] == "hrf" and b.config["method"] == "ddpo"
+    # the epochs alternated: a's epoch 1 was logged before b's epoch 1, and b's epoch 1 before a's epoch 2
+    times = {(run, r["epoch"]): r["logged_at"] for run in (a, b) for r in run.metrics()}
+    assert times[(a, 1)] < times[(b, 1)] < times[(a, 2)] < times[(b, 2)]
+    assert resume_training(b, epochs=3).train() == "done"  # an ordinary run
+    # a later visitor (a new manager, e.g. the app restarted) sees the pair
+    later = JobManager(manager.store, preflight=None).snapshot()
+    assert {later.run_id, later.partner_id} == {first, second}
+
+
+def test_a_stopped_duel_stops_both(tmp_path):
+    gate = threading.Event()
+    manager = make_manager(tmp_path, gate=gate)
+    manager.trainer_factory = steps_factory(gate)
+    first, second = manager.start_duel(small_config(epochs=20), small_config(epochs=20, method="ddpo",
+                                                                            window=(0, 10)))
+    assert manager.stop()
+    gate.set()
+    assert manager.wait(10)
+    assert manager.snapshot().state == "stopped"
+    assert {manager.store.get(r).status["state"] for r in (first, second)} == {"stopped"}
+
+
+def steps_factory(gate):
+    def factory(config, run, callbacks, stop_event):
+        trainer = FakeTrainer(config, run, callbacks, stop_event, gate=gate)
+        trainer.steps = lambda: _fake_steps(trainer)
+        return trainer
+
+    return factory
+
+
+def _fake_steps(trainer):
+    result = trainer.train()
+    yield 0
+    return result

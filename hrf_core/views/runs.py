@@ -1,0 +1,58 @@
+"""The Runs tab: the table of runs on disk, a run's details and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hrf_core.runs import Run, RunStore
+from hrf_core.views.common import _finite, metric_keys, run_label
+
+# ------------------------------------------------------------------------------------------ run table
+RUN_COLUMNS = ["run", "status", "model", "reward", "method", "epochs", "reward", "Vendi", "IS", "s/epoch"]
+
+
+def _arrow(rows: list[dict], key: str | None, digits: int = 2) -> str:
+    if not key:
+        return "–"
+    values = [r[key] for r in rows if _finite(r.get(key))]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values[0]:.{digits}f} → {values[-1]:.{digits}f}"
+
+
+def runs_table(store: RunStore, snapshot_of=None) -> list[list[Any]]:
+    """One row per run on disk (newest first), columns :data:`RUN_COLUMNS`."""
+    table = []
+    for run in store.list():
+        config = run.config
+        snap = snapshot_of(run.run_id) if snapshot_of else None
+        rows = snap.rows if snap is not None else run.metrics()
+        status = snap.status if snap is not None else run.status.get("state", "?")
+        keys = metric_keys(rows)
+        trained = [r["seconds"] for r in rows if r.get("epoch", 0) >= 1 and _finite(r.get("seconds"))]
+        done = max((r.get("epoch", 0) for r in rows), default=0)
+        model = str(config.get("model", "?"))
+        table.append([
+            run.run_id, status, Path(model).name if "/" in model and Path(model).exists() else model,
+            config.get("reward", "?"), run_label(config), f"{done}/{config.get('epochs', '?')}",
+            _arrow(rows, "reward_mean", 3), _arrow(rows, keys.diversity), _arrow(rows, keys.inception),
+            f"{sum(trained) / len(trained):.1f}" if trained else "–",
+        ])
+    return table
+
+
+def run_details(run: Run) -> dict:
+    """The config and the last evaluated metrics of a run, for a JSON view."""
+    rows = run.metrics()
+    last = next((r for r in reversed(rows) if "reward_mean" in r), {})
+    return {"status": run.status, "config": run.config, "last_metrics": last}
+
+
+
+def checkpoint_choices(run: Run) -> list[tuple[str, str]]:
+    return [(f"epoch {int(c.name.split('-')[1])}", f"ckpt:{run.run_id}:{c.name}") for c in reversed(run.checkpoints())]
+
+
