@@ -129,3 +129,23 @@ def test_pretrain_pipeline_writes_loadable_folder(tmp_path):
                                             "scheduler/scheduler_config.json"}
     with pytest.raises(SystemExit):
         cli_main(["no-such-model"])
+
+
+def test_shipped_example_runs():
+    """Finished duels on the visible rewards: metrics and grids, no weights, well under 3 MB."""
+    from hrf_core.examples import EXAMPLES_DIR
+    from hrf_core.runs import RunStore
+
+    store = RunStore(EXAMPLES_DIR.parent / "no-such-store", examples=EXAMPLES_DIR)
+    runs = store.list()
+    assert [r.run_id for r in runs] == ["example-1-hrf-ink", "example-2-ddpo-ink", "example-3-hrf-digit3",
+                                        "example-4-ddpo-digit3"]
+    size = sum(p.stat().st_size for p in EXAMPLES_DIR.rglob("*") if p.is_file())
+    assert size < 3e6
+    for run in runs:
+        assert run.is_example and run.status["state"] == "done" and not run.checkpoints()
+        partner = store.get(run.config["extra"]["duel_with"])
+        assert partner.config["extra"]["duel_with"] == run.run_id and partner.config["reward"] == run.config["reward"]
+        rows = run.metrics()
+        assert [r["epoch"] for r in rows] == list(range(run.config["epochs"] + 1))
+        assert len(run.grids()) == len(rows) and not list(run.path.glob("**/*.safetensors"))
