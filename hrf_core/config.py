@@ -59,7 +59,11 @@ class TrainConfig:
     checkpoint_every: int = 5  # the final epoch is always checkpointed
     seed: int = 0
     device: str = "auto"
-    bf16: bool = False  # bf16 autocast for UNet calls (CUDA only)
+    bf16: bool = False  # bf16 autocast for UNet calls (measure the drift first: bench/gpu_check.py, docs/METHOD.md)
+    grad_checkpointing: bool = False  # recompute UNet activations in backward: less memory, ~30% slower updates
+    # evaluation embeddings; empty = the best available (digits: classifier; RGB: Inception + CLIP, else pixels).
+    # The trainer records the ones it used here, so a resumed run keeps measuring the same way.
+    eval_embeddings: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. experiment arm)
 
     def validate(self) -> TrainConfig:
@@ -107,7 +111,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
-        for key in ("window", "adam_betas"):
+        for key in ("window", "adam_betas", "eval_embeddings"):
             if key in data:
                 data[key] = tuple(data[key])
         if "clusters" in data:

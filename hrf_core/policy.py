@@ -201,7 +201,7 @@ class Trajectory:
 
 
 def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, autocast_bf16: bool = False):
-    """eps_theta(x, t) as float32, optionally under CUDA bf16 autocast.
+    """eps_theta(x, t) as float32, optionally under bf16 autocast (CUDA; the CPU too, to measure its drift).
 
     ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
     """
@@ -211,8 +211,8 @@ def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, a
         t = torch.as_tensor(timestep).to(x.device, non_blocking=True)
         if t.dim() == 0:
             t = t.expand(x.shape[0])
-    if autocast_bf16 and x.device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    if autocast_bf16:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
             return unet(x, t).sample.float()
     return unet(x, t).sample
 

@@ -89,6 +89,7 @@ class Trainer:
         reward_fn: RewardFn | None = None,
         frozen: UNet2DModel | None = None,
         dist: Dist = SINGLE,
+        evaluator: Evaluator | None = None,
     ):
         self.config = config.validate()
         self.run = run
@@ -115,7 +116,12 @@ class Trainer:
             raise ValueError(f"{n_batches} sampling batches per epoch cannot be shared by {dist.world} processes: "
                              "make samples_per_epoch / batch_size a multiple of the process count")
         self.my_batches = list(range(dist.rank, n_batches, dist.world))  # this rank's share of the epoch
-        self.evaluator = Evaluator(self.base.sample_shape, self.device) if dist.is_main else None
+        if config.grad_checkpointing:
+            self.unet.enable_gradient_checkpointing()  # diffusers: recompute each block's activations in backward
+        self.evaluator = evaluator or (Evaluator(self.base.sample_shape, self.device, config.eval_embeddings)
+                                       if dist.is_main else None)
+        if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
+            self._record_embeddings()
         self.epoch = 0
         self.hrfd_start: int | None = None
         self.hrfd_info: dict | None = None
@@ -133,6 +139,15 @@ class Trainer:
             unet.register_forward_pre_hook(self._count_rows)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _record_embeddings(self) -> None:
+        """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
+        self.config = self.config.replace(eval_embeddings=self.evaluator.embeddings)
+        data = self.run.config
+        data["eval_embeddings"] = list(self.evaluator.embeddings)
+        if self.evaluator.note:
+            data.setdefault("extra", {})["evaluation_note"] = self.evaluator.note
+        write_json(self.run.path / "config.json", data)
+
     def _count_rows(self, module, args) -> None:
         if self._counting:
             kind = "trained" if torch.is_grad_enabled() else ("reference" if self._reference_pass else "sampled")

@@ -37,3 +37,29 @@ def tiny_model_dir(tmp_path_factory):
     make_tiny_unet().save_pretrained(folder / "unet", safe_serialization=True)
     make_scheduler().save_pretrained(folder / "scheduler")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_model(tmp_path_factory):
+    """A registered one-block open_clip ViT with a 768-d embedding (like ViT-L/14), random weights."""
+    import json
+
+    import open_clip
+
+    cfg = tmp_path_factory.mktemp("open_clip") / "hrf-tiny-clip-eval.json"
+    cfg.write_text(json.dumps({
+        "embed_dim": 768,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 64, "heads": 1, "layers": 1}}))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    return open_clip.create_model("hrf-tiny-clip-eval", pretrained=None).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_rgb_model_dir(tmp_path_factory):
+    """A local diffusers folder holding a tiny random RGB model (3 x 8 x 8)."""
+    folder = tmp_path_factory.mktemp("tiny-rgb-model")
+    make_tiny_unet(channels=3).save_pretrained(folder / "unet", safe_serialization=True)
+    make_scheduler().save_pretrained(folder / "scheduler")
+    return folder

@@ -35,6 +35,19 @@ def cached_model(name: str):
     return model
 
 
+_EVALUATORS: dict[tuple, Any] = {}
+
+
+def cached_evaluator(sample_shape: tuple[int, int, int]):
+    """One CPU :class:`~hrf_core.evaluation.Evaluator` per sample shape (Inception/CLIP are built once)."""
+    from hrf_core.evaluation import Evaluator
+
+    key = tuple(sample_shape)
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = Evaluator(key, "cpu")
+    return _EVALUATORS[key]
+
+
 def runnable(model: str) -> tuple[bool, str]:
     """Whether sampling ``model`` here is quick and needs no download: (ok, reason when not).
 

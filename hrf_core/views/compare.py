@@ -10,6 +10,7 @@ from hrf_core.runs import RunStore
 from hrf_core.views.common import (
     _MODEL_LOCK,
     _require_runnable,
+    cached_evaluator,
     cached_model,
     parse_bounded,
     run_label,
@@ -111,9 +112,11 @@ def _metric_name(key: str) -> str:
     if key in METRIC_NAMES:
         return METRIC_NAMES[key]
     name, _, n = key.partition("@")
-    pretty = {"vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels)",
+    pretty = {"vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels; weak proxy)",
               "is_classifier": "Inception Score (classifier)", "class_entropy": "class entropy (bits)",
-              "class_coverage": "class coverage"}.get(name, name)
+              "class_coverage": "class coverage", "is_inception": "Inception Score (Inception-v3)",
+              "vendi_inception": "Vendi (Inception-v3 features)", "vendi_clip": "Vendi (CLIP ViT-L/14 features)"
+              }.get(name, name)
     return pretty
 
 
@@ -125,10 +128,7 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     ``handover`` = S > 0: B (a checkpoint) samples steps < S with its base model, the rest with itself
     (S = K gives the base model's samples exactly).
     """
-    import torch
 
-    from hrf_core.evaluation import Evaluator
-    from hrf_core.features import ClassifierFeatures, make_feature_extractor
     from hrf_core.imaging import image_grid
     from hrf_core.projection import project_pair, projection_figure
     from hrf_core.rewards import REWARDS, make_reward
@@ -157,17 +157,14 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
         images_a = sample_from(model_a, n, seed, num_steps=num_steps).cpu()
         images_b = sample_from(model_b, n, seed, num_steps=num_steps, early=early, handover=handover).cpu()
     reward_fn = make_reward(reward, device="cpu")
-    evaluator = Evaluator(model_a.sample_shape, torch.device("cpu"))
+    evaluator = cached_evaluator(model_a.sample_shape)
     metrics_a = evaluator(images_a, reward_fn(images_a).float().cpu())
     metrics_b = evaluator(images_b, reward_fn(images_b).float().cpu())
     keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel")]
     order = sorted(keys, key=lambda k: (not k.startswith("reward"), k))
     table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4),
               f"{float(metrics_b[k]) - float(metrics_a[k]):+.4f}"] for k in order]
-    if evaluator.classifier is not None:
-        extractor, space = ClassifierFeatures(evaluator.classifier), "digit-classifier features"
-    else:
-        extractor, space = make_feature_extractor("pixel"), "pixels"
+    extractor, space = evaluator.projection_embedding()
     projection = project_pair(extractor(images_a), extractor(images_b), seeds_a=range(seed, seed + n))
     figure = projection_figure(projection, images_a, images_b, labels=(f"A · {a.label}", f"B · {b.label}"),
                                thumbnails=thumbnails and n <= 64,
