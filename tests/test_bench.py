@@ -1,0 +1,32 @@
+"""The benchmark scripts run their code paths on the CPU (their figures come from real hardware)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_check_code_paths_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "gpu_check.json"
+    assert load("gpu_check").main(["--device", "cpu", "--tiny", "--epochs", "1", "--drift-epochs", "1",
+                                   "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["job"]["state"] == "done"
+    assert {"is_inception@16", "vendi_clip@16", "vendi_inception@16"} <= set(result["job"]["embeddings"])
+    assert len(result["memory_paper_preset"]) == 4
+    assert all(r["rows_per_second"] > 0 for r in result["throughput"]["results"])
+    assert result["bf16_drift"]["bf16"]["first_ratio_deviation"][0] is not None
+    assert "trained rows/s" in capsys.readouterr().out
