@@ -1,9 +1,11 @@
-"""Regenerate docs/screenshot.png from the real app: an HRF run, then a DDPO run driven from the UI.
+"""Regenerate docs/screenshot.png from the real app: a duel (HRF vs DDPO) on the visible reward ``ink``.
 
-    python scripts/screenshot.py [--out docs/screenshot.png] [--epochs 15]
+    python scripts/screenshot.py [--out docs/screenshot.png] [--epochs 12]
 
-Needs Debian chromium (`apt-get install -y chromium`) and Playwright's Python package
-(requirements-test.txt). Runs go to a temporary run store; takes about 8 minutes on a 2-core CPU.
+A DDPO run on ``ink`` first (so the Live tab draws early-stopped DDPO's reference curve from a run on
+disk), then the duel driven from the UI: the HRF preset, the reward ``ink``, the Duel button. Needs
+Debian chromium (`apt-get install -y chromium`) and Playwright's Python package (requirements-test.txt).
+Runs go to a temporary run store; takes 10-15 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def free_port() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "screenshot.png")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args()
 
     from playwright.sync_api import expect, sync_playwright
@@ -45,26 +47,30 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="hrf-screenshot-"))
     manager = JobManager(RunStore(root), torch_threads=default_torch_threads())
-    # an earlier HRF run, drawn faintly beside the live one
-    manager.start(preset("digits-hrf-late", epochs=args.epochs))
+    # an earlier DDPO run with another seed: the reference curve the duel is judged against
+    manager.start(preset("digits-ddpo", reward="ink", epochs=args.epochs, seed=1))
     manager.wait()
-    demo = app.build_app(manager)
-    demo.queue(default_concurrency_limit=2)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **app.launch_kwargs(root))
+    served = app.serve(manager, port=free_port())
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(served.url)
             page.locator("#preset input").click()
-            page.get_by_role("option", name="digits-ddpo").click()
-            expect(page.locator("#window-note")).to_contain_text("DDPO", timeout=30_000)
-            page.locator("#start-btn").click()
-            done = re.compile(rf"Done[\s\S]*ddpo-jpeg-compressibility[\s\S]*{args.epochs}/{args.epochs}")
-            expect(page.locator("#live-status")).to_contain_text(done, timeout=args.epochs * 120_000)
-            expect(page.locator("#live-gallery img")).to_have_count(2, timeout=30_000)
+            page.get_by_role("option", name="digits-hrf-late").click()
+            page.locator("#reward input").click()
+            page.get_by_role("option", name="ink").click()
+            expect(page.locator("#reward-info")).to_contain_text("stroke mass", timeout=30_000)
+            page.locator("#advanced").get_by_text("Advanced settings").click()
+            page.locator("#num-epochs input").fill(str(args.epochs))
+            page.locator("#num-epochs input").press("Tab")
+            page.locator("#duel-btn").click()
+            status = page.locator("#hrf-live .hl-status")
+            expect(status).to_contain_text("Running", timeout=60_000)
+            expect(status).to_contain_text(re.compile(rf"Done[\s\S]*{args.epochs}/{args.epochs}"),
+                                           timeout=args.epochs * 240_000)
+            expect(page.locator("#hrf-live .hl-grids img")).to_have_count(3, timeout=30_000)
             page.mouse.move(0, 0)  # no hover: plotly hides its mode bar
             page.wait_for_timeout(2_000)  # let the plots settle
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,7 @@ def main() -> None:
     finally:
         manager.stop()
         manager.wait(30)
-        demo.close()
+        served.close()
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,39 @@
+"""Replay export: one GIF frame per evaluated epoch, small enough for slides."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PIL import Image
+
+from hrf_core.animate import cli_main, frames
+from hrf_core.examples import EXAMPLES_DIR
+from hrf_core.runs import Run
+
+
+@pytest.fixture
+def example_run(tmp_path):
+    source = EXAMPLES_DIR / "example-2-ddpo-ink"
+    shutil.copytree(source, tmp_path / source.name)
+    return Run(tmp_path / source.name)
+
+
+def test_one_frame_per_evaluated_epoch_under_5_mb(example_run, tmp_path, capsys):
+    out = tmp_path / "run.gif"
+    assert cli_main([str(example_run.path), "--out", str(out)]) == 0
+    evaluated = [r for r in example_run.metrics() if "reward_mean" in r]
+    with Image.open(out) as gif:
+        assert gif.n_frames == len(evaluated) == 13  # base model + 12 epochs
+        assert gif.size[0] > 3 * gif.size[1] / 2  # three panels side by side
+    assert out.stat().st_size < 5e6 * len(evaluated) / 15  # the budget: 5 MB for 15 epochs
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_bad_requests_are_one_line(example_run, tmp_path):
+    with pytest.raises(ValueError, match="must be a .gif"):
+        cli_main([str(example_run.path), "--out", str(tmp_path / "x.png")])
+    for grid in (example_run.path / "grids").glob("*.png"):
+        grid.unlink()
+    with pytest.raises(ValueError, match="no evaluated epoch with a grid"):
+        frames(example_run)
