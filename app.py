@@ -50,9 +50,10 @@ DOCS_DIR = REPO_ROOT / "docs"
 UI_DIR = REPO_ROOT / "ui"
 EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
 #: Gradio's queue polls for work every 1 ms when idle (10 ms for progress); 50 / 100 ms add no visible
-#: latency to a button and take the idle server from ~7% of a core to ~0 (bench/README.md).
-QUEUE_SLEEP_SECONDS = 0.05
-PROGRESS_SLEEP_SECONDS = 0.1
+#: latency to a button and take the idle server from several % of a core to ~0 (bench/README.md).
+#: ``HRF_QUEUE_SLEEP`` overrides both (the benchmark sets Gradio's own 0.001 to measure the difference).
+QUEUE_SLEEP_SECONDS = float(os.environ.get("HRF_QUEUE_SLEEP", "0.05"))
+PROGRESS_SLEEP_SECONDS = max(QUEUE_SLEEP_SECONDS, float(os.environ.get("HRF_QUEUE_SLEEP", "0.1")))
 KEYS_HELP = "Keys: S start · D duel · X stop · 1–5 tabs · ←/→ replay epochs · L latest"
 
 _MANAGER: JobManager | None = None
