@@ -315,8 +315,7 @@ def _main(argv: list[str] | None = None) -> int:
             module = __import__(f"hrf_core.{argv[0]}", fromlist=["cli_main"])
             return module.cli_main(argv[1:])
         except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_USAGE
+            return _usage_error(error)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -333,7 +332,12 @@ def _main(argv: list[str] | None = None) -> int:
             print(write_base_metrics(args.model, args.rewards, c.num_steps, c.eval_eta, c.eval_samples, c.eval_seed,
                                      args.device))
             return 0
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    except ValueError as error:  # bad input, unreadable weights or configs: hrf_core raises ValueError for all
+        return _usage_error(error)
+    return EXIT_USAGE
+
+
+def _usage_error(error: ValueError) -> int:
+    """Print ``error: <message>`` on one line (a multi-line message is joined) and return exit code 2."""
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
     return EXIT_USAGE

@@ -1,4 +1,4 @@
-"""The base-model registry: local folders, layouts, safetensors only, clear offline errors."""
+"""The base-model registry: local folders, layouts, safetensors (pickle weights via a converted copy), clear offline errors."""
 
 from __future__ import annotations
 
@@ -29,12 +29,23 @@ def test_flat_layout_and_ddpm_scheduler_config(tmp_path):
     assert base.scheduler.config.set_alpha_to_one is True  # DDIM default: last step has zero variance
 
 
-def test_pickle_only_weights_are_refused(tmp_path):
+def test_pickle_only_weights_load_through_a_cached_safetensors_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRF_CACHE_DIR", str(tmp_path / "cache"))
     unet = make_tiny_unet()
-    unet.save_pretrained(tmp_path / "unet", safe_serialization=False)
+    unet.save_pretrained(tmp_path / "model" / "unet", safe_serialization=False)
+    make_scheduler().save_pretrained(tmp_path / "model" / "scheduler")
+    base = load_base_model(str(tmp_path / "model"), "cpu")
+    assert base.name == str(tmp_path / "model") and (tmp_path / "cache" / "converted") in base.folder.parents
+    assert (base.folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert all(torch.equal(v, unet.state_dict()[k]) for k, v in base.unet.state_dict().items())
+
+
+def test_folder_without_unet_weights_is_refused(tmp_path):
+    make_tiny_unet().save_pretrained(tmp_path / "unet", safe_serialization=True)
     make_scheduler().save_pretrained(tmp_path / "scheduler")
-    with pytest.raises(ValueError, match="no .safetensors"):
-        load_base_model(str(tmp_path), "cpu")
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match="has no UNet weights"):
+        model_folder(str(tmp_path))
 
 
 def test_unknown_and_offline_models_fail_fast_with_instructions(tmp_path):
