@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, help="checkpoint every N epochs (the last is always saved)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--device", help="auto (cuda, then cpu), cpu or cuda[:N]")
-    train.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast for the UNet (CUDA only)")
+    train.add_argument("--bf16", action="store_true", default=None,
+                       help="bf16 autocast for the UNet in sampling and training (measure its drift: bench/gpu_check.py)")
+    train.add_argument("--grad-checkpointing", action="store_true", default=None,
+                       help="recompute the UNet's activations in the backward: less memory, slower updates")
     train.add_argument("--out", default="runs", help="run store folder (default runs)")
     train.add_argument("--name", help="run id (default: time stamp, method and reward)")
 
@@ -125,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "epochs",
               "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range", "adv_clip",
               "adv_scope", "window_scaled_clip", "updates_per_epoch", "kl_coef", "eval_every", "eval_samples",
-              "checkpoint_every", "seed", "device", "bf16")
+              "checkpoint_every", "seed", "device", "bf16", "grad_checkpointing")
     changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if "clusters" in changes:
         changes["clusters"] = tuple(changes["clusters"])

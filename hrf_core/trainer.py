@@ -415,16 +415,18 @@ class Trainer:
         Noise needs no saved state: every stream is keyed by (seed, epoch, ...).
         """
         tensors = load_checked(folder / "optimizer.safetensors")
-        with safe_open(folder / "optimizer.safetensors", "pt") as handle:
-            param_groups = json.loads(handle.metadata()["param_groups"])
+        param_groups = json.loads(_metadata(folder / "optimizer.safetensors", "param_groups"))
         state: dict = {}
-        for key, value in tensors.items():
-            _, p, name = key.split(".", 2)
-            state.setdefault(int(p), {})[name] = value.reshape(()) if name == "step" else value.to(self.device)
-        self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+        try:
+            for key, value in tensors.items():
+                _, p, name = key.split(".", 2)
+                state.setdefault(int(p), {})[name] = value.reshape(()) if name == "step" else value.to(self.device)
+            self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise ValueError(f"{folder / 'optimizer.safetensors'} does not match this model's optimiser "
+                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
         load_checked(folder / "trainer_state.safetensors")
-        with safe_open(folder / "trainer_state.safetensors", "pt") as handle:
-            meta = json.loads(handle.metadata()["trainer"])
+        meta = json.loads(_metadata(folder / "trainer_state.safetensors", "trainer"))
         self.epoch = meta["epoch"]
         self.hrfd_start = meta["hrfd_start"]
         self.compute_total = {**dict.fromkeys(COMPUTE_KINDS, 0), **meta.get("compute", {})}
@@ -559,6 +561,15 @@ def drive(steps: Generator[int, None, str]) -> str:
             next(steps)
         except StopIteration as end:
             return end.value
+
+
+def _metadata(path: Path, key: str) -> str:
+    """A safetensors file's metadata entry ``key``; a ValueError with one line when it is missing."""
+    with safe_open(path, "pt") as handle:
+        value = (handle.metadata() or {}).get(key)
+    if value is None:
+        raise ValueError(f"{path} has no {key!r} entry: not a checkpoint this trainer wrote")
+    return value
 
 
 #: The kinds of UNet rows a run counts (see :meth:`Trainer._count_rows`).
