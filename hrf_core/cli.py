@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     base_metrics.add_argument("--rewards", nargs="+", default=["jpeg-compressibility", "jpeg-incompressibility"])
     base_metrics.add_argument("--device", default="cpu")
 
-    sub.add_parser("experiment", help="run frontier-digits or paper-digits (see python -m hrf_core experiment --help)")
+    sub.add_parser("experiment", help="run frontier-digits (see python -m hrf_core experiment frontier-digits --help)")
     sub.add_parser("frontier", help="compare runs at matched reward and compute against DDPO "
                    "(see python -m hrf_core frontier --help)")
     sub.add_parser("animate", help="replay a run as a GIF (see python -m hrf_core animate --help)")

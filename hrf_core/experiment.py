@@ -1,303 +1,452 @@
-"""The paper-reproduction experiment on the embedded model, with the reviewers' ablations.
+"""``frontier-digits``: every method at matched reward and compute against DDPO's own trajectory.
 
-``python -m hrf_core experiment paper-digits [--seeds 0 1 2] [--tasks ...] [--epochs N]``
+``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
 
-Every arm uses the same samples per epoch and the same number of epochs:
+Arms (all on the embedded digits model, the same samples per epoch, epochs and evaluations):
 
-- ``base``: the base model, no training;
-- ``ddpo``: DDPO from pure noise, every step trained;
-- ``hrf-early`` / ``hrf-late``: HRF with the window [0, K/2) / [K/2, K), start ~ U per batch;
-- ``hrf-sliding``: the paper's two clusters, [0, K/2) then [K/2, K), half of the epochs each;
+- ``ddpo``: every step from pure noise; its evaluated epochs are the early-stopping frontier;
+- ``ddpo+kl<c>``: DDPO with the KL penalty to the frozen base model (DPOK), coefficient c;
+- ``hrf[20,40)`` / ``hrf[30,40)``: HRF windows, start ~ U per batch;
 - ``hrf-d``: the dynamic start finder;
-- ``random-start`` (ablation): re-noised starts with s ~ U{0..K-1} per batch, all later steps trained;
-- ``renoise-fixed`` (ablation): "DDPO from re-noised start states without sliding": every batch
-  starts from re-noised states at the fixed step K/2 and trains all steps from there.
+- ``random-start`` (ablation): re-noised starts with s ~ U{0..K-1}, all later steps trained;
+- ``renoise-fixed`` (ablation): re-noised starts at the fixed step K/2, no sliding;
+- ``hrf-sliding``: the paper's schedule: the window [0, K/2) for the first half of the epochs, then
+  [K/2, K);
+- ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
+  >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
-Each trained arm is evaluated every ``--eval-every`` epochs on 64 fixed-seed samples (the run
-store's curve), and at the end on ``--final-samples`` (default 1,000) samples from pure noise with
-fixed seeds: reward mean and std, classifier Inception Score, Vendi on classifier features and on
-pixels, class-histogram entropy. ``docs/RESULTS.md`` is generated from the runs.
+The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``) the DDPO, HRF and
+hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
+skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
+unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
+``--report-only`` at any time).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
+import re
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from hrf_core import REPO_ROOT
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.config import TrainConfig
-from hrf_core.evaluation import Evaluator
-from hrf_core.imaging import image_grid
-from hrf_core.models import BaseModel, load_base_model, resolve_device
-from hrf_core.rewards import REWARDS, make_reward
-from hrf_core.runs import RunStore, read_json, write_json
-from hrf_core.sampling import sample_from
-from hrf_core.trainer import Trainer
+from hrf_core.runs import Run, RunStore, read_json, write_json
 
-ARMS = ("base", "ddpo", "hrf-early", "hrf-late", "hrf-sliding", "hrf-d", "random-start", "renoise-fixed")
-DEFAULT_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
-FINAL_SEED = 2024
-#: The metrics of the final evaluation, in table order: (key prefix, column title).
-COLUMNS = (("reward_mean", "reward"), ("is_classifier", "IS (classifier)"),
-           ("vendi_classifier", "Vendi (classifier)"), ("vendi_pixel", "Vendi (pixels)"),
-           ("class_entropy", "class entropy (bits)"))
+NAME = "frontier-digits"
+JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
+VISIBLE_TASKS = ("ink", "digit:3")
+VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
+#: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
+KL_COEFS = (0.1, 1.0)
+HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
 
 
-def arm_config(arm: str, task: str, seed: int, epochs: int, num_steps: int, **common) -> TrainConfig:
-    """The TrainConfig of one trained arm (all arms share ``common``)."""
-    k, half = num_steps, num_steps // 2
-    arms = {
-        "ddpo": dict(method="ddpo", window=(0, k)),
-        "hrf-early": dict(method="hrf", window=(0, half)),
-        "hrf-late": dict(method="hrf", window=(half, k)),
-        "hrf-sliding": dict(method="hrf-sliding", clusters=((0, half, max(1, epochs // 2)),
-                                                             (half, k, max(1, epochs - epochs // 2)))),
-        "hrf-d": dict(method="hrf-d"),
-        "random-start": dict(method="hrf", window=(0, k)),
-        "renoise-fixed": dict(method="hrf", window=(half, k), start_mode="fixed"),
-    }
-    return TrainConfig(reward=task, seed=seed, epochs=epochs, num_steps=num_steps, checkpoint_every=epochs,
-                       extra={"experiment": "paper-digits", "arm": arm}, **arms[arm], **common).validate()
+@dataclass
+class Settings:
+    """The experiment's shared settings (every arm, every task)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    epochs: int = 24
+    eval_every: int = 3
+    eval_samples: int = 128
+    samples: int = 32
+    batch_size: int = 16
+    siblings: int = 4
+    steps: int = 40
+    lr: float = 3e-4
+    kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
+    handover_every: int = 5
+    model: str = "digits16"
 
 
-def final_evaluation(model: BaseModel, rewards: dict, n: int, num_steps: int, evaluator: Evaluator,
-                     folder: Path) -> dict:
-    """Metrics of ``n`` fixed-seed samples for each task's reward; writes grid.png and final_eval.json."""
-    images = sample_from(model, n, FINAL_SEED, num_steps=num_steps, eta=1.0)
-    results = {task: evaluator(images, fn(images).float().cpu()) for task, fn in rewards.items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    image_grid(images[:64], scale=2).save(folder / "grid.png")
-    write_json(folder / "final_eval.json", results)
-    return results
+def full_arms(settings: Settings) -> list[str]:
+    return ["ddpo", *(f"ddpo+kl{c:g}" for c in settings.kl_coefs), "hrf[20,40)", "hrf[30,40)", "hrf-d",
+            "random-start", "renoise-fixed", "handover", "hrf-sliding"]
 
 
-def run_experiment(args: argparse.Namespace) -> dict:
-    """Train and evaluate every (task, seed, arm); returns the collected records."""
-    device = resolve_device(args.device)
-    store = RunStore(Path(args.out))
-    common = dict(samples_per_epoch=args.samples, batch_size=args.batch_size, siblings=args.siblings, lr=args.lr,
-                  eval_every=args.eval_every, eval_samples=args.eval_samples, device=str(device))
-    records: list[dict] = []
-    base = load_base_model(args.model, device)
-    evaluator = Evaluator(base.sample_shape, device)
-    started_all = time.perf_counter()
-    # the base model: one sample set, rewarded for every task
-    started = time.perf_counter()
-    base_eval = final_evaluation(base, {t: make_reward(t) for t in args.tasks}, args.final_samples, args.steps,
-                                 evaluator, Path(args.out) / "base")
-    for task in args.tasks:
-        for seed in args.seeds:
-            records.append({"task": task, "arm": "base", "seed": seed, "final": base_eval[task], "curve": [],
-                            "train_seconds": 0.0, "eval_seconds": time.perf_counter() - started,
-                            "run": "base"})
-    for task in args.tasks:
-        for seed in args.seeds:
-            for arm in args.arms:
-                if arm == "base":
+def arms_of(task: str, settings: Settings) -> list[str]:
+    return full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+
+
+def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
+    """The TrainConfig fields that make an arm (``handover`` trains nothing)."""
+    if arm == "ddpo":
+        return dict(method="ddpo", window=(0, k))
+    if arm.startswith("ddpo+kl"):
+        return dict(method="ddpo", window=(0, k), kl_coef=float(arm[len("ddpo+kl"):]))
+    window = re.fullmatch(r"hrf\[(\d+),(\d+)\)", arm)
+    if window:
+        return dict(method="hrf", window=(int(window[1]) * k // 40, int(window[2]) * k // 40))
+    half = max(1, epochs // 2)
+    return {"hrf-d": dict(method="hrf-d"), "random-start": dict(method="hrf", window=(0, k)),
+            "renoise-fixed": dict(method="hrf", window=(k // 2, k), start_mode="fixed"),
+            "hrf-sliding": dict(method="hrf-sliding", clusters=((0, k // 2, half), (k // 2, k, max(1, epochs - half))))
+            }[arm]
+
+
+def run_name(task: str, arm: str, seed: int) -> str:
+    """A run-store id: ``jpeg-compressibility-hrf-20-40-seed0``."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{task}-{arm}").strip("-")
+    return f"{slug}-seed{seed}"
+
+
+def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+    s = settings
+    return TrainConfig(
+        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
+        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every,
+        eval_samples=s.eval_samples, checkpoint_every=s.epochs // 2, device=device,
+        extra={"experiment": NAME, "arm": arm, "task": task}, **arm_overrides(arm, s.steps, s.epochs)).validate()
+
+
+# ------------------------------------------------------------------------------------------------ units
+def train_unit(config: dict, root: str, name: str) -> dict:
+    """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
+    from hrf_core.trainer import Trainer, resume_training
+
+    store = RunStore(root)
+    config = TrainConfig.from_dict(config)
+    path = Path(root) / name
+    if (path / "config.json").is_file():
+        run = Run(path)
+        if run.status.get("state") == "done":
+            return {"run": name, "skipped": True}
+        if run.checkpoints():
+            resume_training(run).train()
+            return {"run": name, "resumed": True}
+        import shutil
+
+        shutil.rmtree(path)
+    run = store.create(config.to_dict(), name=name)
+    Trainer(config, run).train()
+    return {"run": name}
+
+
+def handover_unit(source: str, root: str, name: str, every: int) -> dict:
+    """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
+
+    Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
+    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's.
+    """
+    from hrf_core.evaluation import Evaluator
+    from hrf_core.imaging import image_grid
+    from hrf_core.models import load_base_model
+    from hrf_core.rewards import make_reward
+    from hrf_core.sampling import sample_from
+
+    ddpo = Run(Path(root) / source)
+    path = Path(root) / name
+    if (path / "status.json").is_file() and Run(path).status.get("state") == "done":
+        return {"run": name, "skipped": True}
+    config = dict(ddpo.config)
+    k = int(config["num_steps"])
+    checkpoint = ddpo.checkpoints()[-1]
+    rows = ddpo.metrics()
+    trained = next(r for r in reversed(rows) if r.get("epoch") == int(checkpoint.name.split("-")[1]))
+    config["extra"] = {**config.get("extra", {}), "arm": "handover", "source_run": source,
+                       "source_checkpoint": checkpoint.name}
+    config["method"] = "handover"
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    run = RunStore(root).create(config, name=name)
+    tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
+    reward_fn = make_reward(config["reward"])
+    evaluator = Evaluator(base.sample_shape)
+    for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
+        images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
+                             early=base, handover=handover)
+        arrays: dict = {}
+        metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
+        run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
+                            **metrics})
+        run.save_grid(image_grid(images[:64], scale=2), order)
+        run.save_eval(arrays, order)
+    run.set_status("done", k, k, "finished")
+    return {"run": name}
+
+
+def build_units(settings: Settings, root: Path, device: str = "cpu"):
+    from hrf_core.sweep import Unit
+
+    units = []
+    for task in settings.tasks:
+        for seed in settings.seeds:
+            for arm in arms_of(task, settings):
+                name = run_name(task, arm, seed)
+                if arm == "handover":
+                    units.append(Unit(name, handover_unit, (run_name(task, "ddpo", seed), str(root), name,
+                                                            settings.handover_every),
+                                      after=(run_name(task, "ddpo", seed),)))
+                else:
+                    config = arm_config(task, arm, seed, settings, device).to_dict()
+                    units.append(Unit(name, train_unit, (config, str(root), name)))
+    return units
+
+
+def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu") -> dict:
+    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
+    from hrf_core.sweep import default_threads, run_units
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / "progress.json"
+    progress = read_json(progress_file, {}) or {}
+    progress.setdefault("units", {})
+    progress["settings"] = asdict(settings)
+    progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    started = time.time()
+
+    def on_done(unit) -> None:
+        progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
+                                        "finished": time.time()}
+        progress["wall_seconds"] = progress.get("previous_wall", 0.0) + time.time() - started
+        write_json(progress_file, progress)
+        state = "failed" if unit.error else "done"
+        print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
+              + (f"\n{unit.error}" if unit.error else ""), flush=True)
+
+    units = build_units(settings, out, device)
+    run_units(units, jobs=jobs, threads=threads, on_done=on_done)
+    progress["previous_wall"] = progress.get("wall_seconds", 0.0)
+    write_json(progress_file, progress)
+    return progress
+
+
+# ---------------------------------------------------------------------------------------------- report
+def reference_curves(result: dict, root: Path, prefix_n: tuple[int, ...] = (64,)) -> dict:
+    """DDPO's evaluated points per reward and seed (the app's reference curve), also recomputed on the
+    first n samples of each evaluation for the app's smaller evaluation sets."""
+    import numpy as np
+
+    from hrf_core.frontier import load_trajectory, metric_from_arrays
+
+    out: dict = {}
+    for group in result["groups"].values():
+        curves = []
+        for run_id in group["arms"].get("ddpo", {}).get("runs", []):
+            trajectory = load_trajectory(Run(root / run_id))
+            if trajectory is None:
+                continue
+            points = {str(trajectory.eval_samples): {"gain": trajectory.gains.tolist(),
+                                                     **{k: v.tolist() for k, v in trajectory.metrics.items()
+                                                        if k in HEADLINE}}}
+            for n in prefix_n:
+                if n >= trajectory.eval_samples:
                     continue
-                config = arm_config(arm, task, seed, args.epochs, args.steps, model=args.model, **common)
-                run = store.create(config.to_dict(), name=f"{task}-{arm}-seed{seed}")
-                print(f"[{time.perf_counter() - started_all:7.0f}s] {task} {arm} seed {seed}: {run.path}", flush=True)
-                started = time.perf_counter()
-                trainer = Trainer(config, run, base=load_base_model(args.model, device))
-                trainer.train()
-                train_seconds = time.perf_counter() - started
-                started = time.perf_counter()
-                final = final_evaluation(trainer.base, {task: trainer.reward_fn}, args.final_samples, args.steps,
-                                         evaluator, run.path / "final")[task]
-                records.append({"task": task, "arm": arm, "seed": seed, "final": final, "run": run.run_id,
-                                "curve": run.metrics(), "train_seconds": train_seconds,
-                                "eval_seconds": time.perf_counter() - started})
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("docs",)},
-               "device": str(device), "torch_threads": torch.get_num_threads(),
-               "total_seconds": time.perf_counter() - started_all, "records": records}
-    write_json(Path(args.out) / "summary.json", summary)
-    return summary
+                index = np.arange(n)
+                arrays = [trajectory.arrays(i) for i in range(len(trajectory.epochs))]
+                if any(a is None for a in arrays):
+                    continue
+                rewards = [metric_from_arrays("reward_mean", a, index) for a in arrays]
+                points[str(n)] = {"gain": [r - rewards[0] for r in rewards],
+                                  **{k: [metric_from_arrays(k, a, index) for a in arrays] for k in HEADLINE}}
+            curves.append({"seed": trajectory.seed, "epochs": trajectory.epochs, "samples": points})
+        out[group["reward"]] = {"model": group["model"], "curves": curves}
+    return out
 
 
-# -- aggregation and the report ----------------------------------------------------------------------
-def metric(final: dict, prefix: str) -> float | None:
-    """The value of ``prefix@N`` (or ``prefix`` itself) in a final-evaluation dict."""
-    if prefix in final:
-        return final[prefix]
-    return next((v for k, v in final.items() if k.startswith(prefix + "@")), None)
-
-
-def aggregate(records: list[dict]) -> dict:
-    """{task: {arm: {column: (mean, std, n)}, ...}} over seeds, plus wall times."""
-    table: dict = {}
-    for task in dict.fromkeys(r["task"] for r in records):
-        table[task] = {}
-        for arm in dict.fromkeys(r["arm"] for r in records if r["task"] == task):
-            rows = [r for r in records if r["task"] == task and r["arm"] == arm]
-            entry = {}
-            for prefix, _ in COLUMNS:
-                values = [v for v in (metric(r["final"], prefix) for r in rows) if v is not None]
-                if values:
-                    entry[prefix] = (statistics.fmean(values), statistics.pstdev(values), len(values))
-            entry["reward_spread"] = (statistics.fmean(r["final"]["reward_std"] for r in rows), 0.0, len(rows))
-            entry["wall_seconds"] = (statistics.fmean(r["train_seconds"] + r["eval_seconds"] for r in rows),
-                                     0.0, len(rows))
-            table[task][arm] = entry
-    return table
-
-
-def write_figure(records: list[dict], table: dict, path: Path) -> None:
-    """Reward vs classifier-feature Vendi: the final points (mean ± std over seeds) and the in-run curves."""
+def write_figure(result: dict, root: Path, path: Path) -> None:
+    """IS and Vendi against reward gain: each arm's mean over seeds, with the seed range as a band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    tasks = list(table)
-    has_classifier = any("vendi_classifier" in entry for arms in table.values() for entry in arms.values())
-    x_key = "vendi_classifier" if has_classifier else "vendi_pixel"
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), 4.8), squeeze=False)
-    colors = dict(zip(ARMS, plt.get_cmap("tab10").colors, strict=False))
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for record in records:
-            if record["task"] != task or not record["curve"]:
-                continue
-            points = [(metric(row, x_key), row["reward_mean"]) for row in record["curve"]
-                      if "reward_mean" in row and metric(row, x_key) is not None]
-            if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, "-", color=colors[record["arm"]], alpha=0.25, lw=1)
-        for arm, entry in table[task].items():
-            if x_key not in entry:
-                continue
-            (x, xerr, _), (y, yerr, _) = entry[x_key], entry["reward_mean"]
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="*" if arm == "base" else "o", ms=12 if arm == "base" else 7,
-                        color="black" if arm == "base" else colors[arm], label=arm, capsize=3)
-        ax.set_title(task)
-        ax.set_xlabel(f"Vendi score on {'classifier features' if has_classifier else 'pixels'} (higher = more diverse)")
-        ax.set_ylabel("mean reward")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.suptitle("Reward vs diversity. Markers: final evaluation (mean ± std over seeds). Lines: in-run evaluations on\n"
-                 "fewer samples (64), whose Vendi reads lower than on the final set: compare lines with lines.")
+    from hrf_core.frontier import crossing, interpolate, load_trajectory
+
+    groups = list(result["groups"].values())
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 7.4), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for col, group in enumerate(groups):
+        arms = list(group["arms"])
+        final = group["reference"]["final_gain"]
+        grid = np.linspace(0, final, 25) if final > 0 else np.linspace(final, 0, 25)
+        for row, metric in enumerate(("is_classifier", "vendi_classifier")):
+            ax = axes[row][col]
+            for a, arm in enumerate(arms):
+                curves = []
+                for run_id in group["arms"][arm]["runs"]:
+                    t = load_trajectory(Run(root / run_id))
+                    if t is None or metric not in t.metrics:
+                        continue
+                    spots = [crossing(t.gains, g) for g in grid]  # the first crossing, as in the tables
+                    curves.append([interpolate(t.metrics[metric], at) if at is not None else np.nan for at in spots])
+                if not curves:
+                    continue
+                curves = np.array(curves, dtype=float)
+                with np.errstate(all="ignore"):
+                    mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
+                style = dict(lw=3 if arm == "ddpo" else 1.6, color="black" if arm == "ddpo" else colors[a % 10],
+                             ls="--" if arm == "handover" else "-")
+                ax.plot(grid, mean, label=arm, **style)
+                if len(curves) > 1:
+                    ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
+                                    color=style["color"], alpha=0.12, lw=0)
+            ax.set_title(f"{group['reward']}" if row == 0 else "")
+            ax.set_xlabel("reward gain over the base model")
+            ax.set_ylabel({"is_classifier": "Inception Score (classifier)",
+                           "vendi_classifier": "Vendi (classifier features)"}[metric])
+            ax.grid(alpha=0.3)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Diversity at matched reward: mean over seeds (line) and seed range (band); DDPO in black.\n"
+                 "A method above the black line keeps more diversity than early-stopped DDPO at that reward.",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def fmt(entry: dict, key: str, digits: int = 3) -> str:
-    if key not in entry:
-        return "–"
-    mean, std, n = entry[key]
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+def metric_title(name: str) -> str:
+    return {"is_classifier": "Inception Score (classifier)", "vendi_classifier": "Vendi (classifier features)",
+            "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
 
 
-def write_report(summary: dict, docs: Path, out: Path) -> Path:
-    """docs/RESULTS.md plus docs/results/{summary.json, reward_vs_vendi.png, grids}."""
-    records = summary["records"]
-    table = aggregate(records)
+def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400) -> Path:
+    """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference."""
+    from hrf_core.frontier import format_value, frontier, table
+
+    progress = read_json(out / "progress.json", {}) or {}
+    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
+    result = frontier([out], resamples=resamples)
     results = docs / "results"
     results.mkdir(parents=True, exist_ok=True)
-    write_figure(records, table, results / "reward_vs_vendi.png")
-    grids = {}
-    for record in records:
-        if record["seed"] != summary["settings"]["seeds"][0]:
-            continue
-        source = out / "base" / "grid.png" if record["arm"] == "base" else out / record["run"] / "final" / "grid.png"
-        if source.is_file():
-            target = results / f"grid-{record['task']}-{record['arm']}.png"
-            target.write_bytes(source.read_bytes())
-            grids[(record["task"], record["arm"])] = target.name
-    compact = {"settings": summary["settings"], "total_seconds": summary["total_seconds"],
-               "device": summary["device"], "table": table,
-               "curves": [{"task": r["task"], "arm": r["arm"], "seed": r["seed"],
-                           "points": [{k: row.get(k) for k in row if k.startswith(("epoch", "reward_mean", "vendi",
-                                                                                     "is_", "class_"))}
-                                      for row in r["curve"]]} for r in records]}
-    write_json(results / "summary.json", compact)
-    settings = summary["settings"]
-    seeds = " ".join(str(s) for s in settings["seeds"])
-    command = (f"python -m hrf_core experiment paper-digits --seeds {seeds} --tasks {' '.join(settings['tasks'])} "
-               f"--epochs {settings['epochs']} --lr {settings['lr']:g}")
+    write_json(results / "frontier.json", result)
+    write_figure(result, out, results / "frontier.png")
+    if reference_file is not None:
+        write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
+                                    "rewards": reference_curves(result, out)})
+    seeds = " ".join(str(s) for s in settings.seeds)
+    wall = progress.get("wall_seconds", 0.0)
     lines = [
-        "# Results: does HRF keep diversity where DDPO collapses it? (embedded digits model)",
+        "# Results: what does each method's reward cost in diversity, at matched reward?",
         "",
-        "Generated by `hrf_core.experiment` from the runs; regenerate with:",
+        f"Generated by `hrf_core.experiment` from the runs; regenerate with "
+        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` (wall time "
+        f"{wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} processes of "
+        f"{progress.get('threads', '?')} thread(s)).",
         "",
-        f"```bash\n{command}\n```",
+        f"Setting: `{settings.model}`, K = {settings.steps} DDIM steps, eta = 1, {settings.samples} samples per epoch "
+        f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
+        f"AdamW lr {settings.lr:g}, seeds {seeds}. Every arm is evaluated every {settings.eval_every} epochs on the "
+        f"same **{settings.eval_samples} fixed-seed samples** (the same noise for every arm and epoch). Diversity is "
+        "measured with the digits classifier: Inception Score, Vendi on its features, entropy of its class "
+        "histogram.",
         "",
-        f"Setting: `{settings['model']}`, K = {settings['steps']} DDIM steps, eta = 1, {settings['samples']} samples "
-        f"per epoch for every arm, {settings['epochs']} epochs, AdamW lr {settings['lr']:g}, seeds {seeds}. Final evaluation: "
-        f"{settings['final_samples']} samples from pure noise with a fixed seed (the same noise for every arm). "
-        f"Device: {summary['device']} ({summary.get('torch_threads')} threads); total wall time "
-        f"{summary['total_seconds'] / 60:.1f} min. Mean ± std over seeds where there are several.",
+        "**How to read the tables.** Each cell is read off the run's own evaluated epochs where its reward gain "
+        "first reaches the level (linear interpolation), as a fraction of DDPO's mean final gain; `Δ` is the "
+        "difference to the DDPO run of the same seed at the same reward (the early-stopping frontier). "
+        "`mean ± std` over seeds, then a 95% interval in brackets (" + result["interval"] + "). A method beats "
+        "early-stopped DDPO only where its Δ interval lies above 0.",
         "",
-        "![reward vs Vendi](results/reward_vs_vendi.png)",
+        "![frontier](results/frontier.png)",
         "",
     ]
-    for task, arms in table.items():
-        lines += [f"## {task}", "", "| arm | " + " | ".join(title for _, title in COLUMNS) +
-                  " | reward spread | wall time (s) |", "|---" * (len(COLUMNS) + 3) + "|"]
-        for arm, entry in arms.items():
-            cells = [fmt(entry, prefix) for prefix, _ in COLUMNS]
-            lines.append(f"| {arm} | " + " | ".join(cells) + f" | {fmt(entry, 'reward_spread')} | "
-                         f"{entry['wall_seconds'][0]:.0f} |")
-        lines += ["", " ".join(f"![{arm}](results/{grids[(task, arm)]})" for arm in arms if (task, arm) in grids),
-                  "", "Grids, left to right: " + ", ".join(arm for arm in arms if (task, arm) in grids) + ".", ""]
-    notes = docs / "results" / "reading.md"
-    lines += ["## Reading", ""]
-    lines += [notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
+    for group in result["groups"].values():
+        ref = group["reference"]
+        lines += [f"## {group['reward']}", "",
+                  f"DDPO's mean final gain: {ref['final_gain']:.4g} after {settings.epochs} epochs "
+                  f"({ref['final_compute'] / 1e3:.0f}k UNet forward-equivalents).", ""]
+        for metric in HEADLINE:
+            lines += [f"**{metric_title(metric)} at matched reward** (levels: % of DDPO's final gain)", ""]
+            lines += table(group, metric, "reward") + [""]
+        lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
+                  "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
+                  "| arm | reward gain | % of DDPO's | compute (k) | " + " | ".join(metric_title(m) for m in HEADLINE)
+                  + " |", "|---" * (4 + len(HEADLINE)) + "|"]
+        for arm, entry in group["arms"].items():
+            final = entry["final"]
+            share = final["gain"]["mean"] / ref["final_gain"] * 100 if ref["final_gain"] else float("nan")
+            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
+                         f"{final['compute']['mean'] / 1e3:.0f} | "
+                         + " | ".join(format_value(final.get(m)) for m in HEADLINE) + " |")
+        lines += ["", f"**{metric_title('is_classifier')} at matched compute** (levels: % of DDPO's final compute; "
+                  "hand-over excluded: it spends no compute of its own)", ""]
+        lines += table({**group, "arms": {a: e for a, e in group["arms"].items() if a != "handover"}},
+                       "is_classifier", "compute") + [""]
+        first = settings.seeds[0]
+        grids = []
+        for arm, entry in group["arms"].items():
+            run_id = next((r for r in entry["runs"] if r.endswith(f"seed{first}")), None)
+            if run_id is None:
+                continue
+            run = Run(out / run_id)
+            grid = run.latest_grid()
+            if grid is None:
+                continue
+            target = results / f"grid-{run_name(group['reward'], arm, first)}.png"
+            target.write_bytes(grid.read_bytes())
+            grids.append((arm, target.name))
+        if grids:
+            lines += [" ".join(f"![{arm}](results/{name})" for arm, name in grids), "",
+                      f"Final evaluation grids, seed {first}, left to right: " + ", ".join(a for a, _ in grids) + ".",
+                      ""]
+    notes = results / "reading.md"
+    lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
     report = docs / "RESULTS.md"
     report.write_text("\n".join(lines))
     return report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hrf_core experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=("paper-digits", "frontier-digits"),
-                        help="the experiment (frontier-digits: see python -m hrf_core experiment frontier-digits -h)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (every arm)")
-    parser.add_argument("--samples", type=int, default=32, help="samples per epoch (every arm)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--siblings", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=40, help="DDIM steps K")
-    parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--eval-samples", type=int, default=64, help="in-run evaluation samples")
-    parser.add_argument("--final-samples", type=int, default=1000)
-    parser.add_argument("--model", default="digits16")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default="runs/paper-digits", help="run store folder of the experiment")
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=(NAME,))
+    parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
+    parser.add_argument("--tasks", nargs="+", default=defaults.tasks)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples)
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="samples per epoch (every arm)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--siblings", type=int, default=defaults.siblings)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
+    parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / jobs)")
+    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
+    parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
-    parser.add_argument("--report-only", action="store_true", help="regenerate the report from --out/summary.json")
+    parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
+                        help="where the app's DDPO reference curves go ('' for nowhere)")
+    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
     return parser
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[2:] if argv is None else argv)
-    if argv and argv[0] == "frontier-digits":
-        from hrf_core import frontier_experiment
+    from hrf_core.rewards import REWARDS
 
-        return frontier_experiment.cli_main(argv)
     args = build_parser().parse_args(argv)
     for task in args.tasks:
         if task not in REWARDS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
-        ok, reason = REWARDS[task].available()
-        if not ok:
-            raise ValueError(f"task {task!r} is unavailable: {reason}")
-    if args.epochs < 1 or args.final_samples < 2:
-        raise ValueError("--epochs must be >= 1 and --final-samples >= 2")
-    if args.report_only:
-        summary = read_json(Path(args.out) / "summary.json")
-        if summary is None:
-            raise ValueError(f"no summary.json in {args.out}: run the experiment first")
-    else:
-        summary = run_experiment(args)
-    report = write_report(summary, Path(args.docs), Path(args.out))
-    print(f"wrote {report} ({summary['total_seconds'] / 60:.1f} min)")
+    if args.epochs < 2 or args.jobs < 1:
+        raise ValueError("--epochs must be >= 2 and --jobs >= 1")
+    settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
+                        eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
+                        siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
+                        handover_every=args.handover_every, model=args.model)
+    for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
+        for arm in arms_of(task, settings):
+            if arm != "handover":
+                arm_config(task, arm, settings.seeds[0], settings, args.device)
+    out = Path(args.out)
+    if not args.report_only:
+        progress = run_experiment(settings, out, args.jobs, args.threads, args.device)
+        failed = [name for name, unit in progress["units"].items() if unit.get("error")]
+        if failed:
+            print(f"{len(failed)} units failed: {', '.join(failed)}")
+    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples)
+    print(f"wrote {report}")
     return 0
+

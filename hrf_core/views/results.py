@@ -30,7 +30,7 @@ def served_images(markdown: str, docs_dir: Path) -> str:
 def results_content(docs_dir: Path) -> tuple[str, list[tuple[str, str]]] | None:
     """``docs/RESULTS.md`` and the figures in ``docs/results/`` when they exist, else None.
 
-    The experiments (``hrf_core.frontier_experiment``, ``hrf_core.experiment``) write these; the Results
+    The experiment (``hrf_core.experiment``, frontier-digits) writes these; the Results
     tab shows whatever is there, its images served by the app.
     """
     results = docs_dir / "results"
