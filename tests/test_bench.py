@@ -30,3 +30,4 @@ def test_gpu_check_code_paths_on_the_cpu(tmp_path, capsys):
     assert all(r["rows_per_second"] > 0 for r in result["throughput"]["results"])
     assert result["bf16_drift"]["bf16"]["first_ratio_deviation"][0] is not None
     assert "trained rows/s" in capsys.readouterr().out
+
