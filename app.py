@@ -220,6 +220,7 @@ class Lab:
         self.preset = preset if preset is not None else (train.DEFAULT_PRESET if defaults is None else train.NO_PRESET)
         self.docs_dir = docs_dir
         self.feed = LiveFeed(build=lambda: live.live_state(self.manager), key=self.manager.live_key)
+        self._status: tuple[int, dict] | None = None
 
     # -- Train tab ---------------------------------------------------------------------------------
     def _config(self, preset, model, reward, method, window, start_mode, numbers) -> TrainConfig:
@@ -311,8 +312,16 @@ class Lab:
                 gr.Dropdown(choices=rewards, value=reward), train.reward_info(reward))
 
     def status_api(self) -> dict:
-        """The current job as JSON (``/status`` endpoint; open to everyone, no queue)."""
-        return live.snapshot_dict(self.manager.snapshot())
+        """The current job as JSON (``/status``; open to everyone, no queue).
+
+        Built once per live-feed version: a room full of scripts polling it costs one snapshot per change.
+        """
+        version = self.feed.version
+        cached = self._status
+        if cached is None or cached[0] != version or not self.feed.running:
+            cached = (version, live.snapshot_dict(self.manager.snapshot()))
+            self._status = cached
+        return cached[1]
 
     # -- presenter token ---------------------------------------------------------------------------
     def unlock(self, token):
@@ -649,6 +658,11 @@ def add_live_routes(api: FastAPI, lab: Lab) -> None:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @api.get("/status")
+    def status():
+        """The job's status as plain JSON (the same as the ``/status`` API of gradio_client, without Gradio)."""
+        return JSONResponse(lab.status_api(), headers={"Cache-Control": "no-cache"})
 
     @api.get("/live/state")
     def state(request: Request):

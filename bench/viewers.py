@@ -844,6 +844,10 @@ class Bench:
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get("/live/state")).status_code == 200:
                     modes.append("live-state")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                r = await http.get("/status")
+                if r.status_code == 200 and "state" in r.json():
+                    modes.append("get-status")
         return modes
 
     async def status_load(self, mode: str, clients: int, seconds: float, interval: float) -> dict:
@@ -867,6 +871,8 @@ class Bench:
                 raise ValueError("stream ended without a result")
             if mode == "run":
                 r = await http.post(f"{prefix}/run/status", json={"data": []})
+            elif mode == "get-status":
+                r = await http.get("/status")
             else:
                 r = await http.get("/live/state")
             r.raise_for_status()

@@ -100,6 +100,11 @@ class LiveFeed:
             self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """Whether the watcher thread keeps the state current (else callers must not trust a version)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -278,6 +278,8 @@ def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
             assert "vendi_classifier@16" in metrics and "is_classifier@16" in metrics
         run = manager.store.get(status["run_id"])
         assert tuple(run.config["window"]) == (5, 10) and run.checkpoints()
+        plain = httpx.get(served.url + "status").json()  # the same JSON without Gradio's queue
+        assert plain["state"] == "done" and plain["run_id"] == status["run_id"] and plain["rows"] == 3
         state = httpx.get(served.url + "live/state").json()
         rows = state["runs"][0]["rows"]
         assert [r["epoch"] for r in rows] == [0, 1, 2] and all("logged_at" in r for r in rows[1:])
