@@ -49,11 +49,12 @@ RUNS_DIR = Path(os.environ.get("HRF_RUNS_DIR") or REPO_ROOT / "runs")
 DOCS_DIR = REPO_ROOT / "docs"
 UI_DIR = REPO_ROOT / "ui"
 EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
-#: Gradio's queue polls for work every 1 ms when idle (10 ms for progress); 50 / 100 ms add no visible
-#: latency to a button and take the idle server from several % of a core to ~0 (bench/README.md).
-#: ``HRF_QUEUE_SLEEP`` overrides both (the benchmark sets Gradio's own 0.001 to measure the difference).
-QUEUE_SLEEP_SECONDS = float(os.environ.get("HRF_QUEUE_SLEEP", "0.05"))
-PROGRESS_SLEEP_SECONDS = max(QUEUE_SLEEP_SECONDS, float(os.environ.get("HRF_QUEUE_SLEEP", "0.1")))
+#: Gradio's queue polls for work every 1 ms when idle (10 ms for progress): 7% of a core with nobody
+#: watching. 100 / 200 ms add no visible latency to a button (a click starts up to 0.1 s later) and take
+#: the idle server under 0.5% of a core (bench/README.md). ``HRF_QUEUE_SLEEP`` sets the queue's interval
+#: (the progress loop's is twice it); the benchmark sets Gradio's own 0.001 to measure the difference.
+QUEUE_SLEEP_SECONDS = float(os.environ.get("HRF_QUEUE_SLEEP", "0.1"))
+PROGRESS_SLEEP_SECONDS = 2 * QUEUE_SLEEP_SECONDS
 KEYS_HELP = "Keys: S start · D duel · X stop · 1–5 tabs · ←/→ replay epochs · L latest"
 
 _MANAGER: JobManager | None = None

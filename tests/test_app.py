@@ -228,6 +228,21 @@ def test_bad_sources_warn_instead_of_crashing(lab):
         assert isinstance(lab.sample(None, 4, 0), type(gr.skip()))
 
 
+def test_a_truncated_checkpoint_is_one_line_in_the_ui(lab, tiny_model_dir):
+    import shutil
+
+    run = lab.manager.store.create(PRESETS["digits-ddpo"].replace(model=str(tiny_model_dir)).to_dict(), name="broken")
+    target = run.checkpoint_dir(1)
+    shutil.copytree(tiny_model_dir, target)
+    weights = target / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.warns(UserWarning) as caught:
+        result = lab.sample(f"ckpt:broken:{target.name}", 4, 0)
+    assert isinstance(result, type(gr.skip()))
+    message = str(caught[-1].message)
+    assert "truncated or corrupt" in message and "\n" not in message and "Traceback" not in message
+
+
 def test_metric_keys_prefer_learned_embeddings():
     rows = [{"vendi_pixel@8": 1.0, "vendi_clip@8": 2.0, "is_inception@8": 3.0}]
     keys = common.metric_keys(rows)
