@@ -33,10 +33,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
+from epoch import sync, time_call  # noqa: E402  (bench/epoch.py: the same timing in both benchmarks)
 
 from hrf_core.config import PRESETS  # noqa: E402
 from hrf_core.models import CELEBAHQ_UNET_CONFIG, load_base_model  # noqa: E402
@@ -48,11 +50,6 @@ PEAK_TFLOPS = {"H200": (67, 989), "H100": (67, 989), "A100": (19.5, 312), "L40S"
 TINY_UNET = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
                  norm_num_groups=8)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_memory_gb(device: torch.device) -> float | None:
@@ -206,13 +203,7 @@ def rows_per_second(unet: UNet2DModel, shape, batch: int, bf16: bool, device: to
         unet.zero_grad(set_to_none=True)
         unet_eps(unet, x, t, bf16).square().mean().backward()
 
-    call()
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    sync(device)
-    return batch * repeats / (time.perf_counter() - started)
+    return batch / time_call(call, device, repeats)
 
 
 def check_throughput(folder: Path, device: torch.device, tiny: bool, out: dict) -> None:
