@@ -41,6 +41,8 @@ VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
 #: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
 KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
+#: The order arms run in: the comparisons the issue asks about first, the extra ablations last.
+RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "renoise-fixed", "random-start")
 
 
 @dataclass
@@ -175,8 +177,9 @@ def build_units(settings: Settings, root: Path, device: str = "cpu"):
 
     units = []
     for task in settings.tasks:
-        for seed in settings.seeds:
-            for arm in arms_of(task, settings):
+        arms = sorted(arms_of(task, settings), key=lambda a: RUN_ORDER.index(a) if a in RUN_ORDER else len(RUN_ORDER))
+        for arm in arms:  # every seed of an arm before the next, so a cut-off experiment leaves whole arms
+            for seed in settings.seeds:
                 name = run_name(task, arm, seed)
                 if arm == "handover":
                     units.append(Unit(name, handover_unit, (run_name(task, "ddpo", seed), str(root), name,
