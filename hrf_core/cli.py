@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help=f"AdamW learning rate (default {defaults.lr})")
     train.add_argument("--clip-range", type=float, help=f"PPO clip range (default {defaults.clip_range})")
     train.add_argument("--adv-clip", type=float, help=f"advantage clip (default {defaults.adv_clip})")
-    train.add_argument("--adv-scope", choices=("epoch", "batch"), help="standardise advantages per epoch or batch")
+    train.add_argument("--adv-scope", choices=("epoch", "batch", "image"),
+                       help="standardise advantages per epoch, per batch, or per re-noised image (HRF)")
     train.add_argument("--window-scaled-clip", action="store_true", default=None,
                        help="scale both clips by (K - start) / K (the paper's HRF clipping)")
     train.add_argument("--updates", type=int, dest="updates_per_epoch", help="optimiser steps per epoch")

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 METHODS = ("ddpo", "hrf", "hrf-sliding", "hrf-d")
 START_MODES = ("uniform", "fixed")
-ADVANTAGE_SCOPES = ("epoch", "batch")
+#: Which rewards an advantage is standardised against: the whole epoch, the sampling batch, or the B
+#: siblings re-noised from the same trajectory-of-interest image (HRF's analogue of DDPO's per-prompt
+#: statistics; the paper's code gets it from batch = B = 5). Rows started from pure noise share no image:
+#: under "image" they are standardised per batch.
+ADVANTAGE_SCOPES = ("epoch", "batch", "image")
 START_SOURCES = ("policy", "base")
 
 
@@ -83,6 +87,8 @@ class TrainConfig:
         check(self.start_mode in START_MODES, f"start_mode must be one of {START_MODES}")
         check(self.start_source in START_SOURCES, f"start_source must be one of {START_SOURCES}")
         check(self.adv_scope in ADVANTAGE_SCOPES, f"adv_scope must be one of {ADVANTAGE_SCOPES}")
+        check(self.adv_scope != "image" or (self.method != "ddpo" and self.siblings >= 2),
+              "adv_scope 'image' needs re-noised siblings (an HRF method with siblings >= 2)")
         for s, e, n in self.clusters if self.method == "hrf-sliding" else ():
             check(0 <= s < e <= k and n >= 1, f"cluster {s}:{e} x{n} must satisfy 0 <= start < end <= {k}, epochs >= 1")
         check(self.samples_per_epoch >= 2, "samples_per_epoch must be >= 2")

@@ -12,6 +12,9 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
 - ``renoise-fixed`` (ablation): re-noised starts at the fixed step K/2, no sliding;
 - ``hrf-sliding``: the paper's schedule: the window [0, K/2) for the first half of the epochs, then
   [K/2, K);
+- ``hrf[20,40)/image``, ``hrf-d/image`` (ablation, on ``--ablation-tasks``): the same arms with
+  advantages standardised over each re-noised image's siblings (``adv_scope="image"``, what the
+  paper's code gets from batch = B = 5) instead of over the epoch;
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
@@ -38,6 +41,8 @@ NAME = "frontier-digits"
 JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
 VISIBLE_TASKS = ("ink", "digit:3")
 VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
+#: Arms run on the ablation tasks only: the advantage scope's effect on HRF (see docs/RESULTS.md).
+ABLATION_ARMS = ("hrf[20,40)/image", "hrf-d/image")
 #: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
 KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
@@ -62,6 +67,7 @@ class Settings:
     kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
     handover_every: int = 5
     model: str = "digits16"
+    ablation_tasks: list[str] = field(default_factory=lambda: ["jpeg-compressibility"])
 
 
 def full_arms(settings: Settings) -> list[str]:
@@ -70,11 +76,14 @@ def full_arms(settings: Settings) -> list[str]:
 
 
 def arms_of(task: str, settings: Settings) -> list[str]:
-    return full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+    arms = full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+    return arms + (list(ABLATION_ARMS) if task in settings.ablation_tasks else [])
 
 
 def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
-    """The TrainConfig fields that make an arm (``handover`` trains nothing)."""
+    """The TrainConfig fields that make an arm (``handover`` trains nothing); ``<arm>/image``: per-image advantages."""
+    if arm.endswith("/image"):
+        return {**arm_overrides(arm[: -len("/image")], k, epochs), "adv_scope": "image"}
     if arm == "ddpo":
         return dict(method="ddpo", window=(0, k))
     if arm.startswith("ddpo+kl"):
@@ -316,7 +325,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    result = frontier([out], resamples=resamples)
+    result = frontier([out], resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
     results = docs / "results"
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "frontier.json", result)
@@ -413,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
     parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
+    parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
+                        help=f"tasks that also run {', '.join(ABLATION_ARMS)}")
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
@@ -438,7 +449,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
                         siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
-                        handover_every=args.handover_every, model=args.model)
+                        handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks)
     for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
         for arm in arms_of(task, settings):
             if arm != "handover":

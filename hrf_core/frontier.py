@@ -162,21 +162,31 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
 class Resampler:
     """Shared bootstrap indices (R, N) and lazily computed per-(run, evaluation, metric) replicates."""
 
-    def __init__(self, n: int, resamples: int, seed: int = 0):
+    def __init__(self, n: int, resamples: int, seed: int = 0, names: Iterable[str] | None = None):
         self.rng = np.random.default_rng(seed)
         self.index = self.rng.integers(0, n, size=(resamples, n))
         self.resamples = resamples
+        #: the metrics that get intervals (None: all); the others keep their point estimates only
+        self.names = None if names is None else frozenset(names)
         self._cache: dict[tuple, np.ndarray] = {}
+
+    def covers(self, name: str) -> bool:
+        return name in ("gain", "reward_mean") or self.names is None or name in self.names
 
     def replicates(self, trajectory: Trajectory, point: int, name: str) -> np.ndarray | None:
         """(R,) values of ``name`` at evaluation ``point`` of ``trajectory``, one per resample."""
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn (vendi-score's dependency)
+
         key = (str(trajectory.run.path), point, name)
         if key not in self._cache:
             arrays = trajectory.arrays(point)
-            if arrays is None or arrays["rewards"].shape[0] != self.index.shape[1]:
+            if arrays is None or arrays["rewards"].shape[0] != self.index.shape[1] or not self.covers(name):
                 self._cache[key] = None
             else:
-                self._cache[key] = np.array([metric_from_arrays(name, arrays, idx) for idx in self.index])
+                # One BLAS thread: Vendi's eigendecompositions are 128 x 128, where threads only contend
+                # (25x slower than one thread on a busy 2-core machine).
+                with threadpool_limits(limits=1):
+                    self._cache[key] = np.array([metric_from_arrays(name, arrays, idx) for idx in self.index])
         return self._cache[key]
 
     def gains(self, trajectory: Trajectory) -> np.ndarray | None:
@@ -214,7 +224,7 @@ def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[st
     if resampler is not None:
         rep_gains = resampler.gains(trajectory) if axis == "reward" else None
         for name in [*names, "gain"]:
-            if name != "gain" and name not in trajectory.metrics:
+            if name != "gain" and (name not in trajectory.metrics or not resampler.covers(name)):
                 continue
             out = np.full(resampler.resamples, math.nan)
             for r in range(resampler.resamples):
@@ -278,15 +288,18 @@ def is_reference(trajectory: Trajectory) -> bool:
 
 def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                   compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
-                  seed: int = 0) -> dict:
-    """The matched-reward and matched-compute comparison of one (model, reward) group."""
+                  seed: int = 0, interval_names: Iterable[str] | None = None) -> dict:
+    """The matched-reward and matched-compute comparison of one (model, reward) group.
+
+    ``interval_names``: the metrics given bootstrap intervals (None: every metric the runs log).
+    """
     references = {t.seed: t for t in trajectories if is_reference(t)}
     if not references:
         raise ValueError("no DDPO reference run (method ddpo, kl_coef 0) in this group: the frontier needs one "
                          "per seed")
     sizes = {t.eval_samples for t in trajectories}
     n = max(sizes)
-    resampler = Resampler(n, resamples, seed) if resamples > 0 and len(sizes) == 1 else None
+    resampler = Resampler(n, resamples, seed, interval_names) if resamples > 0 and len(sizes) == 1 else None
     names = sorted({k for t in trajectories for k in t.metrics})
     final_gain = statistics.fmean(float(t.gains[-1]) for t in references.values())
     final_compute = statistics.fmean(float(t.compute[-1]) for t in references.values())
@@ -345,15 +358,20 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
 
 
 def frontier(run_dirs: Iterable[str | Path], fractions=DEFAULT_FRACTIONS,
-             compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES) -> dict:
-    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward)."""
+             compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
+             interval_names: Iterable[str] | None = None) -> dict:
+    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward).
+
+    ``interval_names``: the metrics given bootstrap intervals (None: all).
+    """
     trajectories = [t for run in find_runs(run_dirs) if (t := load_trajectory(run)) is not None]
     if not trajectories:
         raise ValueError("no evaluated runs found")
     groups = {}
     for (model, reward), members in group_runs(trajectories).items():
         groups[f"{model}|{reward}"] = {"model": model, "reward": reward,
-                                       **compare_group(members, fractions, compute_fractions, resamples)}
+                                       **compare_group(members, fractions, compute_fractions, resamples,
+                                                       interval_names=interval_names)}
     return {"groups": groups, "interval": INTERVAL_NOTE}
 
 

@@ -236,10 +236,17 @@ class Trainer:
         return ddpo.window_scale(start, self.config.num_steps) if self.config.window_scaled_clip else 1.0
 
     def _assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int]) -> None:
-        """Standardise over the whole epoch's rewards (n_batches, batch) exactly as one process would."""
+        """Standardise the epoch's rewards (n_batches, batch) per ``adv_scope`` group, exactly as one process would."""
         c = self.config
         n_batches = rewards.shape[0]
-        groups = torch.arange(n_batches).repeat_interleave(c.batch_size) if c.adv_scope == "batch" else None
+        groups = None
+        if c.adv_scope == "batch":
+            groups = torch.arange(n_batches).repeat_interleave(c.batch_size)
+        elif c.adv_scope == "image":  # rows are [image 0 x B, image 1 x B, ...] per batch (renoise's layout)
+            per_image = torch.arange(n_batches * c.batch_size) // c.siblings
+            per_batch = n_batches * c.batch_size + torch.arange(n_batches).repeat_interleave(c.batch_size)
+            from_noise = torch.tensor(starts).repeat_interleave(c.batch_size) == 0
+            groups = torch.where(from_noise, per_batch, per_image)
         clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self._clip_scale(s)) for s in starts])
         advantages = ddpo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
         for b, batch in batches.items():

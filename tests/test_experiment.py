@@ -29,7 +29,10 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                          "--docs", str(tmp_path / name / "docs"), "--reference", str(tmp_path / name / "ref.json")])
         assert code == 0
     runs = sorted(p.name for p in (tmp_path / "serial" / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 10 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
+    assert len(runs) == 12 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
+    ablation = json.loads((tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "hrf-d/image", 0)
+                           / "config.json").read_text())
+    assert ablation["method"] == "hrf-d" and ablation["adv_scope"] == "image"
     for run in runs:  # identical numbers whether the arms ran one after another or side by side
         assert metric_rows(tmp_path / "serial" / "runs" / run) == metric_rows(tmp_path / "parallel" / "runs" / run)
     handover = metric_rows(tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "handover", 0))
@@ -60,4 +63,4 @@ def test_units_run_arm_by_arm_every_seed_first(tmp_path):
     assert names[:4] == ["jpeg-compressibility-ddpo-seed0", "jpeg-compressibility-ddpo-seed1",
                          "jpeg-compressibility-hrf-20-40-seed0", "jpeg-compressibility-hrf-20-40-seed1"]
     assert names.index("jpeg-compressibility-handover-seed1") > names.index("jpeg-compressibility-ddpo-seed1")
-    assert len(names) == len(set(names)) == 2 * 10
+    assert len(names) == len(set(names)) == 2 * 12 and names[-1] == "jpeg-compressibility-hrf-d-image-seed1"

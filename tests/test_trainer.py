@@ -191,3 +191,20 @@ def test_cuda_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
         assert a["reward_mean"] == pytest.approx(b["reward_mean"], rel=1e-3, abs=1e-4)
     a, b = weights(full.checkpoints()[-1]), weights(half.checkpoints()[-1])
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_image_scope_standardises_each_image_siblings(tiny_model_dir, tmp_path):
+    """adv_scope "image": each re-noised image's B siblings against each other; noise-started rows per batch."""
+    from types import SimpleNamespace
+
+    config = small_config(tiny_model_dir, adv_scope="image", batch_size=4, siblings=2, epochs=1)
+    trainer = Trainer(config, RunStore(tmp_path).create(config.to_dict()))
+    rewards = torch.tensor([[1.0, 3.0, 10.0, 30.0],  # batch 0, start 4: images (1, 3) and (10, 30)
+                            [1.0, 2.0, 3.0, 6.0]])  # batch 1, start 0: four unrelated samples
+    batches = {0: SimpleNamespace(), 1: SimpleNamespace()}
+    trainer._assign_advantages(batches, rewards, starts=[4, 0])
+    assert batches[0].advantages.tolist() == pytest.approx([-1, 1, -1, 1], abs=1e-6)
+    expected = (rewards[1] - rewards[1].mean()) / rewards[1].std(unbiased=False)
+    assert batches[1].advantages.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="adv_scope 'image'"):
+        small_config(tiny_model_dir, method="ddpo", adv_scope="image")
