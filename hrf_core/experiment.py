@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,8 +47,10 @@ ABLATION_ARMS = ("hrf[20,40)/image", "hrf-d/image")
 #: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
 KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
-#: The order arms run in: the comparisons the issue asks about first, the extra ablations last.
-RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "renoise-fixed", "random-start")
+#: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
+#: so a cut-off experiment leaves whole arms (arms not listed run last).
+RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "renoise-fixed", "random-start",
+             "hrf[20,40)/image", "hrf-d/image", "ddpo+kl0.1", "ddpo+kl1")
 
 
 @dataclass
@@ -184,19 +187,22 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
 def build_units(settings: Settings, root: Path, device: str = "cpu"):
     from hrf_core.sweep import Unit
 
+    def priority(arm: str) -> int:
+        return RUN_ORDER.index(arm) if arm in RUN_ORDER else len(RUN_ORDER)
+
+    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
+                   key=lambda pair: priority(pair[1]))  # stable: tasks keep their order within an arm
     units = []
-    for task in settings.tasks:
-        arms = sorted(arms_of(task, settings), key=lambda a: RUN_ORDER.index(a) if a in RUN_ORDER else len(RUN_ORDER))
-        for arm in arms:  # every seed of an arm before the next, so a cut-off experiment leaves whole arms
-            for seed in settings.seeds:
-                name = run_name(task, arm, seed)
-                if arm == "handover":
-                    units.append(Unit(name, handover_unit, (run_name(task, "ddpo", seed), str(root), name,
-                                                            settings.handover_every),
-                                      after=(run_name(task, "ddpo", seed),)))
-                else:
-                    config = arm_config(task, arm, seed, settings, device).to_dict()
-                    units.append(Unit(name, train_unit, (config, str(root), name)))
+    for task, arm in pairs:
+        for seed in settings.seeds:
+            name = run_name(task, arm, seed)
+            if arm == "handover":
+                units.append(Unit(name, handover_unit, (run_name(task, "ddpo", seed), str(root), name,
+                                                        settings.handover_every),
+                                  after=(run_name(task, "ddpo", seed),)))
+            else:
+                config = arm_config(task, arm, seed, settings, device).to_dict()
+                units.append(Unit(name, train_unit, (config, str(root), name)))
     return units
 
 
@@ -273,7 +279,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
 
     groups = list(result["groups"].values())
     fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 7.4), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab20").colors
     for col, group in enumerate(groups):
         arms = list(group["arms"])
         final = group["reference"]["final_gain"]
@@ -291,14 +297,18 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
                 if not curves:
                     continue
                 curves = np.array(curves, dtype=float)
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # levels no seed reaches: NaN, not drawn
                     mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
-                style = dict(lw=3 if arm == "ddpo" else 1.6, color="black" if arm == "ddpo" else colors[a % 10],
-                             ls="--" if arm == "handover" else "-")
+                color = "black" if arm == "ddpo" else colors[(2 * a) % 20 + (2 * a >= 20)]  # dark shades, then light
+                style = dict(lw=3 if arm == "ddpo" else 1.6, color=color,
+                             ls="--" if arm == "handover" else ":" if arm.endswith("/image") else "-")
                 ax.plot(grid, mean, label=arm, **style)
-                if len(curves) > 1:
-                    ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
-                                    color=style["color"], alpha=0.12, lw=0)
+                if len(curves) > 1 and np.isfinite(curves).any():
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+                    ax.fill_between(grid, low, high, color=style["color"], alpha=0.12, lw=0)
             ax.set_title(f"{group['reward']}" if row == 0 else "")
             ax.set_xlabel("reward gain over the base model")
             ax.set_ylabel({"is_classifier": "Inception Score (classifier)",

@@ -55,12 +55,14 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
 
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
-    """A cut-off experiment leaves whole arms (all seeds), DDPO before anything that waits on it."""
+    """A cut-off experiment leaves whole arms (every task and seed), DDPO before anything that waits on it."""
     from hrf_core.experiment import Settings, build_units
 
-    units = build_units(Settings(seeds=[0, 1], tasks=["jpeg-compressibility"]), tmp_path)
+    units = build_units(Settings(seeds=[0, 1], tasks=["jpeg-compressibility", "ink"]), tmp_path)
     names = [u.name for u in units]
-    assert names[:4] == ["jpeg-compressibility-ddpo-seed0", "jpeg-compressibility-ddpo-seed1",
-                         "jpeg-compressibility-hrf-20-40-seed0", "jpeg-compressibility-hrf-20-40-seed1"]
+    assert names[:6] == ["jpeg-compressibility-ddpo-seed0", "jpeg-compressibility-ddpo-seed1", "ink-ddpo-seed0",
+                         "ink-ddpo-seed1", "jpeg-compressibility-hrf-20-40-seed0",
+                         "jpeg-compressibility-hrf-20-40-seed1"]
     assert names.index("jpeg-compressibility-handover-seed1") > names.index("jpeg-compressibility-ddpo-seed1")
-    assert len(names) == len(set(names)) == 2 * 12 and names[-1] == "jpeg-compressibility-hrf-d-image-seed1"
+    assert names[-2:] == ["jpeg-compressibility-hrf-sliding-seed0", "jpeg-compressibility-hrf-sliding-seed1"]
+    assert len(names) == len(set(names)) == 2 * (12 + 4)
