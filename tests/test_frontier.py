@@ -100,6 +100,12 @@ def test_paired_intervals_from_saved_arrays(tmp_path):
     assert delta["mean"] == pytest.approx(0.0) and delta["ci"] == pytest.approx([0.0, 0.0])  # paired: no noise
     assert "ci" in row["values"]["vendi_classifier"] and "ci" in row["values"]["gain"]
     assert group["eval_samples"] == 8 and group["resamples"] == 200
+    # intervals for chosen metrics only: the others keep their point estimates, unchanged
+    only = frontier([tmp_path], fractions=(0.5,), resamples=200, interval_names=("is_classifier",))
+    narrow = only["groups"]["digits16|jpeg-compressibility"]["arms"]["hrf[20,40)"]["matched_reward"][0]
+    assert "ci" in narrow["values"]["is_classifier"]
+    assert "ci" not in narrow["values"]["vendi_classifier"] and "ci" in narrow["values"]["gain"]
+    assert narrow["values"]["vendi_classifier"]["mean"] == pytest.approx(row["values"]["vendi_classifier"]["mean"])
 
 
 def test_cli_writes_json_and_a_table(tmp_path, capsys):
