@@ -336,6 +336,10 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
     result = frontier([out], resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    for group in result["groups"].values():  # the reference and its no-training frontier first
+        order = ["ddpo", "handover", *full_arms(settings), *ABLATION_ARMS]
+        group["arms"] = dict(sorted(group["arms"].items(),
+                                    key=lambda item: (order.index(item[0]) if item[0] in order else len(order), item[0])))
     results = docs / "results"
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "frontier.json", result)
