@@ -12,7 +12,7 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
 - ``renoise-fixed`` (ablation): re-noised starts at the fixed step K/2, no sliding;
 - ``hrf-sliding``: the paper's schedule: the window [0, K/2) for the first half of the epochs, then
   [K/2, K);
-- ``hrf[20,40)/image``, ``hrf-d/image`` (ablation, on ``--ablation-tasks``): the same arms with
+- ``<hrf arm>/image`` (ablation, on ``--ablation-tasks``): each HRF window and HRF-D again, with
   advantages standardised over each re-noised image's siblings (``adv_scope="image"``, what the
   paper's code gets from batch = B = 5) instead of over the epoch;
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
@@ -42,15 +42,15 @@ NAME = "frontier-digits"
 JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
 VISIBLE_TASKS = ("ink", "digit:3")
 VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
-#: Arms run on the ablation tasks only: the advantage scope's effect on HRF (see docs/RESULTS.md).
-ABLATION_ARMS = ("hrf[20,40)/image", "hrf-d/image")
+#: The arms repeated with per-image advantages on the ablation tasks (see docs/METHOD.md, "The update").
+ABLATION_BASES = ("hrf[20,40)", "hrf[30,40)", "hrf-d")
 #: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
 KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
 #: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
 #: so a cut-off experiment leaves whole arms (arms not listed run last).
 RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "renoise-fixed", "random-start",
-             "hrf[20,40)/image", "hrf-d/image", "ddpo+kl0.1", "ddpo+kl1")
+             "hrf[20,40)/image", "hrf-d/image", "hrf[30,40)/image", "ddpo+kl0.1", "ddpo+kl1")
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Settings:
     kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
     handover_every: int = 5
     model: str = "digits16"
-    ablation_tasks: list[str] = field(default_factory=lambda: ["jpeg-compressibility"])
+    ablation_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
 
 
 def full_arms(settings: Settings) -> list[str]:
@@ -80,7 +80,8 @@ def full_arms(settings: Settings) -> list[str]:
 
 def arms_of(task: str, settings: Settings) -> list[str]:
     arms = full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
-    return arms + (list(ABLATION_ARMS) if task in settings.ablation_tasks else [])
+    ablation = [f"{arm}/image" for arm in arms if arm in ABLATION_BASES] if task in settings.ablation_tasks else []
+    return arms + ablation
 
 
 def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
@@ -337,7 +338,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
     result = frontier([out], resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
     for group in result["groups"].values():  # the reference and its no-training frontier first
-        order = ["ddpo", "handover", *full_arms(settings), *ABLATION_ARMS]
+        order = ["ddpo", "handover", *full_arms(settings), *(f"{a}/image" for a in ABLATION_BASES)]
         group["arms"] = dict(sorted(group["arms"].items(),
                                     key=lambda item: (order.index(item[0]) if item[0] in order else len(order), item[0])))
     results = docs / "results"
@@ -437,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
     parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
     parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
-                        help=f"tasks that also run {', '.join(ABLATION_ARMS)}")
+                        help=f"tasks that also run {', '.join(ABLATION_BASES)} with per-image advantages")
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")

@@ -29,7 +29,7 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                          "--docs", str(tmp_path / name / "docs"), "--reference", str(tmp_path / name / "ref.json")])
         assert code == 0
     runs = sorted(p.name for p in (tmp_path / "serial" / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 12 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
+    assert len(runs) == 13 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
     ablation = json.loads((tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "hrf-d/image", 0)
                            / "config.json").read_text())
     assert ablation["method"] == "hrf-d" and ablation["adv_scope"] == "image"
@@ -65,4 +65,4 @@ def test_units_run_arm_by_arm_every_seed_first(tmp_path):
                          "jpeg-compressibility-hrf-20-40-seed1"]
     assert names.index("jpeg-compressibility-handover-seed1") > names.index("jpeg-compressibility-ddpo-seed1")
     assert names[-2:] == ["jpeg-compressibility-hrf-sliding-seed0", "jpeg-compressibility-hrf-sliding-seed1"]
-    assert len(names) == len(set(names)) == 2 * (12 + 4)
+    assert len(names) == len(set(names)) == 2 * (13 + 6) and "ink-hrf-30-40-image-seed1" in names
