@@ -224,19 +224,19 @@ class Lab:
         self._status: tuple[int, dict] | None = None
 
     # -- Train tab ---------------------------------------------------------------------------------
-    def _config(self, preset, model, reward, method, window, start_mode, numbers) -> TrainConfig:
-        return train.config_from_form(preset, model, reward, method, window, start_mode,
+    def _config(self, preset, model, reward, method, window, start_mode, adv_scope, numbers) -> TrainConfig:
+        return train.config_from_form(preset, model, reward, method, window, start_mode, adv_scope,
                                       **dict(zip(NUMBER_NAMES, numbers, strict=True)))
 
-    def start(self, token, preset, model, reward, method, window, start_mode, *numbers):
+    def start(self, token, preset, model, reward, method, window, start_mode, adv_scope, *numbers):
         """Validate the form and start a run; on a problem: a warning, the reason in the notice."""
         return self._launch(token, lambda: [self.manager.start(
-            self._config(preset, model, reward, method, window, start_mode, numbers))])
+            self._config(preset, model, reward, method, window, start_mode, adv_scope, numbers))])
 
-    def duel(self, token, preset, model, reward, method, window, start_mode, *numbers):
+    def duel(self, token, preset, model, reward, method, window, start_mode, adv_scope, *numbers):
         """Train the form's configuration against DDPO (or, for DDPO, against HRF on the late half), side by side."""
         def go():
-            config = self._config(preset, model, reward, method, window, start_mode, numbers)
+            config = self._config(preset, model, reward, method, window, start_mode, adv_scope, numbers)
             return list(self.manager.start_duel(config, train.duel_partner(config)))
 
         return self._launch(token, go)
@@ -266,13 +266,14 @@ class Lab:
         return common.notice_html("Nothing is running.", "info")
 
     def fill_preset(self, preset):
-        """Field values of a preset (model, reward, method, window, start mode, note, numbers), or no change."""
+        """Field values of a preset (model, reward, method, window, start mode, advantage baseline, note,
+        numbers), or no change."""
         if preset not in PRESETS:
-            return tuple(gr.skip() for _ in range(6 + len(NUMBER_NAMES)))
+            return tuple(gr.skip() for _ in range(7 + len(NUMBER_NAMES)))
         values = train.form_from_config(PRESETS[preset])
         k = values["num_steps"]
         return (values["model"], values["reward"], values["method"], gr.HTML(value=values["window"], steps=k),
-                values["start_mode"],
+                values["start_mode"], values["adv_scope"],
                 train.window_note(values["method"], values["window"], k, values["epochs"], values["start_mode"]),
                 *[values[name] for name in NUMBER_NAMES])
 
@@ -442,6 +443,11 @@ class Lab:
                                               info="uniform: the paper's HRF; fixed: the reviewers' re-noised-start "
                                                    "ablation")
                     with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                        adv_scope = gr.Radio([(v, key) for key, v in train.ADV_SCOPES.items()], value=d.adv_scope,
+                                             label="Advantage baseline: standardise each reward against",
+                                             elem_id="adv-scope",
+                                             info="per re-noised image is what the paper's code does (batch = "
+                                                  "siblings = 5); see Results for what it changes")
                         numbers = []
                         with gr.Row():
                             for name in NUMBER_NAMES:
@@ -518,7 +524,7 @@ class Lab:
                                                  interactive=False, elem_id="results-gallery")
 
             # ------------------------------------------------------------------------ events
-            form_inputs = [token, preset, model, reward, method, window, start_mode, *numbers]
+            form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, *numbers]
             start.click(self.start, form_inputs, [notice, tabs], api_name="start", concurrency_id="control",
                         concurrency_limit=4)
             duel.click(self.duel, form_inputs, [notice, tabs], api_name="duel", concurrency_id="control",
@@ -530,7 +536,8 @@ class Lab:
             unlock.click(self.unlock, token, [stored_token, notice], api_visibility="private")
             demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
                       show_progress="hidden")
-            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, note, *numbers],
+            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, adv_scope, note,
+                                                     *numbers],
                           show_progress="hidden", api_visibility="private")
             model.change(lambda m: train.model_info(m), model, model_info, show_progress="hidden",
                          api_visibility="private").then(

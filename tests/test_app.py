@@ -35,7 +35,7 @@ def form(config: TrainConfig, token: str = "", **changes):
     """The Start handler's arguments for ``config`` (window as the widget's "start:end")."""
     values = {**train.form_from_config(config), **changes}
     return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
-            values["start_mode"], *[values[name] for name in NUMBERS])
+            values["start_mode"], values["adv_scope"], *[values[name] for name in NUMBERS])
 
 
 @pytest.fixture
@@ -91,6 +91,19 @@ def test_duel_button_trains_the_form_against_ddpo(lab):
     assert (partner.method, partner.window) == ("hrf", (5, 10))  # DDPO's opponent: HRF on the late half
 
 
+def test_advantage_baseline_from_the_form(lab):
+    """Per-image advantages for HRF; DDPO (no re-noised images) refuses it in one line, and a duel's DDPO
+    partner of a per-image HRF run standardises over the epoch."""
+    notice, _ = lab.duel(*form(lab.defaults, adv_scope="image"))
+    assert "Started" in notice
+    runs = {run.config["method"]: run.config for run in lab.store.list()}
+    assert runs["hrf"]["adv_scope"] == "image" and runs["ddpo"]["adv_scope"] == "epoch"
+    notice, _ = lab.start(*form(lab.defaults, method="ddpo", adv_scope="image"))
+    assert "Not started" in notice and "image" in notice and len(lab.store.list()) == 2
+    notice, _ = lab.start(*form(lab.defaults, adv_scope="prompt"))
+    assert "Not started" in notice and "advantage baseline" in notice
+
+
 def test_presenter_token_refuses_and_allows(lab, monkeypatch):
     monkeypatch.setenv("HRF_PRESENTER_TOKEN", "s3cret")
     notice, tabs = lab.start(*form(lab.defaults, token="wrong"))
@@ -112,7 +125,7 @@ def test_presenter_token_refuses_and_allows(lab, monkeypatch):
 
 def test_preset_fills_the_fields(lab):
     values = lab.fill_preset("paper-hrf-sliding")
-    model, reward, method, window, start_mode, note, *numbers = values
+    model, reward, method, window, start_mode, adv_scope, note, *numbers = values
     assert (model, reward, method, start_mode) == ("google/ddpm-celebahq-256", "jpeg-compressibility", "hrf-sliding",
                                                    "uniform")
     assert isinstance(window, gr.HTML) and window.value == "0:40"
@@ -120,7 +133,9 @@ def test_preset_fills_the_fields(lab):
     filled = dict(zip(NUMBERS, numbers, strict=True))
     preset = PRESETS["paper-hrf-sliding"]
     assert filled["epochs"] == 70 and filled["lr"] == preset.lr and filled["batch_size"] == 5
-    config = train.config_from_form("paper-hrf-sliding", model, reward, method, window.value, start_mode, **filled)
+    assert adv_scope == "batch"
+    config = train.config_from_form("paper-hrf-sliding", model, reward, method, window.value, start_mode, adv_scope,
+                                     **filled)
     assert config.clusters == preset.clusters and config.replace(window=preset.window) == preset
     assert all(isinstance(v, type(gr.skip())) for v in lab.fill_preset("custom"))
 
@@ -128,7 +143,7 @@ def test_preset_fills_the_fields(lab):
 @pytest.mark.parametrize("name,window,start_mode", [("digits-random-start", "0:40", "uniform"),
                                                     ("digits-renoise-fixed", "20:40", "fixed")])
 def test_ablation_presets_are_one_click(lab, name, window, start_mode):
-    _, _, method, widget, mode, note, *_ = lab.fill_preset(name)
+    _, _, method, widget, mode, _, note, *_ = lab.fill_preset(name)
     assert (method, widget.value, mode) == ("hrf", window, start_mode)
     assert ("re-noised start at step 20" in note) == (start_mode == "fixed")
 

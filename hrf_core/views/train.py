@@ -32,6 +32,8 @@ NUMBER_FIELDS: dict[str, tuple[str, float, float, type]] = {
     "kl_coef": ("KL penalty to the base (DPOK; 0 = off)", 0.0, 1000.0, float),
 }
 START_MODES = {"uniform": "uniform in the window (per batch)", "fixed": "fixed at the window start"}
+#: The advantage baselines (TrainConfig.adv_scope): which rewards a reward is standardised against.
+ADV_SCOPES = {"epoch": "the epoch", "batch": "its sampling batch", "image": "its re-noised image's siblings (HRF)"}
 NO_PRESET = "custom"
 DEFAULT_PRESET = "digits-hrf-late"
 
@@ -100,7 +102,7 @@ def sliding_clusters(window: tuple[int, int], epochs: int) -> tuple[tuple[int, i
 
 
 def config_from_form(preset: str | None, model: str, reward: str, method: str, window: Any,
-                     start_mode: str = "uniform", **numbers: Any) -> TrainConfig:
+                     start_mode: str = "uniform", adv_scope: str | None = None, **numbers: Any) -> TrainConfig:
     """The TrainConfig the Train tab describes (the preset supplies the fields the form lacks).
 
     Raises ValueError with one clear line for any bad field; the result is validated.
@@ -115,11 +117,14 @@ def config_from_form(preset: str | None, model: str, reward: str, method: str, w
         raise ValueError(f"choose a method: {', '.join(METHOD_LABELS.values())}")
     if start_mode not in START_MODES:
         raise ValueError(f"choose a start mode: {', '.join(START_MODES)}")
+    if adv_scope is not None and adv_scope not in ADV_SCOPES:
+        raise ValueError(f"choose an advantage baseline: {', '.join(ADV_SCOPES)}")
     unknown = set(numbers) - set(NUMBER_FIELDS)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     values = {name: parse_number(name, value) for name, value in numbers.items()}
-    config = config.replace(model=str(model).strip(), reward=reward, method=method, start_mode=start_mode, **values)
+    config = config.replace(model=str(model).strip(), reward=reward, method=method, start_mode=start_mode,
+                            adv_scope=adv_scope or config.adv_scope, **values)
     k = config.num_steps
     span = parse_window(window, k)
     if method == "ddpo":
@@ -146,7 +151,8 @@ def form_from_config(config: TrainConfig) -> dict[str, Any]:
         window = (min(c[0] for c in config.clusters), max(c[1] for c in config.clusters))
     values = {name: getattr(config, name) for name in NUMBER_FIELDS}
     return {"model": config.model, "reward": config.reward, "method": config.method,
-            "window": format_window(window), "start_mode": config.start_mode, **values}
+            "window": format_window(window), "start_mode": config.start_mode, "adv_scope": config.adv_scope,
+            **values}
 
 
 def duel_partner(config: TrainConfig) -> TrainConfig:
@@ -154,7 +160,8 @@ def duel_partner(config: TrainConfig) -> TrainConfig:
     k = config.num_steps
     if config.method == "ddpo":
         return config.replace(method="hrf", window=(k // 2, k), start_mode="uniform", kl_coef=0.0).validate()
-    return config.replace(method="ddpo", window=(0, k), kl_coef=0.0).validate()
+    scope = "epoch" if config.adv_scope == "image" else config.adv_scope  # DDPO has no re-noised images
+    return config.replace(method="ddpo", window=(0, k), kl_coef=0.0, adv_scope=scope).validate()
 
 
 def window_note(method: str, window: Any, num_steps: Any, epochs: Any = None, start_mode: str = "uniform") -> str:
