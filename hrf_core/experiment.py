@@ -217,6 +217,8 @@ def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None
     progress.setdefault("units", {})
     progress["settings"] = asdict(settings)
     progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    # an earlier sitting that was cut off counts up to its last finished unit
+    progress["previous_wall"] = progress.get("wall_seconds", progress.get("previous_wall", 0.0))
     started = time.time()
 
     def on_done(unit) -> None:
