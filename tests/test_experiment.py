@@ -47,11 +47,13 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
     assert reference["rewards"]["jpeg-compressibility"]["curves"][0]["seed"] == 0
     progress = json.loads((tmp_path / "serial" / "runs" / "progress.json").read_text())
     assert all(unit["error"] is None for unit in progress["units"].values())
+    first_wall = progress["wall_seconds"]
     # finished units are skipped when the experiment is run again
     assert cli_main([NAME, *common, "--jobs", "1", "--out", str(tmp_path / "serial" / "runs"), "--docs",
                      str(tmp_path / "serial" / "docs"), "--reference", ""]) == 0
     progress = json.loads((tmp_path / "serial" / "runs" / "progress.json").read_text())
     assert progress["units"][run_name("jpeg-compressibility", "ddpo", 0)]["result"]["skipped"]
+    assert progress["wall_seconds"] >= first_wall  # a second sitting adds to the first
 
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
