@@ -281,15 +281,19 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
     from hrf_core.frontier import crossing, interpolate, load_trajectory
 
     groups = list(result["groups"].values())
-    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 7.4), squeeze=False)
-    colors = plt.get_cmap("tab20").colors
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 8.2), squeeze=False)
+    # one colour per arm across every panel; an /image arm takes its base arm's colour, dotted
+    bases = list(dict.fromkeys(arm.removesuffix("/image") for g in groups for arm in g["arms"] if arm != "ddpo"))
+    palette = plt.get_cmap("tab10").colors
+    color_of = {"ddpo": "black", **{arm: palette[i % len(palette)] for i, arm in enumerate(bases)}}
+    legend: dict[str, object] = {}
     for col, group in enumerate(groups):
         arms = list(group["arms"])
         final = group["reference"]["final_gain"]
         grid = np.linspace(0, final, 25) if final > 0 else np.linspace(final, 0, 25)
         for row, metric in enumerate(("is_classifier", "vendi_classifier")):
             ax = axes[row][col]
-            for a, arm in enumerate(arms):
+            for arm in arms:
                 curves = []
                 for run_id in group["arms"][arm]["runs"]:
                     t = load_trajectory(Run(root / run_id))
@@ -303,10 +307,9 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # levels no seed reaches: NaN, not drawn
                     mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
-                color = "black" if arm == "ddpo" else colors[(2 * a) % 20 + (2 * a >= 20)]  # dark shades, then light
-                style = dict(lw=3 if arm == "ddpo" else 1.6, color=color,
+                style = dict(lw=3 if arm == "ddpo" else 1.6, color=color_of[arm.removesuffix("/image")],
                              ls="--" if arm == "handover" else ":" if arm.endswith("/image") else "-")
-                ax.plot(grid, mean, label=arm, **style)
+                legend.setdefault(arm, ax.plot(grid, mean, label=arm, **style)[0])
                 if len(curves) > 1 and np.isfinite(curves).any():
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
@@ -317,12 +320,14 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
             ax.set_ylabel({"is_classifier": "Inception Score (classifier)",
                            "vendi_classifier": "Vendi (classifier features)"}[metric])
             ax.grid(alpha=0.3)
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Diversity at matched reward: mean over seeds (line) and seed range (band); DDPO in black.\n"
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(7, len(legend)), fontsize=8,
+                   frameon=False)
+    fig.suptitle("Diversity at matched reward: mean over the seeds that reach each gain (line) and their range "
+                 "(band); DDPO in black.\n"
                  "A method above the black line keeps more diversity than early-stopped DDPO at that reward.",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 if len(legend) > 7 else 0.04, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
