@@ -343,7 +343,9 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    result = frontier([out], resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    finished = [p for p in sorted(out.iterdir()) if (p / "status.json").is_file()
+                and Run(p).status.get("state") == "done"]  # a unit cut off mid-run is left out, not half-read
+    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
     for group in result["groups"].values():  # the reference and its no-training frontier first
         order = ["ddpo", "handover", *full_arms(settings), *(f"{a}/image" for a in ABLATION_BASES)]
         group["arms"] = dict(sorted(group["arms"].items(),

@@ -54,6 +54,18 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
     progress = json.loads((tmp_path / "serial" / "runs" / "progress.json").read_text())
     assert progress["units"][run_name("jpeg-compressibility", "ddpo", 0)]["result"]["skipped"]
     assert progress["wall_seconds"] >= first_wall  # a second sitting adds to the first
+    # a unit cut off mid-run stays out of the report
+    import shutil
+
+    cut = tmp_path / "serial" / "runs" / "jpeg-compressibility-cut-seed0"
+    shutil.copytree(tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "hrf[20,40)", 0), cut)
+    config = json.loads((cut / "config.json").read_text())
+    (cut / "config.json").write_text(json.dumps({**config, "extra": {**config["extra"], "arm": "cut"}}))
+    (cut / "status.json").write_text(json.dumps({"state": "running"}))
+    assert cli_main([NAME, *common, "--report-only", "--out", str(tmp_path / "serial" / "runs"), "--docs",
+                     str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0"]) == 0
+    report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
+    assert "| hrf[20,40) |" in report and "| cut |" not in report
 
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
