@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from hrf_core.config import METHODS, PRESETS, TrainConfig
+from hrf_core.config import ADVANTAGE_SCOPES, METHODS, PRESETS, TrainConfig
 
 EXIT_USAGE = 2
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help=f"AdamW learning rate (default {defaults.lr})")
     train.add_argument("--clip-range", type=float, help=f"PPO clip range (default {defaults.clip_range})")
     train.add_argument("--adv-clip", type=float, help=f"advantage clip (default {defaults.adv_clip})")
-    train.add_argument("--adv-scope", choices=("epoch", "batch", "image"),
+    train.add_argument("--adv-scope", choices=ADVANTAGE_SCOPES,
                        help="standardise advantages per epoch, per batch, or per re-noised image (HRF)")
     train.add_argument("--window-scaled-clip", action="store_true", default=None,
                        help="scale both clips by (K - start) / K (the paper's HRF clipping)")

@@ -175,7 +175,7 @@ class Resampler:
 
     def replicates(self, trajectory: Trajectory, point: int, name: str) -> np.ndarray | None:
         """(R,) values of ``name`` at evaluation ``point`` of ``trajectory``, one per resample."""
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn (vendi-score's dependency)
+        from threadpoolctl import threadpool_limits
 
         key = (str(trajectory.run.path), point, name)
         if key not in self._cache:
