@@ -18,8 +18,8 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
-The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``) the DDPO, HRF and
-hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
+The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``, ``symmetry``) the DDPO, HRF
+and hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
 skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
 unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
 ``--report-only`` at any time).
@@ -40,7 +40,7 @@ from hrf_core.runs import Run, RunStore, read_json, write_json
 
 NAME = "frontier-digits"
 JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
-VISIBLE_TASKS = ("ink", "digit:3")
+VISIBLE_TASKS = ("ink", "digit:3", "symmetry")
 VISIBLE_ARMS = ("ddpo", "hrf[20,40)", "hrf[30,40)", "handover")
 #: The arms repeated with per-image advantages on the ablation tasks (see docs/METHOD.md, "The update").
 ABLATION_BASES = ("hrf[20,40)", "hrf[30,40)", "hrf-d")
