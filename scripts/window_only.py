@@ -25,41 +25,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from hrf_core.experiment import run_name
 from hrf_core.frontier import crossing, interpolate, load_trajectory
-from hrf_core.metrics import evaluate_samples
+from hrf_core.metrics import evaluate_samples, metric_key
 from hrf_core.rewards import make_reward
 from hrf_core.runs import Run
 from hrf_core.sampling import sample_images
 
-WINDOWS = {"hrf[20,40)": 20, "hrf[30,40)": 30}
+ARMS = ("hrf[20,40)", "hrf[30,40)", "hrf[20,40)/image", "hrf[30,40)/image")
 
 
-def delta_vs_ddpo(ddpo, gain: float, is_value: float) -> float | None:
-    """IS minus the same seed's DDPO IS at the same reward gain; None beyond DDPO's reach."""
+def delta_vs_ddpo(ddpo, gain: float, value: float, name: str = "is_classifier") -> float | None:
+    """``value`` minus the same seed's DDPO ``name`` at the same reward gain; None beyond DDPO's reach."""
     at = crossing(ddpo.gains, gain)
-    return None if at is None else is_value - interpolate(ddpo.metrics["is_classifier"], at)
+    return None if at is None else value - interpolate(ddpo.metrics[name], at)
 
 
-def measure(store: Path, task: str, arm: str, seed: int, epoch: int) -> dict | None:
-    base_arm = arm.removesuffix("/image")
+def measure(store: Path, task: str, arm: str, seed: int, epoch: int, handover: int | None = None,
+            metric: str = "is", embedding: str = "classifier") -> dict | None:
+    """One HRF run's final point sampled everywhere (its own evaluation) and window-only.
+
+    ``handover``: the step the checkpoint takes over at (default: the run's window start s); None if the
+    run, its checkpoint or its DDPO partner is missing, or the run has no fixed window. ``metric`` on
+    ``embedding`` (``metrics.metric_key``): the diversity figure, Inception Score of the digits classifier by default.
+    """
     run_dir, ddpo_dir = store / run_name(task, arm, seed), store / run_name(task, "ddpo", seed)
     checkpoint = run_dir / "checkpoints" / f"epoch-{epoch:04d}"
-    if base_arm not in WINDOWS or not checkpoint.is_dir() or not ddpo_dir.is_dir():
+    if not checkpoint.is_dir() or not ddpo_dir.is_dir():
+        return None
+    config = Run(run_dir).config
+    if config.get("method") != "hrf" or not config.get("window"):
         return None
     own, ddpo = load_trajectory(Run(run_dir)), load_trajectory(Run(ddpo_dir))
-    config = Run(run_dir).config
     n, seed_eval = own.eval_samples, int(config["eval_seed"])
     base_reward = next(r["reward_mean"] for r in Run(ddpo_dir).metrics() if "reward_mean" in r)
     images = sample_images(str(checkpoint), n=n, seed=seed_eval, num_steps=int(config["num_steps"]),
                            eta=float(config["eval_eta"]), device="cpu", early=config["model"],
-                           handover=WINDOWS[base_arm])
-    m = evaluate_samples(images, make_reward(task)(images), embeddings=("classifier",))
+                           handover=int(config["window"][0]) if handover is None else handover)
+    m = evaluate_samples(images, make_reward(task)(images), embeddings=(embedding,))
+    key = metric_key(metric, embedding, n)
+    name = key.split("@")[0]
     final = float(ddpo.gains[-1])
     i = own.epochs.index(epoch)
-    g_all, is_all = float(own.gains[i]), float(own.metrics["is_classifier"][i])
-    g_win, is_win = m["reward_mean"] - base_reward, m[f"is_classifier@{n}"]
+    g_all, v_all = float(own.gains[i]), float(own.metrics[name][i])
+    g_win, v_win = m["reward_mean"] - base_reward, m[key]
     return {"task": task, "arm": arm, "seed": seed,
-            "everywhere": [g_all / final, is_all, delta_vs_ddpo(ddpo, g_all, is_all)],
-            "window_only": [g_win / final, is_win, delta_vs_ddpo(ddpo, g_win, is_win)]}
+            "everywhere": [g_all / final, v_all, delta_vs_ddpo(ddpo, g_all, v_all, name)],
+            "window_only": [g_win / final, v_win, delta_vs_ddpo(ddpo, g_win, v_win, name)]}
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -87,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                                                         "jpeg-incompressibility"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epoch", type=int, default=24, help="the checkpoint epoch (default 24, the last)")
+    parser.add_argument("--metric", default="is", help="diversity metric: is or vendi (default is)")
+    parser.add_argument("--embedding", default="classifier", help="its embedding (default classifier)")
     parser.add_argument("--json", type=Path, help="also write the per-run points here")
     args = parser.parse_args(argv)
     rows = []
     for task in args.tasks:
-        for arm in (*WINDOWS, *(f"{a}/image" for a in WINDOWS)):
+        for arm in ARMS:
             for seed in args.seeds:
-                row = measure(args.runs, task, arm, seed, args.epoch)
+                row = measure(args.runs, task, arm, seed, args.epoch, metric=args.metric, embedding=args.embedding)
                 if row is not None:
                     rows.append(row)
                     print(f"{task} {arm} seed {seed}: {row}", flush=True)

@@ -66,6 +66,26 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                      str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0"]) == 0
     report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
     assert "| hrf[20,40) |" in report and "| cut |" not in report
+    check_window_only(tmp_path / "serial" / "runs")
+
+
+def check_window_only(store):
+    """scripts/window_only.py re-samples a run on its own evaluation set: hand-over at S = 0 reproduces
+    the run's final evaluation; at the window start it is a different, valid point."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "window_only.py"
+    spec = importlib.util.spec_from_file_location("window_only", path)
+    window_only = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(window_only)
+    PIXEL = {"metric": "vendi", "embedding": "pixel"}  # the tiny model has no classifier
+    same = window_only.measure(store, "jpeg-compressibility", "hrf[20,40)", 0, epoch=2, handover=0, **PIXEL)
+    assert same["window_only"][:2] == pytest.approx(same["everywhere"][:2], rel=1e-9, abs=1e-12)
+    row = window_only.measure(store, "jpeg-compressibility", "hrf[20,40)", 0, epoch=2, **PIXEL)
+    assert row["everywhere"] == same["everywhere"] and row["window_only"][1] >= 1.0  # a Vendi, from other samples
+    assert window_only.measure(store, "jpeg-compressibility", "ddpo", 0, epoch=2) is None  # no window
+    assert "| jpeg-compressibility | hrf[20,40) |" in "\n".join(window_only.summary([row]))
 
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
