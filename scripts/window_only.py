@@ -72,11 +72,12 @@ def measure(store: Path, task: str, arm: str, seed: int, epoch: int, handover: i
             "window_only": [g_win / final, v_win, delta_vs_ddpo(ddpo, g_win, v_win, name)]}
 
 
-def summary(rows: list[dict]) -> list[str]:
+def summary(rows: list[dict], label: str = "IS") -> list[str]:
+    """A Markdown table: per task and arm, the mean over seeds and the seed range of the Δ."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["task"], row["arm"])].append(row)
-    lines = ["| task | arm | sampled everywhere: gain (% of DDPO's), IS, IS Δ | window only: gain, IS, IS Δ |",
+    lines = [f"| task | arm | sampled everywhere: gain (% of DDPO's), {label}, {label} Δ | window only: gain, {label}, {label} Δ |",
              "|---|---|---|---|"]
 
     def cell(rs: list[dict], key: str) -> str:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{task} {arm} seed {seed}: {row}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print("\n".join(summary(rows)))
+    print("\n".join(summary(rows, "IS" if args.metric == "is" else f"{args.metric} ({args.embedding})")))
     return 0
 
 
