@@ -217,14 +217,15 @@ def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None
     progress.setdefault("units", {})
     progress["settings"] = asdict(settings)
     progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
-    # an earlier sitting that was cut off counts up to its last finished unit
-    progress["previous_wall"] = progress.get("wall_seconds", progress.get("previous_wall", 0.0))
+    # earlier sittings count up to their last finished unit; this one adds its own time as units finish
+    previous_wall = progress.get("wall_seconds", 0.0)
+    progress.pop("previous_wall", None)  # written by earlier versions: it only repeated wall_seconds
     started = time.time()
 
     def on_done(unit) -> None:
         progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
                                         "finished": time.time()}
-        progress["wall_seconds"] = progress.get("previous_wall", 0.0) + time.time() - started
+        progress["wall_seconds"] = previous_wall + time.time() - started
         write_json(progress_file, progress)
         state = "failed" if unit.error else "done"
         print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
@@ -232,7 +233,6 @@ def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None
 
     units = build_units(settings, out, device)
     run_units(units, jobs=jobs, threads=threads, on_done=on_done)
-    progress["previous_wall"] = progress.get("wall_seconds", 0.0)
     write_json(progress_file, progress)
     return progress
 
