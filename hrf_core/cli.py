@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("frontier", help="compare runs at matched reward and compute against DDPO "
                    "(see python -m hrf_core frontier --help)")
     sub.add_parser("animate", help="replay a run as a GIF (see python -m hrf_core animate --help)")
+    sub.add_parser("locality", help="where a reward is decided: its per-step variance profile "
+                   "(see python -m hrf_core locality --help)")
     sub.add_parser("examples", help="regenerate the example runs that ship (see python -m hrf_core examples --help)")
     return parser
 
@@ -299,7 +301,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,10 @@ START_MODES = ("uniform", "fixed")
 #: under "image" they are standardised per batch.
 ADVANTAGE_SCOPES = ("epoch", "batch", "image")
 START_SOURCES = ("policy", "base")
+#: What samples the steps before a windowed run's window: the fine-tuned network ("tuned", the paper's
+#: HRF: one shared network at every step) or the frozen base model ("base": window-only sampling, so the
+#: steps the run never trained stay the base model's; see docs/METHOD.md, "Window-only sampling").
+OUTSIDE_WINDOW = ("tuned", "base")
 
 
 @dataclass
@@ -29,6 +33,7 @@ class TrainConfig:
     clusters: tuple[tuple[int, int, int], ...] = ((0, 20, 5), (20, 40, 5))
     siblings: int = 4  # B: re-noised copies per trajectory-of-interest image
     start_source: str = "policy"  # trajectory-of-interest images from the current policy or the frozen base
+    outside_window: str = "tuned"  # steps before the window: the fine-tuned network, or the base model (window-only)
     # HRF-D: candidate starts every `hrfd_stride` steps, deterministic probes, score weight beta.
     hrfd_stride: int = 2
     hrfd_beta: float = 0.5
@@ -87,6 +92,9 @@ class TrainConfig:
         check(self.start_mode in START_MODES, f"start_mode must be one of {START_MODES}")
         check(self.start_source in START_SOURCES, f"start_source must be one of {START_SOURCES}")
         check(self.adv_scope in ADVANTAGE_SCOPES, f"adv_scope must be one of {ADVANTAGE_SCOPES}")
+        check(self.outside_window in OUTSIDE_WINDOW, f"outside_window must be one of {OUTSIDE_WINDOW}")
+        check(self.outside_window == "tuned" or self.method != "ddpo",
+              "outside_window 'base' needs a windowed method: DDPO trains every step, so nothing is outside its window")
         check(self.adv_scope != "image" or (self.method != "ddpo" and self.siblings >= 2),
               "adv_scope 'image' needs re-noised siblings (an HRF method with siblings >= 2)")
         for s, e, n in self.clusters if self.method == "hrf-sliding" else ():
@@ -105,6 +113,11 @@ class TrainConfig:
         check(self.eval_every >= 1 and self.eval_samples >= 2, "eval_every >= 1 and eval_samples >= 2")
         check(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         return self
+
+    @property
+    def needs_frozen_base(self) -> bool:
+        """Whether the run keeps a frozen copy of the base model (base start images, the KL term, window-only)."""
+        return self.start_source == "base" or self.kl_coef > 0 or self.outside_window == "base"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -15,6 +15,10 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
 - ``<hrf arm>/image`` (ablation, on ``--ablation-tasks``): each HRF window and HRF-D again, with
   advantages standardised over each re-noised image's siblings (``adv_scope="image"``, what the
   paper's code gets from batch = B = 5) instead of over the epoch;
+- ``<hrf arm>/wo`` (window-only, on ``--window-only-tasks``): the steps before the window sample with
+  the frozen base model, in training and evaluation alike (``outside_window="base"``): HRF [20,40) and
+  [30,40) with per-image advantages, the window the task's locality profile suggests
+  (:func:`hrf_core.locality.suggest_window`), and [20,40) with a KL penalty of 0.1 (``+kl0.1``);
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
@@ -49,8 +53,11 @@ KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
 #: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
 #: so a cut-off experiment leaves whole arms (arms not listed run last).
-RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "renoise-fixed", "random-start",
+RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "hrf[20,40)/image/wo", "hrf[30,40)/image/wo",
+             "suggested/wo", "hrf[20,40)/image/wo+kl0.1", "renoise-fixed", "random-start",
              "hrf[20,40)/image", "hrf-d/image", "hrf[30,40)/image", "ddpo+kl0.1", "ddpo+kl1")
+#: Window-only arms (every task of ``window_only_tasks``), besides the locality profile's suggested window.
+WINDOW_ONLY_ARMS = ("hrf[20,40)/image/wo", "hrf[30,40)/image/wo", "hrf[20,40)/image/wo+kl0.1")
 
 
 @dataclass
@@ -71,6 +78,11 @@ class Settings:
     handover_every: int = 5
     model: str = "digits16"
     ablation_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    window_only_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    #: task -> the window start its base-model locality profile suggests (filled from the shipped profiles)
+    suggested: dict[str, int] = field(default_factory=dict)
+    #: run only these arms ("suggested/wo" for each task's suggested window); empty: every arm
+    arms: list[str] = field(default_factory=list)
 
 
 def full_arms(settings: Settings) -> list[str]:
@@ -81,17 +93,47 @@ def full_arms(settings: Settings) -> list[str]:
 def arms_of(task: str, settings: Settings) -> list[str]:
     arms = full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
     ablation = [f"{arm}/image" for arm in arms if arm in ABLATION_BASES] if task in settings.ablation_tasks else []
-    return arms + ablation
+    window_only: list[str] = []
+    if task in settings.window_only_tasks:
+        window_only = list(WINDOW_ONLY_ARMS)
+        start = settings.suggested.get(task)
+        if start is not None and start > 0:
+            window_only.insert(2, suggested_arm(start, settings.steps))
+    return arms + ablation + list(dict.fromkeys(a for a in window_only if a not in arms + ablation))
+
+
+def suggested_arm(start: int, k: int) -> str:
+    """The window-only arm at the suggested window [start, K) (in the experiment's 40-step units)."""
+    return f"hrf[{start * 40 // k},40)/image/wo"
+
+
+def arm_role(arm: str, settings: Settings) -> str:
+    """An arm's name in :data:`RUN_ORDER` and ``--arms``: ``suggested/wo`` for a suggested-window arm."""
+    suggested = {suggested_arm(s, settings.steps) for s in settings.suggested.values()}
+    return "suggested/wo" if arm in suggested and arm not in RUN_ORDER else arm
+
+
+def arm_priority(arm: str, settings: Settings) -> int:
+    """Where an arm runs in :data:`RUN_ORDER` (unlisted arms last)."""
+    role = arm_role(arm, settings)
+    return RUN_ORDER.index(role) if role in RUN_ORDER else len(RUN_ORDER)
 
 
 def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
-    """The TrainConfig fields that make an arm (``handover`` trains nothing); ``<arm>/image``: per-image advantages."""
+    """The TrainConfig fields that make an arm (``handover`` trains nothing).
+
+    Suffixes, outermost first: ``+kl<c>`` the KL penalty c, ``/wo`` window-only sampling, ``/image``
+    per-image advantages (e.g. ``hrf[20,40)/image/wo+kl0.1``).
+    """
+    kl = re.fullmatch(r"(.+)\+kl([0-9.eE+-]+)", arm)
+    if kl:
+        return {**arm_overrides(kl[1], k, epochs), "kl_coef": float(kl[2])}
+    if arm.endswith("/wo"):
+        return {**arm_overrides(arm[: -len("/wo")], k, epochs), "outside_window": "base"}
     if arm.endswith("/image"):
         return {**arm_overrides(arm[: -len("/image")], k, epochs), "adv_scope": "image"}
     if arm == "ddpo":
         return dict(method="ddpo", window=(0, k))
-    if arm.startswith("ddpo+kl"):
-        return dict(method="ddpo", window=(0, k), kl_coef=float(arm[len("ddpo+kl"):]))
     window = re.fullmatch(r"hrf\[(\d+),(\d+)\)", arm)
     if window:
         return dict(method="hrf", window=(int(window[1]) * k // 40, int(window[2]) * k // 40))
@@ -188,11 +230,9 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
 def build_units(settings: Settings, root: Path, device: str = "cpu"):
     from hrf_core.sweep import Unit
 
-    def priority(arm: str) -> int:
-        return RUN_ORDER.index(arm) if arm in RUN_ORDER else len(RUN_ORDER)
-
-    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
-                   key=lambda pair: priority(pair[1]))  # stable: tasks keep their order within an arm
+    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)
+                    if not settings.arms or arm in settings.arms or arm_role(arm, settings) in settings.arms),
+                   key=lambda pair: arm_priority(pair[1], settings))  # stable: tasks keep their order within an arm
     units = []
     for task, arm in pairs:
         for seed in settings.seeds:
@@ -429,6 +469,18 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     return report
 
 
+def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]:
+    """task -> the window start suggested by the shipped base-model locality profile (tasks without one: none)."""
+    from hrf_core.locality import shipped_profile, suggest_window
+
+    out = {}
+    for task in tasks:
+        profile = shipped_profile(model, task)
+        if profile is not None and profile["num_steps"] == steps:
+            out[task] = suggest_window(profile)[0][0]
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
@@ -448,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
     parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
                         help=f"tasks that also run {', '.join(ABLATION_BASES)} with per-image advantages")
+    parser.add_argument("--window-only-tasks", nargs="*", default=defaults.window_only_tasks,
+                        help="tasks that also run the window-only arms")
+    parser.add_argument("--arms", nargs="*", default=[],
+                        help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
@@ -473,7 +529,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
                         siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
-                        handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks)
+                        handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks,
+                        window_only_tasks=args.window_only_tasks, arms=args.arms,
+                        suggested=suggested_starts(args.tasks, args.model, args.steps))
     for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
         for arm in arms_of(task, settings):
             if arm != "handover":

@@ -75,6 +75,10 @@ class BaseModel:
     scheduler: DDIMScheduler
     folder: Path
     device: torch.device
+    # window-only checkpoints: steps with index < handover (of handover_steps DDIM steps) sample with ``early``
+    early: BaseModel | None = None
+    handover: int = 0
+    handover_steps: int = 0
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -288,13 +292,46 @@ class _HeldRecords(logging.Filter):
         return False
 
 
-def load_base_model(name: str, device: str | torch.device = "auto") -> BaseModel:
-    """Load a registered model, Hub id or local diffusers folder onto ``device`` (eval mode, fp32)."""
+def load_base_model(name: str, device: str | torch.device = "auto", window_only: bool = True) -> BaseModel:
+    """Load a registered model, Hub id or local diffusers folder onto ``device`` (eval mode, fp32).
+
+    A window-only run checkpoint also loads its base model as ``early`` (``window_only=False``: the
+    fine-tuned network alone, e.g. to resume training it).
+    """
     folder = model_folder(name)
     unet_dir, _ = _diffusers_parts(folder)
     target = device if isinstance(device, torch.device) else resolve_device(device)
     unet = load_unet(unet_dir).to(target).eval()
-    return BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target)
+    model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target)
+    handover, steps, base_name = window_only_of(folder) if window_only else (0, 0, "")
+    if handover > 0:  # a window-only checkpoint samples its untrained steps with its base model
+        model.early = load_base_model(base_name, target)
+        model.handover, model.handover_steps = handover, steps
+    return model
+
+
+def window_only_of(folder: Path) -> tuple[int, int, str]:
+    """(handover S, its K, base model name) of a window-only run checkpoint; (0, 0, "") for anything else.
+
+    Read from the trainer state's metadata (no weights loaded); see docs/METHOD.md, "Window-only sampling".
+    """
+    state = Path(folder) / "trainer_state.safetensors"
+    if not state.is_file():
+        return 0, 0, ""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(state, "pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("trainer", "{}"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
+    handover = int(meta.get("handover") or 0)
+    if handover <= 0:
+        return 0, 0, ""
+    base_name = meta.get("base_model") or ""
+    if not base_name:
+        raise ValueError(f"{state} marks a window-only checkpoint but names no base model")
+    return handover, int(meta.get("num_steps") or 0), base_name
 
 
 def availability(name: str) -> tuple[bool, str]:

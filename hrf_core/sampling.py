@@ -21,8 +21,12 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
     This is the evaluation sampler of the trainer, the app and the experiments. Hand-over sampling:
     steps with index < ``handover`` use ``early`` (e.g. the base model), the rest ``base`` (e.g. a
     fine-tuned checkpoint); with the same seed, handover = 0 gives ``base``'s samples exactly and
-    handover = K ``early``'s.
+    handover = K ``early``'s. A window-only checkpoint (``base.early`` set) samples that way by default,
+    its hand-over step rescaled to ``num_steps``.
     """
+    if early is None and not handover and base.early is not None:
+        early = base.early
+        handover = round(base.handover * num_steps / base.handover_steps) if base.handover_steps else base.handover
     if not 0 <= handover <= num_steps:
         raise ValueError(f"handover must be in 0..{num_steps} (K), got {handover}")
     if handover and early is None:

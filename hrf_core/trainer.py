@@ -9,6 +9,7 @@ Each epoch: sample (from pure noise, or from re-noised trajectory-of-interest im
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import threading
@@ -46,7 +47,7 @@ from hrf_core.policy import (
 from hrf_core.rewards import RewardFn, make_reward
 from hrf_core.runs import Run, write_json
 from hrf_core.sampling import sample_from
-from hrf_core.windows import active_window, draw_start, dynamic_start
+from hrf_core.windows import active_window, draw_start, dynamic_start, sampling_handover
 
 
 @dataclass
@@ -103,10 +104,12 @@ class Trainer:
         self.scheduler.set_timesteps(config.num_steps)
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
-        needs_frozen = config.start_source == "base" or config.kl_coef > 0
-        if needs_frozen and frozen is None:
+        if config.needs_frozen_base and frozen is None:
             frozen = copy.deepcopy(self.unet)  # the base model, before any update
-        self.frozen = frozen.requires_grad_(False).eval() if needs_frozen else None
+        self.frozen = frozen.requires_grad_(False).eval() if config.needs_frozen_base else None
+        # the frozen base as a model to sample with (window-only sampling: steps before the window)
+        self.frozen_model = (dataclasses.replace(self.base, unet=self.frozen, early=None, handover=0)
+                             if self.frozen is not None else None)
         self.optimizer = torch.optim.AdamW(
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
@@ -125,6 +128,7 @@ class Trainer:
         self.epoch = 0
         self.hrfd_start: int | None = None
         self.hrfd_info: dict | None = None
+        self.hrfd_earliest: int | None = None  # the smallest dynamic start so far (window-only sampling)
         self.phase = "idle"
         self._stepped_this_epoch = False
         self._saved_epoch = -1
@@ -162,8 +166,16 @@ class Trainer:
         if self.dist.any(self.stop_event.is_set(), self.device):
             raise StopRequested
 
-    def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, noise, record: bool = True) -> Trajectory:
-        return rollout(unet, self.scheduler, x, start, eta, noise, self._stop, record, self.config.bf16)
+    def handover(self, epoch: int) -> int:
+        """The step from which the fine-tuned network samples in ``epoch`` (0: every step; window-only: the window's start)."""
+        return sampling_handover(self.config, epoch, self.hrfd_earliest)
+
+    def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, noise, record: bool = True,
+                 handover: int = 0) -> Trajectory:
+        """A rollout from step ``start``; steps < ``handover`` sample with the frozen base (window-only)."""
+        early = self.frozen if handover > start else None
+        return rollout(unet, self.scheduler, x, start, eta, noise, self._stop, record, self.config.bf16,
+                       early_unet=early, handover=handover if early is not None else 0)
 
     def _row_noise(self, epoch: int, stream: str, first: int, count: int) -> RowNoise:
         """Streams keyed (seed, epoch, stream, global index) for ``count`` rows from ``first``."""
@@ -182,7 +194,8 @@ class Trainer:
             noise = self._row_noise(epoch, "image", batch_index * n, n)
             source = self.frozen if c.start_source == "base" else self.unet
             x = noise_like((n, *self.base.sample_shape), noise, self.device)
-            self._images[batch_index] = self._rollout(source, x, 0, c.eta, noise, record=False).final
+            handover = self.handover(epoch) if source is self.unet else 0
+            self._images[batch_index] = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover).final
         return self._images[batch_index]
 
     def _probe(self, epoch: int) -> None:
@@ -195,6 +208,7 @@ class Trainer:
             found = dynamic_start(self.unet, self.scheduler, probe, self.reward_fn, c.hrfd_stride, c.hrfd_beta,
                                   c.siblings, self._epoch_generator(epoch, "probe", self.device), self._stop)
         self.hrfd_start, self.hrfd_info = self.dist.broadcast_object(found)
+        self.hrfd_earliest = self.hrfd_start if self.hrfd_earliest is None else min(self.hrfd_earliest, self.hrfd_start)
 
     def _starts(self, epoch: int, n_batches: int) -> list[int]:
         """The start step index of every batch of the epoch (the same on every rank)."""
@@ -217,7 +231,7 @@ class Trainer:
         else:
             x_start = noise_like((c.batch_size, *self.base.sample_shape), noise, self.device)
         self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
-        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise)
+        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise, handover=self.handover(epoch))
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
         rewards = self.reward_fn(trajectory.final).float().cpu()
@@ -370,17 +384,20 @@ class Trainer:
         return gaussian_kl(mean, mean_base, sigma)
 
     # -- evaluation ------------------------------------------------------------------------------
-    def evaluate(self) -> tuple[dict, Image.Image, dict]:
+    def evaluate(self, epoch: int | None = None) -> tuple[dict, Image.Image, dict]:
         """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed.
 
-        Returns (metrics, grid, per-sample arrays for resampling). Its UNet calls are not counted as compute.
+        Sampled as the run samples (window-only: the base model before :meth:`handover`). Returns
+        (metrics, grid, per-sample arrays for resampling). Its UNet calls are not counted as compute.
         """
         c = self.config
         self.phase = "evaluating"
         self._counting = False
+        handover = self.handover(self.epoch if epoch is None else epoch)
         try:
             images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
-                                 stop=self._stop, autocast_bf16=c.bf16)
+                                 stop=self._stop, autocast_bf16=c.bf16, early=self.frozen_model if handover else None,
+                                 handover=handover)
         finally:
             self._counting = True
         rewards = self.reward_fn(images).float().cpu()
@@ -407,7 +424,9 @@ class Trainer:
                    v.detach().cpu().contiguous() for p, s in state["state"].items() for k, v in s.items()}
         save_file(tensors, tmp / "optimizer.safetensors",
                   metadata={"param_groups": json.dumps(state["param_groups"])})
-        trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start, "compute": self.compute_total}
+        trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start, "hrfd_earliest": self.hrfd_earliest,
+                        "compute": self.compute_total, "handover": self.handover(self.epoch),
+                        "num_steps": self.config.num_steps, "base_model": self.config.model}
         save_file({"epoch": torch.tensor([self.epoch])}, tmp / "trainer_state.safetensors",
                   metadata={"trainer": json.dumps(trainer_meta)})
         if final.exists():
@@ -436,6 +455,7 @@ class Trainer:
         meta = json.loads(_metadata(folder / "trainer_state.safetensors", "trainer"))
         self.epoch = meta["epoch"]
         self.hrfd_start = meta["hrfd_start"]
+        self.hrfd_earliest = meta.get("hrfd_earliest")
         self.compute_total = {**dict.fromkeys(COMPUTE_KINDS, 0), **meta.get("compute", {})}
         self._saved_epoch = self.epoch
 
@@ -499,6 +519,7 @@ class Trainer:
             "window_start": min(starts),
             "window_end": window_end,
             "starts": starts,
+            "sample_handover": self.handover(epoch),
             "train_reward_mean": float(rewards.mean()),
             "trained_steps": trained_steps,
             "sample_seconds": sampled - started,
@@ -511,7 +532,7 @@ class Trainer:
         grid = arrays = None
         if self.dist.is_main and (epoch % c.eval_every == 0 or epoch == c.epochs):
             eval_started = time.perf_counter()
-            metrics, grid, arrays = self.evaluate()
+            metrics, grid, arrays = self.evaluate(epoch)
             row.update(metrics)
             row["eval_seconds"] = time.perf_counter() - eval_started
         row["seconds"] = time.perf_counter() - started
@@ -613,9 +634,8 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
         config = config.replace(epochs=epochs)
     config.validate()
     device = device or resolve_device(config.device)
-    policy = load_base_model(str(checkpoint), device)
-    needs_frozen = config.start_source == "base" or config.kl_coef > 0
-    frozen = load_base_model(config.model, device).unet if needs_frozen else None
+    policy = load_base_model(str(checkpoint), device, window_only=False)
+    frozen = load_base_model(config.model, device).unet if config.needs_frozen_base else None
     trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
     trainer.load_checkpoint(checkpoint)
     if trainer.epoch >= config.epochs:

@@ -40,6 +40,34 @@ def active_window(config: TrainConfig, epoch: int) -> tuple[int, int]:
     raise ValueError(f"method {config.method!r} has no fixed window")
 
 
+def sampling_handover(config: TrainConfig, epoch: int, earliest_dynamic: int | None = None) -> int:
+    """The step index S from which the fine-tuned network samples in epoch ``epoch`` (1-based); the base
+    model samples steps < S. 0 (the tuned network everywhere) unless ``config.outside_window == "base"``.
+
+    Window-only sampling keeps every step the run has not yet trained the base model's:
+
+    - ``hrf``: S = the window's start;
+    - ``hrf-sliding``: S = the smallest start among the clusters reached by ``epoch`` (a step trained in
+      an earlier cluster stays tuned);
+    - ``hrf-d``: S = ``earliest_dynamic``, the smallest dynamic start chosen up to this epoch (K before any).
+    """
+    if config.outside_window != "base" or config.method == "ddpo" or epoch < 1:
+        return 0
+    if config.method == "hrf":
+        return config.window[0]
+    if config.method == "hrf-sliding":
+        passed, starts = 0, []
+        for start, _, epochs in config.clusters:
+            starts.append(start)
+            passed += epochs
+            if epoch <= passed:
+                break
+        return min(starts)
+    if config.method == "hrf-d":
+        return config.num_steps if earliest_dynamic is None else earliest_dynamic
+    raise ValueError(f"unknown method {config.method!r}")
+
+
 def draw_start(config: TrainConfig, window: tuple[int, int], generator: torch.Generator) -> int:
     """A batch's start index in ``window``: uniform per batch, or the window start when fixed."""
     start, end = window
