@@ -94,6 +94,11 @@ WINDOW_TEMPLATE = """${(() => {
            value="${b}">
   </div>
   ${cells ? `<div class="hw-strip">${cells}</div>` : `<div class="hw-empty">${hint}</div>`}
+  ${(profile || []).length === k ? `<div class="hw-prof" title="share of the reward's variance decided before each step">
+    ${profile.map((d, i) => `<i data-step="${i}" class="${i >= a && i < b ? 'in' : 'out'}"
+      style="height:${Math.round(100 * d)}%" title="step ${i}: ${Math.round(100 * d)}% decided"></i>`).join('')}</div>
+  <div class="hw-pline">${(lines || [])[a] || ''}</div>` : ''}
+  <div class="hw-plabel">${plabel || ''}</div>
   <div class="hw-axis"><span>step 0 · pure noise: early steps set the coarse shape</span>
     <span>the model's guess of the final image at each step (hover to zoom)</span>
     <span>late steps set the detail · step ${k - 1}</span></div>
@@ -126,6 +131,12 @@ WINDOW_CSS = """
 .hw-strip img:hover { transform: scale(2.6); z-index: 5; opacity: 1; box-shadow: 0 2px 10px rgba(0,0,0,.35); }
 .hw-empty { margin: 6px 9px; padding: 10px; font-size: 13px; color: var(--body-text-color-subdued);
            border: 1px dashed var(--border-color-primary); border-radius: 6px; text-align: center; }
+.hw-prof { display: flex; align-items: flex-end; margin: 4px 9px 0 9px; height: 44px;
+           border-bottom: 1px solid var(--border-color-primary); }
+.hw-prof i { flex: 1 1 0; width: 0; margin: 0 1px; background: var(--neutral-400, #9ca3af); border-radius: 2px 2px 0 0; }
+.hw-prof i.in { background: var(--color-accent, #6366f1); }
+.hw-pline { font-size: 13px; margin: 3px 9px 0 9px; font-weight: 600; }
+.hw-plabel { font-size: 12px; margin: 1px 9px 0 9px; color: var(--body-text-color-subdued); }
 .hw-axis { display: flex; justify-content: space-between; font-size: 12px; margin: 2px 9px 0 9px;
            color: var(--body-text-color-subdued); }
 """
@@ -139,12 +150,14 @@ function paint() {
   const fill = q('.hw-fill');
   fill.style.left = (100 * a / k) + '%';
   fill.style.width = (100 * Math.max(0, b - a) / k) + '%';
-  element.querySelectorAll('.hw-strip img').forEach((img) => {
+  element.querySelectorAll('.hw-strip img, .hw-prof i').forEach((img) => {
     const i = Number(img.dataset.step), inside = i >= a && i < b;
     img.classList.toggle('in', inside);
     img.classList.toggle('out', !inside);
   });
   q('.hw-text').textContent = b > a ? `steps ${a}–${b - 1}  (${b - a} of ${k})` : 'empty window';
+  const line = q('.hw-pline');
+  if (line) line.textContent = (props.lines || [])[a] || '';
 }
 element.addEventListener('input', (e) => {
   const lo = q('.hw-lo'), hi = q('.hw-hi');
@@ -160,7 +173,7 @@ element.addEventListener('change', (e) => {
   if (e.target !== lo && e.target !== hi) return;
   props.value = `${lo.value}:${hi.value}`;
 });
-watch(['value', 'steps', 'strip'], paint);
+watch(['value', 'steps', 'strip', 'profile', 'lines'], paint);
 paint();
 """
 
@@ -224,19 +237,19 @@ class Lab:
         self._status: tuple[int, dict] | None = None
 
     # -- Train tab ---------------------------------------------------------------------------------
-    def _config(self, preset, model, reward, method, window, start_mode, adv_scope, numbers) -> TrainConfig:
-        return train.config_from_form(preset, model, reward, method, window, start_mode, adv_scope,
+    def _config(self, preset, model, reward, method, window, start_mode, adv_scope, outside, numbers) -> TrainConfig:
+        return train.config_from_form(preset, model, reward, method, window, start_mode, adv_scope, outside,
                                       **dict(zip(NUMBER_NAMES, numbers, strict=True)))
 
-    def start(self, token, preset, model, reward, method, window, start_mode, adv_scope, *numbers):
+    def start(self, token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers):
         """Validate the form and start a run; on a problem: a warning, the reason in the notice."""
         return self._launch(token, lambda: [self.manager.start(
-            self._config(preset, model, reward, method, window, start_mode, adv_scope, numbers))])
+            self._config(preset, model, reward, method, window, start_mode, adv_scope, outside, numbers))])
 
-    def duel(self, token, preset, model, reward, method, window, start_mode, adv_scope, *numbers):
+    def duel(self, token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers):
         """Train the form's configuration against DDPO (or, for DDPO, against HRF on the late half), side by side."""
         def go():
-            config = self._config(preset, model, reward, method, window, start_mode, adv_scope, numbers)
+            config = self._config(preset, model, reward, method, window, start_mode, adv_scope, outside, numbers)
             return list(self.manager.start_duel(config, train.duel_partner(config)))
 
         return self._launch(token, go)
@@ -266,14 +279,14 @@ class Lab:
         return common.notice_html("Nothing is running.", "info")
 
     def fill_preset(self, preset):
-        """Field values of a preset (model, reward, method, window, start mode, advantage baseline, note,
-        numbers), or no change."""
+        """Field values of a preset (model, reward, method, window, start mode, advantage baseline, outside the
+        window, note, numbers), or no change."""
         if preset not in PRESETS:
-            return tuple(gr.skip() for _ in range(7 + len(NUMBER_NAMES)))
+            return tuple(gr.skip() for _ in range(8 + len(NUMBER_NAMES)))
         values = train.form_from_config(PRESETS[preset])
         k = values["num_steps"]
         return (values["model"], values["reward"], values["method"], gr.HTML(value=values["window"], steps=k),
-                values["start_mode"], values["adv_scope"],
+                values["start_mode"], values["adv_scope"], values["outside_window"],
                 train.window_note(values["method"], values["window"], k, values["epochs"], values["start_mode"]),
                 *[values[name] for name in NUMBER_NAMES])
 
@@ -304,6 +317,71 @@ class Lab:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             return gr.HTML(strip=[], hint=f"no x0 previews: {reason}")
         return gr.HTML(strip=uris, hint="")
+
+    # -- locality profile ----------------------------------------------------------------------------
+    def _profile(self, model, reward, num_steps):
+        """(the cached or shipped base-model profile of (model, reward, K) or None, K); ValueError for a bad K."""
+        from hrf_core.locality import ProfileCache, ProfileSettings
+
+        k = int(train.parse_number("num_steps", num_steps))
+        cache = ProfileCache(self.store.root / ".profiles")
+        return cache.get(str(model), str(reward), None, ProfileSettings(num_steps=k)), k
+
+    def profile_view(self, model, reward, num_steps):
+        """The profile bars under the window strip, and the line per window start."""
+        try:
+            profile, k = self._profile(model, reward, num_steps)
+        except ValueError:
+            return gr.skip()
+        return gr.HTML(**train.profile_props(profile, k))
+
+    def suggest(self, model, reward, num_steps):
+        """Set the window from the reward's profile (the rule: hrf_core.locality.suggest_window)."""
+        try:
+            profile, k = self._profile(model, reward, num_steps)
+            value, reason = train.suggested_window(profile, k)
+        except ValueError as error:
+            gr.Warning(_refusal(error))
+            return gr.skip(), common.notice_html(_refusal(error), "error")
+        return gr.HTML(value=value), common.notice_html(reason, "ok")
+
+    def compute_profile(self, token, model, reward, num_steps):
+        """Start computing the profile in the job slot (presenter-guarded); the timer then shows its progress."""
+        from hrf_core.locality import ProfileCache, ProfileSettings, compute_cached
+
+        try:
+            presenter.check(token)
+            k = int(train.parse_number("num_steps", num_steps))
+            common._require_runnable(str(model))
+            ok, reason = train.reward_status(str(reward))
+            if not ok:
+                raise ValueError(reason)
+            settings = ProfileSettings(num_steps=k).validate()
+            cache = ProfileCache(self.store.root / ".profiles")
+            self.manager.run_task(f"the locality profile of {reward} on {model}", lambda stop, progress: compute_cached(
+                cache, str(model), str(reward), None, settings, stop=stop.is_set, progress=progress))
+        except (ValueError, PermissionError) as error:
+            gr.Warning(_refusal(error))
+            return common.notice_html(f"Not started: {_refusal(error)}", "error"), gr.Timer(active=False)
+        return common.notice_html(f"Computing the locality profile of {reward} on {model}…", "info"), \
+            gr.Timer(active=True)
+
+    def profile_tick(self, model, reward, num_steps):
+        """While a profile computes: its progress; when it ends: the bars, and the timer stops."""
+        task = self.manager.task()
+        if task is None:
+            return gr.skip(), gr.skip(), gr.Timer(active=False)
+        if task.state == "running":
+            detail = f" ({task.message})" if task.message else ""
+            return common.notice_html(f"Computing {task.label}: {task.fraction:.0%}{detail}", "info"), gr.skip(), \
+                gr.skip()
+        if task.state == "done":
+            notice = common.notice_html(f"Computed {task.label} in {task.result.get('seconds', 0):.0f} s.", "ok")
+        elif task.state == "stopped":
+            notice = common.notice_html(f"Stopped {task.label}.", "warning")
+        else:
+            notice = common.notice_html(f"{task.label} failed: {task.error}", "error")
+        return notice, self.profile_view(model, reward, num_steps), gr.Timer(active=False)
 
     @_safe(4)
     def choices(self, model, reward):
@@ -434,7 +512,15 @@ class Lab:
                             method_help = gr.Markdown(train.METHOD_HELP.get(d.method, ""), elem_classes="hrf-info")
                     window = gr.HTML(form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
                                      js_on_load=WINDOW_JS, steps=k, strip=[], hint="computing x0 previews…",
+                                     profile=[], lines=[], plabel="",
                                      elem_id="window", apply_default_css=False, container=True, padding=True)
+                    with gr.Row(equal_height=False):
+                        suggest = gr.Button("✦ Suggest window", size="sm", elem_id="suggest-btn", scale=0,
+                                            min_width=170)
+                        compute = gr.Button("Compute profile", size="sm", elem_id="profile-btn", scale=0,
+                                            min_width=150)
+                        profile_note = gr.HTML("", elem_id="profile-note")
+                        profile_timer = gr.Timer(1.0, active=False)
                     with gr.Row(equal_height=False):
                         note = gr.Markdown(train.window_note(d.method, form["window"], k, d.epochs, d.start_mode),
                                            elem_id="window-note", elem_classes="hrf-note")
@@ -448,6 +534,11 @@ class Lab:
                                              elem_id="adv-scope",
                                              info="per re-noised image is what the paper's code does (batch = "
                                                   "siblings = 5); see Results for what it changes")
+                        outside = gr.Radio([(v, key) for key, v in train.OUTSIDE_WINDOW.items()],
+                                           value=d.outside_window, label="Steps before the window sample with",
+                                           elem_id="outside-window",
+                                           info="window-only keeps every step the run never trained the base "
+                                                "model's, in training, evaluation and sampling alike")
                         numbers = []
                         with gr.Row():
                             for name in NUMBER_NAMES:
@@ -524,7 +615,7 @@ class Lab:
                                                  interactive=False, elem_id="results-gallery")
 
             # ------------------------------------------------------------------------ events
-            form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, *numbers]
+            form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers]
             start.click(self.start, form_inputs, [notice, tabs], api_name="start", concurrency_id="control",
                         concurrency_limit=4)
             duel.click(self.duel, form_inputs, [notice, tabs], api_name="duel", concurrency_id="control",
@@ -536,8 +627,8 @@ class Lab:
             unlock.click(self.unlock, token, [stored_token, notice], api_visibility="private")
             demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
                       show_progress="hidden")
-            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, adv_scope, note,
-                                                     *numbers],
+            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, adv_scope, outside,
+                                                     note, *numbers],
                           show_progress="hidden", api_visibility="private")
             model.change(lambda m: train.model_info(m), model, model_info, show_progress="hidden",
                          api_visibility="private").then(
@@ -545,6 +636,16 @@ class Lab:
                 api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
             reward.change(lambda r: train.reward_info(r), reward, reward_info, show_progress="hidden",
                           api_visibility="private")
+            profile_inputs = [model, reward, numbers[NUMBER_NAMES.index("num_steps")]]
+            for trigger in (reward.change, model.change, numbers[NUMBER_NAMES.index("num_steps")].change):
+                trigger(self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private")
+            suggest.click(self.suggest, profile_inputs, [window, profile_note], show_progress="hidden",
+                          api_name="suggest_window")
+            compute.click(self.compute_profile, [token, *profile_inputs], [profile_note, profile_timer],
+                          show_progress="hidden", api_name="compute_profile", concurrency_id="control",
+                          concurrency_limit=4)
+            profile_timer.tick(self.profile_tick, profile_inputs, [profile_note, window, profile_timer],
+                               show_progress="hidden", api_visibility="private")
             method.change(self.method_help, method, method_help, show_progress="hidden", api_visibility="private")
             steps_box = numbers[NUMBER_NAMES.index("num_steps")]
             epochs_box = numbers[NUMBER_NAMES.index("epochs")]
@@ -558,6 +659,7 @@ class Lab:
             gr.api(self.status_api, api_name="status", queue=False)
             demo.load(self.choices, [model, reward], [model, model_info, reward, reward_info],
                       show_progress="hidden", api_visibility="private").then(
+                self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private").then(
                 self.strip, [model, steps_box], window, show_progress="hidden", api_visibility="private",
                 concurrency_id="sampling", concurrency_limit=1)
 

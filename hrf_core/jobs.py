@@ -124,8 +124,22 @@ class _Job:
     finished: float | None = None
 
 
+@dataclass
+class Task:
+    """A short job that is not a run (e.g. a locality profile), run in the job slot: its progress and outcome."""
+
+    label: str
+    stop_event: threading.Event
+    state: str = "running"  # running | done | failed | stopped
+    fraction: float = 0.0
+    message: str = ""
+    error: str | None = None
+    result: Any = None
+    thread: threading.Thread | None = None
+
+
 class JobManager:
-    """Runs one fine-tuning job at a time in a background thread; thread-safe."""
+    """Runs one fine-tuning job (or one :class:`Task`) at a time in a background thread; thread-safe."""
 
     def __init__(
         self,
@@ -142,12 +156,64 @@ class JobManager:
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
         self._changes = 0  # bumped on every job event the UI may show (start, epoch, stop, end)
+        self._task: Task | None = None
 
     # -- control --------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        job = self._job
-        return job is not None and job.state in ACTIVE_STATES
+        job, task = self._job, self._task
+        return (job is not None and job.state in ACTIVE_STATES) or (task is not None and task.state == "running")
+
+    def _refuse_if_busy(self) -> None:
+        """ValueError naming what occupies the slot (call with the lock held)."""
+        job, task = self._job, self._task
+        if job is not None and job.state in ACTIVE_STATES:
+            raise ValueError(f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
+                             "stop it first")
+        if task is not None and task.state == "running":
+            raise ValueError(f"{task.label} is in progress ({task.fraction:.0%}): wait for it or stop it")
+
+    def run_task(self, label: str, work: Callable[[threading.Event, Callable[[float, str], None]], Any]) -> Task:
+        """Run ``work(stop_event, progress)`` in the job slot's background thread (never in the caller's).
+
+        Refused with a ValueError while a run or another task is active; ``progress(fraction, message)``
+        is recorded for :meth:`task`. Stop asks the task to end (``work`` checks the event).
+        """
+        from hrf_core.policy import StopRequested
+
+        with self._lock:
+            self._refuse_if_busy()
+            task = Task(label=label, stop_event=threading.Event())
+
+            def progress(fraction: float, message: str) -> None:
+                task.fraction, task.message = float(fraction), message
+
+            def body() -> None:
+                try:
+                    if self.torch_threads:
+                        import torch
+
+                        torch.set_num_threads(self.torch_threads)
+                    task.result = work(task.stop_event, progress)
+                    task.state, task.fraction = "done", 1.0
+                except StopRequested:
+                    task.state = "stopped"
+                except BaseException as error:  # noqa: BLE001 - the app must survive any task failure
+                    task.error = (f"{type(error).__name__}: {error}".splitlines() or [""])[0][:500]
+                    task.state = "failed"
+                    log.error("task %s failed:\n%s", label, traceback.format_exc())
+                finally:
+                    self._changes += 1
+
+            task.thread = threading.Thread(target=body, name="hrf-task", daemon=True)
+            self._task = task
+            self._changes += 1
+            task.thread.start()
+            return task
+
+    def task(self) -> Task | None:
+        """The latest task (running or ended), or None."""
+        return self._task
 
     def start(self, config: TrainConfig, name: str | None = None) -> str:
         """Validate ``config``, create its run and start training in the background; returns the run id.
@@ -169,11 +235,7 @@ class JobManager:
         if not all(isinstance(c, TrainConfig) for c in configs):
             raise ValueError("start() needs a TrainConfig")
         with self._lock:
-            job = self._job
-            if job is not None and job.state in ACTIVE_STATES:
-                raise ValueError(
-                    f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
-                    "stop it first")
+            self._refuse_if_busy()
             for config in configs:
                 config.validate()
                 if self.preflight is not None:
@@ -202,6 +264,10 @@ class JobManager:
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""
         with self._lock:
+            task = self._task
+            if task is not None and task.state == "running":
+                task.stop_event.set()
+                return True
             job = self._job
             if job is None or job.state not in ("starting", "running"):
                 return False

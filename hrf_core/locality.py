@@ -370,3 +370,19 @@ def cli_main(argv: list[str] | None = None) -> int:
     print(f"\n{settings.trunks} trunks x {settings.branches} branches, {len(settings.probes)} probes: "
           f"{next(iter(profiles.values()))['unet_rows']} UNet rows in {seconds:.1f} s")
     return 0
+
+
+def compute_cached(cache: ProfileCache, model: str, reward: str, checkpoint: str | None = None,
+                   settings: ProfileSettings | None = None, stop: StopCheck | None = None,
+                   progress: Callable[[float, str], None] | None = None, device: str = "auto") -> dict:
+    """Compute the profile of ``reward`` on ``model`` (or its run ``checkpoint``) and store it in ``cache``."""
+    from hrf_core.models import load_base_model
+    from hrf_core.rewards import make_reward
+
+    settings = (settings or ProfileSettings()).validate()
+    fn = make_reward(reward)
+    loaded = load_base_model(checkpoint or model, device)
+    result = profile(loaded, {reward: fn}, settings, stop=stop, progress=progress,
+                     label={"model": model, "checkpoint": checkpoint})[reward]
+    cache.put(result, model, checkpoint, settings)
+    return result

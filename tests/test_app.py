@@ -35,7 +35,7 @@ def form(config: TrainConfig, token: str = "", **changes):
     """The Start handler's arguments for ``config`` (window as the widget's "start:end")."""
     values = {**train.form_from_config(config), **changes}
     return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
-            values["start_mode"], values["adv_scope"], *[values[name] for name in NUMBERS])
+            values["start_mode"], values["adv_scope"], values["outside_window"], *[values[name] for name in NUMBERS])
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_presenter_token_refuses_and_allows(lab, monkeypatch):
 
 def test_preset_fills_the_fields(lab):
     values = lab.fill_preset("paper-hrf-sliding")
-    model, reward, method, window, start_mode, adv_scope, note, *numbers = values
+    model, reward, method, window, start_mode, adv_scope, outside, note, *numbers = values
     assert (model, reward, method, start_mode) == ("google/ddpm-celebahq-256", "jpeg-compressibility", "hrf-sliding",
                                                    "uniform")
     assert isinstance(window, gr.HTML) and window.value == "0:40"
@@ -134,8 +134,9 @@ def test_preset_fills_the_fields(lab):
     preset = PRESETS["paper-hrf-sliding"]
     assert filled["epochs"] == 70 and filled["lr"] == preset.lr and filled["batch_size"] == 5
     assert adv_scope == "batch"
+    assert outside == "tuned"
     config = train.config_from_form("paper-hrf-sliding", model, reward, method, window.value, start_mode, adv_scope,
-                                     **filled)
+                                     outside, **filled)
     assert config.clusters == preset.clusters and config.replace(window=preset.window) == preset
     assert all(isinstance(v, type(gr.skip())) for v in lab.fill_preset("custom"))
 
@@ -143,7 +144,7 @@ def test_preset_fills_the_fields(lab):
 @pytest.mark.parametrize("name,window,start_mode", [("digits-random-start", "0:40", "uniform"),
                                                     ("digits-renoise-fixed", "20:40", "fixed")])
 def test_ablation_presets_are_one_click(lab, name, window, start_mode):
-    _, _, method, widget, mode, _, note, *_ = lab.fill_preset(name)
+    _, _, method, widget, mode, _, _, note, *_ = lab.fill_preset(name)
     assert (method, widget.value, mode) == ("hrf", window, start_mode)
     assert ("re-noised start at step 20" in note) == (start_mode == "fixed")
 
@@ -330,3 +331,46 @@ def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
         assert "Refused" in client.predict("", api_name="/stop")
     finally:
         served.close()
+
+
+# ------------------------------------------------------------------------------ the locality profile
+def test_profile_bars_line_and_suggested_window_from_the_shipped_profile(tmp_path):
+    """digits16 ships its profiles: the bars, one line per window start, and Suggest window work at once."""
+    import json
+
+    from hrf_core.locality import suggest_window, summary_line
+
+    shipped = json.loads((CHECKPOINTS_DIR / "digits16" / "locality.json").read_text())["rewards"]
+    manager = JobManager(RunStore(tmp_path / "runs"), preflight=None)
+    lab = app.Lab(manager, docs_dir=tmp_path / "docs")
+    widget = lab.profile_view("digits16", "ink", 40)
+    assert len(widget.props["profile"]) == 40 and widget.props["profile"][0] < 0.1 and widget.props["profile"][-1] > 0.9
+    assert widget.props["lines"][20] == summary_line(shipped["ink"], 20)
+    assert "suggested window from step" in widget.props["plabel"]
+    window, notice = lab.suggest("digits16", "ink", 40)
+    start = suggest_window(shipped["ink"])[0][0]
+    assert window.value == f"{start}:40" and "Suggested window" in notice
+    # another K has no profile yet: the bars go, the label says how to get them, Suggest refuses
+    assert lab.profile_view("digits16", "ink", 20).props["profile"] == []
+    window, notice = lab.suggest("digits16", "ink", 20)
+    assert "Compute profile" in notice
+
+
+def test_compute_profile_runs_in_the_job_slot_with_progress(tmp_path, tiny_model_dir, monkeypatch):
+    manager = JobManager(RunStore(tmp_path / "runs"), preflight=None)
+    lab = app.Lab(manager, small_defaults(str(tiny_model_dir)), docs_dir=tmp_path / "docs")
+    monkeypatch.setenv("HRF_PRESENTER_TOKEN", "tok")
+    notice, timer = lab.compute_profile("wrong", str(tiny_model_dir), "ink", 10)
+    assert "Not started" in notice and manager.task() is None  # the token guards it
+    notice, timer = lab.compute_profile("tok", str(tiny_model_dir), "ink", 10)
+    assert "Computing" in notice and timer.active
+    with pytest.raises(ValueError, match="locality profile of ink"):  # the slot is taken: no run starts meanwhile
+        manager.start(small_defaults(str(tiny_model_dir)))
+    manager.task().thread.join(120)
+    notice, widget, timer = lab.profile_tick(str(tiny_model_dir), "ink", 10)
+    assert "Computed" in notice and not timer.active
+    assert len(widget.props["profile"]) == 10 and len(widget.props["lines"]) == 10
+    assert list((tmp_path / "runs" / ".profiles").glob("*.json"))  # cached on disk
+    assert not manager.busy
+    notice, _ = lab.compute_profile("tok", str(tiny_model_dir), "no-such-reward", 10)
+    assert "unknown reward" in notice

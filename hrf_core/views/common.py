@@ -126,17 +126,19 @@ def _finite(value: Any) -> bool:
 
 
 def run_label(config: dict) -> str:
-    """Short description of a run: method and trained steps."""
+    """Short description of a run: method, trained steps, and "· window-only" when the steps before the
+    window sample with the base model (``outside_window="base"``)."""
     method = config.get("method", "?")
     k = config.get("num_steps", "?")
     name = METHOD_LABELS.get(method, method)
+    only = " · window-only" if config.get("outside_window") == "base" and method != "ddpo" else ""
     if method == "hrf":
         s, e = config.get("window", (0, k))
-        return f"{name} {s}–{e - 1}"
+        return f"{name} {s}–{e - 1}{only}"
     if method == "hrf-sliding":
         clusters = config.get("clusters") or ()
-        return f"{name} " + " → ".join(f"{c[0]}–{c[1] - 1}" for c in clusters)
-    return name
+        return f"{name} " + " → ".join(f"{c[0]}–{c[1] - 1}" for c in clusters) + only
+    return name + only
 
 
 def format_seconds(seconds: float | None) -> str:

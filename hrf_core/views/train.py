@@ -34,6 +34,9 @@ NUMBER_FIELDS: dict[str, tuple[str, float, float, type]] = {
 START_MODES = {"uniform": "uniform in the window (per batch)", "fixed": "fixed at the window start"}
 #: The advantage baselines (TrainConfig.adv_scope): which rewards a reward is standardised against.
 ADV_SCOPES = {"epoch": "the epoch", "batch": "its sampling batch", "image": "its re-noised image's siblings (HRF)"}
+#: What samples the steps before the window (TrainConfig.outside_window).
+OUTSIDE_WINDOW = {"tuned": "the fine-tuned network (the paper's HRF)",
+                  "base": "the base model (window-only: untrained steps stay the base model's)"}
 NO_PRESET = "custom"
 DEFAULT_PRESET = "digits-hrf-late"
 
@@ -102,7 +105,8 @@ def sliding_clusters(window: tuple[int, int], epochs: int) -> tuple[tuple[int, i
 
 
 def config_from_form(preset: str | None, model: str, reward: str, method: str, window: Any,
-                     start_mode: str = "uniform", adv_scope: str | None = None, **numbers: Any) -> TrainConfig:
+                     start_mode: str = "uniform", adv_scope: str | None = None, outside_window: str | None = None,
+                     **numbers: Any) -> TrainConfig:
     """The TrainConfig the Train tab describes (the preset supplies the fields the form lacks).
 
     Raises ValueError with one clear line for any bad field; the result is validated.
@@ -119,12 +123,17 @@ def config_from_form(preset: str | None, model: str, reward: str, method: str, w
         raise ValueError(f"choose a start mode: {', '.join(START_MODES)}")
     if adv_scope is not None and adv_scope not in ADV_SCOPES:
         raise ValueError(f"choose an advantage baseline: {', '.join(ADV_SCOPES)}")
+    if outside_window is not None and outside_window not in OUTSIDE_WINDOW:
+        raise ValueError(f"choose what samples the steps before the window: {', '.join(OUTSIDE_WINDOW)}")
+    if outside_window == "base" and method == "ddpo":
+        outside_window = "tuned"  # DDPO trains every step: nothing lies before its window
     unknown = set(numbers) - set(NUMBER_FIELDS)
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
     values = {name: parse_number(name, value) for name, value in numbers.items()}
     config = config.replace(model=str(model).strip(), reward=reward, method=method, start_mode=start_mode,
-                            adv_scope=adv_scope or config.adv_scope, **values)
+                            adv_scope=adv_scope or config.adv_scope,
+                            outside_window=outside_window or config.outside_window, **values)
     k = config.num_steps
     span = parse_window(window, k)
     if method == "ddpo":
@@ -152,7 +161,7 @@ def form_from_config(config: TrainConfig) -> dict[str, Any]:
     values = {name: getattr(config, name) for name in NUMBER_FIELDS}
     return {"model": config.model, "reward": config.reward, "method": config.method,
             "window": format_window(window), "start_mode": config.start_mode, "adv_scope": config.adv_scope,
-            **values}
+            "outside_window": config.outside_window, **values}
 
 
 def duel_partner(config: TrainConfig) -> TrainConfig:
@@ -161,7 +170,8 @@ def duel_partner(config: TrainConfig) -> TrainConfig:
     if config.method == "ddpo":
         return config.replace(method="hrf", window=(k // 2, k), start_mode="uniform", kl_coef=0.0).validate()
     scope = "epoch" if config.adv_scope == "image" else config.adv_scope  # DDPO has no re-noised images
-    return config.replace(method="ddpo", window=(0, k), kl_coef=0.0, adv_scope=scope).validate()
+    return config.replace(method="ddpo", window=(0, k), kl_coef=0.0, adv_scope=scope,
+                          outside_window="tuned").validate()
 
 
 def window_note(method: str, window: Any, num_steps: Any, epochs: Any = None, start_mode: str = "uniform") -> str:
@@ -230,6 +240,17 @@ def reward_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def reward_status(name: str) -> tuple[bool, str]:
+    """Whether the registered reward ``name`` can run here, and the reason when it cannot."""
+    from hrf_core.rewards import REWARDS
+
+    spec = REWARDS.get(name)
+    if spec is None:
+        return False, f"unknown reward {name!r}: choose one of {', '.join(REWARDS)}"
+    ok, reason = spec.available()
+    return ok, "" if ok else f"reward {name} is unavailable here: {reason}"
+
+
 def reward_info(name: str) -> str:
     from hrf_core.rewards import REWARDS
 
@@ -240,6 +261,34 @@ def reward_info(name: str) -> str:
     if not ok:
         return f"⚠ unavailable here: {reason}"
     return spec.description + (f" ({reason})" if reason else "")
+
+
+# ------------------------------------------------------------------------------------ locality profile
+def profile_props(profile: dict | None, num_steps: int) -> dict:
+    """The window widget's profile props: ``profile`` (D at every step 0..K-1), ``lines`` (the summary line
+    for a window starting at each step) and ``plabel`` (what the bars show, or how to get them)."""
+    from hrf_core.locality import decided_at, suggest_window, summary_line
+
+    if profile is None or profile.get("num_steps") != num_steps:
+        return {"profile": [], "lines": [], "plabel": "no locality profile for this model, reward and K yet: "
+                "press “Compute profile” to see where this reward is decided"}
+    values = [round(min(max(decided_at(profile, i), 0.0), 1.0), 4) for i in range(num_steps)]
+    (start, _), _ = suggest_window(profile)
+    source = "fine-tuned checkpoint" if profile.get("checkpoint") else "base model"
+    trunks = profile.get("settings", {}).get("trunks", "?")
+    label = (f"bars: share of {profile['reward']}'s variance decided before each step ({source}, {trunks} trunks; "
+             f"suggested window from step {start})")
+    return {"profile": values, "lines": [summary_line(profile, i) for i in range(num_steps)], "plabel": label}
+
+
+def suggested_window(profile: dict | None, num_steps: int) -> tuple[str, str]:
+    """(window "s:K", the reason) from the profile; ValueError when there is none for this K."""
+    from hrf_core.locality import suggest_window
+
+    if profile is None or profile.get("num_steps") != num_steps:
+        raise ValueError("no locality profile for this model, reward and K yet: press “Compute profile” first")
+    (start, end), reason = suggest_window(profile)
+    return format_window((start, end)), f"Suggested window {start}:{end}: {reason}."
 
 
 # ------------------------------------------------------------------------------------------- x0 strip
