@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("animate", help="replay a run as a GIF (see python -m hrf_core animate --help)")
     sub.add_parser("locality", help="where a reward is decided: its per-step variance profile "
                    "(see python -m hrf_core locality --help)")
+    sub.add_parser("locality-study", help="profiles of the experiment's tasks and how far they predict the "
+                   "frontier (see python -m hrf_core locality-study --help)")
     sub.add_parser("examples", help="regenerate the example runs that ship (see python -m hrf_core examples --help)")
     return parser
 
@@ -301,7 +303,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality", "locality-study")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +320,7 @@ def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in FORWARDED:
         try:
-            module = __import__(f"hrf_core.{argv[0]}", fromlist=["cli_main"])
+            module = __import__(f"hrf_core.{argv[0].replace('-', '_')}", fromlist=["cli_main"])
             return module.cli_main(argv[1:])
         except ValueError as error:
             return _usage_error(error)
