@@ -377,9 +377,14 @@ def metric_title(name: str) -> str:
             "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
 
 
-def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400) -> Path:
-    """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference."""
-    from hrf_core.frontier import format_value, frontier, table
+def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400,
+                 previous: Path | None = None) -> Path:
+    """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference.
+
+    ``previous``: a ``frontier.json`` of an earlier sitting whose arms this store lacks; they join the
+    standing table (the per-task tables show this store's runs).
+    """
+    from hrf_core.frontier import format_value, frontier, standing_table, table
 
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
@@ -420,9 +425,18 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         "`mean ± std` over seeds, then a 95% interval in brackets (" + result["interval"] + "). A method beats "
         "early-stopped DDPO only where its Δ interval lies above 0.",
         "",
-        "![frontier](results/frontier.png)",
-        "",
     ]
+    earlier = [read_json(previous, None)] if previous is not None else []
+    rows, best = standing_table([r for r in earlier if r] + [result])
+    lines += ["## Which method is on or above early-stopped DDPO?", "",
+              "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
+              "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "
+              "below: interval under 0; not reached: some seed never gets there."
+              + (" Arms this store lacks come from the earlier sitting's results." if earlier else ""), ""]
+    lines += rows + [""]
+    if best:
+        lines += [f"Best row: **{best}**.", ""]
+    lines += ["![frontier](results/frontier.png)", ""]
     for group in result["groups"].values():
         ref = group["reference"]
         lines += [f"## {group['reward']}", "",
@@ -514,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
                         help="where the app's DDPO reference curves go ('' for nowhere)")
     parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
+    parser.add_argument("--previous", help="an earlier sitting's frontier.json: its arms join the standing table")
     return parser
 
 
@@ -542,7 +557,8 @@ def cli_main(argv: list[str] | None = None) -> int:
         failed = [name for name, unit in progress["units"].items() if unit.get("error")]
         if failed:
             print(f"{len(failed)} units failed: {', '.join(failed)}")
-    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples)
+    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples,
+                          Path(args.previous) if args.previous else None)
     print(f"wrote {report}")
     return 0
 

@@ -457,3 +457,47 @@ def cli_main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.json}")
     return 0
 
+
+
+def standing(row: dict, metric: str = "is_classifier") -> str:
+    """Where one arm stands against early-stopped DDPO at one level: "above" (the Δ interval is above 0),
+    "below" (under 0), "on" (it spans 0), or "not reached" (by some seed). Without an interval: the sign."""
+    if not row.get("reached") or row["reached"] < row["n"]:
+        return "not reached"
+    delta = row["delta_vs_ddpo"].get(metric)
+    if not delta:
+        return "not reached"
+    low, high = delta.get("ci", (delta["mean"], delta["mean"]))
+    return "above" if low > 0 else "below" if high < 0 else "on"
+
+
+def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[list[str], str | None]:
+    """Per arm and reward level: on how many tasks it is on or above early-stopped DDPO (Markdown rows), and
+    the arm with the best row (most tasks on or above, summed over levels; then most above).
+
+    ``results``: frontier results (``frontier()``); an arm in a later one replaces the same arm of an earlier one.
+    """
+    arms: dict[str, dict[str, dict]] = {}  # arm -> task -> entry
+    levels: list[float] = []
+    for result in results:
+        for group in result["groups"].values():
+            levels = [lv["fraction"] for lv in group["reward_levels"]]
+            for arm, entry in group["arms"].items():
+                if arm != "ddpo":
+                    arms.setdefault(arm, {})[group["reward"]] = entry
+    lines = ["| method | " + " | ".join(f"{int(f * 100)}%" for f in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    scores = {}
+    for arm, tasks in arms.items():
+        cells, total = [], [0, 0]
+        for i in range(len(levels)):
+            states = [standing(entry["matched_reward"][i], metric) for entry in tasks.values()]
+            counts = {s: states.count(s) for s in ("above", "on", "below", "not reached")}
+            good = counts["above"] + counts["on"]
+            total[0] += good
+            total[1] += counts["above"]
+            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "not reached") if counts[s])
+            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else ""))
+        scores[arm] = tuple(total)
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    best = max(scores, key=lambda a: scores[a]) if scores else None
+    return lines, best

@@ -244,3 +244,41 @@ def test_example_runs_show_on_an_empty_store(tmp_path, model, browser):
         page.close()
     finally:
         served.close()
+
+
+def test_locality_profile_line_follows_the_handles_and_suggests_a_window(tmp_path, browser):
+    """digits16 ships its profiles: bars under the strip, the line for the window start, Suggest window."""
+    import json
+
+    from playwright.sync_api import expect
+
+    import app
+    from hrf_core.config import TrainConfig
+    from hrf_core.jobs import JobManager
+    from hrf_core.locality import suggest_window, summary_line
+    from hrf_core.runs import RunStore
+
+    shipped = app.CHECKPOINTS_DIR / "digits16" / "locality.json"
+    if not shipped.is_file():
+        pytest.skip("digits16's shipped profiles are missing")
+    profile = json.loads(shipped.read_text())["rewards"]["ink"]
+    defaults = TrainConfig(model="digits16", reward="ink", method="hrf", window=(20, 40), num_steps=40)
+    served = app.serve(JobManager(RunStore(tmp_path / "runs"), torch_threads=1), defaults, port=free_port())
+    problems: list[str] = []
+    try:
+        page = watched_page(browser, problems)
+        page.goto(served.url)
+        expect(page.locator("#window .hw-prof i")).to_have_count(40, timeout=30_000)
+        expect(page.locator("#window .hw-prof i.in")).to_have_count(20)
+        line = page.locator("#window .hw-pline")
+        expect(line).to_have_text(summary_line(profile, 20))
+        page.locator("#window input.hw-lo").fill("30")  # the line follows the handle at once, no request
+        expect(line).to_have_text(summary_line(profile, 30))
+        page.locator("#suggest-btn").click()
+        start = suggest_window(profile)[0][0]
+        expect(page.locator("#window .hw-text")).to_have_text(re.compile(fr"steps {start}–39"), timeout=10_000)
+        expect(line).to_have_text(summary_line(profile, start))
+        expect(page.locator("#profile-note")).to_contain_text("Suggested window")
+        assert not problems, problems
+    finally:
+        served.close()

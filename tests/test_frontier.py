@@ -115,3 +115,27 @@ def test_cli_writes_json_and_a_table(tmp_path, capsys):
     assert cli_main([str(tmp_path / "runs"), "--json", str(tmp_path / "out.json"), "--resamples", "0"]) == 0
     text = capsys.readouterr().out
     assert "| hrf[20,40) |" in text and "8 evaluation samples" in text and (tmp_path / "out.json").is_file()
+
+
+def test_standing_table_counts_tasks_on_or_above_ddpo():
+    from hrf_core.frontier import standing, standing_table
+
+    def row(low, high, reached=3):
+        return {"reached": reached, "n": 3, "delta_vs_ddpo": {"is_classifier": {"mean": (low + high) / 2,
+                                                                                 "ci": [low, high]}}}
+
+    assert standing(row(0.1, 0.5)) == "above" and standing(row(-0.5, -0.1)) == "below"
+    assert standing(row(-0.1, 0.5)) == "on" and standing(row(0.1, 0.5, reached=2)) == "not reached"
+    levels = [{"fraction": 0.25}, {"fraction": 0.5}]
+
+    def group(reward, arms):
+        return {"reward": reward, "reward_levels": levels, "arms": arms}
+
+    old = {"groups": {"a": group("ink", {"hrf": {"matched_reward": [row(0.1, 0.2), row(-0.3, -0.1)]}}),
+                      "b": group("jpeg", {"hrf": {"matched_reward": [row(-0.1, 0.2), row(0.1, 0.2, 1)]}})}}
+    new = {"groups": {"a": group("ink", {"wo": {"matched_reward": [row(0.1, 0.2), row(0.2, 0.4)]},
+                                         "hrf": {"matched_reward": [row(-0.5, -0.2), row(-0.3, -0.1)]}})}}
+    lines, best = standing_table([old, new])
+    assert lines[2] == "| hrf | 1/2 (1 below) | 0/2 (1 below, 1 not reached) |"  # ink from the newer result
+    assert lines[3] == "| wo | 1/1 (1 above) | 1/1 (1 above) |"
+    assert best == "wo"
