@@ -66,6 +66,17 @@ def test_fixed_start_and_metrics_keys(tiny_model_dir, tmp_path):
     assert run.status["state"] == "done" and run.latest_grid() is not None
 
 
+def test_the_epoch_batches_must_share_equally_among_processes(tiny_model_dir, tmp_path):
+    """One rule for the trainer and the command line (``TrainConfig.check_processes``)."""
+    from hrf_core.distributed import Dist
+
+    config = small_config(tiny_model_dir, samples_per_epoch=12, batch_size=4)  # 3 batches
+    assert config.batches_per_epoch == 3
+    config.check_processes(3)
+    with pytest.raises(ValueError, match="3 sampling batches per epoch cannot be shared by 2 processes"):
+        Trainer(config, RunStore(tmp_path).create(config.to_dict()), dist=Dist(rank=0, world=2))
+
+
 def weights(folder):
     return load_file(next((folder / "unet").glob("*.safetensors")))
 
