@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,11 +39,18 @@ ACTIVE_STATES = ("starting", "running", "stopping")
 
 
 class TrainerLike(Protocol):
-    """What the manager needs from a trainer (the real one is :class:`hrf_core.trainer.Trainer`)."""
+    """What the manager needs from a trainer (the real one is :class:`hrf_core.trainer.Trainer`).
+
+    ``phase``: what it is doing now (shown live); ``train()``: run to the end, "done" or "stopped";
+    ``steps()``: the same epoch by epoch, a generator yielding each finished epoch and returning what
+    ``train()`` returns (a duel alternates two of them).
+    """
 
     phase: str
 
     def train(self) -> str: ...
+
+    def steps(self) -> Generator[int, None, str]: ...
 
 
 #: ``factory(config, run, callbacks, stop_event) -> trainer``
@@ -124,6 +131,12 @@ class _Job:
     finished: float | None = None
 
 
+def _partner_phase(job: _Job) -> str:
+    """What a duel's second trainer is doing while it works; "" when there is none or it is idle or finished."""
+    phase = str(getattr(job.partner_trainer, "phase", "") or "") if job.partner is not None else ""
+    return "" if phase in ("idle", "done", "stopped", "failed") else phase
+
+
 class JobManager:
     """Runs one fine-tuning job at a time in a background thread; thread-safe."""
 
@@ -141,7 +154,13 @@ class JobManager:
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
-        self._changes = 0  # bumped on every job event the UI may show (start, epoch, stop, end)
+        self._changes = 0  # bumped (:meth:`_changed`) on every job event the UI may show (start, epoch, stop, end)
+        self._changes_lock = threading.Lock()  # epochs bump it from the worker while the UI thread stops or starts
+
+    def _changed(self) -> None:
+        """Count one more change (from any thread: ``+=`` alone is a read and a write that threads can interleave)."""
+        with self._changes_lock:
+            self._changes += 1
 
     # -- control --------------------------------------------------------------------------------
     @property
@@ -195,7 +214,7 @@ class JobManager:
             job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
                                           daemon=True)
             self._job = job
-            self._changes += 1
+            self._changed()
             job.thread.start()
             return [run.run_id for run in runs]
 
@@ -207,7 +226,7 @@ class JobManager:
                 return False
             job.stop_event.set()
             job.state = "stopping"
-            self._changes += 1
+            self._changed()
             return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -221,10 +240,10 @@ class JobManager:
     def _work(self, job: _Job) -> None:
         def on_main_epoch(report) -> None:
             job.epoch = report.epoch
-            self._changes += 1
+            self._changed()
 
         def on_partner_epoch(report) -> None:
-            self._changes += 1
+            self._changed()
 
         try:
             if self.torch_threads:
@@ -239,7 +258,7 @@ class JobManager:
                 trainers.append(job.partner_trainer)
             if job.state == "starting":
                 job.state = "running"
-                self._changes += 1
+                self._changed()
             if len(trainers) == 1:
                 result = job.trainer.train()
             else:
@@ -263,7 +282,7 @@ class JobManager:
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
-            self._changes += 1
+            self._changed()
 
     @staticmethod
     def _duel(job: _Job, trainers: list) -> str:
@@ -308,9 +327,7 @@ class JobManager:
         """
         job = self._job
         if job is not None:
-            trainer = job.partner_trainer if job.partner is not None and job.partner_trainer is not None and \
-                getattr(job.partner_trainer, "phase", "") not in ("", "idle", "done") else job.trainer
-            phase = getattr(job.trainer, "phase", ""), getattr(trainer, "phase", "")
+            phase = getattr(job.trainer, "phase", ""), _partner_phase(job)
             return ("job", job.run.run_id, job.state, job.epoch, phase, self._changes)
         stamps = []
         for path in (self.store.root, *[r.path / n for r in self.store.list()[:1]
@@ -362,10 +379,9 @@ class JobManager:
             phase = "stopping after the current step"
         status = f"failed: {job.error}" if state == "failed" else state
         end = job.finished if job.finished is not None else time.time()
-        if job.partner is not None and job.partner_trainer is not None and state not in ("stopping",):
-            other = getattr(job.partner_trainer, "phase", "")
-            if other and other not in ("idle", "done", "stopped") and other != phase:
-                phase = f"{phase} · duel partner: {other}" if phase else other
+        other = _partner_phase(job)
+        if other and state != "stopping" and other != phase:
+            phase = f"{phase} · duel partner: {other}" if phase else other
         snap = JobSnapshot(state=state, status=status, run_id=job.run.run_id, epoch=job.epoch,
                            epochs=job.config.epochs, phase=str(phase or ""), error=job.error,
                            config=job.config.to_dict(), elapsed_seconds=end - job.started,

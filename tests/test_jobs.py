@@ -178,6 +178,50 @@ def test_rows_are_cached_until_the_file_changes(tmp_path):
     assert len(manager.rows(run)) == len(first) + 1
 
 
+def test_the_change_counter_keeps_every_bump_from_many_threads(tmp_path):
+    """Epoch reports (worker thread) and Stop/Start (UI threads) bump the live key's counter concurrently."""
+
+    class SlowInt(int):  # an addition that lets other threads run between the read and the write of ``+=``
+        def __add__(self, other):
+            time.sleep(0.0005)
+            return SlowInt(int(self) + other)
+
+    manager = make_manager(tmp_path)
+    manager._changes = SlowInt(0)
+    threads = [threading.Thread(target=lambda: [manager._changed() for _ in range(50)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert manager._changes == 200
+
+
+def test_the_duel_partner_phase_shows_only_while_it_works(tmp_path):
+    """The snapshot and the live key read the partner's phase by one rule: shown while it works, never once idle,
+    done, stopped or failed."""
+    from types import SimpleNamespace
+
+    from hrf_core.jobs import _Job
+
+    manager = make_manager(tmp_path)
+    config = small_config()
+    first, second = (manager.store.create(config.to_dict()) for _ in range(2))
+    job = _Job(run=first, config=config, stop_event=threading.Event(), started=time.time(), partner=second,
+               partner_config=config, state="running")
+    job.trainer, job.partner_trainer = SimpleNamespace(phase="epoch 2: updating"), SimpleNamespace(phase="evaluating")
+    manager._job = job
+    assert manager.snapshot().phase == "epoch 2: updating · duel partner: evaluating"
+    key = manager.live_key()
+    job.partner_trainer.phase = "epoch 2: sampling batch 1"
+    assert manager.live_key() != key
+    for finished in ("idle", "done", "stopped", "failed"):
+        job.partner_trainer.phase = finished
+        assert manager.snapshot().phase == "epoch 2: updating"
+        assert manager.live_key()[4] == ("epoch 2: updating", "")
+    job.partner_trainer.phase, job.state = "evaluating", "stopping"
+    assert manager.snapshot().phase == "stopping after the current step"
+
+
 def test_default_preflight(tmp_path, tiny_model_dir):
     from hrf_core.jobs import default_preflight
 
