@@ -8,7 +8,8 @@ Layout of ``<run>/checkpoints/epoch-NNNN/``:
                                 hrfd_earliest, compute, handover, num_steps, base_model
                                 (:func:`hrf_core.models.window_only_of` reads the last three)
 
-A folder is written beside its final name (``epoch-NNNN.tmp``) and renamed into place.
+A folder is written beside its final name (``epoch-NNNN.tmp``) and renamed into place; a failed write
+removes it, so a full disk leaves the earlier checkpoints as they were and no debris.
 """
 
 from __future__ import annotations
@@ -28,21 +29,35 @@ TRAINER_STATE_FILE = "trainer_state.safetensors"
 
 
 def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimizer, state: dict) -> Path:
-    """Write the checkpoint ``folder``: weights, scheduler, optimiser and trainer ``state`` (JSON-able); returns it."""
+    """Write the checkpoint ``folder``: weights, scheduler, optimiser and trainer ``state`` (JSON-able); returns it.
+
+    Built in ``folder.tmp`` and renamed into place. Any failure (a full disk) removes the temporary folder
+    and leaves every existing checkpoint, ``folder`` included, as it was.
+    """
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    unet.save_pretrained(tmp / "unet", safe_serialization=True)
-    scheduler.save_pretrained(tmp / "scheduler")
-    optimizer_state = optimizer.state_dict()
-    tensors = {f"state.{p}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else
-               v.detach().cpu().contiguous() for p, s in optimizer_state["state"].items() for k, v in s.items()}
-    save_file(tensors, tmp / OPTIMIZER_FILE, metadata={"param_groups": json.dumps(optimizer_state["param_groups"])})
-    save_file({"epoch": torch.tensor([state["epoch"]])}, tmp / TRAINER_STATE_FILE,
-              metadata={"trainer": json.dumps(state)})
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    try:
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        scheduler.save_pretrained(tmp / "scheduler")
+        optimizer_state = optimizer.state_dict()
+        tensors = {f"state.{p}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else
+                   v.detach().cpu().contiguous() for p, s in optimizer_state["state"].items() for k, v in s.items()}
+        save_file(tensors, tmp / OPTIMIZER_FILE,
+                  metadata={"param_groups": json.dumps(optimizer_state["param_groups"])})
+        save_file({"epoch": torch.tensor([state["epoch"]])}, tmp / TRAINER_STATE_FILE,
+                  metadata={"trainer": json.dumps(state)})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():  # the same epoch again (a resume from an earlier checkpoint): swap, then drop the old one
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(folder)
     return folder
 
 

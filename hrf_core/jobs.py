@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 import traceback
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hrf_core.config import TrainConfig
-from hrf_core.runs import Run, RunStore, write_json
+from hrf_core.runs import Run, RunStore, StoreFullError, is_disk_full, write_json
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,22 @@ class JobManager:
                 config.validate()
                 if self.preflight is not None:
                     self.preflight(config)
-            runs = []
+            runs = self._create_runs(configs, names)
+            job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
+                       partner=runs[1] if len(runs) > 1 else None,
+                       partner_config=configs[1] if len(configs) > 1 else None)
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
+                                          daemon=True)
+            self._job = job
+            self._changed()
+            job.thread.start()
+            return [run.run_id for run in runs]
+
+    def _create_runs(self, configs: list[TrainConfig], names: list[str | None]) -> list[Run]:
+        """The job's run folders, status "running"; on any failure (a full disk, the store over its limit) none
+        is left behind and the error is raised (:class:`~hrf_core.runs.StoreFullError` for a full store)."""
+        runs: list[Run] = []
+        try:
             for config, name in zip(configs, names, strict=True):
                 if len(configs) > 1:
                     config = config.replace(extra={**config.extra, "duel": len(runs)})
@@ -208,15 +224,14 @@ class JobManager:
                     data = run.config
                     data["extra"]["duel_with"] = other.run_id
                     write_json(run.path / "config.json", data)
-            job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
-                       partner=runs[1] if len(runs) > 1 else None,
-                       partner_config=configs[1] if len(configs) > 1 else None)
-            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
-                                          daemon=True)
-            self._job = job
-            self._changed()
-            job.thread.start()
-            return [run.run_id for run in runs]
+        except BaseException as error:
+            for run in runs:
+                shutil.rmtree(run.path, ignore_errors=True)
+            if isinstance(error, OSError) and is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store {self.store.root} is full: nothing was "
+                                     "started; free some space") from error
+            raise
+        return runs
 
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -42,9 +43,11 @@ from hrf_core.policy import (
     unet_eps,
 )
 from hrf_core.rewards import RewardFn, make_reward
-from hrf_core.runs import Run, write_json
+from hrf_core.runs import Run, StoreFullError, check_store_limit, is_disk_full, write_json
 from hrf_core.sampling import sample_from
 from hrf_core.windows import active_window, draw_start, dynamic_start, sampling_handover
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -186,7 +189,12 @@ class Trainer:
         data["eval_embeddings"] = list(self.evaluator.embeddings)
         if self.evaluator.note:
             data.setdefault("extra", {})["evaluation_note"] = self.evaluator.note
-        write_json(self.run.path / "config.json", data)
+        try:
+            write_json(self.run.path / "config.json", data)
+        except OSError as error:
+            if is_disk_full(error):
+                raise self.run.full_disk("the run's config") from error
+            raise
 
     def _stop(self) -> bool:
         """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
@@ -407,8 +415,13 @@ class Trainer:
         """
         if not self.dist.is_main:
             return None
-        folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
-                                             self.optimizer, self._state())
+        try:
+            folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
+                                                 self.optimizer, self._state())
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.run.full_disk(f"the checkpoint of epoch {self.epoch}") from error
+            raise
         self._saved_epoch = self.epoch
         return folder
 
@@ -438,15 +451,21 @@ class Trainer:
             self.run.set_status(state, self.epoch, self.config.epochs, message)
 
     def _log(self, epoch: int, metrics: dict, grid: Image.Image | None, arrays: dict | None) -> None:
-        """Rank 0 writes the row, the grid and the evaluation's arrays, then tells the callbacks."""
+        """Rank 0 writes the grid, the evaluation's arrays and then the row (a logged row has its files), then
+        tells the callbacks."""
         if not self.dist.is_main:
             return
         metrics["logged_at"] = time.time()  # wall clock: when viewers could first see this epoch
-        self.run.append_metrics(metrics)
-        if grid is not None:
-            self.run.save_grid(grid, epoch)
-        if arrays:
-            self.run.save_eval(arrays, epoch)
+        try:
+            if grid is not None:
+                self.run.save_grid(grid, epoch)
+            if arrays:
+                self.run.save_eval(arrays, epoch)
+            self.run.append_metrics(metrics)
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.run.full_disk(f"the metrics of epoch {epoch}") from error
+            raise
         report = EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics, grid=grid)
         for callback in self.callbacks:
             callback(report)
@@ -522,19 +541,34 @@ class Trainer:
                 if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
                     self.save_checkpoint()
                 yield epoch
+            self.phase = "done"
+            self._set_status("done", "finished")
+            return "done"
         except StopRequested:
-            if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
-                self.save_checkpoint()  # weights still equal the last completed epoch's
             self.phase = "stopped"
-            self._set_status("stopped", f"stopped after epoch {self.epoch}")
+            try:
+                if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
+                    self.save_checkpoint()  # weights still equal the last completed epoch's
+                self._set_status("stopped", f"stopped after epoch {self.epoch}")
+            except Exception as error:
+                raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
             return "stopped"
         except Exception as error:
-            self.phase = "failed"
-            self._set_status("failed", f"{type(error).__name__}: {error}")
-            raise
-        self.phase = "done"
-        self._set_status("done", "finished")
-        return "done"
+            raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
+
+    def _failed(self, error: Exception) -> Exception:
+        """Record ``error`` (status failed) and return what to raise: a full disk as one :class:`StoreFullError`
+        line (what was kept, how to resume), anything else as it is."""
+        self.phase = "failed"
+        failure = error
+        if self.dist.is_main and is_disk_full(error) and not isinstance(error, StoreFullError):  # e.g. status.json
+            failure = self.run.full_disk("a file of the run")
+            failure.__cause__ = error
+        try:
+            self._set_status("failed", f"{type(failure).__name__}: {failure}")
+        except OSError:  # the disk may be too full for the status too: the error still says it all
+            log.warning("could not record the failure of run %s", self.run.run_id, exc_info=True)
+        return failure
 
     def train(self) -> str:
         """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
@@ -555,15 +589,16 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
 
     ``device`` overrides the config's (a data-parallel rank passes its own GPU). Rank 0 alone truncates
-    the metrics to the checkpoint and rewrites the config.
+    the metrics to the checkpoint and rewrites the config. Refused when the store is over ``HRF_MAX_STORE_GB``.
     """
-    checkpoints = run.checkpoints()
+    check_store_limit(run.path.parent)
+    saved = run.checkpoints()
     if checkpoint is None:
-        if not checkpoints:
+        if not saved:
             raise ValueError(f"run {run.run_id} has no checkpoint to resume from")
-        checkpoint = checkpoints[-1]
+        checkpoint = saved[-1]
     checkpoint = Path(checkpoint)
-    if checkpoint.resolve() not in [p.resolve() for p in checkpoints]:
+    if checkpoint.resolve() not in [p.resolve() for p in saved]:
         raise ValueError(f"{checkpoint} is not a checkpoint of run {run.run_id}")
     config = TrainConfig.from_dict(run.config)
     if epochs is not None:
@@ -577,6 +612,12 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     if trainer.epoch >= config.epochs:
         raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
     if dist.is_main:
-        run.truncate_metrics(trainer.epoch)
-        write_json(run.path / "config.json", config.to_dict())
+        try:  # both atomic: a full disk leaves the metrics and the config as they were
+            run.truncate_metrics(trainer.epoch)
+            write_json(run.path / "config.json", config.to_dict())
+        except OSError as error:
+            if is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store is full: {run.run_id} was not resumed "
+                                     "(nothing changed); free some space and resume again") from error
+            raise
     return trainer
