@@ -9,7 +9,7 @@ probes). Evaluation is measurement, not method compute: it runs inside :meth:`Co
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -49,23 +49,22 @@ class ComputeCounter:
             kind = "trained" if torch.is_grad_enabled() else ("reference" if self._reference else "sampled")
             self.epoch[kind] += int(args[0].shape[0])
 
-    @contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> AbstractContextManager[None]:
         """Nothing is counted inside (evaluation)."""
-        self._counting = False
-        try:
-            yield
-        finally:
-            self._counting = True
+        return self._while("_counting", False)
+
+    def reference(self) -> AbstractContextManager[None]:
+        """No-grad calls inside count as ``reference`` (the frozen base's KL forwards)."""
+        return self._while("_reference", True)
 
     @contextmanager
-    def reference(self) -> Iterator[None]:
-        """No-grad calls inside count as ``reference`` (the frozen base's KL forwards)."""
-        self._reference = True
+    def _while(self, flag: str, value: bool) -> Iterator[None]:
+        saved = getattr(self, flag)
+        setattr(self, flag, value)
         try:
             yield
         finally:
-            self._reference = False
+            setattr(self, flag, saved)
 
     def restore(self, totals: dict) -> None:
         """Continue from a checkpoint's running totals."""
