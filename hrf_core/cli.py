@@ -254,9 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
     prepare_reward(config.reward, config.model)
     dist, device = _distributed(config.device)
-    if config.samples_per_epoch // config.batch_size % dist.world:
-        raise ValueError(f"{config.samples_per_epoch // config.batch_size} sampling batches per epoch cannot be "
-                         f"shared by {dist.world} processes: make samples / batch-size a multiple of it")
+    config.check_processes(dist.world)  # before a run folder is made
     ranks = layout(dist, device)
     if dist.active:
         config = config.replace(extra={**config.extra, "distributed": ranks})

@@ -115,6 +115,18 @@ class TrainConfig:
         return self
 
     @property
+    def batches_per_epoch(self) -> int:
+        """Sampling batches per epoch: samples_per_epoch / batch_size."""
+        return self.samples_per_epoch // self.batch_size
+
+    def check_processes(self, world: int) -> None:
+        """Raise ValueError (one line) unless ``world`` data-parallel processes can share the epoch's batches."""
+        if self.batches_per_epoch % world:
+            raise ValueError(f"{self.batches_per_epoch} sampling batches per epoch cannot be shared by {world} "
+                             "processes: make samples_per_epoch / batch_size (--samples / --batch-size) a multiple "
+                             "of the process count")
+
+    @property
     def needs_frozen_base(self) -> bool:
         """Whether the run keeps a frozen copy of the base model (base start images, the KL term, window-only)."""
         return self.start_source == "base" or self.kl_coef > 0 or self.outside_window == "base"

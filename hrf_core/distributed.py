@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,35 @@ class Dist:
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
         return bool(value.item())
+
+    def sum_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
+        """Sum the gradients over ranks (the all-reduce DDP does), in buckets of about 2^24 values.
+
+        Ranks can hold different numbers of (sample, step) rows per optimiser step (HRF windows), which
+        DDP's per-backward hooks do not allow; one explicit all-reduce per step does the same sum. A
+        parameter this rank did not reach gets a zero gradient first.
+        """
+        if not self.active:
+            return
+        params = [p for p in parameters if p.requires_grad]
+        for p in params:
+            if p.grad is None:  # this rank had no rows of this step
+                p.grad = torch.zeros_like(p)
+        bucket: list[torch.Tensor] = []
+
+        def flush():
+            flat = torch.cat([g.reshape(-1) for g in bucket])
+            self.all_reduce_sum(flat)
+            for g, part in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
+                g.copy_(part.view_as(g))
+            bucket.clear()
+
+        for p in params:
+            bucket.append(p.grad)
+            if sum(g.numel() for g in bucket) >= 1 << 24:
+                flush()
+        if bucket:
+            flush()
 
     def barrier(self) -> None:
         if self.active:

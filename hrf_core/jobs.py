@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from hrf_core.config import TrainConfig
-from hrf_core.runs import Run, RunStore, write_json
+from hrf_core.runs import Run, RunStore, StoreFullError, is_disk_full, write_json
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,18 @@ ACTIVE_STATES = ("starting", "running", "stopping")
 
 
 class TrainerLike(Protocol):
-    """What the manager needs from a trainer (the real one is :class:`hrf_core.trainer.Trainer`)."""
+    """What the manager needs from a trainer (the real one is :class:`hrf_core.trainer.Trainer`).
+
+    ``phase``: what it is doing now (shown live); ``train()``: run to the end, "done" or "stopped";
+    ``steps()``: the same epoch by epoch, a generator yielding each finished epoch and returning what
+    ``train()`` returns (a duel alternates two of them).
+    """
 
     phase: str
 
     def train(self) -> str: ...
+
+    def steps(self) -> Generator[int, None, str]: ...
 
 
 #: ``factory(config, run, callbacks, stop_event) -> trainer``
@@ -138,6 +146,12 @@ class Task:
     thread: threading.Thread | None = None
 
 
+def _partner_phase(job: _Job) -> str:
+    """What a duel's second trainer is doing while it works; "" when there is none or it is idle or finished."""
+    phase = str(getattr(job.partner_trainer, "phase", "") or "") if job.partner is not None else ""
+    return "" if phase in ("idle", "done", "stopped", "failed") else phase
+
+
 class JobManager:
     """Runs one fine-tuning job (or one :class:`Task`) at a time in a background thread; thread-safe."""
 
@@ -155,8 +169,14 @@ class JobManager:
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
-        self._changes = 0  # bumped on every job event the UI may show (start, epoch, stop, end)
+        self._changes = 0  # bumped (:meth:`_changed`) on every job event the UI may show (start, epoch, stop, end)
         self._task: Task | None = None
+        self._changes_lock = threading.Lock()  # epochs bump it from the worker while the UI thread stops or starts
+
+    def _changed(self) -> None:
+        """Count one more change (from any thread: ``+=`` alone is a read and a write that threads can interleave)."""
+        with self._changes_lock:
+            self._changes += 1
 
     # -- control --------------------------------------------------------------------------------
     @property
@@ -203,11 +223,11 @@ class JobManager:
                     task.state = "failed"
                     log.error("task %s failed:\n%s", label, traceback.format_exc())
                 finally:
-                    self._changes += 1
+                    self._changed()
 
             task.thread = threading.Thread(target=body, name="hrf-task", daemon=True)
             self._task = task
-            self._changes += 1
+            self._changed()
             task.thread.start()
             return task
 
@@ -240,7 +260,22 @@ class JobManager:
                 config.validate()
                 if self.preflight is not None:
                     self.preflight(config)
-            runs = []
+            runs = self._create_runs(configs, names)
+            job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
+                       partner=runs[1] if len(runs) > 1 else None,
+                       partner_config=configs[1] if len(configs) > 1 else None)
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
+                                          daemon=True)
+            self._job = job
+            self._changed()
+            job.thread.start()
+            return [run.run_id for run in runs]
+
+    def _create_runs(self, configs: list[TrainConfig], names: list[str | None]) -> list[Run]:
+        """The job's run folders, status "running"; on any failure (a full disk, the store over its limit) none
+        is left behind and the error is raised (:class:`~hrf_core.runs.StoreFullError` for a full store)."""
+        runs: list[Run] = []
+        try:
             for config, name in zip(configs, names, strict=True):
                 if len(configs) > 1:
                     config = config.replace(extra={**config.extra, "duel": len(runs)})
@@ -251,15 +286,14 @@ class JobManager:
                     data = run.config
                     data["extra"]["duel_with"] = other.run_id
                     write_json(run.path / "config.json", data)
-            job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
-                       partner=runs[1] if len(runs) > 1 else None,
-                       partner_config=configs[1] if len(configs) > 1 else None)
-            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
-                                          daemon=True)
-            self._job = job
-            self._changes += 1
-            job.thread.start()
-            return [run.run_id for run in runs]
+        except BaseException as error:
+            for run in runs:
+                shutil.rmtree(run.path, ignore_errors=True)
+            if isinstance(error, OSError) and is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store {self.store.root} is full: nothing was "
+                                     "started; free some space") from error
+            raise
+        return runs
 
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""
@@ -273,7 +307,7 @@ class JobManager:
                 return False
             job.stop_event.set()
             job.state = "stopping"
-            self._changes += 1
+            self._changed()
             return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -287,10 +321,10 @@ class JobManager:
     def _work(self, job: _Job) -> None:
         def on_main_epoch(report) -> None:
             job.epoch = report.epoch
-            self._changes += 1
+            self._changed()
 
         def on_partner_epoch(report) -> None:
-            self._changes += 1
+            self._changed()
 
         try:
             if self.torch_threads:
@@ -305,7 +339,7 @@ class JobManager:
                 trainers.append(job.partner_trainer)
             if job.state == "starting":
                 job.state = "running"
-                self._changes += 1
+                self._changed()
             if len(trainers) == 1:
                 result = job.trainer.train()
             else:
@@ -329,7 +363,7 @@ class JobManager:
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
-            self._changes += 1
+            self._changed()
 
     @staticmethod
     def _duel(job: _Job, trainers: list) -> str:
@@ -374,9 +408,7 @@ class JobManager:
         """
         job = self._job
         if job is not None:
-            trainer = job.partner_trainer if job.partner is not None and job.partner_trainer is not None and \
-                getattr(job.partner_trainer, "phase", "") not in ("", "idle", "done") else job.trainer
-            phase = getattr(job.trainer, "phase", ""), getattr(trainer, "phase", "")
+            phase = getattr(job.trainer, "phase", ""), _partner_phase(job)
             return ("job", job.run.run_id, job.state, job.epoch, phase, self._changes)
         stamps = []
         for path in (self.store.root, *[r.path / n for r in self.store.list()[:1]
@@ -428,10 +460,9 @@ class JobManager:
             phase = "stopping after the current step"
         status = f"failed: {job.error}" if state == "failed" else state
         end = job.finished if job.finished is not None else time.time()
-        if job.partner is not None and job.partner_trainer is not None and state not in ("stopping",):
-            other = getattr(job.partner_trainer, "phase", "")
-            if other and other not in ("idle", "done", "stopped") and other != phase:
-                phase = f"{phase} · duel partner: {other}" if phase else other
+        other = _partner_phase(job)
+        if other and state != "stopping" and other != phase:
+            phase = f"{phase} · duel partner: {other}" if phase else other
         snap = JobSnapshot(state=state, status=status, run_id=job.run.run_id, epoch=job.epoch,
                            epochs=job.config.epochs, phase=str(phase or ""), error=job.error,
                            config=job.config.to_dict(), elapsed_seconds=end - job.started,

@@ -12,13 +12,20 @@ Layout of ``<root>/<run_id>/``::
         unet/              diffusers folder (config.json + safetensors): loadable as a base model
         scheduler/         the DDIM scheduler config
         optimizer.safetensors, trainer_state.safetensors
+
+A full disk loses nothing already written: a failed write removes its temporary file (or folder), a failed
+metrics append is cut back to the rows before it, and the trainer raises :class:`StoreFullError` (one line:
+what was kept and how to resume). ``HRF_MAX_STORE_GB`` (if set, in units of 10^9 bytes) refuses new runs and
+resumes once the store holds more.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +34,56 @@ from pathlib import Path
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})$")
+MAX_STORE_VARIABLE = "HRF_MAX_STORE_GB"
+#: how a full disk reads in errors that carry no errno (safetensors' SafetensorError wraps the OS message)
+_FULL_DISK_TEXT = re.compile(r"No space left on device|Disk quota exceeded|os error (28|122)\b|StorageFull")
+
+
+class StoreFullError(ValueError):
+    """The run store's disk is full, or the store is over ``HRF_MAX_STORE_GB``: one line to show as it is."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) says the disk or the quota is full (ENOSPC, EDQUOT)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StoreFullError) or (isinstance(error, OSError) and
+                                                 error.errno in (errno.ENOSPC, errno.EDQUOT)):
+            return True
+        if _FULL_DISK_TEXT.search(str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def store_size(root: Path) -> int:
+    """Bytes of the files under ``root`` (links not followed); 0 when it does not exist."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:  # removed while we walk
+                continue
+    return total
+
+
+def check_store_limit(root: Path) -> None:
+    """Refuse (:class:`StoreFullError`) to start a run when ``HRF_MAX_STORE_GB`` is set and ``root`` holds more."""
+    value = os.environ.get(MAX_STORE_VARIABLE, "").strip()
+    if not value:
+        return
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = float("nan")
+    if not limit > 0:
+        raise ValueError(f"{MAX_STORE_VARIABLE} must be a positive number of gigabytes, got {value!r}")
+    size = store_size(Path(root))
+    if size > limit * 1e9:
+        raise StoreFullError(f"the run store {root} holds {size / 1e9:.2f} GB, over {MAX_STORE_VARIABLE}={value}: "
+                             "delete runs or raise the limit; nothing was started")
 
 
 @contextmanager
@@ -119,11 +176,20 @@ class Run:
                    {"state": state, "epoch": epoch, "epochs": epochs, "message": message, "updated": time.time()})
 
     def append_metrics(self, row: dict) -> None:
-        """Append one JSON line and flush it to disk."""
-        with open(self.path / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(row, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Append one JSON line and flush it to disk; a failed write (a full disk) is cut back off the file,
+        so the rows before it stay whole, and the error is raised."""
+        data = (json.dumps(row, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, size)  # frees space: works on a full disk
+                raise
+        finally:
+            os.close(fd)
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """Keep only rows with epoch <= last_epoch (used by resume), atomically."""
@@ -159,6 +225,20 @@ class Run:
     def checkpoint_dir(self, epoch: int) -> Path:
         return self.path / "checkpoints" / f"epoch-{epoch:04d}"
 
+    def full_disk(self, unwritten: str) -> StoreFullError:
+        """The one-line error of a full disk while writing ``unwritten``: what is kept and how to resume."""
+        logged = max((r.get("epoch", 0) for r in self.metrics()), default=None)
+        kept = "no metrics" if logged is None else f"metrics up to epoch {logged}"
+        checkpoints = self.checkpoints()
+        if checkpoints:
+            epoch = int(CHECKPOINT_PATTERN.match(checkpoints[-1].name).group(1))
+            kept += f" and the checkpoint of epoch {epoch}"
+            then = f"free some space, then `python -m hrf_core resume {self.path}` continues from epoch {epoch}"
+        else:
+            then = "no checkpoint yet: free some space and start the run again"
+        return StoreFullError(f"the disk holding the run store is full: {unwritten} was not written (its temporary "
+                              f"files are removed); kept {kept}; {then}")
+
     def __repr__(self) -> str:
         return f"Run({self.path})"
 
@@ -175,20 +255,35 @@ class RunStore:
         self.examples = Path(examples) if examples else None
 
     def create(self, config: dict, name: str | None = None) -> Run:
-        """A new run folder with ``config.json``; the id is time-stamped and unique."""
+        """A new run folder with ``config.json``; the id is time-stamped and unique.
+
+        Refused (:class:`StoreFullError`, no folder left behind) when the store is over ``HRF_MAX_STORE_GB``
+        or its disk is full.
+        """
         stamp = time.strftime("%Y%m%d-%H%M%S")
         default = re.sub(r"[^A-Za-z0-9._-]+", "", f"{stamp}-{config.get('method', 'run')}-{config.get('reward', '')}")
         base = validate_run_id(name or default.rstrip("-"))
-        self.root.mkdir(parents=True, exist_ok=True)
-        for suffix in range(1000):
-            run_id = base if suffix == 0 else f"{base}-{suffix}"
-            try:
-                (self.root / run_id).mkdir()
-            except FileExistsError:
-                continue
-            run = Run(self.root / run_id)
-            write_json(run.path / "config.json", config)
-            return run
+        check_store_limit(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for suffix in range(1000):
+                run_id = base if suffix == 0 else f"{base}-{suffix}"
+                try:
+                    (self.root / run_id).mkdir()
+                except FileExistsError:
+                    continue
+                run = Run(self.root / run_id)
+                try:
+                    write_json(run.path / "config.json", config)
+                except BaseException:
+                    shutil.rmtree(run.path, ignore_errors=True)
+                    raise
+                return run
+        except OSError as error:
+            if is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store {self.root} is full: no run was started; "
+                                     "free some space") from error
+            raise
         raise RuntimeError(f"could not create a unique run folder for {base!r}")
 
     def get(self, run_id: str) -> Run:
@@ -215,6 +310,13 @@ class RunStore:
             return []
         runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()]
         return sorted(runs, key=lambda r: (r.path / "config.json").stat().st_mtime, reverse=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte of ``data`` is written (a write may take fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def run_of_checkpoint(checkpoint: str | Path) -> Run | None:

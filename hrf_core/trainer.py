@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import shutil
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -21,15 +20,14 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 from PIL import Image
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from hrf_core import ddpo
+from hrf_core import checkpoints, ddpo
+from hrf_core.compute import ComputeCounter, zero_row
 from hrf_core.config import TrainConfig
 from hrf_core.distributed import SINGLE, Dist
 from hrf_core.evaluation import Evaluator
 from hrf_core.imaging import image_grid
-from hrf_core.models import BaseModel, load_base_model, load_checked, resolve_device
+from hrf_core.models import BaseModel, load_base_model, resolve_device
 from hrf_core.policy import (
     RowNoise,
     StopRequested,
@@ -45,9 +43,11 @@ from hrf_core.policy import (
     unet_eps,
 )
 from hrf_core.rewards import RewardFn, make_reward
-from hrf_core.runs import Run, write_json
+from hrf_core.runs import Run, StoreFullError, check_store_limit, is_disk_full, write_json
 from hrf_core.sampling import sample_from
 from hrf_core.windows import active_window, draw_start, dynamic_start, sampling_handover
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +69,55 @@ class Batch:
     end: int  # window end (global step index); trained steps are trajectory.start .. end-1
     advantages: torch.Tensor | None = None
     trained: list[int] = field(default_factory=list)  # local step indices j (global = start + j)
+
+
+class UpdateDiagnostics:
+    """The diagnostics of one epoch's updates, summed on the device and read once at the end of the epoch
+    (each read of a GPU tensor waits for the device). Sums are float64; ``summary`` totals them over ranks."""
+
+    def __init__(self, device: torch.device):
+        self.sums = {name: torch.zeros((), device=device, dtype=torch.float64) for name in
+                     ("sq_logratio", "clipped", "rows", "kl", "loss", "grad_norm", "steps")}
+        self.first_ratio_dev = torch.zeros((), device=device)
+
+    def add_rows(self, log_ratio: torch.Tensor, clip_range: float, first: bool) -> None:
+        """Trained rows' log ratios (R,); ``first``: rows of the epoch's first optimiser step."""
+        self.sums["sq_logratio"] += (log_ratio ** 2).sum()
+        self.sums["clipped"] += ((torch.exp(log_ratio) - 1).abs() > clip_range).sum()
+        self.sums["rows"] += len(log_ratio)
+        if first:
+            self.first_ratio_dev = torch.maximum(self.first_ratio_dev, (torch.exp(log_ratio) - 1).abs().max().float())
+
+    def add_kl(self, kl: torch.Tensor) -> None:
+        """KL to the base per row (R,), nats per pixel."""
+        self.sums["kl"] += kl.detach().sum()
+
+    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """One optimiser step: this rank's loss and the (summed, pre-clip) gradient norm."""
+        self.sums["loss"] += loss
+        self.sums["grad_norm"] += grad_norm.detach().double()
+        self.sums["steps"] += 1
+
+    def summary(self, dist: Dist, kl: bool) -> dict:
+        """approx_kl, clip_fraction, loss, grad_norm, first_ratio_deviation (and kl_to_base when ``kl``).
+
+        A collective: every rank calls it once per epoch.
+        """
+        sums = self.sums
+        for name in ("sq_logratio", "clipped", "rows", "kl", "loss"):
+            dist.all_reduce_sum(sums[name])
+        first_ratio_dev = dist.all_gather(self.first_ratio_dev).max()
+        rows, steps = max(float(sums["rows"]), 1.0), max(float(sums["steps"]), 1.0)
+        summary = {
+            "approx_kl": 0.5 * float(sums["sq_logratio"]) / rows,  # 0.5 E[(log ratio)^2] over trained rows
+            "clip_fraction": float(sums["clipped"]) / rows,
+            "loss": float(sums["loss"]) / steps,
+            "grad_norm": float(sums["grad_norm"]) / steps,
+            "first_ratio_deviation": float(first_ratio_dev),
+        }
+        if kl:
+            summary["kl_to_base"] = float(sums["kl"]) / rows  # nats per pixel, mean over trained rows
+        return summary
 
 
 class Trainer:
@@ -104,9 +153,9 @@ class Trainer:
         self.scheduler.set_timesteps(config.num_steps)
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
-        if config.needs_frozen_base and frozen is None:
-            frozen = copy.deepcopy(self.unet)  # the base model, before any update
-        self.frozen = frozen.requires_grad_(False).eval() if config.needs_frozen_base else None
+        self.frozen = None
+        if config.needs_frozen_base:  # given (a resume loads it), else the base model before any update
+            self.frozen = (frozen if frozen is not None else copy.deepcopy(self.unet)).requires_grad_(False).eval()
         # the frozen base as a model to sample with (window-only sampling: steps before the window)
         self.frozen_model = (dataclasses.replace(self.base, unet=self.frozen, early=None, handover=0)
                              if self.frozen is not None else None)
@@ -114,11 +163,8 @@ class Trainer:
             self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
         )
-        n_batches = config.samples_per_epoch // config.batch_size
-        if n_batches % dist.world:
-            raise ValueError(f"{n_batches} sampling batches per epoch cannot be shared by {dist.world} processes: "
-                             "make samples_per_epoch / batch_size a multiple of the process count")
-        self.my_batches = list(range(dist.rank, n_batches, dist.world))  # this rank's share of the epoch
+        config.check_processes(dist.world)
+        self.my_batches = list(range(dist.rank, config.batches_per_epoch, dist.world))  # this rank's share
         if config.grad_checkpointing:
             self.unet.enable_gradient_checkpointing()  # diffusers: recompute each block's activations in backward
         self.evaluator = evaluator or (Evaluator(self.base.sample_shape, self.device, config.eval_embeddings)
@@ -133,14 +179,7 @@ class Trainer:
         self._stepped_this_epoch = False
         self._saved_epoch = -1
         self._images: dict[int, torch.Tensor] = {}  # trajectory-of-interest images of this epoch, per batch
-        # UNet rows, counted by forward hooks (evaluation excluded): sampled (no grad: rollouts, probes),
-        # trained (forward+backward) and reference (the frozen model's KL forwards)
-        self.compute = dict.fromkeys(COMPUTE_KINDS, 0)
-        self.compute_total = dict.fromkeys(COMPUTE_KINDS, 0)
-        self._counting = True
-        self._reference_pass = False
-        for unet in {id(m): m for m in (self.unet, self.frozen) if m is not None}.values():
-            unet.register_forward_pre_hook(self._count_rows)
+        self.compute = ComputeCounter((self.unet, self.frozen))  # UNet rows by kind (evaluation excluded)
 
     # -- helpers -------------------------------------------------------------------------------
     def _record_embeddings(self) -> None:
@@ -150,12 +189,12 @@ class Trainer:
         data["eval_embeddings"] = list(self.evaluator.embeddings)
         if self.evaluator.note:
             data.setdefault("extra", {})["evaluation_note"] = self.evaluator.note
-        write_json(self.run.path / "config.json", data)
-
-    def _count_rows(self, module, args) -> None:
-        if self._counting:
-            kind = "trained" if torch.is_grad_enabled() else ("reference" if self._reference_pass else "sampled")
-            self.compute[kind] += int(args[0].shape[0])
+        try:
+            write_json(self.run.path / "config.json", data)
+        except OSError as error:
+            if is_disk_full(error):
+                raise self.run.full_disk("the run's config") from error
+            raise
 
     def _stop(self) -> bool:
         """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
@@ -266,44 +305,16 @@ class Trainer:
         for b, batch in batches.items():
             batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.device)
 
-    def _all_reduce_grads(self) -> None:
-        """Sum the gradients over ranks (the all-reduce DDP does), in buckets of at most 2^24 values.
-
-        Ranks can hold different numbers of (sample, step) rows per optimiser step (HRF windows), which
-        DDP's per-backward hooks do not allow; one explicit all-reduce per step does the same sum.
-        """
-        if not self.dist.active:
-            return
-        params = [p for p in self.unet.parameters() if p.requires_grad]
-        for p in params:
-            if p.grad is None:  # this rank had no rows of this step
-                p.grad = torch.zeros_like(p)
-        bucket: list[torch.Tensor] = []
-
-        def flush():
-            flat = torch.cat([g.reshape(-1) for g in bucket])
-            self.dist.all_reduce_sum(flat)
-            for g, part in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
-                g.copy_(part.view_as(g))
-            bucket.clear()
-
-        for p in params:
-            bucket.append(p.grad)
-            if sum(g.numel() for g in bucket) >= 1 << 24:
-                flush()
-        if bucket:
-            flush()
-
     def _update(self, batches: dict[int, Batch], epoch: int) -> dict:
-        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics."""
+        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics.
+
+        Each inner epoch walks the epoch's samples in an order drawn per (seed, epoch), in
+        ``updates_per_epoch`` chunks: one optimiser step per chunk, its gradients summed over ranks.
+        """
         c = self.config
         self.unet.train()
-        dev = self.device
-        sums = {name: torch.zeros((), device=dev, dtype=torch.float64) for name in
-                ("sq_logratio", "clipped", "rows", "kl", "loss", "grad_norm", "steps")}
-        first_ratio_dev = torch.zeros((), device=dev)
-        n_batches = c.samples_per_epoch // c.batch_size
-        samples = [(b, i) for b in range(n_batches) for i in range(c.batch_size)]  # the whole epoch, every rank
+        diagnostics = UpdateDiagnostics(self.device)
+        samples = [(b, i) for b in range(c.batches_per_epoch) for i in range(c.batch_size)]  # every rank: all
         for inner in range(c.inner_epochs):
             order = torch.randperm(len(samples), generator=self._epoch_generator(epoch, f"order-{inner}")).tolist()
             for chunk_index, chunk in enumerate(torch.tensor(order).chunk(c.updates_per_epoch)):
@@ -311,75 +322,69 @@ class Trainer:
                 self.phase = f"epoch {epoch}: updating"
                 self.optimizer.zero_grad(set_to_none=True)
                 chunk_samples = [samples[i] for i in chunk.tolist()]
-                total_loss = torch.zeros((), device=dev)
-                for b, batch in batches.items():
-                    rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
-                    if len(rows) == 0 or not batch.trained:
-                        continue
-                    clip_range = c.clip_range * self._clip_scale(batch.trajectory.start)
-                    traj = batch.trajectory
-                    # (sample, step) pairs, step-major; one UNet call takes up to train_batch_size of them
-                    steps = torch.tensor(batch.trained, dtype=torch.long)
-                    pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
-                    calls = -(-len(pairs_i) // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
-                    for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
-                        if self._stop():
-                            raise StopRequested
-                        t = traj.timesteps[j]  # on the host: the step reads it without a sync
-                        i, j = i.to(dev, non_blocking=True), j.to(dev, non_blocking=True)
-                        x = traj.states[i, j]
-                        eps = unet_eps(self.unet, x, t, c.bf16)
-                        mean, sigma = ddim_step_mean(self.scheduler, eps, t, x, eta=c.eta)
-                        log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
-                        old = traj.log_probs[i, j]
-                        losses = ddpo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
-                        if c.kl_coef > 0:
-                            kl = self._kl_to_base(mean, sigma, x, t)
-                            losses = losses + c.kl_coef * kl
-                            sums["kl"] += kl.detach().sum()
-                        # mean over the chunk's samples (all ranks) and each sample's trained steps
-                        loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
-                        loss.backward()
-                        total_loss += loss.detach()
-                        diff = (log_prob.detach() - old).double()
-                        sums["sq_logratio"] += (diff ** 2).sum()
-                        sums["clipped"] += ((torch.exp(diff) - 1).abs() > clip_range).sum()
-                        sums["rows"] += len(diff)
-                        if inner == 0 and chunk_index == 0:
-                            first_ratio_dev = torch.maximum(first_ratio_dev, (torch.exp(diff) - 1).abs().max().float())
-                self._all_reduce_grads()
+                loss = self._chunk_backward(batches, chunk_samples, diagnostics, first=inner == 0 and chunk_index == 0)
+                self.dist.sum_gradients(self.unet.parameters())
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self._stepped_this_epoch = True
-                sums["loss"] += total_loss
-                sums["grad_norm"] += grad_norm.detach().double()
-                sums["steps"] += 1
+                diagnostics.add_step(loss, grad_norm)
         self.unet.eval()
-        # totals over ranks, read once per epoch (each float() of a GPU tensor waits for the device)
-        for name in ("sq_logratio", "clipped", "rows", "kl", "loss"):
-            self.dist.all_reduce_sum(sums[name])
-        first_ratio_dev = self.dist.all_gather(first_ratio_dev).max()
-        rows, steps = max(float(sums["rows"]), 1.0), max(float(sums["steps"]), 1.0)
-        summary = {
-            "approx_kl": 0.5 * float(sums["sq_logratio"]) / rows,  # 0.5 E[(log ratio)^2] over trained rows
-            "clip_fraction": float(sums["clipped"]) / rows,
-            "loss": float(sums["loss"]) / steps,
-            "grad_norm": float(sums["grad_norm"]) / steps,
-            "first_ratio_deviation": float(first_ratio_dev),
-        }
+        return diagnostics.summary(self.dist, kl=c.kl_coef > 0)
+
+    def _chunk_backward(self, batches: dict[int, Batch], chunk_samples: list[tuple[int, int]],
+                        diagnostics: UpdateDiagnostics, first: bool) -> torch.Tensor:
+        """Backward of one optimiser step's loss over this rank's rows of ``chunk_samples`` ((batch, row) pairs).
+
+        The loss is the mean over the chunk's samples (on all ranks) and over each sample's trained steps;
+        its (sample, step) pairs go step-major through UNet calls of at most ``train_batch_size`` rows.
+        Returns this rank's loss (0-d, detached).
+        """
+        c = self.config
+        total_loss = torch.zeros((), device=self.device)
+        for b, batch in batches.items():
+            rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
+            if len(rows) == 0 or not batch.trained:
+                continue
+            clip_range = c.clip_range * self._clip_scale(batch.trajectory.start)
+            steps = torch.tensor(batch.trained, dtype=torch.long)
+            pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
+            calls = -(-len(pairs_i) // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
+            for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
+                if self._stop():
+                    raise StopRequested
+                losses, log_ratio = self._rows_loss(batch, i, j, clip_range, diagnostics)
+                loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
+                loss.backward()
+                total_loss += loss.detach()
+                diagnostics.add_rows(log_ratio, clip_range, first)
+        return total_loss
+
+    def _rows_loss(self, batch: Batch, i: torch.Tensor, j: torch.Tensor, clip_range: float,
+                   diagnostics: UpdateDiagnostics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row loss (R,) of the pairs (sample i, local step j): PPO-clip, plus kl_coef x KL to the base;
+        and the rows' log ratio (R,), detached, float64."""
+        c = self.config
+        traj = batch.trajectory
+        t = traj.timesteps[j]  # on the host: the step reads it without a sync
+        i, j = i.to(self.device, non_blocking=True), j.to(self.device, non_blocking=True)
+        x = traj.states[i, j]
+        eps = unet_eps(self.unet, x, t, c.bf16)
+        mean, sigma = ddim_step_mean(self.scheduler, eps, t, x, eta=c.eta)
+        log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
+        old = traj.log_probs[i, j]
+        losses = ddpo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
         if c.kl_coef > 0:
-            summary["kl_to_base"] = float(sums["kl"]) / rows  # nats per pixel, mean over trained rows
-        return summary
+            kl = self._kl_to_base(mean, sigma, x, t)
+            losses = losses + c.kl_coef * kl
+            diagnostics.add_kl(kl)
+        return losses, (log_prob.detach() - old).double()
 
     def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t) -> torch.Tensor:
         """KL(policy step || frozen base step) per row (B,), in nats per pixel; the base is called on these rows only."""
         c = self.config
         with torch.no_grad():
-            self._reference_pass = True
-            try:
+            with self.compute.reference():
                 eps_base = unet_eps(self.frozen, x, t, c.bf16)
-            finally:
-                self._reference_pass = False
             mean_base, _ = ddim_step_mean(self.scheduler, eps_base, t, x, eta=c.eta)
         return gaussian_kl(mean, mean_base, sigma)
 
@@ -392,14 +397,11 @@ class Trainer:
         """
         c = self.config
         self.phase = "evaluating"
-        self._counting = False
         handover = self.handover(self.epoch if epoch is None else epoch)
-        try:
+        with self.compute.paused():
             images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
                                  stop=self._stop, autocast_bf16=c.bf16, early=self.frozen_model if handover else None,
                                  handover=handover)
-        finally:
-            self._counting = True
         rewards = self.reward_fn(images).float().cpu()
         arrays: dict = {}
         metrics = self.evaluator(images, rewards, arrays=arrays)
@@ -407,56 +409,40 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
-        """Model (diffusers folder), optimiser and trainer state as safetensors; atomic (dir rename).
+        """Weights, optimiser and trainer state of this epoch (:mod:`hrf_core.checkpoints`).
 
         Only rank 0 writes (every rank holds the same weights and optimiser state); others return None.
         """
         if not self.dist.is_main:
             return None
-        final = self.run.checkpoint_dir(self.epoch)
-        tmp = final.with_name(final.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        self.scheduler.save_pretrained(tmp / "scheduler")
-        state = self.optimizer.state_dict()
-        tensors = {f"state.{p}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else
-                   v.detach().cpu().contiguous() for p, s in state["state"].items() for k, v in s.items()}
-        save_file(tensors, tmp / "optimizer.safetensors",
-                  metadata={"param_groups": json.dumps(state["param_groups"])})
-        trainer_meta = {"epoch": self.epoch, "hrfd_start": self.hrfd_start, "hrfd_earliest": self.hrfd_earliest,
-                        "compute": self.compute_total, "handover": self.handover(self.epoch),
-                        "num_steps": self.config.num_steps, "base_model": self.config.model}
-        save_file({"epoch": torch.tensor([self.epoch])}, tmp / "trainer_state.safetensors",
-                  metadata={"trainer": json.dumps(trainer_meta)})
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        try:
+            folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
+                                                 self.optimizer, self._state())
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.run.full_disk(f"the checkpoint of epoch {self.epoch}") from error
+            raise
         self._saved_epoch = self.epoch
-        return final
+        return folder
+
+    def _state(self) -> dict:
+        """What a checkpoint keeps of the trainer (its keys are read back by :meth:`load_checkpoint` and
+        :func:`hrf_core.models.window_only_of`)."""
+        return {"epoch": self.epoch, "hrfd_start": self.hrfd_start, "hrfd_earliest": self.hrfd_earliest,
+                "compute": self.compute.total, "handover": self.handover(self.epoch),
+                "num_steps": self.config.num_steps, "base_model": self.config.model}
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore optimiser, epoch counter, compute totals and window-schedule position (weights: see resume).
 
         Noise needs no saved state: every stream is keyed by (seed, epoch, ...).
         """
-        tensors = load_checked(folder / "optimizer.safetensors")
-        param_groups = json.loads(_metadata(folder / "optimizer.safetensors", "param_groups"))
-        state: dict = {}
-        try:
-            for key, value in tensors.items():
-                _, p, name = key.split(".", 2)
-                state.setdefault(int(p), {})[name] = value.reshape(()) if name == "step" else value.to(self.device)
-            self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
-        except (ValueError, KeyError, RuntimeError) as error:
-            raise ValueError(f"{folder / 'optimizer.safetensors'} does not match this model's optimiser "
-                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-        load_checked(folder / "trainer_state.safetensors")
-        meta = json.loads(_metadata(folder / "trainer_state.safetensors", "trainer"))
-        self.epoch = meta["epoch"]
-        self.hrfd_start = meta["hrfd_start"]
-        self.hrfd_earliest = meta.get("hrfd_earliest")
-        self.compute_total = {**dict.fromkeys(COMPUTE_KINDS, 0), **meta.get("compute", {})}
+        checkpoints.load_optimizer_state(folder, self.optimizer, self.device)
+        state = checkpoints.read_trainer_state(folder)
+        self.epoch = state["epoch"]
+        self.hrfd_start = state["hrfd_start"]
+        self.hrfd_earliest = state.get("hrfd_earliest")
+        self.compute.restore(state.get("compute", {}))
         self._saved_epoch = self.epoch
 
     # -- the loop --------------------------------------------------------------------------------
@@ -465,38 +451,31 @@ class Trainer:
             self.run.set_status(state, self.epoch, self.config.epochs, message)
 
     def _log(self, epoch: int, metrics: dict, grid: Image.Image | None, arrays: dict | None) -> None:
-        """Rank 0 writes the row, the grid and the evaluation's arrays, then tells the callbacks."""
+        """Rank 0 writes the grid, the evaluation's arrays and then the row (a logged row has its files), then
+        tells the callbacks."""
         if not self.dist.is_main:
             return
         metrics["logged_at"] = time.time()  # wall clock: when viewers could first see this epoch
-        self.run.append_metrics(metrics)
-        if grid is not None:
-            self.run.save_grid(grid, epoch)
-        if arrays:
-            self.run.save_eval(arrays, epoch)
+        try:
+            if grid is not None:
+                self.run.save_grid(grid, epoch)
+            if arrays:
+                self.run.save_eval(arrays, epoch)
+            self.run.append_metrics(metrics)
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.run.full_disk(f"the metrics of epoch {epoch}") from error
+            raise
         report = EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics, grid=grid)
         for callback in self.callbacks:
             callback(report)
-
-    def _compute_row(self) -> dict:
-        """This epoch's UNet rows (all ranks) and the run's running totals; ``compute`` in forward-equivalents."""
-        counts = torch.tensor([self.compute[k] for k in COMPUTE_KINDS], dtype=torch.float64, device=self.device)
-        counts = self.dist.all_reduce_sum(counts).tolist()
-        row = {}
-        for kind, value in zip(COMPUTE_KINDS, counts, strict=True):
-            self.compute_total[kind] += int(value)
-            row[f"rows_{kind}"] = int(value)
-            row[f"cum_rows_{kind}"] = self.compute_total[kind]
-            self.compute[kind] = 0
-        row["compute"] = forward_equivalents(self.compute_total)
-        return row
 
     def _epoch(self, epoch: int) -> tuple[dict, Image.Image | None, dict | None]:
         c = self.config
         started = time.perf_counter()
         self._stepped_this_epoch = False
         self._images = {}
-        n_batches = c.samples_per_epoch // c.batch_size
+        n_batches = c.batches_per_epoch
         self._sync_stop()
         if c.method == "hrf-d" and ((epoch - 1) % c.hrfd_every == 0 or self.hrfd_start is None):
             self._probe(epoch)
@@ -525,7 +504,7 @@ class Trainer:
             "sample_seconds": sampled - started,
             "update_seconds": trained - sampled,
             **update,
-            **self._compute_row(),
+            **self.compute.close_epoch(self.dist, self.device),
         }
         if c.method == "hrf-d" and self.hrfd_info:
             row["hrfd"] = self.hrfd_info
@@ -550,9 +529,8 @@ class Trainer:
             if self.epoch == 0 and self.dist.is_main and not self.run.metrics():
                 self._set_status("running", "evaluating the base model")
                 metrics, grid, arrays = self.evaluate()
-                zero = {f"{prefix}{kind}": 0 for kind in COMPUTE_KINDS for prefix in ("rows_", "cum_rows_")}
                 self._log(0, {"epoch": 0, "method": c.method, "window_start": None, "window_end": None,
-                              "seconds": 0.0, **zero, "compute": 0, **metrics}, grid, arrays)
+                              "seconds": 0.0, **zero_row(), **metrics}, grid, arrays)
                 yield 0
             while self.epoch < c.epochs:
                 epoch = self.epoch + 1
@@ -563,19 +541,34 @@ class Trainer:
                 if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
                     self.save_checkpoint()
                 yield epoch
+            self.phase = "done"
+            self._set_status("done", "finished")
+            return "done"
         except StopRequested:
-            if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
-                self.save_checkpoint()  # weights still equal the last completed epoch's
             self.phase = "stopped"
-            self._set_status("stopped", f"stopped after epoch {self.epoch}")
+            try:
+                if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
+                    self.save_checkpoint()  # weights still equal the last completed epoch's
+                self._set_status("stopped", f"stopped after epoch {self.epoch}")
+            except Exception as error:
+                raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
             return "stopped"
         except Exception as error:
-            self.phase = "failed"
-            self._set_status("failed", f"{type(error).__name__}: {error}")
-            raise
-        self.phase = "done"
-        self._set_status("done", "finished")
-        return "done"
+            raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
+
+    def _failed(self, error: Exception) -> Exception:
+        """Record ``error`` (status failed) and return what to raise: a full disk as one :class:`StoreFullError`
+        line (what was kept, how to resume), anything else as it is."""
+        self.phase = "failed"
+        failure = error
+        if self.dist.is_main and is_disk_full(error) and not isinstance(error, StoreFullError):  # e.g. status.json
+            failure = self.run.full_disk("a file of the run")
+            failure.__cause__ = error
+        try:
+            self._set_status("failed", f"{type(failure).__name__}: {failure}")
+        except OSError:  # the disk may be too full for the status too: the error still says it all
+            log.warning("could not record the failure of run %s", self.run.run_id, exc_info=True)
+        return failure
 
     def train(self) -> str:
         """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
@@ -591,43 +584,21 @@ def drive(steps: Generator[int, None, str]) -> str:
             return end.value
 
 
-def _metadata(path: Path, key: str) -> str:
-    """A safetensors file's metadata entry ``key``; a ValueError with one line when it is missing."""
-    with safe_open(path, "pt") as handle:
-        value = (handle.metadata() or {}).get(key)
-    if value is None:
-        raise ValueError(f"{path} has no {key!r} entry: not a checkpoint this trainer wrote")
-    return value
-
-
-#: The kinds of UNet rows a run counts (see :meth:`Trainer._count_rows`).
-COMPUTE_KINDS = ("sampled", "trained", "reference")
-
-
-def forward_equivalents(rows: dict) -> int:
-    """Compute in UNet forward-equivalents: sampled + reference rows + 3 x trained rows (backward ~ 2 forwards)."""
-    return int(rows.get("sampled", 0) + rows.get("reference", 0) + 3 * rows.get("trained", 0))
-
-
-def start_training(config: TrainConfig, run: Run, **kwargs) -> Trainer:
-    """A trainer for a new run (the config is written to the run folder by the store)."""
-    return Trainer(config, run, **kwargs)
-
-
 def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None,
                     device: torch.device | None = None, dist: Dist = SINGLE, **kwargs) -> Trainer:
     """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
 
     ``device`` overrides the config's (a data-parallel rank passes its own GPU). Rank 0 alone truncates
-    the metrics to the checkpoint and rewrites the config.
+    the metrics to the checkpoint and rewrites the config. Refused when the store is over ``HRF_MAX_STORE_GB``.
     """
-    checkpoints = run.checkpoints()
+    check_store_limit(run.path.parent)
+    saved = run.checkpoints()
     if checkpoint is None:
-        if not checkpoints:
+        if not saved:
             raise ValueError(f"run {run.run_id} has no checkpoint to resume from")
-        checkpoint = checkpoints[-1]
+        checkpoint = saved[-1]
     checkpoint = Path(checkpoint)
-    if checkpoint.resolve() not in [p.resolve() for p in checkpoints]:
+    if checkpoint.resolve() not in [p.resolve() for p in saved]:
         raise ValueError(f"{checkpoint} is not a checkpoint of run {run.run_id}")
     config = TrainConfig.from_dict(run.config)
     if epochs is not None:
@@ -641,6 +612,12 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     if trainer.epoch >= config.epochs:
         raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
     if dist.is_main:
-        run.truncate_metrics(trainer.epoch)
-        write_json(run.path / "config.json", config.to_dict())
+        try:  # both atomic: a full disk leaves the metrics and the config as they were
+            run.truncate_metrics(trainer.epoch)
+            write_json(run.path / "config.json", config.to_dict())
+        except OSError as error:
+            if is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store is full: {run.run_id} was not resumed "
+                                     "(nothing changed); free some space and resume again") from error
+            raise
     return trainer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -178,15 +177,14 @@ def test_verified_pth_is_converted_to_safetensors_and_cached(offline: Path, mlp_
     assert all(torch.equal(loaded[k], mlp_state[k]) for k in mlp_state)
 
 
-def test_offline_without_weights_is_unavailable_and_fails_fast(offline: Path) -> None:
-    t0 = time.perf_counter()
+def test_offline_without_weights_is_unavailable_and_refused(offline: Path) -> None:
+    """No download attempted (how fast it fails: bench/fail_fast.py)."""
     ok, reason = aesthetic_available()
     assert not ok and "HF_HUB_OFFLINE" in reason and "aesthetic" in reason and "ViT-L-14" in reason
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         make_aesthetic_reward()
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         load_aesthetic_mlp()
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_mismatched_mlp_state_is_refused(mlp_state) -> None:

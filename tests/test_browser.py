@@ -269,6 +269,8 @@ def test_locality_profile_line_follows_the_handles_and_suggests_a_window(tmp_pat
         page = watched_page(browser, problems)
         page.goto(served.url)
         expect(page.locator("#window .hw-prof i")).to_have_count(40, timeout=30_000)
+        # the x0 strip (computed in a worker) is done before the server closes: nothing runs torch at exit
+        expect(page.locator("#window .hw-strip img")).to_have_count(40, timeout=120_000)
         expect(page.locator("#window .hw-prof i.in")).to_have_count(20)
         line = page.locator("#window .hw-pline")
         expect(line).to_have_text(summary_line(profile, 20))

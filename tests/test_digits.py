@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from hrf_core.digits import (
     load_split,
     split_indices,
 )
+from hrf_core.models import load_base_model
 from hrf_core.pretrain import (
     cli_main,
     folder_hashes,
@@ -66,11 +66,9 @@ def test_ddpm_loads_offline_with_nonzero_ddim_variance(ddpm):
     assert bool((variances > 0).all()), variances
 
 
-def test_ddpm_samples_digits_in_seconds(ddpm):
+def test_ddpm_samples_digits(ddpm):
     unet, sched = ddpm
-    t0 = time.time()
-    x = sample_ddim(unet, sched, 8, steps=40, eta=1.0, seed=0, batch=8)
-    assert time.time() - t0 < 10.0
+    x = sample_ddim(unet, sched, 8, steps=40, eta=1.0, seed=0, batch=8)  # its speed: bench/fail_fast.py
     assert x.shape == (8, 1, 16, 16) and bool(torch.isfinite(x).all())
     assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
     assert (x - x[0]).abs().amax() > 0.5  # not one image repeated
@@ -81,8 +79,7 @@ def test_ddpm_samples_digits_in_seconds(ddpm):
 
 
 def test_load_base_model_digits16():
-    models = pytest.importorskip("hrf_core.models")
-    base = models.load_base_model("digits16", "cpu")
+    base = load_base_model("digits16", "cpu")
     assert base.sample_shape == (1, 16, 16)
     assert base.scheduler.config.set_alpha_to_one is False
 

@@ -29,10 +29,15 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                          "--docs", str(tmp_path / name / "docs"), "--reference", str(tmp_path / name / "ref.json")])
         assert code == 0
     runs = sorted(p.name for p in (tmp_path / "serial" / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 13 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
+    assert len(runs) == 16 and run_name("jpeg-compressibility", "hrf[20,40)", 0) in runs
     ablation = json.loads((tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "hrf-d/image", 0)
                            / "config.json").read_text())
     assert ablation["method"] == "hrf-d" and ablation["adv_scope"] == "image"
+    window_only = json.loads((tmp_path / "serial" / "runs" / run_name("jpeg-compressibility",
+                                                                      "hrf[20,40)/image/wo+kl0.1", 0)
+                              / "config.json").read_text())
+    assert (window_only["outside_window"], window_only["adv_scope"], window_only["kl_coef"]) == ("base", "image", 0.1)
+    assert "## Which method is on or above early-stopped DDPO?" in (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
     for run in runs:  # identical numbers whether the arms ran one after another or side by side
         assert metric_rows(tmp_path / "serial" / "runs" / run) == metric_rows(tmp_path / "parallel" / "runs" / run)
     handover = metric_rows(tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "handover", 0))
@@ -99,4 +104,16 @@ def test_units_run_arm_by_arm_every_seed_first(tmp_path):
                          "jpeg-compressibility-hrf-20-40-seed1"]
     assert names.index("jpeg-compressibility-handover-seed1") > names.index("jpeg-compressibility-ddpo-seed1")
     assert names[-2:] == ["jpeg-compressibility-hrf-sliding-seed0", "jpeg-compressibility-hrf-sliding-seed1"]
-    assert len(names) == len(set(names)) == 2 * (13 + 6) and "ink-hrf-30-40-image-seed1" in names
+    assert len(names) == len(set(names)) == 2 * (16 + 9) and "ink-hrf-30-40-image-seed1" in names
+    # window-only arms right after the hand-over; a suggested window joins them; --arms picks a subset
+    assert names.index("ink-hrf-20-40-image-wo-seed0") > names.index("ink-handover-seed1")
+    settings = Settings(seeds=[0], tasks=["ink"], suggested={"ink": 15}, arms=["ddpo", "suggested/wo"])
+    assert [u.name for u in build_units(settings, tmp_path)] == ["ink-ddpo-seed0", "ink-hrf-15-40-image-wo-seed0"]
+
+
+def test_arm_overrides_compose_suffixes():
+    from hrf_core.experiment import arm_overrides
+
+    assert arm_overrides("hrf[20,40)/image/wo+kl0.1", 40) == dict(
+        method="hrf", window=(20, 40), adv_scope="image", outside_window="base", kl_coef=0.1)
+    assert arm_overrides("ddpo+kl1", 40) == dict(method="ddpo", window=(0, 40), kl_coef=1.0)

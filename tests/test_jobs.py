@@ -178,6 +178,50 @@ def test_rows_are_cached_until_the_file_changes(tmp_path):
     assert len(manager.rows(run)) == len(first) + 1
 
 
+def test_the_change_counter_keeps_every_bump_from_many_threads(tmp_path):
+    """Epoch reports (worker thread) and Stop/Start (UI threads) bump the live key's counter concurrently."""
+
+    class SlowInt(int):  # an addition that lets other threads run between the read and the write of ``+=``
+        def __add__(self, other):
+            time.sleep(0.0005)
+            return SlowInt(int(self) + other)
+
+    manager = make_manager(tmp_path)
+    manager._changes = SlowInt(0)
+    threads = [threading.Thread(target=lambda: [manager._changed() for _ in range(50)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert manager._changes == 200
+
+
+def test_the_duel_partner_phase_shows_only_while_it_works(tmp_path):
+    """The snapshot and the live key read the partner's phase by one rule: shown while it works, never once idle,
+    done, stopped or failed."""
+    from types import SimpleNamespace
+
+    from hrf_core.jobs import _Job
+
+    manager = make_manager(tmp_path)
+    config = small_config()
+    first, second = (manager.store.create(config.to_dict()) for _ in range(2))
+    job = _Job(run=first, config=config, stop_event=threading.Event(), started=time.time(), partner=second,
+               partner_config=config, state="running")
+    job.trainer, job.partner_trainer = SimpleNamespace(phase="epoch 2: updating"), SimpleNamespace(phase="evaluating")
+    manager._job = job
+    assert manager.snapshot().phase == "epoch 2: updating · duel partner: evaluating"
+    key = manager.live_key()
+    job.partner_trainer.phase = "epoch 2: sampling batch 1"
+    assert manager.live_key() != key
+    for finished in ("idle", "done", "stopped", "failed"):
+        job.partner_trainer.phase = finished
+        assert manager.snapshot().phase == "epoch 2: updating"
+        assert manager.live_key()[4] == ("epoch 2: updating", "")
+    job.partner_trainer.phase, job.state = "evaluating", "stopping"
+    assert manager.snapshot().phase == "stopping after the current step"
+
+
 def test_default_preflight(tmp_path, tiny_model_dir):
     from hrf_core.jobs import default_preflight
 
@@ -217,29 +261,34 @@ def test_a_duel_of_two_plus_two_epochs(tmp_path, tiny_model_dir):
     assert {later.run_id, later.partner_id} == {first, second}
 
 
-def test_a_stopped_duel_stops_both(tmp_path):
-    gate = threading.Event()
-    manager = make_manager(tmp_path, gate=gate)
-    manager.trainer_factory = steps_factory(gate)
-    first, second = manager.start_duel(small_config(epochs=20), small_config(epochs=20, method="ddpo",
-                                                                            window=(0, 10)))
-    assert manager.stop()
-    gate.set()
-    assert manager.wait(10)
-    assert manager.snapshot().state == "stopped"
-    assert {manager.store.get(r).status["state"] for r in (first, second)} == {"stopped"}
+def test_a_duel_stopped_between_epochs_stops_both_real_trainers(tmp_path, tiny_model_dir):
+    """Stop pressed after the partner's epoch 1 (both halves at epoch 1): neither half trains another epoch,
+    both record "stopped", each saves its epoch-1 weights on stopping (no scheduled checkpoint before epoch 5),
+    and the job ends stopped."""
+    from hrf_core.jobs import default_trainer_factory
 
+    common = dict(model=str(tiny_model_dir), reward="jpeg-compressibility", num_steps=10, epochs=5,
+                  samples_per_epoch=8, batch_size=4, siblings=2, eval_samples=8, eval_every=1, checkpoint_every=5,
+                  device="cpu")
+    hrf, ddpo = TrainConfig(method="hrf", window=(5, 10), **common), TrainConfig(method="ddpo", **common)
+    manager = JobManager(RunStore(tmp_path / "runs"), preflight=None, torch_threads=1)
+    order = []
 
-def steps_factory(gate):
     def factory(config, run, callbacks, stop_event):
-        trainer = FakeTrainer(config, run, callbacks, stop_event, gate=gate)
-        trainer.steps = lambda: _fake_steps(trainer)
-        return trainer
+        def on_epoch(report):
+            order.append((config.method, report.epoch))
+            if config.method == "ddpo" and report.epoch == 1:
+                assert manager.stop()  # the Stop button, between the duel's epochs
 
-    return factory
+        return default_trainer_factory(config, run, [*callbacks, on_epoch], stop_event)
 
-
-def _fake_steps(trainer):
-    result = trainer.train()
-    yield 0
-    return result
+    manager.trainer_factory = factory
+    first, second = manager.start_duel(hrf, ddpo)
+    assert manager.wait(120)
+    assert order == [("hrf", 0), ("ddpo", 0), ("hrf", 1), ("ddpo", 1)]  # alternated, then nothing more
+    assert manager.snapshot().state == "stopped"
+    for run_id in (first, second):
+        run = manager.store.get(run_id)
+        assert run.status["state"] == "stopped" and run.status["epoch"] == 1, run.status
+        assert [r["epoch"] for r in run.metrics()] == [0, 1]
+        assert [p.name for p in run.checkpoints()] == ["epoch-0001"]

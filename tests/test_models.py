@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import torch
@@ -53,10 +52,8 @@ def test_unknown_and_offline_models_fail_fast_with_instructions(tmp_path):
         model_folder("nope")
     with pytest.raises(ValueError, match="not a diffusers model folder"):
         model_folder(str(tmp_path))
-    started = time.perf_counter()
-    with pytest.raises(ValueError, match="hf download google/ddpm-ema-celebahq-256"):
+    with pytest.raises(ValueError, match="hf download google/ddpm-ema-celebahq-256"):  # how fast: bench/fail_fast.py
         load_base_model("google/ddpm-ema-celebahq-256", "cpu")
-    assert time.perf_counter() - started < 1.0
     ok, reason = availability("google/ddpm-celebahq-256")
     assert not ok and reason
 

@@ -36,12 +36,26 @@ def test_minus_one_is_black_not_clamped_garbage():
     assert float(jpeg_size_kb(noisy)) > float(jpeg_size_kb(black))
 
 
-def test_registry_and_unknown_reward():
-    assert {"jpeg-compressibility", "jpeg-incompressibility", "aesthetic"} <= set(REWARDS)
-    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+def test_registry_and_unknown_reward(monkeypatch, tmp_path):
+    names = {"jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "aesthetic",
+             *(f"digit:{d}" for d in range(10))}
+    assert set(REWARDS) == names
+    with pytest.raises(ValueError, match="unknown reward 'nope'; choose one of: jpeg-compressibility"):
         make_reward("nope")
+    # what needs nothing, or only the shipped digits classifier, is available with no caveat, and scores images
+    for name in sorted(names - {"aesthetic"}):
+        assert REWARDS[name].available() == (True, ""), name
+        scores = make_reward(name)(-torch.ones(2, 1, 16, 16))
+        assert scores.shape == (2,) and bool(torch.isfinite(scores).all()), name
+    # the aesthetic reward offline with empty caches: unavailable, saying which weights are missing
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HRF_CACHE_DIR", str(tmp_path / "hrf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("os.path.expanduser", lambda p: p.replace("~", str(tmp_path / "home")))
     ok, reason = REWARDS["aesthetic"].available()
-    assert ok or reason  # offline here: unavailable, with a reason
+    assert not ok and "HF_HUB_OFFLINE" in reason and "aesthetic" in reason
 
 
 def blank(n: int = 1) -> torch.Tensor:
