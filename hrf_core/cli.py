@@ -1,4 +1,4 @@
-"""``python -m hrf_core``: train, resume, sample, pretrain and experiment from the shell.
+"""``python -m hrf_core``: train, resume, sample, export, pretrain and experiment from the shell.
 
 Bad input prints one clear line (``error: ...``) and exits with code 2.
 """
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("locality", help="where a reward is decided: its per-step variance profile "
                    "(see python -m hrf_core locality --help)")
     sub.add_parser("examples", help="regenerate the example runs that ship (see python -m hrf_core examples --help)")
+    sub.add_parser("export", help="a run checkpoint as a diffusers pipeline with a model card, optionally pushed to "
+                   "the Hub (see python -m hrf_core export --help)")
     return parser
 
 
@@ -308,7 +310,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality", "export")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:
