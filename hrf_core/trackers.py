@@ -110,10 +110,11 @@ class _Trackio:
             trackio.init, project=project(), name=run.run_id, config=config, resume="allow", embed=False,
             auto_log_cpu=False, auto_log_gpu=False)
 
-    def log(self, epoch: int, values: dict, grid) -> None:
+    def log(self, epoch: int, values: dict, grid, grid_file) -> None:
         import trackio
 
-        self.run.log({**values, **({GRID: trackio.Image(grid)} if grid is not None else {})}, step=epoch)
+        image = {GRID: trackio.Image(grid_file or grid)} if grid is not None else {}
+        self.run.log({**values, **image}, step=epoch)
 
     def finish(self, failed: bool) -> None:
         self.run.finish()
@@ -132,12 +133,17 @@ class _TensorBoard:
         self.writer.file_writer.add_summary(session_start)
         self.writer.add_text("config", f"```\n{json.dumps(config, indent=2, sort_keys=True)}\n```", first_epoch)
 
-    def log(self, epoch: int, values: dict, grid) -> None:
+    def log(self, epoch: int, values: dict, grid, grid_file) -> None:
         import numpy as np
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
         for key, value in values.items():
             self.writer.add_scalar(key, value, epoch)
-        if grid is not None:
+        if grid_file is not None:  # the run store's PNG as it is (add_image would encode it again)
+            image = Summary.Image(height=grid.height, width=grid.width, colorspace=len(grid.getbands()),
+                                  encoded_image_string=grid_file.read_bytes())
+            self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=GRID, image=image)]), epoch)
+        elif grid is not None:
             self.writer.add_image(GRID, np.asarray(grid.convert("RGB")), epoch, dataformats="HWC")
         self.writer.flush()
 
@@ -161,10 +167,11 @@ class _Wandb:
                               settings=wandb.Settings(console="off"))
         self.run.define_metric("*", step_metric="epoch")
 
-    def log(self, epoch: int, values: dict, grid) -> None:
+    def log(self, epoch: int, values: dict, grid, grid_file) -> None:
         import wandb
 
-        self.run.log({**values, **({GRID: wandb.Image(grid)} if grid is not None else {})})
+        image = {GRID: wandb.Image(str(grid_file) if grid_file else grid)} if grid is not None else {}
+        self.run.log({**values, **image})
 
     def finish(self, failed: bool) -> None:
         self.run.finish(exit_code=1 if failed else 0)
@@ -212,9 +219,11 @@ class RunTrackers:
             config = self.run.config
             for tracker in self.trackers:
                 self._guard(tracker, "start", tracker.start, self.run, config, report.epoch)
-        values = scalars(report.metrics)
+        values, grid = scalars(report.metrics), getattr(report, "grid", None)
+        grid_file = self.run.path / "grids" / f"epoch-{report.epoch:04d}.png"  # written before the callbacks
+        grid_file = grid_file if grid is not None and grid_file.is_file() else None
         for tracker in self.trackers:
-            self._guard(tracker, f"log epoch {report.epoch}", tracker.log, report.epoch, values, report.grid)
+            self._guard(tracker, f"log epoch {report.epoch}", tracker.log, report.epoch, values, grid, grid_file)
 
     def close(self, failed: bool = False) -> None:
         """Finish every started tracker run, broken ones too (never raises)."""
