@@ -6,6 +6,12 @@ A ratio near 1 means the loop adds little beyond the UNet calls it must make.
 
     python bench/epoch.py                       # embedded digits16 on this CPU (32 samples, K = 40)
     python bench/epoch.py --celebahq --device cuda --samples 8 --batch 8   # CelebA-HQ 256 architecture, random weights
+    python bench/epoch.py --report-to wandb --report-to trackio --report-to tensorboard  # + the trackers' cost
+
+With ``--report-to``, more DDPO epochs run while reporting each one (its row and an evaluation grid, the
+worst case) to the trackers: their cost is the time of the report call against the epoch's (and, with
+their background threads and processes included but noisier, the epoch time with against without).
+wandb runs offline and the logs go to a temporary folder unless WANDB_MODE / WANDB_DIR / TRACKIO_DIR say otherwise.
 """
 
 from __future__ import annotations
@@ -83,6 +89,35 @@ def count_host_syncs(fn) -> dict:
     return {"total": sum(sites.values()), "top": dict(sites.most_common(6))}
 
 
+def tracker_overhead(trainer, names: list[str], epoch_s: float, first_epoch: int, epochs: int, device) -> dict:
+    """Report ``epochs`` more DDPO epochs (row + an evaluation grid each) to the trackers ``names``."""
+    from hrf_core.trackers import RunTrackers
+    from hrf_core.trainer import EpochReport
+
+    _, grid, _ = trainer.evaluate()
+    trackers = RunTrackers(names, trainer.run)
+    started = time.perf_counter()
+    trackers(EpochReport(0, 1000, {"epoch": 0}, grid))  # opens the tracker runs (once per run)
+    opened = time.perf_counter() - started
+    calls, totals = [], []
+    for epoch in range(first_epoch, first_epoch + epochs):
+        started = time.perf_counter()
+        row, _, _ = trainer._epoch(epoch)
+        sync(device)
+        epoch_time = time.perf_counter() - started
+        trainer.run.save_grid(grid, epoch)  # as the trainer does before its callbacks, trackers or not
+        before = time.perf_counter()
+        trackers(EpochReport(epoch, 1000, row, grid))
+        calls.append(time.perf_counter() - before)
+        totals.append(epoch_time + calls[-1])
+    started = time.perf_counter()
+    trackers.close()
+    closed = time.perf_counter() - started
+    call, total = sum(calls) / len(calls), sum(totals) / len(totals)
+    return {"trackers": names, "open_s": opened, "close_s": closed, "report_s": call, "epoch_with_s": total,
+            "epoch_without_s": epoch_s, "report_over_epoch": call / epoch_s, "epoch_with_over_without": total / epoch_s}
+
+
 def random_celebahq_folder(root: Path) -> Path:
     """The google/ddpm-celebahq-256 architecture with random weights (no download)."""
     torch.manual_seed(0)
@@ -106,11 +141,21 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--report-to", action="append", default=[], help="also measure this tracker's cost (repeat)")
+    parser.add_argument("--tracked-epochs", type=int, default=4, help="DDPO epochs reported to the trackers")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     tmp = Path(tempfile.mkdtemp(prefix="hrf-bench-"))
+    if args.report_to:
+        from hrf_core.trackers import require
+
+        require(args.report_to)
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_DIR", str(tmp))
+        os.environ.setdefault("TRACKIO_DIR", str(tmp / "trackio"))
+        os.environ.setdefault("HRF_TRACKER_PROJECT", "hrf-bench")
     model = str(random_celebahq_folder(tmp / "celebahq")) if args.celebahq else args.model
     if not args.celebahq and model in MODELS and not Path(MODELS[model].location).is_dir():
         raise SystemExit(f"{model} is not built yet")
@@ -167,6 +212,15 @@ def main() -> None:
             results["eval_over_ddpo_epoch"] = eval_s / seconds
             if device.type == "cuda":
                 results["eval_host_syncs"] = count_host_syncs(trainer.evaluate)
+            if args.report_to:
+                first = 3 + args.epochs if device.type == "cuda" else 2 + args.epochs
+                cost = results["tracker_overhead"] = tracker_overhead(trainer, args.report_to, seconds, first,
+                                                                      args.tracked_epochs, device)
+                print(f"trackers {', '.join(args.report_to)}: report {cost['report_s'] * 1000:.1f} ms = "
+                      f"{100 * cost['report_over_epoch']:.2f}% of a DDPO epoch; epoch with them "
+                      f"{cost['epoch_with_s']:.2f} s vs {seconds:.2f} s without "
+                      f"({100 * (cost['epoch_with_over_without'] - 1):+.1f}%); open {cost['open_s']:.2f} s, "
+                      f"close {cost['close_s']:.2f} s once per run", flush=True)
         print(f"{name:14s} epoch {seconds:7.2f} s   floor {floor:7.2f} s   ratio {seconds / floor:5.3f}", flush=True)
         del trainer
     print(f"evaluation ({config_for('ddpo', (0, k)).eval_samples} samples, K={k}): {results['eval_s']:.2f} s = "

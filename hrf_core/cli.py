@@ -1,4 +1,4 @@
-"""``python -m hrf_core``: train, resume, sample, pretrain and experiment from the shell.
+"""``python -m hrf_core``: train, resume, sample, export, pretrain and experiment from the shell.
 
 Bad input prints one clear line (``error: ...``) and exits with code 2.
 """
@@ -11,6 +11,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from hrf_core import trackers
 from hrf_core.config import ADVANTAGE_SCOPES, METHODS, PRESETS, TrainConfig
 
 EXIT_USAGE = 2
@@ -86,11 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="recompute the UNet's activations in the backward: less memory, slower updates")
     train.add_argument("--out", default="runs", help="run store folder (default runs)")
     train.add_argument("--name", help="run id (default: time stamp, method and reward)")
+    train.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
+                       help="also log to this tracker (repeat): trackio, tensorboard or wandb")
 
     resume = sub.add_parser("resume", help="continue a run from its latest (or a given) checkpoint")
     resume.add_argument("run_dir", help="the run folder, e.g. runs/20261126-101500-hrf-jpeg-compressibility")
     resume.add_argument("--checkpoint", help="a checkpoint folder of that run (default: the latest)")
     resume.add_argument("--epochs", type=int, help="new total number of epochs")
+    resume.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
+                        help="also log to this tracker (repeat): trackio, tensorboard or wandb")
 
     sample = sub.add_parser("sample", help="sample a grid from a base model or a checkpoint")
     source = sample.add_mutually_exclusive_group(required=True)
@@ -124,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("locality-study", help="profiles of the experiment's tasks and how far they predict the "
                    "frontier (see python -m hrf_core locality-study --help)")
     sub.add_parser("examples", help="regenerate the example runs that ship (see python -m hrf_core examples --help)")
+    sub.add_parser("export", help="a run checkpoint as a diffusers pipeline with a model card, optionally pushed to "
+                   "the Hub (see python -m hrf_core export --help)")
     return parser
 
 
@@ -184,8 +191,8 @@ def _stop_on_signals(stop_event: threading.Event):
             signal.signal(sig, old)
 
 
-def _run_trainer(trainer, start_epoch: int) -> int:
-    with _stop_on_signals(trainer.stop_event):
+def _run_trainer(trainer, start_epoch: int, report_to: tuple[str, ...] = ()) -> int:
+    with _stop_on_signals(trainer.stop_event), trackers.RunTrackers(report_to, trainer.run).attach(trainer):
         return _train_with_progress(trainer, start_epoch)
 
 
@@ -251,6 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrf_core.trainer import Trainer
 
     config = config_from_args(args)
+    report_to = trackers.require(args.report_to)
     model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
     prepare_reward(config.reward, config.model)
     dist, device = _distributed(config.device)
@@ -261,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = str(RunStore(args.out).create(config.to_dict(), name=args.name).path) if dist.is_main else None
     run = Run(Path(dist.broadcast_object(path)))
     trainer = Trainer(config, run, stop_event=threading.Event(), base=load_base_model(config.model, device), dist=dist)
-    return _run_trainer(trainer, 0)
+    return _run_trainer(trainer, 0, report_to)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -271,11 +279,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs <= 0:
         raise ValueError(f"epochs must be >= 1, got {args.epochs}")
     run = open_run(args.run_dir)
+    report_to = trackers.require(args.report_to)
     prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
     dist, device = _distributed(run.config.get("device", "auto"))
     trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs, device=device,
                               dist=dist, stop_event=threading.Event())
-    return _run_trainer(trainer, trainer.epoch)
+    return _run_trainer(trainer, trainer.epoch, report_to)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -301,7 +310,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality", "locality-study")  # subcommands whose arguments belong to their own module's parser
+FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality", "locality-study", "export")  # subcommands whose arguments belong to their own module's parser
 
 
 def main(argv: list[str] | None = None) -> int:

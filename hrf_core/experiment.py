@@ -38,7 +38,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, trackers
 from hrf_core.config import TrainConfig
 from hrf_core.runs import Run, RunStore, read_json, write_json
 
@@ -160,7 +160,7 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
 
 
 # ------------------------------------------------------------------------------------------------ units
-def train_unit(config: dict, root: str, name: str) -> dict:
+def train_unit(config: dict, root: str, name: str, report_to: tuple[str, ...] = ()) -> dict:
     """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
     from hrf_core.trainer import Trainer, resume_training
 
@@ -172,13 +172,13 @@ def train_unit(config: dict, root: str, name: str) -> dict:
         if run.status.get("state") == "done":
             return {"run": name, "skipped": True}
         if run.checkpoints():
-            resume_training(run).train()
+            trackers.train(resume_training(run), report_to)
             return {"run": name, "resumed": True}
         import shutil
 
         shutil.rmtree(path)
     run = store.create(config.to_dict(), name=name)
-    Trainer(config, run).train()
+    trackers.train(Trainer(config, run), report_to)
     return {"run": name}
 
 
@@ -227,7 +227,7 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     return {"run": name}
 
 
-def build_units(settings: Settings, root: Path, device: str = "cpu"):
+def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
     from hrf_core.sweep import Unit
 
     pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)
@@ -243,11 +243,12 @@ def build_units(settings: Settings, root: Path, device: str = "cpu"):
                                   after=(run_name(task, "ddpo", seed),)))
             else:
                 config = arm_config(task, arm, seed, settings, device).to_dict()
-                units.append(Unit(name, train_unit, (config, str(root), name)))
+                units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
     return units
 
 
-def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu") -> dict:
+def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
+                   report_to: tuple[str, ...] = ()) -> dict:
     """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
     from hrf_core.sweep import default_threads, run_units
 
@@ -271,7 +272,7 @@ def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None
         print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
               + (f"\n{unit.error}" if unit.error else ""), flush=True)
 
-    units = build_units(settings, out, device)
+    units = build_units(settings, out, device, report_to)
     run_units(units, jobs=jobs, threads=threads, on_done=on_done)
     write_json(progress_file, progress)
     return progress
@@ -529,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the app's DDPO reference curves go ('' for nowhere)")
     parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
     parser.add_argument("--previous", help="an earlier sitting's frontier.json: its arms join the standing table")
+    parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
+                        help="also log each run to this tracker (repeat): trackio, tensorboard or wandb")
     return parser
 
 
@@ -536,6 +539,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     from hrf_core.rewards import REWARDS
 
     args = build_parser().parse_args(argv)
+    report_to = trackers.require(args.report_to)
     for task in args.tasks:
         if task not in REWARDS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
@@ -553,7 +557,7 @@ def cli_main(argv: list[str] | None = None) -> int:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
     out = Path(args.out)
     if not args.report_only:
-        progress = run_experiment(settings, out, args.jobs, args.threads, args.device)
+        progress = run_experiment(settings, out, args.jobs, args.threads, args.device, report_to)
         failed = [name for name, unit in progress["units"].items() if unit.get("error")]
         if failed:
             print(f"{len(failed)} units failed: {', '.join(failed)}")

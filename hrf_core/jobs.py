@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hrf_core import trackers
 from hrf_core.config import TrainConfig
 from hrf_core.runs import Run, RunStore, StoreFullError, is_disk_full, write_json
 
@@ -130,6 +131,8 @@ class _Job:
     partner_trainer: Any = None
     thread: threading.Thread | None = None
     finished: float | None = None
+    report_to: tuple[str, ...] = ()  # trackers (HRF_REPORT_TO), one tracker run per run of the job
+    trackers: list = field(default_factory=list)
 
 
 @dataclass
@@ -161,11 +164,13 @@ class JobManager:
         trainer_factory: TrainerFactory | None = None,
         preflight: Callable[[TrainConfig], None] | None = default_preflight,
         torch_threads: int | None = None,
+        report_to: tuple[str, ...] | None = None,
     ):
         self.store = store
         self.trainer_factory = trainer_factory or default_trainer_factory
         self.preflight = preflight
         self.torch_threads = torch_threads
+        self.report_to = report_to  # None: HRF_REPORT_TO, read at each start
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
@@ -256,6 +261,7 @@ class JobManager:
             raise ValueError("start() needs a TrainConfig")
         with self._lock:
             self._refuse_if_busy()
+            report_to = trackers.require(trackers.from_env() if self.report_to is None else self.report_to)
             for config in configs:
                 config.validate()
                 if self.preflight is not None:
@@ -263,7 +269,7 @@ class JobManager:
             runs = self._create_runs(configs, names)
             job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
                        partner=runs[1] if len(runs) > 1 else None,
-                       partner_config=configs[1] if len(configs) > 1 else None)
+                       partner_config=configs[1] if len(configs) > 1 else None, report_to=report_to)
             job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
                                           daemon=True)
             self._job = job
@@ -331,11 +337,12 @@ class JobManager:
                 import torch
 
                 torch.set_num_threads(self.torch_threads)
-            job.trainer = self.trainer_factory(job.config, job.run, [on_main_epoch], job.stop_event)
+            job.trackers = [trackers.RunTrackers(job.report_to, r) for r in (job.run, job.partner) if r is not None]
+            job.trainer = self.trainer_factory(job.config, job.run, [on_main_epoch, job.trackers[0]], job.stop_event)
             trainers = [job.trainer]
             if job.partner is not None:
-                job.partner_trainer = self.trainer_factory(job.partner_config, job.partner, [on_partner_epoch],
-                                                           job.stop_event)
+                job.partner_trainer = self.trainer_factory(job.partner_config, job.partner,
+                                                           [on_partner_epoch, job.trackers[1]], job.stop_event)
                 trainers.append(job.partner_trainer)
             if job.state == "starting":
                 job.state = "running"
@@ -360,6 +367,8 @@ class JobManager:
                 except Exception:  # noqa: BLE001 - a full disk must not kill the worker's cleanup either
                     log.exception("could not record the failure of run %s", run.run_id)
         finally:
+            for run_trackers in job.trackers:
+                run_trackers.close(failed=job.state == "failed")
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
