@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hrf_core import trackers
-from hrf_core.config import ADVANTAGE_SCOPES, METHODS, PRESETS, TrainConfig
+from hrf_core.config import ADVANTAGE_SCOPES, METHODS, OUTSIDE_WINDOW, PRESETS, TrainConfig
 
 EXIT_USAGE = 2
 
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "batch, or the window start")
     train.add_argument("--cluster", type=parse_cluster, action="append", dest="clusters",
                        help="HRF sliding cluster START:ENDxEPOCHS (repeat; default 0:20x5 then 20:40x5)")
+    train.add_argument("--outside", dest="outside_window", choices=OUTSIDE_WINDOW,
+                       help="what samples the steps before the window: tuned (the fine-tuned network, the paper's "
+                            "HRF; default) or base (window-only: the frozen base model, in training, evaluation "
+                            "and checkpoint sampling)")
     train.add_argument("--start-source", choices=("policy", "base"),
                        help="trajectory-of-interest images from the current policy or the frozen base model")
     train.add_argument("--epochs", type=int, help=f"training epochs (default {defaults.epochs})")
