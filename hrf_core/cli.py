@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of a ``train`` command line: preset, then every flag that was given."""
     config = PRESETS[args.preset] if args.preset else TrainConfig()
-    fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "epochs",
+    fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "outside_window",
+              "epochs",
               "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range", "adv_clip",
               "adv_scope", "window_scaled_clip", "updates_per_epoch", "kl_coef", "eval_every", "eval_samples",
               "checkpoint_every", "seed", "device", "bf16", "grad_checkpointing")

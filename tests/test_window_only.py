@@ -127,3 +127,11 @@ def test_ddpo_has_no_outside():
         TrainConfig(method="ddpo", window=(0, 40), outside_window="base").validate()
     with pytest.raises(ValueError, match="outside_window must be one of"):
         TrainConfig(outside_window="elsewhere").validate()
+
+
+def test_cli_outside_flag_sets_the_config():
+    from hrf_core.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--method", "hrf", "--window", "20:40", "--outside", "base"])
+    assert config_from_args(args).outside_window == "base"
+    assert config_from_args(build_parser().parse_args(["train"])).outside_window == "tuned"
