@@ -478,7 +478,15 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
                       f"Final evaluation grids, seed {first}, left to right: " + ", ".join(a for a, _ in grids) + ".",
                       ""]
     notes = results / "reading.md"
+    locality = results / "locality.md"
+    if locality.is_file():  # python -m hrf_core locality-study
+        lines += [locality.read_text().strip(), ""]
     lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
+    if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
+        from hrf_core.reading import stale_numbers
+
+        for stale in stale_numbers(notes.read_text(), [result, *earlier]):
+            print(f"warning: reading.md quotes a number the tables do not hold: {stale}")
     report = docs / "RESULTS.md"
     report.write_text("\n".join(lines))
     return report

@@ -1,0 +1,37 @@
+"""The Reading of docs/RESULTS.md quotes only numbers its tables hold (hrf_core.reading)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hrf_core.reading import stale_numbers, window_only_shares
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def sources() -> list[dict]:
+    return [json.loads((DOCS / "results" / name).read_text()) for name in ("frontier.json", "locality.json")
+            if (DOCS / "results" / name).is_file()]
+
+
+def test_every_interval_and_share_in_the_reading_is_in_the_tables():
+    extra = window_only_shares(json.loads((DOCS / "results" / "window-only.json").read_text()))
+    stale = stale_numbers((DOCS / "results" / "reading.md").read_text(), sources(), extra)
+    assert not stale, "stale numbers in docs/results/reading.md:\n" + "\n".join(stale)
+
+
+def test_the_report_carries_the_reading_verbatim():
+    reading = (DOCS / "results" / "reading.md").read_text().strip()
+    assert reading in (DOCS / "RESULTS.md").read_text()
+
+
+def test_a_stale_number_names_itself():
+    frontier = {"groups": {"g": {"reference": {"final_gain": 2.0}, "arms": {
+        "hrf": {"final": {"gain": {"mean": 1.0}}, "matched_reward": [
+            {"delta_vs_ddpo": {"is_classifier": {"mean": 0.5, "ci": [0.123, 0.9]}}}]}}}}}
+    text = "HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; elsewhere +0.50 [+0.13, +0.90], 60% of DDPO's"
+    stale = stale_numbers(text, [frontier])
+    assert len(stale) == 2
+    assert stale[0].startswith("+0.50 [+0.13, +0.90] (…HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; elsewhere")
+    assert stale[1].startswith("60% of DDPO's")
