@@ -31,7 +31,7 @@ from hrf_core.rewards import make_reward  # noqa: E402
 from hrf_core.sampling import sample_from  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits16")
     parser.add_argument("--celebahq", action="store_true", help="random-weight CelebA-HQ 256 architecture")
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="rows per UNet call (profile and plain sampling)")
     parser.add_argument("--rewards", nargs="+", default=None, help="default: the five digits tasks, or JPEG on RGB")
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model = str(random_celebahq_folder(Path(tempfile.mkdtemp()) / "celebahq")) if args.celebahq else args.model
     base = load_base_model(model, args.device)
     names = args.rewards or (["jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "digit:3"]
@@ -74,6 +74,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

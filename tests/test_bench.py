@@ -31,3 +31,10 @@ def test_gpu_check_code_paths_on_the_cpu(tmp_path, capsys):
     assert result["bf16_drift"]["bf16"]["first_ratio_deviation"][0] is not None
     assert "trained rows/s" in capsys.readouterr().out
 
+
+
+def test_locality_cost_code_path(tiny_model_dir):
+    result = load("locality").main(["--model", str(tiny_model_dir), "--trunks", "2", "--branches", "2", "--steps",
+                                    "4", "--rewards", "ink"])
+    assert result["unet_rows"] == 2 * 4 + sum(2 * 2 * (4 - p) for p in (0, 3))  # trunks x K + branches
+    assert result["ratio"] > 0 and result["probes"] == [0, 3]
