@@ -130,3 +130,21 @@ def find(store: RunStore, model: str, reward: str, samples: int, exclude: str | 
     spec = MODELS.get(model)
     folder = Path(spec.location) if spec is not None and spec.source == "embedded" else Path(model)
     return shipped(folder, reward, samples) if folder.is_dir() else None
+
+
+def handover_curve(store: RunStore, model: str, reward: str, seed, samples: int, rows_of=None) -> ReferenceCurve | None:
+    """The training-free hand-over's curve for this model, reward and seed: a finished ``handover`` run (the base
+    model before S, a DDPO checkpoint from S; rows from S = K to 0) evaluated on ``samples`` samples, else None."""
+    for run in store.own_runs():
+        config = run.config
+        if config.get("method") != "handover" or config.get("model") != model or config.get("reward") != reward \
+                or config.get("seed") != seed or int(config.get("eval_samples") or 0) != samples \
+                or run.status.get("state") != "done":
+            continue
+        rows = [r for r in (rows_of(run) if rows_of else run.metrics()) if isinstance(r.get("reward_mean"), float)]
+        if len(rows) < 2:
+            continue
+        source = (config.get("extra") or {}).get("source_run", "a DDPO run")
+        return ReferenceCurve(source=f"hand-over of {source}", samples=samples, seeds=[
+            {"seed": seed, "gain": [r["reward_mean"] - rows[0]["reward_mean"] for r in rows], **_metric_series(rows)}])
+    return None

@@ -374,3 +374,25 @@ def test_compute_profile_runs_in_the_job_slot_with_progress(tmp_path, tiny_model
     assert not manager.busy
     notice, _ = lab.compute_profile("tok", str(tiny_model_dir), "no-such-reward", 10)
     assert "unknown reward" in notice
+
+
+def test_standing_line_names_the_hand_over_of_the_same_seed(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    for name, method, rewards, scores in (("ddpo-a", "ddpo", [-0.5, -0.49, -0.48], [9.0, 8.0, 7.0]),
+                                          ("handover-a", "handover", [-0.5, -0.495, -0.48], [9.0, 9.2, 8.0]),
+                                          ("hrf-b", "hrf", [-0.5, -0.495], [9.0, 8.9])):
+        run = store.create({"model": "m", "reward": "jpeg-compressibility", "method": method, "seed": 0,
+                            "eval_samples": 8, "epochs": 2, "window": [5, 10], "kl_coef": 0.0,
+                            "extra": {"source_run": "ddpo-a"} if method == "handover" else {}}, name=name)
+        for epoch, (reward, score) in enumerate(zip(rewards, scores, strict=True)):
+            run.append_metrics({"epoch": epoch, "reward_mean": reward, "is_classifier@8": score,
+                                "vendi_classifier@8": score / 2, "seconds": 1.0})
+        run.set_status("done", 2, 2, "finished")
+        time.sleep(0.02)  # distinct config mtimes: hrf-b is the newest
+    line = live.live_state(JobManager(store, preflight=None), "hrf-b")["status"]["standing"]
+    assert "early-stopped DDPO had IS 8.50" in line and "the hand-over (hand-over of ddpo-a): IS 9.20" in line
+    other_seed = store.get("handover-a")
+    data = other_seed.config
+    data["seed"] = 1
+    (other_seed.path / "config.json").write_text(json.dumps(data))
+    assert "hand-over" not in live.live_state(JobManager(store, preflight=None), "hrf-b")["status"]["standing"]

@@ -135,8 +135,9 @@ def run_payload(run: Run, rows: list[dict], color: str | None = None) -> dict:
             "animate": f"/live/animate/{run.run_id}.gif", "rows": payload_rows}
 
 
-def standing(rows: list[dict], curve, keys) -> str:
-    """One line: where the run's latest evaluation stands against early-stopped DDPO at the same reward."""
+def standing(rows: list[dict], curve, keys, handover=None) -> str:
+    """One line: where the run's latest evaluation stands against early-stopped DDPO at the same reward, and
+    against the training-free hand-over of DDPO's checkpoint of the same seed when ``handover`` (a curve) exists."""
     if curve is None:
         return ("No DDPO reference for this model and reward yet: a DDPO run (or the frontier experiment) "
                 "gives one.")
@@ -159,8 +160,10 @@ def standing(rows: list[dict], curve, keys) -> str:
     mean, std, n = curve.at(gain)[name]
     spread = f" ± {std:.2f}" if n > 1 else ""
     this = f"; this run: {label} {mine:.2f}" if _finite(mine) else ""
+    other = handover.at(gain).get(name) if handover is not None else None
+    also = f"; the hand-over ({handover.source}): {label} {other[0]:.2f}" if other else ""
     return (f"At this reward (gain {gain:+.4g}), early-stopped DDPO had {label} {mean:.2f}{spread} "
-            f"({n} seed{'s' if n > 1 else ''}, {curve.source}){this}.")
+            f"({n} seed{'s' if n > 1 else ''}, {curve.source}){also}{this}.")
 
 
 def live_state(manager, run_id: str | None = None) -> dict:
@@ -196,8 +199,10 @@ def live_state(manager, run_id: str | None = None) -> dict:
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)
     curve = None
+    handover = None
     if model and reward and samples:
         curve = reference.find(store, model, reward, samples, exclude=snap.run_id, rows_of=manager.rows)
+        handover = reference.handover_curve(store, model, reward, config.get("seed"), samples, rows_of=manager.rows)
     past = []
     if model and reward:
         shown = [r["run_id"] for r in runs]
@@ -215,7 +220,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
                "base_reward": base_reward, "band": curve.band(diversity_name)}
     status = {"html": status_html(snap, example), "state": snap.state, "active": snap.active, "run_id": snap.run_id,
               "epoch": snap.epoch, "epochs": snap.epochs, "example": example,
-              "standing": standing(main_rows, curve, keys) if snap.run_id else "",
+              "standing": standing(main_rows, curve, keys, handover) if snap.run_id else "",
               "proxy_note": PIXEL_PROXY_NOTE if runs and diversity_name == "vendi_pixel" else ""}
     return {"status": status, "runs": runs, "history": past, "reference": ref,
             "keys": {"diversity": keys.diversity, "diversity_label": keys.diversity_label,
