@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,10 @@ class Comparison:
     label_b: str
     table: list[list[Any]]
     figure: Any
+    metrics_a: dict = field(default_factory=dict)  # the evaluator's metrics, by key (reward_mean, vendi_...@n, ...)
+    metrics_b: dict = field(default_factory=dict)
+    reward: str = ""
+    num_steps: int = 0
 
 
 METRIC_NAMES = {
@@ -173,5 +177,5 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     scale = max(1, 128 // images_a.shape[-1])
     label_b = f"{b.label} · hand-over at step {handover}" if handover else b.label
     return Comparison(image_grid(images_a, scale=scale), image_grid(images_b, scale=scale), a.label, label_b,
-                      table, figure)
+                      table, figure, dict(metrics_a), dict(metrics_b), reward, num_steps)
 

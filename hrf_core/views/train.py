@@ -106,12 +106,12 @@ def sliding_clusters(window: tuple[int, int], epochs: int) -> tuple[tuple[int, i
 
 def config_from_form(preset: str | None, model: str, reward: str, method: str, window: Any,
                      start_mode: str = "uniform", adv_scope: str | None = None, outside_window: str | None = None,
-                     **numbers: Any) -> TrainConfig:
-    """The TrainConfig the Train tab describes (the preset supplies the fields the form lacks).
+                     base: TrainConfig | None = None, **numbers: Any) -> TrainConfig:
+    """The TrainConfig the Train tab describes (the preset, else ``base``, supplies the fields the form lacks).
 
     Raises ValueError with one clear line for any bad field; the result is validated.
     """
-    base = PRESETS.get(preset or "", None)
+    base = PRESETS.get(preset or "", base)
     config = base.replace() if base is not None else TrainConfig()
     if not model or not str(model).strip():
         raise ValueError("choose a base model")
@@ -142,15 +142,27 @@ def config_from_form(preset: str | None, model: str, reward: str, method: str, w
         config = config.replace(window=span, clusters=sliding_clusters(span, config.epochs))
     else:
         config = config.replace(window=span)
-    if config.batch_size > config.samples_per_epoch:
-        raise ValueError(f"Batch ({config.batch_size}) cannot exceed samples per epoch ({config.samples_per_epoch})")
-    if config.samples_per_epoch % config.batch_size:
-        raise ValueError(f"Samples per epoch ({config.samples_per_epoch}) must be a multiple of the batch "
-                         f"({config.batch_size})")
-    if config.batch_size % config.siblings:
-        raise ValueError(f"Batch ({config.batch_size}) must be a multiple of the siblings per image "
-                         f"({config.siblings})")
+    check_batches(config.samples_per_epoch, config.batch_size, config.siblings)
     return config.validate()
+
+
+#: How the form's messages call the settings :func:`check_batches` relates (the API passes the parameter names).
+FORM_WORDS = {"samples_per_epoch": "samples per epoch", "batch_size": "the batch", "siblings": "the siblings per image"}
+
+
+def check_batches(samples: int, batch: int, siblings: int, words: dict[str, str] | None = None) -> None:
+    """ValueError unless the batch fits the samples per epoch a whole number of times and the siblings fit the batch."""
+    w = words or FORM_WORDS
+
+    def first(text: str) -> str:
+        return text if words else text[:1].upper() + text[1:]
+
+    if batch > samples:
+        raise ValueError(f"{first(w['batch_size'])} ({batch}) cannot exceed {w['samples_per_epoch']} ({samples})")
+    if samples % batch:
+        raise ValueError(f"{first(w['samples_per_epoch'])} ({samples}) must be a multiple of {w['batch_size']} ({batch})")
+    if batch % siblings:
+        raise ValueError(f"{first(w['batch_size'])} ({batch}) must be a multiple of {w['siblings']} ({siblings})")
 
 
 def form_from_config(config: TrainConfig) -> dict[str, Any]:
