@@ -41,6 +41,7 @@ from hrf_core.config import PRESETS, TrainConfig  # noqa: E402
 from hrf_core.jobs import JobManager, default_torch_threads  # noqa: E402
 from hrf_core.livefeed import LiveFeed  # noqa: E402
 from hrf_core.runs import RunStore  # noqa: E402
+from hrf_core.views import api as scripting  # noqa: E402
 from hrf_core.views import common, compare, live, results, runs, train  # noqa: E402
 
 log = logging.getLogger("hrf_explorer")
@@ -616,13 +617,12 @@ class Lab:
 
             # ------------------------------------------------------------------------ events
             form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers]
-            start.click(self.start, form_inputs, [notice, tabs], api_name="start", concurrency_id="control",
-                        concurrency_limit=4)
-            duel.click(self.duel, form_inputs, [notice, tabs], api_name="duel", concurrency_id="control",
-                       concurrency_limit=4)
+            start.click(self.start, form_inputs, [notice, tabs], api_name="ui_start", api_visibility="private",
+                        concurrency_id="control", concurrency_limit=4)
+            duel.click(self.duel, form_inputs, [notice, tabs], api_name="ui_duel", api_visibility="private",
+                       concurrency_id="control", concurrency_limit=4)
             for button in (stop, live_stop):
-                button.click(self.stop, token, notice, api_name="stop" if button is stop else None,
-                             api_visibility="public" if button is stop else "private",
+                button.click(self.stop, token, notice, api_name="ui_stop", api_visibility="private",
                              concurrency_id="control", concurrency_limit=4)
             unlock.click(self.unlock, token, [stored_token, notice], api_visibility="private")
             demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
@@ -640,10 +640,10 @@ class Lab:
             for trigger in (reward.change, model.change, numbers[NUMBER_NAMES.index("num_steps")].change):
                 trigger(self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private")
             suggest.click(self.suggest, profile_inputs, [window, profile_note], show_progress="hidden",
-                          api_name="suggest_window")
+                          api_name="ui_suggest_window", api_visibility="private")
             compute.click(self.compute_profile, [token, *profile_inputs], [profile_note, profile_timer],
-                          show_progress="hidden", api_name="compute_profile", concurrency_id="control",
-                          concurrency_limit=4)
+                          show_progress="hidden", api_name="ui_compute_profile", api_visibility="private",
+                          concurrency_id="control", concurrency_limit=4)
             profile_timer.tick(self.profile_tick, profile_inputs, [profile_note, window, profile_timer],
                                show_progress="hidden", api_visibility="private")
             method.change(self.method_help, method, method_help, show_progress="hidden", api_visibility="private")
@@ -669,19 +669,42 @@ class Lab:
                                compare_reward, show_progress="hidden", api_visibility="private")
             compare_btn.click(self.compare, [source_a, source_b, compare_n, compare_seed, compare_reward,
                                              compare_thumbs, handover, token],
-                              [grid_a, grid_b, metrics_table, projection, compare_note], api_name="compare",
-                              concurrency_id="sampling", concurrency_limit=1)
+                              [grid_a, grid_b, metrics_table, projection, compare_note], api_name="ui_compare",
+                              api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
             for trigger in (runs_tab.select, refresh.click):
                 trigger(self.runs, None, [runs_table, run_pick], show_progress="hidden", api_visibility="private")
             run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick], show_progress="hidden",
                             api_visibility="private")
             run_pick.change(None, run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
             sample_btn.click(self.sample, [checkpoint_pick, sample_n, sample_seed, token, run_pick], sampled,
-                             api_name="sample", concurrency_id="sampling", concurrency_limit=1)
+                             api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
+                             concurrency_limit=1)
             results_tab.select(self.results, None, [results_md, results_gallery], show_progress="hidden",
                                api_visibility="private")
             self.train_status = train_status
+            register_api(self)
         return demo
+
+
+def register_api(lab: Lab) -> None:
+    """The scripting API (hrf_core.views.api) as named, typed gradio_client endpoints."""
+    for name, fn in scripting.ScriptingApi(lab.manager, lab.defaults).endpoints().items():
+        sampling = name in ("compare", "sample")
+        gr.api(_endpoint(fn), api_name=name, concurrency_id="sampling" if sampling else "control",
+               concurrency_limit=1 if sampling else 4)
+
+
+def _endpoint(fn):
+    """``fn`` with its signature, a refusal (ValueError, PermissionError) a gr.Error, a PNG path a file Gradio serves."""
+    @functools.wraps(fn)
+    def endpoint(*args, **kwargs):
+        try:
+            result = fn(*args, **kwargs)
+        except (ValueError, PermissionError) as error:  # the caller's mistake: no traceback in the server's log
+            raise gr.Error(_refusal(error), print_exception=False) from None
+        return scripting.map_files(result, lambda path: gr.FileData(path=str(path)).model_dump())
+
+    return endpoint
 
 
 # ----------------------------------------------------------------------------------------- serving

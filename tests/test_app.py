@@ -285,12 +285,11 @@ def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
     served = app.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
     try:
         client = Client(served.url, verbose=False)
-        refused = client.predict(*form(defaults, window="5:10"), api_name="/start")
-        assert "Refused" in (refused[0] if isinstance(refused, (list, tuple)) else refused)
+        with pytest.raises(Exception, match="presenter mode"):
+            client.predict(window="5:10", api_name="/start")
         assert manager.store.list() == []  # nothing started
-        notice = client.predict(*form(defaults, token="tok", window="5:10"), api_name="/start")
-        notice = notice[0] if isinstance(notice, (list, tuple)) else notice
-        assert "Started" in notice, notice
+        started = client.predict(window="5:10", token="tok", api_name="/start")
+        assert started["message"].startswith("Started"), started
         with httpx.stream("GET", served.url + "live/stream", timeout=180) as stream:  # what a viewer receives
             seen = []
             for line in stream.iter_lines():
@@ -324,11 +323,11 @@ def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
         assert gif.status_code == 200 and gif.content[:6] == b"GIF89a"
         viewer = httpx.get(served.url + "?view=1").text
         assert "hrf-live" in viewer and "start-btn" not in viewer
-        source = f"ckpt:{run.run_id}:{run.checkpoints()[-1].name}"
         with pytest.raises(Exception, match="presenter mode"):
-            client.predict(source, 4, 0, "", run.run_id, api_name="/sample")
-        assert client.predict(source, 4, 0, "tok", run.run_id, api_name="/sample")
-        assert "Refused" in client.predict("", api_name="/stop")
+            client.predict(run_id=run.run_id, n=4, api_name="/sample")
+        assert client.predict(run_id=run.run_id, n=4, token="tok", api_name="/sample")["grid"]
+        with pytest.raises(Exception, match="presenter mode"):
+            client.predict(api_name="/stop")
     finally:
         served.close()
 

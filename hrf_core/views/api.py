@@ -1,0 +1,381 @@
+"""The scripting API: what ``gradio_client`` calls by name, as plain typed Python (no gradio).
+
+``app.py`` registers each function of :meth:`ScriptingApi.endpoints` with ``gr.api``, which turns the
+function's signature into the endpoint's named, typed parameters: these signatures are the API
+(``/start``, ``/duel``, ``/stop``, ``/compare``, ``/sample``, ``/suggest_window``, ``/compute_profile``;
+``/status`` is the app's own). The functions take values, never the page's components, so every
+registered reward (those of ``HRF_EXTRA_REWARDS`` too) and model, or a typed local diffusers folder, is
+accepted as in the page.
+
+Every value is checked before anything starts: a bad one raises ValueError naming the parameter and its
+allowed values; a missing or wrong presenter token raises PermissionError (:func:`hrf_core.presenter.check`).
+Results are plain data: numbers and strings in dicts, images as PNG files (:class:`~pathlib.Path`, which
+app.py hands to Gradio to serve). Samples use the page's seeds: the same ``seed`` and ``n`` give the
+page's images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from hrf_core import presenter
+from hrf_core.config import PRESETS, TrainConfig
+from hrf_core.jobs import JobManager
+from hrf_core.views import compare, train
+from hrf_core.views.common import METHOD_LABELS, _require_runnable, parse_bounded
+
+# The choices of the fixed settings, as types (the endpoint's schema lists them); built from the page's own lists.
+Method = Literal[tuple(METHOD_LABELS)]
+StartMode = Literal[tuple(train.START_MODES)]
+AdvScope = Literal[tuple(train.ADV_SCOPES)]
+OutsideWindow = Literal[tuple(train.OUTSIDE_WINDOW)]
+Preset = Literal[(train.NO_PRESET, *PRESETS)]
+
+#: The parameter names :func:`hrf_core.views.train.check_batches` uses in the API's messages.
+PARAMETER_WORDS = {name: name for name in ("samples_per_epoch", "batch_size", "siblings")}
+MAX_SEED = 2**31 - 1
+
+
+def _train_form(model: str | None = None, reward: str | None = None, method: Method | None = None,
+                window_start: int | None = None, window_end: int | None = None, window: str | None = None,
+                start_mode: StartMode | None = None, adv_scope: AdvScope | None = None,
+                outside_window: OutsideWindow | None = None, epochs: int | None = None,
+                samples_per_epoch: int | None = None, batch_size: int | None = None, siblings: int | None = None,
+                num_steps: int | None = None, lr: float | None = None, clip_range: float | None = None,
+                adv_clip: float | None = None, seed: int | None = None, eval_every: int | None = None,
+                eval_samples: int | None = None, kl_coef: float | None = None, preset: Preset | None = None,
+                token: str = "") -> dict:
+    """The parameters of ``/start`` and ``/duel``: the Train tab's fields (numbers: train.NUMBER_FIELDS)."""
+    raise NotImplementedError  # a signature only: see ScriptingApi.start
+
+
+FORM_SIGNATURE = inspect.signature(_train_form)
+
+
+@contextmanager
+def naming(parameter: str) -> Iterator[None]:
+    """Put ``parameter:`` in front of the ValueError a check raises inside the block."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{parameter}: {error}") from None
+
+
+def choice(parameter: str, value: Any, allowed) -> Any:
+    """``value`` when it is one of ``allowed``; else ValueError naming the parameter and the allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{parameter}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def check_model(parameter: str, value: Any, available: bool = True) -> str:
+    """A registered model (usable here when ``available``) or a local diffusers folder; else ValueError."""
+    from hrf_core.models import MODELS, availability, model_folder
+
+    name = str(value or "").strip()
+    allowed = f"choose one of {', '.join(MODELS)}, or a local diffusers folder"
+    if name in MODELS:
+        ok, reason = availability(name)
+        if available and not ok:
+            raise ValueError(f"{parameter}: {name} is unavailable here: {reason} ({allowed})")
+        return name
+    if not name or not Path(name).expanduser().is_dir():
+        raise ValueError(f"{parameter}: unknown model {name!r}: {allowed}")
+    with naming(parameter):
+        model_folder(name)
+    return name
+
+
+def check_reward(parameter: str, value: Any) -> str:
+    """A registered reward (the shipped ones and ``HRF_EXTRA_REWARDS``'s) that can run here; else ValueError."""
+    ok, reason = train.reward_status(str(value or ""))
+    if not ok:
+        raise ValueError(f"{parameter}: {reason}")
+    return str(value)
+
+
+def check_number(parameter: str, value: Any) -> int | float:
+    """A field of :data:`~hrf_core.views.train.NUMBER_FIELDS`, in its range; else ValueError naming it."""
+    with naming(parameter):
+        return train.parse_number(parameter, value)
+
+
+def map_files(value: Any, convert: Callable[[Path], Any]) -> Any:
+    """``value`` with every :class:`~pathlib.Path` in it (inside dicts and lists too) replaced by ``convert(path)``."""
+    if isinstance(value, Path):
+        return convert(value)
+    if isinstance(value, dict):
+        return {key: map_files(item, convert) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [map_files(item, convert) for item in value]
+    return value
+
+
+def plain_metrics(metrics: dict) -> dict:
+    """Metrics as JSON numbers: counts as int, the rest as float."""
+    return {key: int(value) if isinstance(value, int) else float(value) for key, value in metrics.items()}
+
+
+class ScriptingApi:
+    """The API's functions over one job manager; ``defaults``: the page's settings (and the rest of a run's)."""
+
+    def __init__(self, manager: JobManager, defaults: TrainConfig):
+        self.manager = manager
+        self.store = manager.store
+        self.defaults = defaults
+        self._files: Path | None = None
+        form = train.form_from_config(defaults)
+        shown = ", ".join(f"{key}={value!r}" for key, value in form.items())
+        left_out = ("Parameters left out take the preset's values when `preset` is given, else the page's: "
+                    f"{shown}; window_start/window_end replace one end of that window (or give window='start:end').")
+        self.start = self._form_endpoint("start", self._start, (
+            "Start a fine-tuning run with the Train tab's settings; returns its run_id and config. " + left_out))
+        self.duel = self._form_endpoint("duel", self._duel, (
+            "Train the settings against DDPO (or, for DDPO, against HRF on the late half) side by side; returns "
+            "both run_ids. " + left_out))
+
+    def endpoints(self) -> dict[str, Callable[..., dict]]:
+        """Every endpoint by its API name (``/status`` is the app's)."""
+        return {"start": self.start, "duel": self.duel, "stop": self.stop, "compare": self.compare,
+                "sample": self.sample, "suggest_window": self.suggest_window, "compute_profile": self.compute_profile}
+
+    # -- /start and /duel ------------------------------------------------------------------------------
+    @staticmethod
+    def _form_endpoint(name: str, launch: Callable[[dict], dict], doc: str) -> Callable[..., dict]:
+        """A function with the parameters of :func:`_train_form` that calls ``launch(values)``."""
+
+        def endpoint(*args: Any, **kwargs: Any) -> dict:
+            bound = FORM_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return launch(dict(bound.arguments))
+
+        endpoint.__signature__ = FORM_SIGNATURE
+        endpoint.__annotations__ = dict(_train_form.__annotations__)
+        endpoint.__name__ = endpoint.__qualname__ = name
+        endpoint.__doc__ = doc
+        return endpoint
+
+    def config(self, values: dict) -> TrainConfig:
+        """The TrainConfig of the form's ``values`` (None: the preset's, else the page's); ValueError names the field."""
+        preset = values.get("preset")
+        if preset not in (None, ""):
+            choice("preset", preset, [train.NO_PRESET, *PRESETS])
+        base = PRESETS[preset] if preset in PRESETS else self.defaults
+        page = train.form_from_config(base)
+        given = {key: value for key, value in values.items() if value is not None and key not in ("preset", "token")}
+        merged = {**page, **given}
+        model = check_model("model", merged["model"])
+        reward = check_reward("reward", merged["reward"])
+        method = choice("method", merged["method"], list(METHOD_LABELS))
+        start_mode = choice("start_mode", merged["start_mode"], list(train.START_MODES))
+        adv_scope = choice("adv_scope", merged["adv_scope"], list(train.ADV_SCOPES))
+        outside = choice("outside_window", merged["outside_window"], list(train.OUTSIDE_WINDOW))
+        numbers = {name: check_number(name, merged[name]) for name in train.NUMBER_FIELDS}
+        window = self._window(given, page["window"], numbers["num_steps"])
+        train.check_batches(numbers["samples_per_epoch"], numbers["batch_size"], numbers["siblings"], PARAMETER_WORDS)
+        return train.config_from_form(None, model, reward, method, window, start_mode, adv_scope, outside, base=base,
+                                      **numbers)
+
+    @staticmethod
+    def _window(given: dict, default: str, num_steps: int) -> str:
+        """``window`` ("start:end"), or the default window (kept inside 0..K, as the page does) with
+        ``window_start`` / ``window_end`` replacing its ends."""
+        ends = [key for key in ("window_start", "window_end") if key in given]
+        if "window" in given:
+            if ends:
+                raise ValueError(f"window: give window='start:end' or {' and '.join(ends)}, not both")
+            with naming("window"):
+                return train.format_window(train.parse_window(given["window"], num_steps))
+        start, end = train.fit_window(default, num_steps)
+        span = (given.get("window_start", start), given.get("window_end", end))
+        with naming("window_start, window_end"):
+            try:
+                span = tuple(int(v) for v in span)
+            except (TypeError, ValueError):
+                raise ValueError(f"must be whole numbers, got {span[0]!r}, {span[1]!r}") from None
+            return train.format_window(train.parse_window(span, num_steps))
+
+    def _start(self, values: dict) -> dict:
+        presenter.check(values.get("token"))
+        config = self.config(values)
+        run_id = self.manager.start(config)
+        return {"run_id": run_id, "config": config.to_dict(), "message": f"Started {run_id}."}
+
+    def _duel(self, values: dict) -> dict:
+        presenter.check(values.get("token"))
+        config = self.config(values)
+        partner = train.duel_partner(config)
+        run_ids = list(self.manager.start_duel(config, partner))
+        return {"run_ids": run_ids, "configs": [config.to_dict(), partner.to_dict()],
+                "message": f"Started {' and '.join(run_ids)}."}
+
+    # -- /stop -------------------------------------------------------------------------------------------
+    def stop(self, token: str = "") -> dict:
+        """Ask the running job (a run, a duel or a locality profile) to stop after its current denoising step.
+
+        Returns {"stopping": false} when nothing is running. Poll /status for the run's end.
+        """
+        presenter.check(token)
+        stopping = self.manager.stop()
+        return {"stopping": stopping,
+                "message": "Stopping after the current denoising step." if stopping else "Nothing is running."}
+
+    # -- /compare and /sample ----------------------------------------------------------------------------
+    def compare(self, a: str | None = None, b: str | None = None, a_run_id: str | None = None,
+                a_epoch: int | None = None, b_run_id: str | None = None, b_epoch: int | None = None, n: int = 32,
+                seed: int = 0, reward: str | None = None, handover: int = 0, token: str = "") -> dict:
+        """Sample A and B with the same seeds (as the Compare tab) and measure both: metrics and grids.
+
+        Each side is a model (a registered name such as "digits16", or a local diffusers folder) or a
+        checkpoint: its run's run_id with the epoch (default: the run's last checkpoint). Defaults: A is the
+        page's base model, B the newest checkpoint on disk. reward: default the reward of A's run, else B's.
+        handover = S > 0: B's checkpoint samples the steps before S with its base model.
+        Returns {"a": {"source", "label", "metrics", "grid"}, "b": ..., "reward", "num_steps", "n", "seed",
+        "handover"}; metrics by key (reward_mean, vendi_...@n, ...), grid a PNG file.
+        """
+        presenter.check(token)
+        n = int(parse_bounded("n", n, 4, 256))
+        seed = int(parse_bounded("seed", seed, 0, MAX_SEED))
+        handover = int(parse_bounded("handover", handover, 0, 1000))
+        reward = check_reward("reward", reward) if reward else None
+        latest = next((value for _, value in compare.source_choices(self.store) if value.startswith("ckpt:")), None)
+        source_a = self._source("a", a, a_run_id, a_epoch, f"base:{self.defaults.model}")
+        source_b = self._source("b", b, b_run_id, b_epoch, latest)
+        result = compare.compare(self.store, source_a, source_b, n=n, seed=seed, reward=reward, handover=handover)
+        sides = {side: {"source": source, "label": label, "grid": self._png(grid),
+                        "metrics": plain_metrics(metrics)}
+                 for side, source, label, grid, metrics in (
+                     ("a", source_a, result.label_a, result.grid_a, result.metrics_a),
+                     ("b", source_b, result.label_b, result.grid_b, result.metrics_b))}
+        return {**sides, "reward": result.reward, "num_steps": result.num_steps, "n": n, "seed": seed,
+                "handover": handover}
+
+    def sample(self, run_id: str | None = None, epoch: int | None = None, n: int = 16, seed: int = 0,
+               token: str = "") -> dict:
+        """Sample a checkpoint (as the Runs tab): run_id (default: the newest run with a checkpoint) and epoch
+        (default: its last checkpoint), with its run's K.
+
+        Returns {"run_id", "epoch", "source", "n", "seed", "num_steps", "grid"}; grid a PNG file.
+        """
+        presenter.check(token)
+        n = int(parse_bounded("n", n, 1, 256))
+        seed = int(parse_bounded("seed", seed, 0, MAX_SEED))
+        if not run_id:
+            run_id = next((run.run_id for run in self.store.list() if run.checkpoints()), None)
+            if run_id is None:
+                raise ValueError("run_id: no run has a checkpoint yet: train one with /start")
+        source = self._checkpoint("run_id", "epoch", run_id, epoch)
+        grid = compare.sample_grid(self.store, source, n=n, seed=seed)
+        resolved = compare.resolve_source(self.store, source)
+        return {"run_id": run_id, "epoch": int(source.rsplit("-", 1)[1]), "source": source, "n": n, "seed": seed,
+                "num_steps": resolved.num_steps, "grid": self._png(grid)}
+
+    def _source(self, side: str, model: str | None, run_id: str | None, epoch: int | None,
+                default: str | None) -> str:
+        """The Compare tab's value for one side: ``base:<model>`` or ``ckpt:<run_id>:epoch-NNNN``."""
+        if model and run_id:
+            raise ValueError(f"{side}: give a model as {side} or a run as {side}_run_id, not both")
+        if run_id:
+            return self._checkpoint(f"{side}_run_id", f"{side}_epoch", run_id, epoch)
+        if epoch is not None:
+            raise ValueError(f"{side}_epoch: give {side}_run_id with it")
+        if not model:
+            if default is None:
+                raise ValueError(f"{side}: no run has a checkpoint yet: give a model as {side}, or {side}_run_id")
+            return default
+        if model.startswith(("base:", "ckpt:")):  # the page's own values
+            with naming(side):
+                compare.resolve_source(self.store, model)
+            return model
+        return "base:" + check_model(side, model)
+
+    def _checkpoint(self, run_parameter: str, epoch_parameter: str, run_id: str, epoch: Any) -> str:
+        """``ckpt:<run_id>:epoch-NNNN`` of a run's checkpoint (default: its last); ValueError names the parameter."""
+        try:
+            run = self.store.get(str(run_id))
+        except ValueError as error:
+            ids = [r.run_id for r in self.store.list()]
+            shown = ", ".join(ids[:10]) + (", …" if len(ids) > 10 else "") if ids else "none yet"
+            raise ValueError(f"{run_parameter}: {error}; runs: {shown}") from None
+        folders = {int(c.name.split("-")[1]): c.name for c in run.checkpoints()}
+        if not folders:
+            raise ValueError(f"{run_parameter}: run {run.run_id} has no checkpoint yet (checkpoints are saved every "
+                             "few epochs and at the end; example runs ship without weights)")
+        epochs = ", ".join(map(str, sorted(folders)))
+        if epoch is None:
+            epoch = max(folders)
+        with naming(epoch_parameter):
+            epoch = int(parse_bounded(f"the epoch of run {run.run_id} (checkpoints: {epochs})", epoch, 0, 10**6))
+        if epoch not in folders:
+            raise ValueError(f"{epoch_parameter}: run {run.run_id} has checkpoints at epochs {epochs}, got {epoch}")
+        return f"ckpt:{run.run_id}:{folders[epoch]}"
+
+    def _png(self, image) -> Path:
+        """``image`` (PIL) as a PNG file in this API's temporary folder, named by its content."""
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix="hrf-api-"))
+        path = self._files / f"{hashlib.sha256(data).hexdigest()[:24]}.png"
+        if not path.is_file():
+            path.write_bytes(data)
+        return path
+
+    # -- the locality profile --------------------------------------------------------------------------
+    def _profile_key(self, model: str | None, reward: str | None, num_steps: int | None, available: bool):
+        """(model, reward, K, the profile cache, its settings), each checked; None: the page's."""
+        from hrf_core.locality import ProfileCache, ProfileSettings
+
+        model = check_model("model", model or self.defaults.model, available=available)
+        reward = check_reward("reward", reward or self.defaults.reward)
+        k = int(check_number("num_steps", num_steps if num_steps is not None else self.defaults.num_steps))
+        return model, reward, k, ProfileCache(self.store.root / ".profiles"), ProfileSettings(num_steps=k)
+
+    def suggest_window(self, model: str | None = None, reward: str | None = None,
+                       num_steps: int | None = None) -> dict:
+        """The window the reward's locality profile suggests (the page's ✦ Suggest window), with the reason.
+
+        Needs the profile of (model, reward, num_steps): the shipped one, or one /compute_profile made.
+        Defaults: the page's model, reward and K. Returns {"window": "start:end", "window_start",
+        "window_end", "reason", "decided"}; decided[i]: the share of the reward's variance decided before step i.
+        """
+        model, reward, k, cache, settings = self._profile_key(model, reward, num_steps, available=False)
+        profile = cache.get(model, reward, None, settings)
+        if profile is None:
+            raise ValueError(f"num_steps: no locality profile of {reward} on {model} with num_steps={k} yet: "
+                             "call /compute_profile with these values first")
+        window, reason = train.suggested_window(profile, k)
+        start, end = train.parse_window(window, k)
+        return {"window": window, "window_start": start, "window_end": end, "reason": reason,
+                "decided": train.profile_props(profile, k)["profile"]}
+
+    def compute_profile(self, model: str | None = None, reward: str | None = None, num_steps: int | None = None,
+                        wait: bool = True, token: str = "") -> dict:
+        """Compute the reward's locality profile on the model in the job slot (the page's Compute profile).
+
+        Refused while a run is in progress. Returns when it is done ({"state": "done"}; "stopped" after a /stop,
+        "failed" with "error"), or at once with wait=False ({"state": "running"}: /suggest_window answers once
+        the profile is stored). Then /suggest_window gives its window. Returns {"state", "label", "fraction",
+        "error"}.
+        """
+        from hrf_core.locality import compute_cached
+
+        presenter.check(token)
+        model, reward, k, cache, settings = self._profile_key(model, reward, num_steps, available=True)
+        with naming("model"):
+            _require_runnable(model)
+        settings = settings.validate()
+        label = f"the locality profile of {reward} on {model} (K = {k})"
+        task = self.manager.run_task(label, lambda stop, progress: compute_cached(
+            cache, model, reward, None, settings, stop=stop.is_set, progress=progress))
+        if wait and task.thread is not None:
+            task.thread.join()
+        return {"state": task.state, "label": label, "fraction": task.fraction, "error": task.error}
