@@ -16,7 +16,7 @@ from PIL import Image
 from test_app import DIGITS16, free_port, small_defaults
 
 import app
-from hrf_core import CHECKPOINTS_DIR, rewards
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, rewards
 from hrf_core.jobs import JobManager
 from hrf_core.runs import RunStore
 from hrf_core.views import compare, train
@@ -239,3 +239,27 @@ def test_presenter_token(client, manager, trained, monkeypatch):
     assert client.predict(api_name="/status")["run_id"]  # watching stays open
     assert client.predict(run_id=trained, n=1, token="s3cret", api_name="/sample")["grid"]
     assert client.predict(token="s3cret", api_name="/stop")["stopping"] is False
+
+
+# ------------------------------------------------------------------------------------------ the README
+def readme_examples() -> str:
+    """The Python code of the README's "Scripting" section."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("\n## Scripting\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks, "the README's Scripting section has no python example"
+    return "\n".join(blocks)
+
+
+@pytest.mark.skipif(not DIGITS16, reason="the examples use the embedded digits16 model")
+def test_readme_scripting_examples_run(served, manager, capsys):
+    code = readme_examples()
+    assert 'Client("http://127.0.0.1:7860/")' in code
+    exec(compile(code.replace("http://127.0.0.1:7860/", served.url), "README.md", "exec"), {})  # noqa: S102
+    printed = capsys.readouterr().out
+    assert "method: 'sgd' is not allowed" in printed and "started" in printed
+    runs = {}
+    for run in manager.store.list():  # newest first: the README's own runs
+        runs.setdefault(run.config["reward"], run)
+    assert runs["ink"].status["state"] == "done" and len(runs["ink"].checkpoints()) == 2
+    assert runs["symmetry"].config["extra"].get("duel") is not None  # the duel started (and was stopped)
