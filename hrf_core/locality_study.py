@@ -96,7 +96,8 @@ def permutation_p(x: list[float], y: list[float], rho: float) -> float:
     return float(np.mean([v >= rho - 1e-12 for v in values]))
 
 
-def profile_checkpoints(store: Path, seeds: list[int], out_file: Path, trunks: int, resamples: int) -> dict:
+def profile_checkpoints(store: Path, seeds: list[int], out_file: Path, trunks: int, resamples: int,
+                        tasks: tuple[str, ...] = TASKS) -> dict:
     """Profile each task's final DDPO checkpoint per seed (its own reward), saving after each one."""
     from hrf_core.experiment import run_name
     from hrf_core.locality import ProfileSettings, profile
@@ -105,7 +106,7 @@ def profile_checkpoints(store: Path, seeds: list[int], out_file: Path, trunks: i
 
     data = read_json(out_file, {}) or {}
     done = data.setdefault("ddpo", {})
-    for task in TASKS:
+    for task in tasks:
         for seed in seeds:
             key = f"{task}/seed{seed}"
             if key in done:
@@ -255,6 +256,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=400)
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs"))
     parser.add_argument("--report-only", action="store_true", help="no new profiles: tables from what is saved")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="profile these tasks' checkpoints")
+    parser.add_argument("--merge", nargs="*", default=[], help="other locality.json files whose checkpoint profiles "
+                        "join this one's (e.g. from a second process over other tasks)")
     args = parser.parse_args(argv)
     results = Path(args.docs) / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -266,8 +270,12 @@ def cli_main(argv: list[str] | None = None) -> int:
     data = read_json(out_file, {}) or {}
     data["base"] = {t: shipped["rewards"][t] for t in TASKS if t in shipped["rewards"]}
     write_json(out_file, data)
+    for other in args.merge:
+        data.setdefault("ddpo", {}).update((read_json(Path(other), {}) or {}).get("ddpo", {}))
+    write_json(out_file, data)
     if not args.report_only:
-        data = profile_checkpoints(Path(args.store), args.seeds, out_file, args.trunks, args.resamples)
+        data = profile_checkpoints(Path(args.store), args.seeds, out_file, args.trunks, args.resamples,
+                                   tuple(args.tasks))
         data["base"] = {t: shipped["rewards"][t] for t in TASKS if t in shipped["rewards"]}
     frontier = read_json(Path(args.frontier), None)
     if frontier is None:
