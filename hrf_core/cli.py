@@ -273,6 +273,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = open_run(args.run_dir)
     prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
     dist, device = _distributed(run.config.get("device", "auto"))
+    if dist.is_main:  # before its metrics are truncated: refused (exit 2) while another process trains it
+        from hrf_core import liveness
+
+        liveness.hold(run.path)
     trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs, device=device,
                               dist=dist, stop_event=threading.Event())
     return _run_trainer(trainer, trainer.epoch)

@@ -7,6 +7,12 @@ run of the store; ``stop()`` asks the trainer(s) to stop cooperatively; ``snapsh
 safe to call from many places at once: it reads the run store (metrics are cached by file size and
 mtime), so a reloaded tab, a second visitor, or an app restarted after a crash sees the job and its
 history. ``live_key()`` is cheaper still: it changes whenever anything a viewer sees may have.
+``continue_run(run_id, more)`` continues a stopped, interrupted or finished run for more epochs, exactly
+like ``python -m hrf_core resume``.
+
+Whether a run read from disk is still trained by someone is known from its training lock
+(:mod:`hrf_core.liveness`): "running elsewhere" only while another live process holds it, "interrupted
+at epoch k" the moment that process is gone.
 
 A worker thread never lets an exception escape: a crashing trainer leaves the status
 ``"failed: <reason>"`` and the manager ready for the next start.
@@ -26,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hrf_core import liveness
 from hrf_core.config import TrainConfig
 from hrf_core.runs import Run, RunStore, write_json
 
 log = logging.getLogger(__name__)
 
-#: A run whose status says "running" but that no thread of this process owns, and that has not
-#: been updated for this long, is reported as interrupted (the app or CLI died mid-run).
-STALE_SECONDS = 15 * 60
+#: The most epochs one Continue may add.
+MAX_MORE_EPOCHS = 1000
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -54,6 +60,17 @@ def default_trainer_factory(config: TrainConfig, run: Run, callbacks: list, stop
     from hrf_core.trainer import Trainer
 
     return Trainer(config, run, callbacks=callbacks, stop_event=stop_event)
+
+
+#: ``resume_factory(run, epochs, callbacks, stop_event) -> trainer`` (continues ``run`` up to ``epochs`` in all)
+ResumeFactory = Callable[[Run, int, list, threading.Event], TrainerLike]
+
+
+def default_resume_factory(run: Run, epochs: int, callbacks: list, stop_event: threading.Event):
+    """What ``python -m hrf_core resume RUN --epochs N`` does: the latest checkpoint, restored state."""
+    from hrf_core.trainer import resume_training
+
+    return resume_training(run, epochs=epochs, callbacks=callbacks, stop_event=stop_event)
 
 
 def default_preflight(config: TrainConfig) -> None:
@@ -86,7 +103,8 @@ def default_torch_threads() -> int:
 class JobSnapshot:
     """What the UI shows about the current job (or, when idle, about the latest run)."""
 
-    state: str = "idle"  # idle | starting | running | stopping | done | stopped | failed | interrupted
+    # idle | starting | running | stopping | done | stopped | failed | interrupted | running elsewhere
+    state: str = "idle"
     status: str = "idle"  # human text: "running", "failed: <reason>", ...
     run_id: str | None = None
     epoch: int = 0
@@ -122,6 +140,7 @@ class _Job:
     partner_trainer: Any = None
     thread: threading.Thread | None = None
     finished: float | None = None
+    factory: Any = None  # how to make the main trainer (default: the manager's trainer_factory)
 
 
 class JobManager:
@@ -133,9 +152,11 @@ class JobManager:
         trainer_factory: TrainerFactory | None = None,
         preflight: Callable[[TrainConfig], None] | None = default_preflight,
         torch_threads: int | None = None,
+        resume_factory: ResumeFactory | None = None,
     ):
         self.store = store
         self.trainer_factory = trainer_factory or default_trainer_factory
+        self.resume_factory = resume_factory or default_resume_factory
         self.preflight = preflight
         self.torch_threads = torch_threads
         self._lock = threading.Lock()
@@ -169,11 +190,7 @@ class JobManager:
         if not all(isinstance(c, TrainConfig) for c in configs):
             raise ValueError("start() needs a TrainConfig")
         with self._lock:
-            job = self._job
-            if job is not None and job.state in ACTIVE_STATES:
-                raise ValueError(
-                    f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
-                    "stop it first")
+            self._refuse_if_busy()
             for config in configs:
                 config.validate()
                 if self.preflight is not None:
@@ -192,12 +209,54 @@ class JobManager:
             job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
                        partner=runs[1] if len(runs) > 1 else None,
                        partner_config=configs[1] if len(configs) > 1 else None)
-            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
-                                          daemon=True)
-            self._job = job
-            self._changes += 1
-            job.thread.start()
+            self._launch(job)
             return [run.run_id for run in runs]
+
+    def continue_run(self, run_id: str, more: int) -> str:
+        """Continue a stopped, interrupted or finished run for ``more`` epochs from its latest checkpoint.
+
+        Exactly ``python -m hrf_core resume <run> --epochs <checkpoint epoch + more>``: metrics after the
+        checkpoint are dropped and trained again, so every epoch is logged once. Raises ValueError (one line,
+        nothing started) when a job runs here, another process trains the run, or it has no checkpoint.
+        """
+        try:
+            more = int(more)
+        except (TypeError, ValueError):
+            raise ValueError(f"more epochs must be a whole number, got {more!r}") from None
+        if not 1 <= more <= MAX_MORE_EPOCHS:
+            raise ValueError(f"more epochs must be between 1 and {MAX_MORE_EPOCHS}, got {more}")
+        with self._lock:
+            self._refuse_if_busy()
+            run = self.store.get(run_id)
+            if run.is_example or run.path.parent.resolve() != self.store.root.resolve():
+                raise ValueError(f"{run_id} is an example run: it ships without weights, so it cannot continue")
+            if liveness.holder(run.path) == liveness.ELSEWHERE:
+                raise liveness.RunBusy(f"run {run_id} is being trained by another process: stop it there first")
+            checkpoints = run.checkpoints()
+            if not checkpoints:
+                raise ValueError(f"run {run_id} has no checkpoint to continue from")
+            at = int(checkpoints[-1].name.split("-")[1])
+            config = TrainConfig.from_dict(run.config).replace(epochs=at + more)
+            config.validate()
+            if self.preflight is not None:
+                self.preflight(config)
+            run.set_status("running", at, config.epochs, f"continuing from epoch {at}")  # takes the lock
+            job = _Job(run=run, config=config, stop_event=threading.Event(), started=time.time(), epoch=at,
+                       factory=lambda c, r, callbacks, stop: self.resume_factory(r, c.epochs, callbacks, stop))
+            self._launch(job)
+            return run.run_id
+
+    def _refuse_if_busy(self) -> None:
+        job = self._job
+        if job is not None and job.state in ACTIVE_STATES:
+            raise ValueError(f"a run is already in progress ({job.run.run_id}, epoch {job.epoch}/{job.config.epochs}): "
+                             "stop it first")
+
+    def _launch(self, job: _Job) -> None:
+        job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{job.run.run_id}", daemon=True)
+        self._job = job
+        self._changes += 1
+        job.thread.start()
 
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""
@@ -231,7 +290,7 @@ class JobManager:
                 import torch
 
                 torch.set_num_threads(self.torch_threads)
-            job.trainer = self.trainer_factory(job.config, job.run, [on_main_epoch], job.stop_event)
+            job.trainer = (job.factory or self.trainer_factory)(job.config, job.run, [on_main_epoch], job.stop_event)
             trainers = [job.trainer]
             if job.partner is not None:
                 job.partner_trainer = self.trainer_factory(job.partner_config, job.partner, [on_partner_epoch],
@@ -263,6 +322,9 @@ class JobManager:
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
+            for run in (job.run, job.partner):
+                if run is not None:
+                    liveness.release(run.path)  # the job is over here, whatever its status file says
             self._changes += 1
 
     @staticmethod
@@ -313,14 +375,15 @@ class JobManager:
             phase = getattr(job.trainer, "phase", ""), getattr(trainer, "phase", "")
             return ("job", job.run.run_id, job.state, job.epoch, phase, self._changes)
         stamps = []
-        for path in (self.store.root, *[r.path / n for r in self.store.list()[:1]
-                                         for n in ("status.json", "metrics.jsonl")]):
+        newest = self.store.list()[:1]
+        for path in (self.store.root, *[r.path / n for r in newest for n in ("status.json", "metrics.jsonl")]):
             try:
                 stat = path.stat()
                 stamps.append((stat.st_mtime_ns, stat.st_size))
             except OSError:
                 stamps.append(None)
-        return ("disk", tuple(stamps), self._changes)
+        alive = tuple(liveness.holder(r.path) for r in newest)  # a process that trained it may have died
+        return ("disk", tuple(stamps), alive, self._changes)
 
     def snapshot(self, run_id: str | None = None) -> JobSnapshot:
         """The state of ``run_id``, else of this manager's job, else of the newest run on disk."""
@@ -377,13 +440,23 @@ class JobManager:
         state = status.get("state", "unknown")
         message = str(status.get("message", ""))
         error = None
-        if state == "running":
-            updated = float(status.get("updated") or 0)
-            if time.time() - updated > STALE_SECONDS:
-                state, message = "interrupted", "interrupted: the process that ran it stopped"
-            else:
-                state, message = "running elsewhere", message or "running in another process"
         text = state
+        if state == "running":
+            who = liveness.holder(run.path)
+            if who == liveness.HERE:  # e.g. the second half of this process's duel
+                message = message or "running"
+            elif who == liveness.ELSEWHERE:
+                state = text = "running elsewhere"
+                message = message or "running in another process"
+            else:
+                logged = max((int(r.get("epoch", 0)) for r in self.rows(run)), default=0)
+                at = max(logged, int(status.get("epoch") or 0))
+                checkpoints = run.checkpoints()
+                resume = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
+                state, text = "interrupted", f"interrupted at epoch {at}"
+                message = (f"interrupted at epoch {at}: the process that trained it is gone; "
+                           + (f"Continue resumes from the checkpoint of epoch {resume}" if resume is not None
+                              else "it has no checkpoint to continue from"))
         if state == "failed":
             error = message or "unknown error"
             text = f"failed: {error}"
