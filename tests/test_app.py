@@ -445,3 +445,28 @@ def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny
     out, err = capfd.readouterr()
     assert secret not in caplog.text + out + err and "guess-" not in caplog.text + out + err
     assert "203.0.113.7" in caplog.text  # the lock is logged, with the address and no token
+
+
+def test_a_forwarded_path_prefix_is_served(tmp_path, tiny_model_dir):
+    """A proxy that forwards /hrf/... unchanged (no stripping) reaches the same app as one that strips it; the
+    page's own addresses are relative, and its icon link keeps the browser inside the prefix."""
+    import httpx
+
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(), preflight=None)
+    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=tmp_path / "docs",
+                       root_path="/hrf")
+    try:
+        for prefix in ("", "hrf/"):
+            page = httpx.get(served.url + prefix)
+            assert page.status_code == 200 and '<head><link rel="icon" href="favicon.ico">' in page.text
+            head = httpx.get(served.url + prefix + "config").json()["head"]
+            assert 'src="live/assets/live.js"' in head and '"/live/' not in head
+            assert httpx.get(served.url + prefix + "favicon.ico").status_code == 200
+            viewer = httpx.get(served.url + prefix + "?view=1").text
+            assert 'src="live/assets/live.js"' in viewer and "/live/" not in viewer
+            assert httpx.get(served.url + prefix + "live/state").json()["runs"] == []
+            assert httpx.get(served.url + prefix + "status").json()["state"] == "idle"
+        config = httpx.get(served.url + "hrf/config").json()
+        assert config["root"].endswith("/hrf")  # Gradio builds its own addresses under the prefix
+    finally:
+        served.close()
