@@ -22,6 +22,7 @@ Heavy modules (torch, diffusers) are imported lazily, so importing this module i
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The most epochs one Continue may add.
 MAX_MORE_EPOCHS = 1000
+#: Runs whose metric rows are kept in memory (the least recently re-read are dropped first).
+ROWS_CACHED = 256
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -125,6 +128,13 @@ class JobSnapshot:
         return self.state in ACTIVE_STATES
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """What is kept of a trainer once its job has ended: its last phase."""
+
+    phase: str
+
+
 @dataclass
 class _Job:
     run: Run
@@ -162,6 +172,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
+        self._rows_lock = threading.Lock()
         self._changes = 0  # bumped on every job event the UI may show (start, epoch, stop, end)
 
     # -- control --------------------------------------------------------------------------------
@@ -285,13 +296,14 @@ class JobManager:
         def on_partner_epoch(report) -> None:
             self._changes += 1
 
+        trainers: list = []
         try:
             if self.torch_threads:
                 import torch
 
                 torch.set_num_threads(self.torch_threads)
             job.trainer = (job.factory or self.trainer_factory)(job.config, job.run, [on_main_epoch], job.stop_event)
-            trainers = [job.trainer]
+            trainers.append(job.trainer)
             if job.partner is not None:
                 job.partner_trainer = self.trainer_factory(job.partner_config, job.partner, [on_partner_epoch],
                                                            job.stop_event)
@@ -325,6 +337,13 @@ class JobManager:
             for run in (job.run, job.partner):
                 if run is not None:
                     liveness.release(run.path)  # the job is over here, whatever its status file says
+            # Free the models now: a trainer is a reference cycle (its UNet's hooks call it back) that Python's
+            # occasional full collection would free late, so back-to-back runs would pile up their models.
+            job.trainer = _Ended(getattr(job.trainer, "phase", ""))
+            if job.partner_trainer is not None:
+                job.partner_trainer = _Ended(getattr(job.partner_trainer, "phase", ""))
+            trainers.clear()
+            gc.collect()
             self._changes += 1
 
     @staticmethod
@@ -355,7 +374,11 @@ class JobManager:
         if cached is not None and cached[0] == key:
             return cached[1]
         rows = run.metrics()
-        self._rows_cache[path] = (key, rows)
+        with self._rows_lock:
+            self._rows_cache.pop(path, None)
+            self._rows_cache[path] = (key, rows)  # most recent last
+            while len(self._rows_cache) > ROWS_CACHED:  # runs come and go (deleted, or a long-lived server)
+                self._rows_cache.pop(next(iter(self._rows_cache)))
         return rows
 
     def current_run_id(self) -> str | None:

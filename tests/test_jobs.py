@@ -334,3 +334,23 @@ def _fake_steps(trainer):
     result = trainer.train()
     yield 0
     return result
+
+
+def test_an_ended_job_lets_go_of_its_trainers(tmp_path):
+    """A trainer holds its models in a reference cycle: the manager frees it when the job ends, not whenever
+    Python's next full collection happens (back-to-back runs would pile up their models)."""
+    import weakref
+
+    made = []
+
+    def factory(config, run, callbacks, stop_event):
+        trainer = FakeTrainer(config, run, callbacks, stop_event)
+        trainer.itself = trainer  # a cycle, like the real trainer's UNet hooks
+        made.append(weakref.ref(trainer))
+        return trainer
+
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=factory, preflight=None)
+    manager.start(small_config())
+    assert manager.wait(10)
+    assert len(made) == 1 and made[0]() is None
+    assert manager.snapshot().state == "done" and manager.snapshot().phase == "done"
