@@ -1,7 +1,8 @@
 """HRF Explorer: the Gradio app (UI only: layout, events, serving; the work lives in hrf_core).
 
 Run ``python app.py`` and open http://127.0.0.1:7860 (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
-override the address; ``HRF_RUNS_DIR`` the run store, default ``runs/``; ``HRF_PRESENTER_TOKEN`` turns on
+override the address; ``HRF_RUNS_DIR`` the run store (default ``runs/``, or ``/data/runs`` on a Space with
+persistent storage: :mod:`hrf_core.storage`); ``GRADIO_ROOT_PATH`` a path prefix; ``HRF_PRESENTER_TOKEN`` turns on
 presenter mode; ``HRF_EXTRA_REWARDS`` registers the operator's own rewards).
 
 One global :class:`~hrf_core.jobs.JobManager` runs one fine-tuning job at a time in a background
@@ -15,14 +16,17 @@ alone, without Gradio, for a slide. Gradio serves the controls: Train, Compare, 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import gzip
+import inspect
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -36,9 +40,10 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse  # noqa: E402
 
-from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, presenter  # noqa: E402
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, presenter, serving, storage  # noqa: E402
+from hrf_core.animate import ReplayCache  # noqa: E402
 from hrf_core.config import PRESETS, TrainConfig  # noqa: E402
-from hrf_core.jobs import JobManager, default_torch_threads  # noqa: E402
+from hrf_core.jobs import MAX_MORE_EPOCHS, JobManager, default_torch_threads  # noqa: E402
 from hrf_core.livefeed import LiveFeed  # noqa: E402
 from hrf_core.runs import RunStore  # noqa: E402
 from hrf_core.views import api as scripting  # noqa: E402
@@ -46,7 +51,8 @@ from hrf_core.views import common, compare, live, results, runs, train  # noqa: 
 
 log = logging.getLogger("hrf_explorer")
 
-RUNS_DIR = Path(os.environ.get("HRF_RUNS_DIR") or REPO_ROOT / "runs")
+STORAGE = storage.runs_location()  # HRF_RUNS_DIR, a Space's /data/runs, else runs/ (never a read-only repository)
+RUNS_DIR = STORAGE.path
 DOCS_DIR = REPO_ROOT / "docs"
 UI_DIR = REPO_ROOT / "ui"
 EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
@@ -189,9 +195,10 @@ APP_CSS = """
 #duel-btn { min-height: 48px; }
 """
 
-HEAD = ('<link rel="stylesheet" href="/live/assets/live.css">'
-        '<script src="/live/assets/plotly.min.js" defer></script>'
-        '<script src="/live/assets/live.js" defer></script>')
+# relative to the page: the app may be served under any path prefix (a reverse proxy, GRADIO_ROOT_PATH)
+HEAD = ('<link rel="stylesheet" href="live/assets/live.css">'
+        '<script src="live/assets/plotly.min.js" defer></script>'
+        '<script src="live/assets/live.js" defer></script>')
 
 
 def _refusal(error: Exception) -> str:
@@ -228,7 +235,9 @@ class Lab:
     """The app's handlers (plain methods, callable directly in tests) and its layout (:meth:`build`)."""
 
     def __init__(self, manager: JobManager | None = None, defaults: TrainConfig | None = None,
-                 preset: str | None = None, docs_dir: Path = DOCS_DIR):
+                 preset: str | None = None, docs_dir: Path = DOCS_DIR, storage_note: str | None = None):
+        #: one line about where runs are kept (a Space with or without persistent storage), shown once
+        self.storage_note = (STORAGE.note if manager is None else "") if storage_note is None else storage_note
         self.manager = manager or global_manager()
         self.store = self.manager.store
         self.defaults = defaults or default_config()
@@ -236,6 +245,7 @@ class Lab:
         self.docs_dir = docs_dir
         self.feed = LiveFeed(build=lambda: live.live_state(self.manager), key=self.manager.live_key)
         self._status: tuple[int, dict] | None = None
+        self.guard = presenter.Guard()  # wrong presenter tokens, rate-limited per client
 
     # -- Train tab ---------------------------------------------------------------------------------
     def _config(self, preset, model, reward, method, window, start_mode, adv_scope, outside, numbers) -> TrainConfig:
@@ -407,10 +417,25 @@ class Lab:
     # -- presenter token ---------------------------------------------------------------------------
     def unlock(self, token):
         """Check a typed presenter token: remember it in this browser when it is right."""
-        if presenter.allowed(token):
-            return token, common.notice_html("Presenter controls unlocked in this browser.", "ok")
-        gr.Warning("Wrong presenter token.")
-        return gr.skip(), common.notice_html("Wrong presenter token: controls stay locked.", "error")
+        try:
+            presenter.check(token)
+        except PermissionError as error:
+            text = "Wrong presenter token: controls stay locked." if str(error) == presenter.REFUSAL else str(error)
+            gr.Warning(text)
+            return gr.skip(), common.notice_html(text, "error")
+        return token, common.notice_html("Presenter controls unlocked in this browser.", "ok")
+
+    def guarded(self, handler):
+        """``handler`` as an event function that knows its web client, so wrong tokens are rate-limited per client
+        (:class:`hrf_core.presenter.Guard`). The handler's own parameters are unchanged (direct calls in tests)."""
+        guard = self.guard
+
+        def event(request: gr.Request, *args):
+            with guard.serving(request.client.host if request is not None and request.client else None):
+                return handler(*args)
+
+        event.__name__ = handler.__name__
+        return event
 
     # -- Compare and Runs tabs ---------------------------------------------------------------------
     def sources(self, a=None, b=None):
@@ -443,14 +468,27 @@ class Lab:
     def _snapshot_of(self, run_id):
         return self.manager.snapshot(run_id)
 
-    @_safe(2)
+    @_safe(4)
     def run_selected(self, run_id):
         if not run_id:
-            return {}, gr.Dropdown(choices=[], value=None)
+            return {}, gr.Dropdown(choices=[], value=None), gr.skip(), ""
         run = self.store.get(run_id)
         checkpoints = runs.checkpoint_choices(run)
-        return runs.run_details(run), gr.Dropdown(choices=checkpoints,
-                                                  value=checkpoints[0][1] if checkpoints else None)
+        more, hint = runs.continue_hint(run, self.manager.snapshot(run_id))
+        return (runs.run_details(run), gr.Dropdown(choices=checkpoints, value=checkpoints[0][1] if checkpoints else None),
+                more, common.notice_html(hint, "info"))
+
+    def continue_run(self, run_id, more, token):
+        """Continue a stopped, interrupted or finished run for ``more`` epochs (``python -m hrf_core resume``)."""
+        try:
+            presenter.check(token)
+            self.manager.continue_run(run_id or "", more)
+        except (ValueError, PermissionError) as error:
+            gr.Warning(_refusal(error))
+            return common.notice_html(f"Not continued: {_refusal(error)}", "error"), gr.Tabs()
+        snap = self.manager.snapshot()
+        return (common.notice_html(f"Continuing {run_id} from epoch {snap.epoch} to epoch {snap.epochs}.", "ok"),
+                gr.Tabs(selected="live"))
 
     @_safe(1)
     def sample(self, source, n, seed, token="", run_id=None):
@@ -484,6 +522,7 @@ class Lab:
                                 "and keeps the coarse content. Pick a reward, drag the window, press Start, or "
                                 "**Duel** to race both.")
                     gr.Markdown(KEYS_HELP, elem_id="keys-help")
+                    gr.Markdown(self.storage_note, elem_id="storage-note", visible=bool(self.storage_note))
                 with gr.Column(scale=1, min_width=240, visible=locked, elem_id="presenter"):
                     token = gr.Textbox("", type="password", label="Presenter token", elem_id="presenter-token",
                                        info="this app is in presenter mode: the token unlocks Start, Stop, "
@@ -597,6 +636,12 @@ class Lab:
                                                                         "10%", "7%", "5%"])
                     run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
                                            elem_id="run-pick", allow_custom_value=True)
+                    with gr.Row(equal_height=True):
+                        more_epochs = gr.Number(5, label="More epochs", precision=0, minimum=1,
+                                                maximum=MAX_MORE_EPOCHS, elem_id="more-epochs", min_width=120,
+                                                scale=1)
+                        continue_btn = gr.Button("⏵ Continue", elem_id="continue-btn", scale=1)
+                        continue_note = gr.HTML("", elem_id="continue-note", scale=4)
                     gr.HTML("<div id='hrf-replay' data-mode='replay'></div>", elem_id="replay-panel")
                     with gr.Row():
                         checkpoint_pick = gr.Dropdown([], label="Checkpoint", elem_id="checkpoint-pick", scale=2,
@@ -617,14 +662,14 @@ class Lab:
 
             # ------------------------------------------------------------------------ events
             form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers]
-            start.click(self.start, form_inputs, [notice, tabs], api_name="ui_start", api_visibility="private",
-                        concurrency_id="control", concurrency_limit=4)
-            duel.click(self.duel, form_inputs, [notice, tabs], api_name="ui_duel", api_visibility="private",
-                       concurrency_id="control", concurrency_limit=4)
+            start.click(self.guarded(self.start), form_inputs, [notice, tabs], api_name="ui_start",
+                        api_visibility="private", concurrency_id="control", concurrency_limit=4)
+            duel.click(self.guarded(self.duel), form_inputs, [notice, tabs], api_name="ui_duel",
+                       api_visibility="private", concurrency_id="control", concurrency_limit=4)
             for button in (stop, live_stop):
-                button.click(self.stop, token, notice, api_name="ui_stop", api_visibility="private",
+                button.click(self.guarded(self.stop), token, notice, api_name="ui_stop", api_visibility="private",
                              concurrency_id="control", concurrency_limit=4)
-            unlock.click(self.unlock, token, [stored_token, notice], api_visibility="private")
+            unlock.click(self.guarded(self.unlock), token, [stored_token, notice], api_visibility="private")
             demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
                       show_progress="hidden")
             preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, adv_scope, outside,
@@ -641,7 +686,7 @@ class Lab:
                 trigger(self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private")
             suggest.click(self.suggest, profile_inputs, [window, profile_note], show_progress="hidden",
                           api_name="ui_suggest_window", api_visibility="private")
-            compute.click(self.compute_profile, [token, *profile_inputs], [profile_note, profile_timer],
+            compute.click(self.guarded(self.compute_profile), [token, *profile_inputs], [profile_note, profile_timer],
                           show_progress="hidden", api_name="ui_compute_profile", api_visibility="private",
                           concurrency_id="control", concurrency_limit=4)
             profile_timer.tick(self.profile_tick, profile_inputs, [profile_note, window, profile_timer],
@@ -667,17 +712,19 @@ class Lab:
                                api_visibility="private")
             compare_tab.select(lambda r: gr.Dropdown(choices=train.reward_choices(), value=r), compare_reward,
                                compare_reward, show_progress="hidden", api_visibility="private")
-            compare_btn.click(self.compare, [source_a, source_b, compare_n, compare_seed, compare_reward,
+            compare_btn.click(self.guarded(self.compare), [source_a, source_b, compare_n, compare_seed, compare_reward,
                                              compare_thumbs, handover, token],
                               [grid_a, grid_b, metrics_table, projection, compare_note], api_name="ui_compare",
                               api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
             for trigger in (runs_tab.select, refresh.click):
                 trigger(self.runs, None, [runs_table, run_pick], show_progress="hidden", api_visibility="private")
-            run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick], show_progress="hidden",
-                            api_visibility="private")
+            run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick, more_epochs, continue_note],
+                            show_progress="hidden", api_visibility="private")
+            continue_btn.click(self.guarded(self.continue_run), [run_pick, more_epochs, token], [continue_note, tabs],
+                               api_name="continue", concurrency_id="control", concurrency_limit=4)
             run_pick.change(None, run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
-            sample_btn.click(self.sample, [checkpoint_pick, sample_n, sample_seed, token, run_pick], sampled,
-                             api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
+            sample_btn.click(self.guarded(self.sample), [checkpoint_pick, sample_n, sample_seed, token, run_pick],
+                             sampled, api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
                              concurrency_limit=1)
             results_tab.select(self.results, None, [results_md, results_gallery], show_progress="hidden",
                                api_visibility="private")
@@ -690,20 +737,27 @@ def register_api(lab: Lab) -> None:
     """The scripting API (hrf_core.views.api) as named, typed gradio_client endpoints."""
     for name, fn in scripting.ScriptingApi(lab.manager, lab.defaults).endpoints().items():
         sampling = name in ("compare", "sample")
-        gr.api(_endpoint(fn), api_name=name, concurrency_id="sampling" if sampling else "control",
+        gr.api(_endpoint(fn, lab.guard), api_name=name, concurrency_id="sampling" if sampling else "control",
                concurrency_limit=1 if sampling else 4)
 
 
-def _endpoint(fn):
-    """``fn`` with its signature, a refusal (ValueError, PermissionError) a gr.Error, a PNG path a file Gradio serves."""
+def _endpoint(fn, guard):
+    """``fn`` with its signature, run under the caller's client guard (wrong tokens are rate-limited per client),
+    a refusal (ValueError, PermissionError) a gr.Error, a PNG path a file Gradio serves."""
     @functools.wraps(fn)
-    def endpoint(*args, **kwargs):
+    def endpoint(*args, request: gr.Request | None = None, **kwargs):
+        client = request.client.host if request is not None and request.client else None
         try:
-            result = fn(*args, **kwargs)
+            with guard.serving(client):
+                result = fn(*args, **kwargs)
         except (ValueError, PermissionError) as error:  # the caller's mistake: no traceback in the server's log
             raise gr.Error(_refusal(error), print_exception=False) from None
         return scripting.map_files(result, lambda path: gr.FileData(path=str(path)).model_dump())
 
+    signature = inspect.signature(fn)  # gradio injects the request where the signature names it
+    endpoint.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request)])
     return endpoint
 
 
@@ -734,19 +788,53 @@ class Fanout:
 
 
 class ViewerPage:
-    """ASGI middleware: ``/?view=1`` answers with the read-only live page (no Gradio), everything else passes."""
+    """ASGI middleware: ``/?view=1`` answers with the read-only live page (no Gradio), everything else passes.
 
-    def __init__(self, app, html: bytes):
-        self.app, self.html = app, html
+    ``prefix`` (the app's root path, e.g. ``/hrf``): a request for ``/hrf/...`` is served as ``/...``, for a
+    proxy that forwards the prefix instead of stripping it (nginx ``proxy_pass`` without a URI part).
+    Gradio's page names no icon, so a browser would ask the server's root for ``/favicon.ico`` (outside the
+    prefix: a 404 behind a proxy); the page gets a relative icon link in its ``<head>``.
+    """
+
+    ICON = b'<link rel="icon" href="favicon.ico">'
+
+    def __init__(self, app, html: bytes, prefix: str = ""):
+        self.app, self.html, self.prefix = app, html, prefix.rstrip("/")
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == "/" and \
-                parse_qs(scope.get("query_string", b"").decode()).get("view") == ["1"]:
+        if self.prefix and scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                scope = {**scope, "path": path[len(self.prefix):] or "/",
+                         "raw_path": (path[len(self.prefix):] or "/").encode()}
+        if scope["type"] != "http" or scope["path"] != "/":
+            await self.app(scope, receive, send)
+            return
+        if parse_qs(scope.get("query_string", b"").decode()).get("view") == ["1"]:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-cache")]})
             await send({"type": "http.response.body", "body": self.html})
             return
-        await self.app(scope, receive, send)
+        start: dict | None = None
+
+        async def with_icon(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message  # held until the body shows whether it is the page
+                return
+            if start is not None:
+                body = message.get("body", b"")
+                if message["type"] == "http.response.body" and not message.get("more_body") and \
+                        body.count(b"<head>") == 1:
+                    body = body.replace(b"<head>", b"<head>" + self.ICON)
+                    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                    start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+                    message = {**message, "body": body}
+                await send(start)
+                start = None
+            await send(message)
+
+        await self.app(scope, receive, with_icon)
 
 
 def _assets() -> dict[str, tuple[bytes, str]]:
@@ -764,7 +852,8 @@ def add_live_routes(api: FastAPI, lab: Lab) -> None:
     feed.add_listener(fanout.notify)
     assets = _assets()
     gif_dir = Path(tempfile.mkdtemp(prefix="hrf-gifs-"))
-    gif_lock = threading.Lock()
+    atexit.register(shutil.rmtree, gif_dir, True)
+    replays = ReplayCache(gif_dir)
 
     @api.get("/live/stream")
     async def stream(request: Request):
@@ -816,31 +905,29 @@ def add_live_routes(api: FastAPI, lab: Lab) -> None:
     @api.get("/live/grid/{run_id}/{epoch}.png")
     def grid(run_id: str, epoch: int):
         try:
-            path = store.get(run_id).path / "grids" / f"epoch-{int(epoch):04d}.png"
+            path = serving.grid_file(store, run_id, epoch)  # a grid of the store, never anything else
         except ValueError as error:
             raise HTTPException(404, str(error)) from None
-        if not path.is_file():
-            raise HTTPException(404, f"run {run_id} has no grid for epoch {epoch}")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+    @api.get("/live/results/{name}")
+    def figure(name: str):
+        try:
+            path = serving.figure_file(lab.docs_dir, name)
+        except ValueError as error:
+            raise HTTPException(404, str(error)) from None
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
     @api.get("/live/animate/{run_id}.gif")
     def animate(run_id: str):
-        from hrf_core.animate import animate as make_gif
-
         try:
             run = store.get(run_id)
+            serving.check_grids(run)
+            body = replays.gif(run)
         except ValueError as error:
             raise HTTPException(404, str(error)) from None
-        metrics = run.path / "metrics.jsonl"
-        stamp = metrics.stat().st_mtime_ns if metrics.is_file() else 0
-        target = gif_dir / f"{run_id}-{stamp}.gif"
-        with gif_lock:  # one GIF at a time: a room full of clicks must not starve the training thread
-            if not target.is_file():
-                try:
-                    make_gif(run, target)
-                except ValueError as error:
-                    raise HTTPException(404, str(error)) from None
-        return FileResponse(target, media_type="image/gif", filename=f"{run_id}.gif")
+        return Response(body, media_type="image/gif",
+                        headers={"Content-Disposition": f'attachment; filename="{run_id}.gif"'})
 
     @api.get("/live/assets/{name}")
     def asset(name: str, request: Request):
@@ -861,16 +948,25 @@ def tune_queue(demo: gr.Blocks) -> None:
         queue.progress_update_sleep_when_free = PROGRESS_SLEEP_SECONDS
 
 
-def create_server(lab: Lab, runs_dir: Path | None = None) -> FastAPI:
-    """The whole app: the live routes and the viewer page, with the Gradio Blocks mounted at ``/``."""
+def create_server(lab: Lab, root_path: str | None = None) -> FastAPI:
+    """The whole app: the live routes and the viewer page, with the Gradio Blocks mounted at ``/``.
+
+    ``root_path`` (default ``GRADIO_ROOT_PATH``): the path prefix under which a reverse proxy serves the app.
+    Gradio's file route may serve the Results figures only: grids go through :func:`add_live_routes`, and
+    nothing of the run store (checkpoints, optimiser state, configs) is reachable through Gradio.
+    """
+    root_path = os.environ.get("GRADIO_ROOT_PATH", "") if root_path is None else root_path
     demo = lab.build()
     demo.queue(default_concurrency_limit=2)
     tune_queue(demo)
     api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_live_routes(api, lab)
-    api.add_middleware(ViewerPage, html=(UI_DIR / "viewer.html").read_bytes())
-    paths = [str(runs_dir or lab.store.root), str(lab.docs_dir / "results")]
-    gr.mount_gradio_app(api, demo, path="/", ssr_mode=False, allowed_paths=paths, footer_links=["api", "gradio"],
+    prefix = urlsplit(root_path).path if "://" in root_path else root_path
+    api.add_middleware(ViewerPage, html=(UI_DIR / "viewer.html").read_bytes(), prefix=prefix)
+    figures = [str(p) for p in serving.figure_files(lab.docs_dir)]
+    blocked = [str(p.resolve()) for p in (lab.store.root, CHECKPOINTS_DIR)]
+    gr.mount_gradio_app(api, demo, path="/", ssr_mode=False, allowed_paths=figures, blocked_paths=blocked,
+                        root_path=root_path or None, footer_links=["api", "gradio"],
                         theme=gr.themes.Default(primary_hue="indigo", secondary_hue="pink"), css=APP_CSS,
                         head=HEAD)
     api.state.demo, api.state.lab = demo, lab
@@ -905,10 +1001,10 @@ class Served:
 
 
 def serve(manager: JobManager | None = None, defaults: TrainConfig | None = None, host: str = "127.0.0.1",
-          port: int = 7860, docs_dir: Path = DOCS_DIR) -> Served:
+          port: int = 7860, docs_dir: Path = DOCS_DIR, root_path: str | None = None) -> Served:
     """Build and serve the app in a background thread (tests pass their own manager and small defaults)."""
     lab = Lab(manager, defaults, docs_dir=docs_dir)
-    return Served(create_server(lab), host, port)
+    return Served(create_server(lab, root_path=root_path), host, port)
 
 
 def warm_up() -> None:
@@ -923,15 +1019,34 @@ def warm_up() -> None:
         log.exception("warm-up import failed")
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would) unless the environment already does.
+
+    Every thread that allocates (the training thread, uvicorn's and Gradio's workers, GIF exports) may get an
+    arena of its own that keeps freed memory: the soak (``bench/soak.py``) grew the server's RSS by 189 MB in
+    6 minutes of back-to-back duels, and by 30 MB (flat after the first duel) with two arenas.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc: nothing to cap
+        pass
+
+
 def main() -> None:
     import uvicorn
 
     from hrf_core.rewards import register_from_env
 
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     registered = register_from_env()
     if registered:
         log.info("rewards registered from HRF_EXTRA_REWARDS: %s", ", ".join(registered))
+    log.info("runs are stored in %s%s", RUNS_DIR, f" ({STORAGE.note})" if STORAGE.note else "")
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     api = create_server(Lab())

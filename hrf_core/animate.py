@@ -96,6 +96,35 @@ def animate(run: Run, out: Path, seconds_per_frame: float = 0.6, size: int = PAN
     return out
 
 
+class ReplayCache:
+    """Replay GIFs kept in one folder for a server: one per run, rebuilt when its metrics change, at most ``keep``
+    files (the oldest go first), made one at a time (a room full of clicks must not starve the training thread).
+    """
+
+    def __init__(self, folder: Path, keep: int = 32):
+        import threading
+
+        self.folder, self.keep = Path(folder), keep
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def gif(self, run: Run) -> bytes:
+        """The run's replay GIF (ValueError when it has no evaluated epoch with a grid)."""
+        metrics = run.path / "metrics.jsonl"
+        stamp = metrics.stat().st_mtime_ns if metrics.is_file() else 0
+        target = self.folder / f"{run.run_id}@{stamp}.gif"  # '@' is in no run id: the run's own files only
+        with self._lock:
+            if not target.is_file():
+                animate(run, target)
+                for old in self.folder.glob(f"{run.run_id}@*.gif"):
+                    if old != target:
+                        old.unlink(missing_ok=True)
+                files = sorted(self.folder.glob("*.gif"), key=lambda path: path.stat().st_mtime_ns)
+                for old in files[:-self.keep]:
+                    old.unlink(missing_ok=True)
+            return target.read_bytes()  # under the lock: no other request removes it meanwhile
+
+
 def cli_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hrf_core animate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a run folder")

@@ -255,6 +255,15 @@ def prepare_reward(name: str, model: str) -> None:
         make_reward(name)(torch.rand(2, *sample_shape_of(model_folder(model))) * 2 - 1)
 
 
+def _hold(dist, run) -> None:
+    """Rank 0 holds the run's training lock while this process trains it (:mod:`hrf_core.liveness`); a run that
+    another process trains is refused (RunBusy: one line, exit 2)."""
+    from hrf_core import liveness
+
+    if dist.is_main:
+        liveness.hold(run.path)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a new run; under ``torchrun`` every rank runs this, rank 0 creates and writes the run."""
     from hrf_core.distributed import layout
@@ -273,6 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config.replace(extra={**config.extra, "distributed": ranks})
     path = str(RunStore(args.out).create(config.to_dict(), name=args.name).path) if dist.is_main else None
     run = Run(Path(dist.broadcast_object(path)))
+    _hold(dist, run)
     trainer = Trainer(config, run, stop_event=threading.Event(), base=load_base_model(config.model, device), dist=dist)
     return _run_trainer(trainer, 0, report_to)
 
@@ -287,6 +297,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     report_to = trackers.require(args.report_to)
     prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
     dist, device = _distributed(run.config.get("device", "auto"))
+    _hold(dist, run)  # before its metrics are truncated
     trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs, device=device,
                               dist=dist, stop_event=threading.Event())
     return _run_trainer(trainer, trainer.epoch, report_to)

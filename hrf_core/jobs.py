@@ -7,6 +7,12 @@ run of the store; ``stop()`` asks the trainer(s) to stop cooperatively; ``snapsh
 safe to call from many places at once: it reads the run store (metrics are cached by file size and
 mtime), so a reloaded tab, a second visitor, or an app restarted after a crash sees the job and its
 history. ``live_key()`` is cheaper still: it changes whenever anything a viewer sees may have.
+``continue_run(run_id, more)`` continues a stopped, interrupted or finished run for more epochs, exactly
+like ``python -m hrf_core resume``.
+
+Whether a run read from disk is still trained by someone is known from its training lock
+(:mod:`hrf_core.liveness`): "running elsewhere" only while another live process holds it, "interrupted
+at epoch k" the moment that process is gone.
 
 A worker thread never lets an exception escape: a crashing trainer leaves the status
 ``"failed: <reason>"`` and the manager ready for the next start.
@@ -16,6 +22,7 @@ Heavy modules (torch, diffusers) are imported lazily, so importing this module i
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -27,15 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hrf_core import trackers
+from hrf_core import liveness, trackers
 from hrf_core.config import TrainConfig
 from hrf_core.runs import Run, RunStore, StoreFullError, is_disk_full, write_json
 
 log = logging.getLogger(__name__)
 
-#: A run whose status says "running" but that no thread of this process owns, and that has not
-#: been updated for this long, is reported as interrupted (the app or CLI died mid-run).
-STALE_SECONDS = 15 * 60
+#: The most epochs one Continue may add.
+MAX_MORE_EPOCHS = 1000
+#: Runs whose metric rows are kept in memory (the least recently re-read are dropped first).
+ROWS_CACHED = 256
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -63,6 +71,17 @@ def default_trainer_factory(config: TrainConfig, run: Run, callbacks: list, stop
     from hrf_core.trainer import Trainer
 
     return Trainer(config, run, callbacks=callbacks, stop_event=stop_event)
+
+
+#: ``resume_factory(run, epochs, callbacks, stop_event) -> trainer`` (continues ``run`` up to ``epochs`` in all)
+ResumeFactory = Callable[[Run, int, list, threading.Event], TrainerLike]
+
+
+def default_resume_factory(run: Run, epochs: int, callbacks: list, stop_event: threading.Event):
+    """What ``python -m hrf_core resume RUN --epochs N`` does: the latest checkpoint, restored state."""
+    from hrf_core.trainer import resume_training
+
+    return resume_training(run, epochs=epochs, callbacks=callbacks, stop_event=stop_event)
 
 
 def default_preflight(config: TrainConfig) -> None:
@@ -95,7 +114,8 @@ def default_torch_threads() -> int:
 class JobSnapshot:
     """What the UI shows about the current job (or, when idle, about the latest run)."""
 
-    state: str = "idle"  # idle | starting | running | stopping | done | stopped | failed | interrupted
+    # idle | starting | running | stopping | done | stopped | failed | interrupted | running elsewhere
+    state: str = "idle"
     status: str = "idle"  # human text: "running", "failed: <reason>", ...
     run_id: str | None = None
     epoch: int = 0
@@ -116,6 +136,13 @@ class JobSnapshot:
         return self.state in ACTIVE_STATES
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """What is kept of a trainer once its job has ended: its last phase."""
+
+    phase: str
+
+
 @dataclass
 class _Job:
     run: Run
@@ -131,6 +158,7 @@ class _Job:
     partner_trainer: Any = None
     thread: threading.Thread | None = None
     finished: float | None = None
+    factory: Any = None  # how to make the main trainer (default: the manager's trainer_factory)
     report_to: tuple[str, ...] = ()  # trackers (HRF_REPORT_TO), one tracker run per run of the job
     trackers: list = field(default_factory=list)
 
@@ -165,15 +193,18 @@ class JobManager:
         preflight: Callable[[TrainConfig], None] | None = default_preflight,
         torch_threads: int | None = None,
         report_to: tuple[str, ...] | None = None,
+        resume_factory: ResumeFactory | None = None,
     ):
         self.store = store
         self.trainer_factory = trainer_factory or default_trainer_factory
+        self.resume_factory = resume_factory or default_resume_factory
         self.preflight = preflight
         self.torch_threads = torch_threads
         self.report_to = report_to  # None: HRF_REPORT_TO, read at each start
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._rows_cache: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
+        self._rows_lock = threading.Lock()
         self._changes = 0  # bumped (:meth:`_changed`) on every job event the UI may show (start, epoch, stop, end)
         self._task: Task | None = None
         self._changes_lock = threading.Lock()  # epochs bump it from the worker while the UI thread stops or starts
@@ -270,11 +301,7 @@ class JobManager:
             job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
                        partner=runs[1] if len(runs) > 1 else None,
                        partner_config=configs[1] if len(configs) > 1 else None, report_to=report_to)
-            job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{runs[0].run_id}",
-                                          daemon=True)
-            self._job = job
-            self._changed()
-            job.thread.start()
+            self._launch(job)
             return [run.run_id for run in runs]
 
     def _create_runs(self, configs: list[TrainConfig], names: list[str | None]) -> list[Run]:
@@ -300,6 +327,48 @@ class JobManager:
                                      "started; free some space") from error
             raise
         return runs
+
+    def continue_run(self, run_id: str, more: int) -> str:
+        """Continue a stopped, interrupted or finished run for ``more`` epochs from its latest checkpoint.
+
+        Exactly ``python -m hrf_core resume <run> --epochs <checkpoint epoch + more>``: metrics after the
+        checkpoint are dropped and trained again, so every epoch is logged once. Raises ValueError (one line,
+        nothing started) when a job runs here, another process trains the run, or it has no checkpoint.
+        """
+        try:
+            more = int(more)
+        except (TypeError, ValueError):
+            raise ValueError(f"more epochs must be a whole number, got {more!r}") from None
+        if not 1 <= more <= MAX_MORE_EPOCHS:
+            raise ValueError(f"more epochs must be between 1 and {MAX_MORE_EPOCHS}, got {more}")
+        with self._lock:
+            self._refuse_if_busy()
+            run = self.store.get(run_id)
+            if run.is_example or run.path.parent.resolve() != self.store.root.resolve():
+                raise ValueError(f"{run_id} is an example run: it ships without weights, so it cannot continue")
+            if liveness.holder(run.path) == liveness.ELSEWHERE:
+                raise liveness.RunBusy(f"run {run_id} is being trained by another process: stop it there first")
+            checkpoints = run.checkpoints()
+            if not checkpoints:
+                raise ValueError(f"run {run_id} has no checkpoint to continue from")
+            at = int(checkpoints[-1].name.split("-")[1])
+            config = TrainConfig.from_dict(run.config).replace(epochs=at + more)
+            config.validate()
+            if self.preflight is not None:
+                self.preflight(config)
+            report_to = trackers.require(trackers.from_env() if self.report_to is None else self.report_to)
+            run.set_status("running", at, config.epochs, f"continuing from epoch {at}")  # takes the lock
+            job = _Job(run=run, config=config, stop_event=threading.Event(), started=time.time(), epoch=at,
+                       factory=lambda c, r, callbacks, stop: self.resume_factory(r, c.epochs, callbacks, stop),
+                       report_to=report_to)
+            self._launch(job)
+            return run.run_id
+
+    def _launch(self, job: _Job) -> None:
+        job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{job.run.run_id}", daemon=True)
+        self._job = job
+        self._changed()
+        job.thread.start()
 
     def stop(self) -> bool:
         """Ask the running job to stop after the current UNet call; False if nothing is running."""
@@ -332,14 +401,16 @@ class JobManager:
         def on_partner_epoch(report) -> None:
             self._changed()
 
+        trainers: list = []
         try:
             if self.torch_threads:
                 import torch
 
                 torch.set_num_threads(self.torch_threads)
             job.trackers = [trackers.RunTrackers(job.report_to, r) for r in (job.run, job.partner) if r is not None]
-            job.trainer = self.trainer_factory(job.config, job.run, [on_main_epoch, job.trackers[0]], job.stop_event)
-            trainers = [job.trainer]
+            job.trainer = (job.factory or self.trainer_factory)(job.config, job.run, [on_main_epoch, job.trackers[0]],
+                                                                job.stop_event)
+            trainers.append(job.trainer)
             if job.partner is not None:
                 job.partner_trainer = self.trainer_factory(job.partner_config, job.partner,
                                                            [on_partner_epoch, job.trackers[1]], job.stop_event)
@@ -372,6 +443,16 @@ class JobManager:
             job.finished = time.time()
             if job.state in ACTIVE_STATES:  # e.g. a trainer that returned something unexpected
                 job.state = "done"
+            for run in (job.run, job.partner):
+                if run is not None:
+                    liveness.release(run.path)  # the job is over here, whatever its status file says
+            # Free the models now: a trainer is a reference cycle (its UNet's hooks call it back) that Python's
+            # occasional full collection would free late, so back-to-back runs would pile up their models.
+            job.trainer = _Ended(getattr(job.trainer, "phase", ""))
+            if job.partner_trainer is not None:
+                job.partner_trainer = _Ended(getattr(job.partner_trainer, "phase", ""))
+            trainers.clear()
+            gc.collect()
             self._changed()
 
     @staticmethod
@@ -402,7 +483,11 @@ class JobManager:
         if cached is not None and cached[0] == key:
             return cached[1]
         rows = run.metrics()
-        self._rows_cache[path] = (key, rows)
+        with self._rows_lock:
+            self._rows_cache.pop(path, None)
+            self._rows_cache[path] = (key, rows)  # most recent last
+            while len(self._rows_cache) > ROWS_CACHED:  # runs come and go (deleted, or a long-lived server)
+                self._rows_cache.pop(next(iter(self._rows_cache)))
         return rows
 
     def current_run_id(self) -> str | None:
@@ -420,14 +505,15 @@ class JobManager:
             phase = getattr(job.trainer, "phase", ""), _partner_phase(job)
             return ("job", job.run.run_id, job.state, job.epoch, phase, self._changes)
         stamps = []
-        for path in (self.store.root, *[r.path / n for r in self.store.list()[:1]
-                                         for n in ("status.json", "metrics.jsonl")]):
+        newest = self.store.list()[:1]
+        for path in (self.store.root, *[r.path / n for r in newest for n in ("status.json", "metrics.jsonl")]):
             try:
                 stat = path.stat()
                 stamps.append((stat.st_mtime_ns, stat.st_size))
             except OSError:
                 stamps.append(None)
-        return ("disk", tuple(stamps), self._changes)
+        alive = tuple(liveness.holder(r.path) for r in newest)  # a process that trained it may have died
+        return ("disk", tuple(stamps), alive, self._changes)
 
     def snapshot(self, run_id: str | None = None) -> JobSnapshot:
         """The state of ``run_id``, else of this manager's job, else of the newest run on disk."""
@@ -483,13 +569,23 @@ class JobManager:
         state = status.get("state", "unknown")
         message = str(status.get("message", ""))
         error = None
-        if state == "running":
-            updated = float(status.get("updated") or 0)
-            if time.time() - updated > STALE_SECONDS:
-                state, message = "interrupted", "interrupted: the process that ran it stopped"
-            else:
-                state, message = "running elsewhere", message or "running in another process"
         text = state
+        if state == "running":
+            who = liveness.holder(run.path)
+            if who == liveness.HERE:  # e.g. the second half of this process's duel
+                message = message or "running"
+            elif who == liveness.ELSEWHERE:
+                state = text = "running elsewhere"
+                message = message or "running in another process"
+            else:
+                logged = max((int(r.get("epoch", 0)) for r in self.rows(run)), default=0)
+                at = max(logged, int(status.get("epoch") or 0))
+                checkpoints = run.checkpoints()
+                resume = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
+                state, text = "interrupted", f"interrupted at epoch {at}"
+                message = (f"interrupted at epoch {at}: the process that trained it is gone; "
+                           + (f"Continue resumes from the checkpoint of epoch {resume}" if resume is not None
+                              else "it has no checkpoint to continue from"))
         if state == "failed":
             error = message or "unknown error"
             text = f"failed: {error}"

@@ -4,6 +4,7 @@ Layout of ``<root>/<run_id>/``::
 
     config.json            TrainConfig as JSON
     status.json            {"state": running|done|stopped|failed, "epoch", "epochs", "message", "updated"}
+    train.lock             held (flock) by the process training the run (:mod:`hrf_core.liveness`)
     metrics.jsonl          one JSON object per evaluated epoch (epoch 0 = the base model), flushed
     grids/epoch-NNNN.png   sample grid of the evaluation set
     evals/epoch-NNNN.safetensors   per-sample arrays of that evaluation (features, probabilities,
@@ -31,6 +32,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from hrf_core import liveness
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})$")
@@ -172,8 +175,19 @@ class Run:
 
     # -- writing ---------------------------------------------------------------------------
     def set_status(self, state: str, epoch: int, epochs: int, message: str = "") -> None:
-        write_json(self.path / "status.json",
-                   {"state": state, "epoch": epoch, "epochs": epochs, "message": message, "updated": time.time()})
+        """Write ``status.json``. "running" takes the run's training lock for this process (RunBusy, a
+        ValueError, when another process trains it); any other state gives the lock back
+        (:mod:`hrf_core.liveness`). A final state never overwrites the status of a run trained elsewhere."""
+        if state == "running":
+            liveness.hold(self.path)
+        elif liveness.holder(self.path) == liveness.ELSEWHERE:
+            raise liveness.RunBusy(f"run {self.run_id} is being trained by another process: its status is left as is")
+        try:
+            write_json(self.path / "status.json",
+                       {"state": state, "epoch": epoch, "epochs": epochs, "message": message, "updated": time.time()})
+        finally:
+            if state != "running":
+                liveness.release(self.path)
 
     def append_metrics(self, row: dict) -> None:
         """Append one JSON line and flush it to disk; a failed write (a full disk) is cut back off the file,

@@ -37,3 +37,25 @@ def test_bad_requests_are_one_line(example_run, tmp_path):
         grid.unlink()
     with pytest.raises(ValueError, match="no evaluated epoch with a grid"):
         frames(example_run)
+
+
+def test_the_servers_replay_folder_stays_bounded(tmp_path):
+    """One GIF per run (rebuilt when its metrics change, the old one removed), at most ``keep`` in all."""
+    from hrf_core.animate import ReplayCache
+
+    runs = []
+    for name in ("a", "a-1", "b"):  # "a-1" starts like "a": each run's files are its own
+        source = EXAMPLES_DIR / "example-2-ddpo-ink"
+        shutil.copytree(source, tmp_path / "runs" / name, ignore=shutil.ignore_patterns("epoch-000[3-9].png",
+                                                                                     "epoch-001*.png"))
+        runs.append(Run(tmp_path / "runs" / name))
+    cache = ReplayCache(tmp_path / "gifs", keep=2)
+    first = cache.gif(runs[0])
+    assert first[:6] == b"GIF89a" and cache.gif(runs[0]) == first  # cached
+    cache.gif(runs[1])
+    metrics = runs[0].path / "metrics.jsonl"
+    metrics.write_text(metrics.read_text())  # the run logged again: a new replay replaces the old one
+    cache.gif(runs[0])
+    assert sorted(p.name.split("@")[0] for p in (tmp_path / "gifs").iterdir()) == ["a", "a-1"]
+    cache.gif(runs[2])
+    assert len(list((tmp_path / "gifs").iterdir())) == 2  # the oldest went

@@ -223,17 +223,90 @@ def test_live_state_names_the_reference_and_where_the_run_stands(tmp_path):
     assert replay["runs"][0]["run_id"] == "ddpo-a" and "No DDPO reference" in replay["status"]["standing"]
 
 
-def test_results_images_point_at_the_file_route(tmp_path):
+def test_results_images_point_at_the_figure_route(tmp_path):
     (tmp_path / "results").mkdir()
     from PIL import Image
 
     Image.new("RGB", (4, 4)).save(tmp_path / "results" / "frontier.png")
     Image.new("RGB", (4, 4)).save(tmp_path / "results" / "grid-a.png")
-    (tmp_path / "RESULTS.md").write_text("# R\n![f](results/frontier.png) ![g](results/missing.png)")
+    (tmp_path / "results" / "leak.png").symlink_to(tmp_path / "results" / "frontier.png")
+    (tmp_path / "RESULTS.md").write_text("# R\n![f](results/frontier.png) ![g](results/missing.png) "
+                                         "![l](results/leak.png) ![u](../secret.png)")
     text, figures = results.results_content(tmp_path)
-    assert f"![f](/gradio_api/file={tmp_path / 'results' / 'frontier.png'})" in text
-    assert "*g: not generated yet*" in text
-    assert [f[1] for f in figures] == ["frontier"]  # grids stay inline in the report
+    assert "![f](live/results/frontier.png)" in text  # relative to the page: any path prefix works
+    assert "*g: not generated yet*" in text and "*l: not generated yet*" in text and "secret" not in text
+    assert [f[1] for f in figures] == ["frontier"]  # grids stay inline in the report; links are not served
+
+
+def served_store(tmp_path):
+    """A store with a run, its checkpoint and config, and path tricks: symlinks to a checkpoint and outside."""
+    from PIL import Image
+
+    outside = tmp_path / "outside"
+    (outside / "grids").mkdir(parents=True)
+    (outside / "config.json").write_text("{}")
+    Image.new("L", (8, 8)).save(outside / "grids" / "epoch-0001.png")
+    (outside / "secret.txt").write_text("TOP-SECRET")
+    store = RunStore(tmp_path / "runs")
+    run = store.create({"method": "hrf", "reward": "ink", "epochs": 1, "num_steps": 10, "window": [4, 10]}, name="r1")
+    checkpoint = run.checkpoint_dir(1)
+    (checkpoint / "unet").mkdir(parents=True)
+    (checkpoint / "optimizer.safetensors").write_bytes(b"OPTIMISER-STATE")
+    (checkpoint / "trainer_state.safetensors").write_bytes(b"TRAINER-STATE")
+    for epoch in (0, 1):
+        run.append_metrics({"epoch": epoch, "reward_mean": 0.1 * epoch, "vendi_pixel": 2.0, "seconds": 1.0})
+        run.save_grid(Image.new("L", (8, 8), 30 * epoch), epoch)
+    (run.path / "grids" / "epoch-0002.png").symlink_to(checkpoint / "optimizer.safetensors")
+    (run.path / "grids" / "epoch-0003.png").symlink_to(outside / "secret.txt")
+    (store.root / "evil").symlink_to(outside, target_is_directory=True)
+    docs = tmp_path / "docs"
+    (docs / "results").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(docs / "results" / "frontier.png")
+    (docs / "results" / "frontier.json").write_text("{}")
+    (docs / "results" / "leak.png").symlink_to(checkpoint / "optimizer.safetensors")
+    return store, run, docs, outside
+
+
+def test_only_grids_and_figures_are_served(tmp_path, tiny_model_dir):
+    """The routes and Gradio's file route give grids and the Results figures, never checkpoints, optimiser or
+    trainer state, configs, or anything outside the store: not through '..', symlinks or encoded separators."""
+    import httpx
+
+    store, run, docs, outside = served_store(tmp_path)
+    manager = JobManager(store, trainer_factory=fake_factory(), preflight=None)
+    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=docs)
+    try:
+        url = served.url
+        ok = httpx.get(url + "live/grid/r1/1.png")
+        assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
+        assert httpx.get(url + "live/results/frontier.png").status_code == 200
+        assert httpx.get(url + f"gradio_api/file={docs / 'results' / 'frontier.png'}").status_code == 200
+        checkpoint = run.checkpoint_dir(1)
+        refused = [
+            # the store through Gradio's file route: checkpoints, optimiser and trainer state, config, even grids
+            f"gradio_api/file={checkpoint / 'optimizer.safetensors'}",
+            f"gradio_api/file={checkpoint / 'trainer_state.safetensors'}",
+            f"gradio_api/file={run.path / 'config.json'}",
+            f"gradio_api/file={run.path / 'grids' / 'epoch-0001.png'}",
+            f"gradio_api/file={outside / 'secret.txt'}",
+            f"gradio_api/file={docs / 'results' / 'frontier.json'}",
+            f"gradio_api/file={docs / 'results' / 'leak.png'}",
+            f"gradio_api/file={docs / 'results'}/../../runs/r1/config.json",
+            f"gradio_api/file={docs / 'results'}/%2e%2e/%2e%2e/runs/r1/config.json",
+            f"gradio_api/file={docs / 'results' / 'frontier.png'}%2f..%2ffrontier.json",
+            # the app's routes: symlinks inside the store, a symlinked run folder, '..', encoded separators
+            "live/grid/r1/2.png", "live/grid/r1/3.png", "live/grid/evil/1.png", "live/animate/evil.gif",
+            "live/animate/r1.gif", "live/grid/..%2Fevil/1.png", "live/grid/r1%2F..%2Fevil/1.png",
+            "live/grid/%2e%2e/1.png", "live/grid/r1/-1.png", "live/run/..", "live/run/%2e%2e",
+            "live/results/leak.png", "live/results/frontier.json", "live/results/..%2FRESULTS.md",
+            "live/results/%2e%2e%2fRESULTS.md", "live/assets/..%2F..%2Fapp.py",
+        ]
+        for path in refused:
+            response = httpx.get(url + path)
+            assert response.status_code in (403, 404, 422), (path, response.status_code)
+            assert b"STATE" not in response.content and b"SECRET" not in response.content, path
+    finally:
+        served.close()
 
 
 def test_bad_sources_warn_instead_of_crashing(lab):
@@ -395,3 +468,70 @@ def test_standing_line_names_the_hand_over_of_the_same_seed(tmp_path):
     data["seed"] = 1
     (other_seed.path / "config.json").write_text(json.dumps(data))
     assert "hand-over" not in live.live_state(JobManager(store, preflight=None), "hrf-b")["status"]["standing"]
+
+
+def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny_model_dir, monkeypatch, caplog,
+                                                                  capfd):
+    """Through gradio_client: a client that keeps guessing is refused for a while with a clear message, whatever
+    it sends; another client with the right token is not slowed down; no log line holds a token."""
+    import logging
+
+    from gradio_client import Client
+
+    from hrf_core import presenter
+
+    secret = "lectern-9d2b"
+    monkeypatch.setenv("HRF_PRESENTER_TOKEN", secret)
+    caplog.set_level(logging.DEBUG)
+    gate = threading.Event()
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(gate=gate), preflight=None)
+    defaults = small_defaults(str(tiny_model_dir))
+    served = app.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
+    try:  # uvicorn takes the client's address from X-Forwarded-For set by a local proxy (here: the test)
+        guesser = Client(served.url, verbose=False, headers={"X-Forwarded-For": "203.0.113.7"})
+        owner = Client(served.url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"})
+        for i in range(presenter.MAX_FAILURES - 1):
+            assert "presenter mode" in guesser.predict(f"guess-{i}", api_name="/stop")
+        assert "too many wrong presenter tokens" in guesser.predict("guess-last", api_name="/stop")
+        assert "too many wrong presenter tokens" in guesser.predict(secret, api_name="/stop")  # locked, even so
+        notice = guesser.predict(*form(defaults, token=secret), api_name="/start")
+        notice = notice[0] if isinstance(notice, (list, tuple)) else notice
+        assert "too many wrong presenter tokens" in notice and manager.store.list() == []
+        with pytest.raises(Exception, match="too many wrong presenter tokens"):
+            guesser.predict("base:x", "base:y", 8, 0, defaults.reward, False, 0, secret, api_name="/compare")
+        assert "Nothing is running" in owner.predict(secret, api_name="/stop")  # never slowed down
+        notice = owner.predict(*form(defaults, token=secret), api_name="/start")
+        assert "Started" in (notice[0] if isinstance(notice, (list, tuple)) else notice)
+        assert "Stopping" in owner.predict(secret, api_name="/stop")
+    finally:
+        gate.set()
+        manager.wait(10)
+        served.close()
+    out, err = capfd.readouterr()
+    assert secret not in caplog.text + out + err and "guess-" not in caplog.text + out + err
+    assert "203.0.113.7" in caplog.text  # the lock is logged, with the address and no token
+
+
+def test_a_forwarded_path_prefix_is_served(tmp_path, tiny_model_dir):
+    """A proxy that forwards /hrf/... unchanged (no stripping) reaches the same app as one that strips it; the
+    page's own addresses are relative, and its icon link keeps the browser inside the prefix."""
+    import httpx
+
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(), preflight=None)
+    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=tmp_path / "docs",
+                       root_path="/hrf")
+    try:
+        for prefix in ("", "hrf/"):
+            page = httpx.get(served.url + prefix)
+            assert page.status_code == 200 and '<head><link rel="icon" href="favicon.ico">' in page.text
+            head = httpx.get(served.url + prefix + "config").json()["head"]
+            assert 'src="live/assets/live.js"' in head and '"/live/' not in head
+            assert httpx.get(served.url + prefix + "favicon.ico").status_code == 200
+            viewer = httpx.get(served.url + prefix + "?view=1").text
+            assert 'src="live/assets/live.js"' in viewer and "/live/" not in viewer
+            assert httpx.get(served.url + prefix + "live/state").json()["runs"] == []
+            assert httpx.get(served.url + prefix + "status").json()["state"] == "idle"
+        config = httpx.get(served.url + "hrf/config").json()
+        assert config["root"].endswith("/hrf")  # Gradio builds its own addresses under the prefix
+    finally:
+        served.close()

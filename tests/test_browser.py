@@ -284,3 +284,30 @@ def test_locality_profile_line_follows_the_handles_and_suggests_a_window(tmp_pat
         assert not problems, problems
     finally:
         served.close()
+
+
+def test_continue_a_run_from_the_runs_tab(tmp_path, model, browser):
+    from playwright.sync_api import expect
+
+    served, manager = start_app(tmp_path / "runs", model)
+    try:
+        run_id = manager.start(small_defaults(model).replace(epochs=1))
+        assert manager.wait(120) and manager.snapshot().state == "done"
+        problems: list[str] = []
+        page = watched_page(browser, problems)
+        page.goto(served.url)
+        page.locator("button[role=tab]:has-text('Runs')").first.click()
+        page.locator("#run-pick input").click()
+        page.get_by_role("option", name=run_id).click()
+        expect(page.locator("#continue-note")).to_contain_text("checkpoint of epoch 1", timeout=10_000)
+        page.locator("#more-epochs input").fill("2")
+        page.locator("#continue-btn").click()
+        panel = page.locator("#hrf-live")  # the Live tab opens and follows the continued run
+        expect(panel.locator(".hl-status")).to_contain_text("Done", timeout=120_000)
+        expect(panel.locator(".hl-status")).to_contain_text("epoch 3/3")
+        assert [r["epoch"] for r in manager.store.get(run_id).metrics()] == [0, 1, 2, 3]
+        assert problems == []
+        page.close()
+    finally:
+        manager.wait(60)
+        served.close()

@@ -136,3 +136,27 @@ def test_sample_handover_identities(tiny_model_dir, tmp_path):
     assert not np.array_equal(arrays["s5"], arrays["tuned"]) and not np.array_equal(arrays["s5"], arrays["base"])
     assert main(["sample", "--checkpoint", str(checkpoint), "--handover", "11", "--steps", "10", "--out",
                  str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+
+
+def test_resume_refuses_a_run_another_process_trains(tmp_path, capsys):
+    """``resume`` takes the run's training lock before touching it: while another live process holds it, one line
+    and exit 2, its metrics untouched."""
+    from test_jobs import HOLD_AND_SLEEP
+
+    from hrf_core.runs import RunStore
+
+    run = RunStore(tmp_path).create({"model": "digits16", "reward": "jpeg-compressibility", "device": "cpu"},
+                                    name="busy")
+    run.append_metrics({"epoch": 0})
+    run.append_metrics({"epoch": 1})
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_SLEEP, str(run.path)], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert main(["resume", str(run.path), "--epochs", "3"]) == 2
+    finally:
+        holder.kill()
+        holder.wait(10)
+    err = capsys.readouterr().err
+    assert err.startswith("error: run busy is being trained by another process") and err.count("\n") == 1
+    assert [r["epoch"] for r in run.metrics()] == [0, 1]

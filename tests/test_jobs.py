@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from PIL import Image
 
+from hrf_core import REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.jobs import JobManager
 from hrf_core.runs import RunStore
@@ -156,15 +159,103 @@ def test_second_visitor_and_restart_see_the_history(tmp_path):
     snap = other.snapshot()
     assert (snap.run_id, snap.state, len(snap.rows), snap.epoch) == (run_id, "done", 4, 3)
     assert other.snapshot(run_id).rows == snap.rows
-    # a run left "running" by a dead process reads as interrupted once stale
-    run = manager.store.get(run_id)
-    run.set_status("running", 2, 3, "epoch 3/3")
-    assert other.snapshot(run_id).state == "running elsewhere"
-    status = run.status
-    status["updated"] -= 3600
-    (run.path / "status.json").write_text(__import__("json").dumps(status))
-    assert other.snapshot(run_id).state == "interrupted"
     assert other.snapshot("no-such-run").error
+
+
+HOLD_AND_SLEEP = """
+import sys, time
+from hrf_core.runs import Run
+Run(sys.argv[1]).set_status("running", 2, 3, "epoch 3/3")
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_is_interrupted_the_moment_its_process_dies(tmp_path):
+    """Liveness comes from the training process's lock, not from a timer: "running elsewhere" while another
+    live process trains the run, "interrupted at epoch k" as soon as it is killed (kill -9: no clean-up)."""
+    manager = make_manager(tmp_path)
+    run_id = manager.start(small_config())
+    assert manager.wait(10)
+    run = manager.store.get(run_id)
+    run.checkpoint_dir(2).joinpath("unet").mkdir(parents=True)
+    other = JobManager(manager.store, preflight=None)  # e.g. a second app on the same store
+    trainer = subprocess.Popen([sys.executable, "-c", HOLD_AND_SLEEP, str(run.path)], stdout=subprocess.PIPE,
+                               text=True, cwd=REPO_ROOT)
+    try:
+        assert trainer.stdout.readline().strip() == "holding"
+        assert other.snapshot(run_id).state == "running elsewhere"
+        with pytest.raises(ValueError, match="another process"):
+            other.continue_run(run_id, 2)  # refused: nothing started, its status untouched
+        with pytest.raises(ValueError, match="another process"):
+            run.set_status("failed", 0, 3, "x")  # a final state never overwrites a live run's status
+        assert run.status["state"] == "running" and not other.busy
+        key = other.live_key()
+    finally:
+        trainer.kill()  # SIGKILL
+        trainer.wait(10)
+    snap = other.snapshot(run_id)
+    assert (snap.state, snap.status) == ("interrupted", "interrupted at epoch 3")  # rows 0..3 were logged
+    assert "Continue resumes from the checkpoint of epoch 2" in snap.phase
+    assert other.live_key() != key  # viewers hear about it without any file changing
+
+
+class FakeResume(FakeTrainer):
+    """What resume_training does, with FakeTrainer's rows: drop rows after the checkpoint, train on from it."""
+
+    def __init__(self, run, epochs, callbacks, stop_event, gate=None):
+        at = int(run.checkpoints()[-1].name.split("-")[1])
+        config = small_config().replace(epochs=epochs)
+        super().__init__(config, run, callbacks, stop_event, gate=gate)
+        run.truncate_metrics(at)
+        self.at = at
+
+    def train(self) -> str:
+        for epoch in range(self.at + 1, self.config.epochs + 1):
+            if self.gate is not None:
+                self.gate.wait(5)
+            self._log(epoch)
+            self.run.checkpoint_dir(epoch).joinpath("unet").mkdir(parents=True)
+        self.run.set_status("done", self.config.epochs, self.config.epochs, "finished")
+        return "done"
+
+
+def test_continue_a_run_for_more_epochs(tmp_path):
+    gate = threading.Event()
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(), preflight=None,
+                         resume_factory=lambda run, epochs, callbacks, stop: FakeResume(run, epochs, callbacks, stop,
+                                                                                        gate=gate))
+    run_id = manager.start(small_config())
+    assert manager.wait(10)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        manager.continue_run(run_id, 2)
+    run = manager.store.get(run_id)
+    run.checkpoint_dir(2).joinpath("unet").mkdir(parents=True)  # the latest checkpoint: epoch 2 of 3
+    for bad, message in ((0, "between 1 and"), ("x", "whole number"), (1001, "between 1 and")):
+        with pytest.raises(ValueError, match=message):
+            manager.continue_run(run_id, bad)
+    with pytest.raises(ValueError, match="invalid run id"):
+        manager.continue_run("../runs", 2)
+    assert manager.continue_run(run_id, 3) == run_id  # from epoch 2's checkpoint to epoch 5
+    snap = manager.snapshot()
+    assert snap.active and (snap.run_id, snap.epochs) == (run_id, 5)
+    with pytest.raises(ValueError, match="already in progress"):
+        manager.continue_run(run_id, 3)
+    gate.set()
+    assert manager.wait(10)
+    assert manager.snapshot().state == "done"
+    assert [r["epoch"] for r in run.metrics()] == [0, 1, 2, 3, 4, 5]  # each epoch logged once
+    from hrf_core import liveness
+
+    assert liveness.holder(run.path) is None  # the lock is given back
+
+
+def test_example_runs_cannot_continue(tmp_path):
+    examples = tmp_path / "examples"
+    RunStore(examples).create({"epochs": 2, "extra": {"example": True}}, name="example-1")
+    manager = JobManager(RunStore(tmp_path / "runs", examples=examples), preflight=None)
+    with pytest.raises(ValueError, match="example run"):
+        manager.continue_run("example-1", 2)
 
 
 def test_rows_are_cached_until_the_file_changes(tmp_path):
@@ -292,3 +383,29 @@ def test_a_duel_stopped_between_epochs_stops_both_real_trainers(tmp_path, tiny_m
         assert run.status["state"] == "stopped" and run.status["epoch"] == 1, run.status
         assert [r["epoch"] for r in run.metrics()] == [0, 1]
         assert [p.name for p in run.checkpoints()] == ["epoch-0001"]
+
+
+def _fake_steps(trainer):
+    result = trainer.train()
+    yield 0
+    return result
+
+
+def test_an_ended_job_lets_go_of_its_trainers(tmp_path):
+    """A trainer holds its models in a reference cycle: the manager frees it when the job ends, not whenever
+    Python's next full collection happens (back-to-back runs would pile up their models)."""
+    import weakref
+
+    made = []
+
+    def factory(config, run, callbacks, stop_event):
+        trainer = FakeTrainer(config, run, callbacks, stop_event)
+        trainer.itself = trainer  # a cycle, like the real trainer's UNet hooks
+        made.append(weakref.ref(trainer))
+        return trainer
+
+    manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=factory, preflight=None)
+    manager.start(small_config())
+    assert manager.wait(10)
+    assert len(made) == 1 and made[0]() is None
+    assert manager.snapshot().state == "done" and manager.snapshot().phase == "done"

@@ -5,11 +5,20 @@
  * so an idle viewer costs the server nothing. The same panel replays any finished run
  * (/live/run/<id>, the Runs tab) and is the whole page at /?view=1 (read-only, for a slide).
  * Keyboard shortcuts for the presenter are set up here too.
+ *
+ * Every address is built relative to where the app is served, found from this script's own address
+ * (<root>/live/assets/live.js), so the page works under any path prefix (a reverse proxy at /hrf/,
+ * jupyter-server-proxy, GRADIO_ROOT_PATH).
  */
 (() => {
   "use strict";
   if (window.hrfLiveLoaded) return;
   window.hrfLiveLoaded = true;
+  const ROOT = (() => {
+    const src = document.currentScript && document.currentScript.src;
+    return src ? new URL("../../", src).href : new URL(".", document.baseURI).href;
+  })();
+  const url = (path) => new URL(String(path).replace(/^\/+/, ""), ROOT).href;
   const params = new URLSearchParams(location.search);
   const VIEWER = params.get("view") === "1";
   if (VIEWER) document.documentElement.classList.add("hrf-viewer");
@@ -71,7 +80,7 @@
 
     connect() {
       const open = () => {
-        const source = new EventSource(this.base() + "live/stream");
+        const source = new EventSource(url("live/stream"));
         source.onmessage = (event) => this.apply(JSON.parse(event.data));
         source.onerror = () => { if (source.readyState === EventSource.CLOSED) setTimeout(open, 3000); };
         this.source = source;
@@ -79,11 +88,9 @@
       open();
     }
 
-    base() { return document.querySelector("base")?.getAttribute("href") || "/"; }
-
     async replay(runId) {
       if (!runId) return;
-      const response = await fetch(`${this.base()}live/run/${encodeURIComponent(runId)}`);
+      const response = await fetch(url(`live/run/${encodeURIComponent(runId)}`));
       if (!response.ok) { this.q(".hl-status").textContent = `No replay for ${runId}: ${response.status}`; return; }
       this.selected = null;
       this.apply({ kind: "full", ...(await response.json()) });
@@ -136,14 +143,14 @@
       this.q(".hl-epoch-label").textContent = point ? `epoch ${point.epoch} of ${run.epochs}${this.selected === null ? " · latest" : ""}` : "";
       this.q(".hl-follow").disabled = this.selected === null;
       const gif = this.q(".hl-gif");
-      gif.href = this.base() + run.animate.replace(/^\//, "");
+      gif.href = url(run.animate);
       gif.setAttribute("download", `${run.run_id}.gif`);
       gif.style.display = pts.length ? "" : "none";
     }
 
-    gridFigure(url, caption, cls) {
-      if (!url) return "";
-      return `<figure class="${cls}"><img src="${esc(this.base() + url.replace(/^\//, ""))}" alt="${esc(caption)}"><figcaption>${esc(caption)}</figcaption></figure>`;
+    gridFigure(path, caption, cls) {
+      if (!path) return "";
+      return `<figure class="${cls}"><img src="${esc(url(path))}" alt="${esc(caption)}"><figcaption>${esc(caption)}</figcaption></figure>`;
     }
 
     drawGrids() {

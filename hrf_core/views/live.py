@@ -111,13 +111,14 @@ def trim_row(row: dict) -> dict:
 
 
 def grid_url(run: Run, epoch: int) -> str | None:
-    """The address of an epoch's grid (cache-busted by its modification time), or None when it has none."""
+    """The address of an epoch's grid, relative to the app's root (cache-busted by its modification time), or
+    None when it has none."""
     path = run.path / "grids" / f"epoch-{epoch:04d}.png"
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
         return None
-    return f"/live/grid/{run.run_id}/{epoch}.png?v={stamp}"
+    return f"live/grid/{run.run_id}/{epoch}.png?v={stamp}"
 
 
 def run_payload(run: Run, rows: list[dict], color: str | None = None) -> dict:
@@ -132,7 +133,7 @@ def run_payload(run: Run, rows: list[dict], color: str | None = None) -> dict:
     return {"run_id": run.run_id, "label": run_label(config), "method": method, "reward": config.get("reward"),
             "model": config.get("model"), "epochs": config.get("epochs"), "seed": config.get("seed"),
             "color": color or METHOD_COLORS.get(method, "#333"), "example": run.is_example,
-            "animate": f"/live/animate/{run.run_id}.gif", "rows": payload_rows}
+            "animate": f"live/animate/{run.run_id}.gif", "rows": payload_rows}
 
 
 def standing(rows: list[dict], curve, keys, handover=None) -> str:

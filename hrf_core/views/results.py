@@ -6,25 +6,34 @@ import json
 import re
 from pathlib import Path
 
-#: Where the app serves a file it is allowed to serve (Gradio's file route).
-FILE_ROUTE = "/gradio_api/file="
+from hrf_core.serving import figure_file, figure_files
+
+#: Where the app serves a Results figure, relative to the page (so it works under any path prefix).
+FIGURE_ROUTE = "live/results/"
 
 
 def served_images(markdown: str, docs_dir: Path) -> str:
-    """Point the Markdown's relative image links (``![a](results/x.png)``) at the app's file route.
+    """Point the Markdown's image links (``![a](results/x.png)``) at the app's figure route.
 
-    The file on disk keeps its relative links, so it reads on GitHub too; in the app a relative link
-    resolves against the page's address (``/results/x.png``), which nothing serves.
+    The file on disk keeps its relative links, so it reads on GitHub too; in the app they become
+    ``live/results/x.png``, relative to the page, which serves the figures of ``docs/results/`` and nothing
+    else. Links to anything else are left out.
     """
 
-    def absolute(match: re.Match) -> str:
+    def served(match: re.Match) -> str:
         alt, target = match.group(1), match.group(2)
-        if re.match(r"^[a-z]+:|^/", target):
+        if re.match(r"^https?:", target):
             return match.group(0)
-        path = (docs_dir / target).resolve()
-        return f"![{alt}]({FILE_ROUTE}{path})" if path.is_file() else f"*{alt}: not generated yet*"
+        folder, _, name = target.partition("/")
+        try:
+            if folder != "results":
+                raise ValueError(target)
+            figure_file(docs_dir, name)
+        except ValueError:
+            return f"*{alt}: not generated yet*"
+        return f"![{alt}]({FIGURE_ROUTE}{name})"
 
-    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", absolute, markdown)
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", served, markdown)
 
 
 def results_content(docs_dir: Path) -> tuple[str, list[tuple[str, str]]] | None:
@@ -39,7 +48,7 @@ def results_content(docs_dir: Path) -> tuple[str, list[tuple[str, str]]] | None:
         return None
     text = served_images(markdown_file.read_text(), docs_dir) if markdown_file.is_file() else ""
     # the headline figures (the frontier first); the grids are inline in the report
-    pngs = sorted(results.glob("*.png"), key=lambda p: (p.stem != "frontier", p.name)) if results.is_dir() else []
+    pngs = sorted(figure_files(docs_dir), key=lambda p: (p.stem != "frontier", p.name))
     figures = [(str(p), p.stem.replace("_", " ").replace("-", " ")) for p in pngs if not p.stem.startswith("grid-")]
     if not text:
         summaries = sorted(results.glob("*.json")) if results.is_dir() else []

@@ -56,3 +56,22 @@ def checkpoint_choices(run: Run) -> list[tuple[str, str]]:
     return [(f"epoch {int(c.name.split('-')[1])}", f"ckpt:{run.run_id}:{c.name}") for c in reversed(run.checkpoints())]
 
 
+#: More epochs offered by default when a run has trained all it planned.
+DEFAULT_MORE_EPOCHS = 5
+
+
+def continue_hint(run: Run, snap=None) -> tuple[int, str]:
+    """How many more epochs Continue offers for ``run`` (what it planned and has not trained, else a few) and one
+    line saying from where it continues (``snap``: the run's :class:`~hrf_core.jobs.JobSnapshot`, for its state)."""
+    if run.is_example:
+        return DEFAULT_MORE_EPOCHS, "An example run ships without weights: it cannot continue."
+    checkpoints = run.checkpoints()
+    if not checkpoints:
+        return DEFAULT_MORE_EPOCHS, "No checkpoint yet: nothing to continue from."
+    at = int(checkpoints[-1].name.split("-")[1])
+    planned = int(run.config.get("epochs") or 0)
+    state = snap.status if snap is not None else run.status.get("state", "?")
+    return (planned - at if planned > at else DEFAULT_MORE_EPOCHS,
+            f"{state}: Continue trains it on from the checkpoint of epoch {at}, like "
+            f"`python -m hrf_core resume`, for the epochs set here.")
+

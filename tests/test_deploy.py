@@ -1,0 +1,247 @@
+"""Deployment: the served app killed with -9 mid-epoch and continued from the page's API (every epoch logged
+once, the weights of an uninterrupted run); where runs go on a Space; a Space as a non-root user with a
+read-only repository writes nothing into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hrf_core import REPO_ROOT
+from hrf_core.config import TrainConfig
+from hrf_core.runs import RunStore
+from hrf_core.storage import runs_location
+
+SECRET = "podium-41c7"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def small_config(model: str) -> TrainConfig:
+    return TrainConfig(model=model, method="hrf", window=(4, 10), num_steps=10, epochs=7, samples_per_epoch=8,
+                       batch_size=8, siblings=4, eval_samples=16, train_batch_size=8, updates_per_epoch=1,
+                       eval_every=3)
+
+
+def form(config: TrainConfig, token: str) -> tuple:
+    from hrf_core.views import train
+
+    values = train.form_from_config(config)
+    return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
+            values["start_mode"], values["adv_scope"], *[values[name] for name in train.NUMBER_FIELDS])
+
+
+def first(result):
+    """The first output of a gradio_client call (the notice)."""
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+class App:
+    """``python app.py`` in a subprocess (its own process: it can be killed with -9)."""
+
+    def __init__(self, env: dict, user: list[str] | None = None, cwd: Path = REPO_ROOT):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="hrf-app-", suffix=".log", delete=False)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("HRF_", "GRADIO_", "SPACE_"))}
+        env = {**base, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",
+               "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+               "HRF_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
+        self.process = subprocess.Popen([*(user or []), sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=cwd,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        import httpx
+
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "status", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the app did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def status(self) -> dict:
+        import httpx
+
+        return httpx.get(self.url + "status", timeout=10).json()
+
+    def wait_for(self, state: str, run_id: str, seconds: float = 180) -> dict:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            status = self.status()
+            if (status["state"], status["run_id"]) == (state, run_id):
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"not {state} after {seconds} s: {self.status()}\n{self.output()}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def tensors(checkpoint: Path) -> dict:
+    return load_file(next((checkpoint / "unet").glob("*.safetensors")))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_continue_from_the_app(tmp_path, tiny_model_dir):
+    """The served app is killed (-9) in epoch 6 of 7; restarted, it says "interrupted at epoch k" at once;
+    Continue (the API of the Runs tab's button, token-guarded) trains on from epoch 5's checkpoint: every epoch
+    is logged once, and the weights equal an uninterrupted run's."""
+    from gradio_client import Client
+
+    env = {"HRF_RUNS_DIR": str(tmp_path / "runs"), "HRF_PRESENTER_TOKEN": SECRET}
+    config = small_config(str(tiny_model_dir))
+    served = App(env)
+    try:
+        notice = first(Client(served.url, verbose=False).predict(*form(config, SECRET), api_name="/start"))
+        assert "Started" in notice, served.output()
+        run = RunStore(tmp_path / "runs").list()[0]
+        deadline = time.time() + 180
+        while not run.checkpoint_dir(5).is_dir() and time.time() < deadline:
+            time.sleep(0.002)
+        served.kill()  # mid-epoch 6: the trainer starts it as soon as epoch 5's checkpoint is in place
+    finally:
+        served.close()
+    status = run.status
+    assert (status["state"], status["message"]) == ("running", "epoch 6/7"), status  # nothing cleaned up
+    original = run.config
+
+    served = App(env)  # the app again, on the same store
+    try:
+        status = served.status()
+        assert status["state"] == "interrupted" and status["status"] in ("interrupted at epoch 5",
+                                                                           "interrupted at epoch 6"), status
+        client = Client(served.url, verbose=False)
+        refused = first(client.predict(run.run_id, 2, "", api_name="/continue"))
+        assert "presenter mode" in refused and served.status()["state"] == "interrupted"
+        notice = first(client.predict(run.run_id, 2, SECRET, api_name="/continue"))
+        assert f"Continuing {run.run_id} from epoch 5 to epoch 7" in notice, (notice, served.output())
+        assert served.wait_for("done", run.run_id)["epoch"] == 7
+    finally:
+        served.close()
+
+    assert [r["epoch"] for r in run.metrics()] == list(range(8))  # every epoch logged exactly once
+    reference = RunStore(tmp_path / "reference").create(original, name="uninterrupted")
+    from hrf_core.trainer import Trainer
+
+    Trainer(TrainConfig.from_dict(original), reference).train()
+    drop = {"seconds", "sample_seconds", "update_seconds", "eval_seconds", "logged_at"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in run.metrics()] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in reference.metrics()]
+    a, b = tensors(run.checkpoint_dir(7)), tensors(reference.checkpoint_dir(7))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------- Spaces
+def test_where_runs_go(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    assert runs_location({"HRF_RUNS_DIR": "/x/runs", "SPACE_ID": "a/b"}).path == Path("/x/runs")
+    on_space = runs_location({"SPACE_ID": "a/b", "HRF_DATA_DIR": str(data)}, repo_root=tmp_path / "repo")
+    assert on_space.path == data / "runs" and on_space.persistent and "persistent storage" in on_space.note
+    bare = runs_location({"SPACE_ID": "a/b", "HRF_DATA_DIR": str(tmp_path / "none")}, repo_root=tmp_path / "repo")
+    assert bare.path == tmp_path / "repo" / "runs" and not bare.persistent and "lost when it restarts" in bare.note
+    local = runs_location({}, repo_root=tmp_path / "repo")
+    assert (local.path, local.note) == (tmp_path / "repo" / "runs", "")
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file and folder below ``folder`` (without following links) with its size and modification time."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".pytest_cache", ".ruff_cache", ".venv")]
+        for name in dirs + files:
+            path = Path(root) / name
+            stat = path.lstat()
+            out[str(path.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def as_nobody() -> list[str] | None:
+    """A command prefix that runs as the unprivileged user ``nobody``, or None where that is impossible."""
+    if os.geteuid() != 0:
+        return None
+    if shutil.which("setpriv"):
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(as_nobody() is None, reason="needs root and setpriv or runuser to run the app as 'nobody'")
+def test_a_space_as_nobody_writes_nothing_into_the_repository(tiny_model_dir):
+    """SPACE_ID set, persistent storage at the (injected) /data: runs go to /data/runs and the page says so once;
+    the shipped examples are served; a run trains; the repository (read-only for 'nobody') is unchanged."""
+    import httpx
+    from gradio_client import Client
+
+    prefix = as_nobody()
+    scratch = Path(tempfile.mkdtemp(prefix="hrf-space-"))
+    try:
+        for name in ("data", "home", "tmp"):
+            (scratch / name).mkdir()
+        shutil.copytree(tiny_model_dir, scratch / "model")
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(scratch)], check=True)
+        scratch.chmod(0o755)
+        if subprocess.run([*prefix, "test", "-w", str(REPO_ROOT)]).returncode == 0:
+            pytest.skip("the repository is writable by 'nobody': it cannot stand for a read-only one here")
+        before = snapshot(REPO_ROOT)
+        env = {"SPACE_ID": "someone/hrf-explorer", "HRF_DATA_DIR": str(scratch / "data"), "HOME": str(scratch / "home"),
+               "TMPDIR": str(scratch / "tmp"), "GRADIO_TEMP_DIR": str(scratch / "tmp" / "gradio"),
+               "HF_HOME": str(scratch / "home" / "hf"), "MPLCONFIGDIR": str(scratch / "home" / "mpl")}
+        served = App(env, user=prefix, cwd=scratch / "home")
+        try:
+            config = httpx.get(served.url + "config", timeout=30).text
+            note = f"persistent storage ({scratch / 'data' / 'runs'})"
+            assert config.count(note) == 1, served.output()  # the page says so, once
+            state = httpx.get(served.url + "live/state", timeout=30).json()
+            assert state["runs"] and all(r["example"] for r in state["runs"])  # the shipped examples
+            grid = httpx.get(served.url + state["runs"][0]["rows"][-1]["grid"], timeout=30)
+            gif = httpx.get(served.url + state["runs"][0]["animate"], timeout=120)
+            assert grid.status_code == 200 and gif.status_code == 200 and gif.content[:6] == b"GIF89a"
+            model = str(scratch / "model")
+            notice = first(Client(served.url, verbose=False).predict(
+                *form(small_config(model).replace(epochs=2), ""), api_name="/start"))
+            assert "Started" in notice, served.output()
+            runs = [p for p in (scratch / "data" / "runs").iterdir() if (p / "config.json").is_file()]
+            assert served.wait_for("done", runs[0].name)["epoch"] == 2
+            assert len(runs) == 1 and [json.loads(line)["epoch"] for line in
+                                       (runs[0] / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+            assert "Traceback" not in served.output(), served.output()
+        finally:
+            served.close()
+        assert snapshot(REPO_ROOT) == before  # nothing written into the repository
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
