@@ -721,7 +721,8 @@ class Lab:
             run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick, more_epochs, continue_note],
                             show_progress="hidden", api_visibility="private")
             continue_btn.click(self.guarded(self.continue_run), [run_pick, more_epochs, token], [continue_note, tabs],
-                               api_name="continue", concurrency_id="control", concurrency_limit=4)
+                               api_name="ui_continue", api_visibility="private", concurrency_id="control",
+                               concurrency_limit=4)
             run_pick.change(None, run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
             sample_btn.click(self.guarded(self.sample), [checkpoint_pick, sample_n, sample_seed, token, run_pick],
                              sampled, api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
@@ -745,7 +746,7 @@ def _endpoint(fn, guard):
     """``fn`` with its signature, run under the caller's client guard (wrong tokens are rate-limited per client),
     a refusal (ValueError, PermissionError) a gr.Error, a PNG path a file Gradio serves."""
     @functools.wraps(fn)
-    def endpoint(*args, request: gr.Request | None = None, **kwargs):
+    def endpoint(request: gr.Request, *args, **kwargs):
         client = request.client.host if request is not None and request.client else None
         try:
             with guard.serving(client):
@@ -756,8 +757,9 @@ def _endpoint(fn, guard):
 
     signature = inspect.signature(fn)  # gradio injects the request where the signature names it
     endpoint.__signature__ = signature.replace(parameters=[
-        *signature.parameters.values(),
-        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request)])
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+        *signature.parameters.values()])
+    endpoint.__annotations__ = {**getattr(fn, "__annotations__", {}), "request": gr.Request}
     return endpoint
 
 

@@ -68,33 +68,29 @@ class Soak:
         self.finished: list[list[Path]] = []
 
     # -- the duels ------------------------------------------------------------------------------------
-    def duel_args(self) -> tuple:
-        """The Train form's values for a small digits duel (HRF on the late half against DDPO), in the order of
-        the app's /duel parameters: token, preset, model, reward, method, window, start mode, baseline, numbers."""
+    def duel_args(self) -> dict:
+        """The /duel parameters of a small digits duel (HRF on the late half against DDPO)."""
         from hrf_core.config import PRESETS
-        from hrf_core.views import train
+        from hrf_core.views.api import start_params
 
         a = self.args
         config = PRESETS["digits-hrf-late"].replace(
             reward="jpeg-compressibility", epochs=a.epochs, samples_per_epoch=a.samples, batch_size=a.batch,
             num_steps=a.num_steps, window=(a.num_steps // 2, a.num_steps), eval_every=1, eval_samples=a.eval_samples)
-        values = train.form_from_config(config)
-        return (a.token, "custom", values["model"], values["reward"], values["method"], values["window"],
-                values["start_mode"], values["adv_scope"], *[values[name] for name in train.NUMBER_FIELDS])
+        return start_params(config, a.token)
 
-    def _duel(self, args: tuple) -> None:
+    def _duel(self, args: dict) -> None:
         from gradio_client import Client
 
         client = Client(self.app.url, verbose=False)
         try:
-            notice = client.predict(*args, api_name="/duel")
+            started = client.predict(**args, api_name="/duel")
         finally:
             client.close()
-        notice = notice[0] if isinstance(notice, (list, tuple)) else notice
-        if "Started" not in str(notice):
-            raise RuntimeError(f"/duel did not start: {notice}")
+        if "Started" not in str(started.get("message", "")):
+            raise RuntimeError(f"/duel did not start: {started}")
 
-    async def duel(self, args: tuple, http: httpx.AsyncClient | None) -> list[float]:
+    async def duel(self, args: dict, http: httpx.AsyncClient | None) -> list[float]:
         """One duel to its end: the epoch seconds of both halves; with ``http``, a GIF request per new epoch."""
         runs_dir = self.app.runs_dir
         before = {p.name for p in runs_dir.iterdir()}

@@ -231,10 +231,13 @@ def test_a_missing_epoch_lists_the_run_checkpoints(client, trained):
 def test_presenter_token(client, manager, trained, monkeypatch):
     monkeypatch.setenv("HRF_PRESENTER_TOKEN", "s3cret")
     before = [run.run_id for run in manager.store.list()]
-    for endpoint, kwargs in [("/start", {"reward": "ink"}), ("/duel", {}), ("/stop", {}), ("/sample", {}),
-                             ("/compare", {"n": 4}), ("/compute_profile", {"wait": False}),
-                             ("/start", {"reward": "ink", "token": "wrong"})]:
-        assert "presenter mode" in refusal(client, endpoint, **kwargs), endpoint
+    for i, (endpoint, kwargs) in enumerate([
+            ("/start", {"reward": "ink"}), ("/duel", {}), ("/stop", {}), ("/sample", {}), ("/compare", {"n": 4}),
+            ("/compute_profile", {"wait": False}), ("/continue", {"run_id": trained}),
+            ("/start", {"reward": "ink", "token": "wrong"})]):
+        # each refusal from its own address: wrong tokens from one client are rate-limited (test_app)
+        one = Client(client.src, verbose=False, headers={"X-Forwarded-For": f"198.51.100.{10 + i}"})
+        assert "presenter mode" in refusal(one, endpoint, **kwargs), endpoint
     assert [run.run_id for run in manager.store.list()] == before and not manager.busy
     assert client.predict(api_name="/status")["run_id"]  # watching stays open
     assert client.predict(run_id=trained, n=1, token="s3cret", api_name="/sample")["grid"]

@@ -477,6 +477,7 @@ def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny
     import logging
 
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     from hrf_core import presenter
 
@@ -490,19 +491,23 @@ def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny
     try:  # uvicorn takes the client's address from X-Forwarded-For set by a local proxy (here: the test)
         guesser = Client(served.url, verbose=False, headers={"X-Forwarded-For": "203.0.113.7"})
         owner = Client(served.url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"})
+
+        def refusal(client, api_name, **params) -> str:
+            with pytest.raises(AppError) as refused:
+                client.predict(api_name=api_name, **params)
+            return str(refused.value)
+
         for i in range(presenter.MAX_FAILURES - 1):
-            assert "presenter mode" in guesser.predict(f"guess-{i}", api_name="/stop")
-        assert "too many wrong presenter tokens" in guesser.predict("guess-last", api_name="/stop")
-        assert "too many wrong presenter tokens" in guesser.predict(secret, api_name="/stop")  # locked, even so
-        notice = guesser.predict(*form(defaults, token=secret), api_name="/start")
-        notice = notice[0] if isinstance(notice, (list, tuple)) else notice
-        assert "too many wrong presenter tokens" in notice and manager.store.list() == []
-        with pytest.raises(Exception, match="too many wrong presenter tokens"):
-            guesser.predict("base:x", "base:y", 8, 0, defaults.reward, False, 0, secret, api_name="/compare")
-        assert "Nothing is running" in owner.predict(secret, api_name="/stop")  # never slowed down
-        notice = owner.predict(*form(defaults, token=secret), api_name="/start")
-        assert "Started" in (notice[0] if isinstance(notice, (list, tuple)) else notice)
-        assert "Stopping" in owner.predict(secret, api_name="/stop")
+            assert "presenter mode" in refusal(guesser, "/stop", token=f"guess-{i}")
+        assert "too many wrong presenter tokens" in refusal(guesser, "/stop", token="guess-last")
+        assert "too many wrong presenter tokens" in refusal(guesser, "/stop", token=secret)  # locked, even so
+        assert "too many wrong presenter tokens" in refusal(guesser, "/start", token=secret)
+        assert manager.store.list() == []
+        assert "too many wrong presenter tokens" in refusal(guesser, "/compare", a=defaults.model, b=defaults.model,
+                                                            n=8, token=secret)
+        assert not owner.predict(token=secret, api_name="/stop")["stopping"]  # never slowed down: nothing runs
+        assert owner.predict(token=secret, api_name="/start")["run_id"] == manager.current_run_id()
+        assert owner.predict(token=secret, api_name="/stop")["stopping"]
     finally:
         gate.set()
         manager.wait(10)

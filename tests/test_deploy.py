@@ -23,6 +23,7 @@ from hrf_core import REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.runs import RunStore
 from hrf_core.storage import runs_location
+from hrf_core.views.api import start_params
 
 SECRET = "podium-41c7"
 
@@ -37,19 +38,6 @@ def small_config(model: str) -> TrainConfig:
     return TrainConfig(model=model, method="hrf", window=(4, 10), num_steps=10, epochs=7, samples_per_epoch=8,
                        batch_size=8, siblings=4, eval_samples=16, train_batch_size=8, updates_per_epoch=1,
                        eval_every=3)
-
-
-def form(config: TrainConfig, token: str) -> tuple:
-    from hrf_core.views import train
-
-    values = train.form_from_config(config)
-    return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
-            values["start_mode"], values["adv_scope"], *[values[name] for name in train.NUMBER_FIELDS])
-
-
-def first(result):
-    """The first output of a gradio_client call (the notice)."""
-    return result[0] if isinstance(result, (list, tuple)) else result
 
 
 class App:
@@ -119,12 +107,13 @@ def test_kill_9_mid_epoch_then_continue_from_the_app(tmp_path, tiny_model_dir):
     Continue (the API of the Runs tab's button, token-guarded) trains on from epoch 5's checkpoint: every epoch
     is logged once, and the weights equal an uninterrupted run's."""
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     env = {"HRF_RUNS_DIR": str(tmp_path / "runs"), "HRF_PRESENTER_TOKEN": SECRET}
     config = small_config(str(tiny_model_dir))
     served = App(env)
     try:
-        notice = first(Client(served.url, verbose=False).predict(*form(config, SECRET), api_name="/start"))
+        notice = Client(served.url, verbose=False).predict(**start_params(config, SECRET), api_name="/start")["message"]
         assert "Started" in notice, served.output()
         run = RunStore(tmp_path / "runs").list()[0]
         deadline = time.time() + 180
@@ -143,9 +132,10 @@ def test_kill_9_mid_epoch_then_continue_from_the_app(tmp_path, tiny_model_dir):
         assert status["state"] == "interrupted" and status["status"] in ("interrupted at epoch 5",
                                                                            "interrupted at epoch 6"), status
         client = Client(served.url, verbose=False)
-        refused = first(client.predict(run.run_id, 2, "", api_name="/continue"))
-        assert "presenter mode" in refused and served.status()["state"] == "interrupted"
-        notice = first(client.predict(run.run_id, 2, SECRET, api_name="/continue"))
+        with pytest.raises(AppError, match="presenter mode"):
+            client.predict(run_id=run.run_id, more_epochs=2, token="", api_name="/continue")
+        assert served.status()["state"] == "interrupted"
+        notice = client.predict(run_id=run.run_id, more_epochs=2, token=SECRET, api_name="/continue")["message"]
         assert f"Continuing {run.run_id} from epoch 5 to epoch 7" in notice, (notice, served.output())
         assert served.wait_for("done", run.run_id)["epoch"] == 7
     finally:
@@ -232,8 +222,8 @@ def test_a_space_as_nobody_writes_nothing_into_the_repository(tiny_model_dir):
             gif = httpx.get(served.url + state["runs"][0]["animate"], timeout=120)
             assert grid.status_code == 200 and gif.status_code == 200 and gif.content[:6] == b"GIF89a"
             model = str(scratch / "model")
-            notice = first(Client(served.url, verbose=False).predict(
-                *form(small_config(model).replace(epochs=2), ""), api_name="/start"))
+            notice = Client(served.url, verbose=False).predict(
+                **start_params(small_config(model).replace(epochs=2)), api_name="/start")["message"]
             assert "Started" in notice, served.output()
             runs = [p for p in (scratch / "data" / "runs").iterdir() if (p / "config.json").is_file()]
             assert served.wait_for("done", runs[0].name)["epoch"] == 2

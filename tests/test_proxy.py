@@ -163,15 +163,16 @@ def test_the_app_behind_nginx_at_a_path_prefix(proxied):
     import httpx
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
-    from test_app import form
+
+    from hrf_core.views.api import start_params
 
     url, manager, gate, defaults = proxied
     assert httpx.get(url.replace("/hrf/", "/live/assets/live.js")).status_code == 404  # only the prefix reaches the app
 
     # gradio_client through the proxy: Start (a fake trainer, held at epoch 1 by the gate) and the status
     client = Client(url, verbose=False)
-    notice = client.predict(*form(defaults, window="5:10"), api_name="/start")
-    assert "Started" in (notice[0] if isinstance(notice, (list, tuple)) else notice)
+    notice = client.predict(**start_params(defaults.replace(window=(5, 10))), api_name="/start")["message"]
+    assert "Started" in notice
     assert client.predict(api_name="/status")["state"] in ("starting", "running")
 
     # the live stream through both locations: the first message at once, the next as soon as an epoch ends

@@ -143,8 +143,9 @@ class ScriptingApi:
 
     def endpoints(self) -> dict[str, Callable[..., dict]]:
         """Every endpoint by its API name (``/status`` is the app's)."""
-        return {"start": self.start, "duel": self.duel, "stop": self.stop, "compare": self.compare,
-                "sample": self.sample, "suggest_window": self.suggest_window, "compute_profile": self.compute_profile}
+        return {"start": self.start, "duel": self.duel, "stop": self.stop, "continue": self.continue_run,
+                "compare": self.compare, "sample": self.sample, "suggest_window": self.suggest_window,
+                "compute_profile": self.compute_profile}
 
     # -- /start and /duel ------------------------------------------------------------------------------
     @staticmethod
@@ -226,6 +227,16 @@ class ScriptingApi:
         stopping = self.manager.stop()
         return {"stopping": stopping,
                 "message": "Stopping after the current denoising step." if stopping else "Nothing is running."}
+
+    # -- /continue ---------------------------------------------------------------------------------------
+    def continue_run(self, run_id: str, more_epochs: int = 5, token: str = "") -> dict:
+        """Continue a stopped, interrupted or finished run for ``more_epochs`` epochs from its latest checkpoint,
+        exactly like ``python -m hrf_core resume`` (later metrics are trained again, each epoch logged once)."""
+        presenter.check(token)
+        continued = self.manager.continue_run(run_id, more_epochs)
+        snap = self.manager.snapshot()
+        return {"run_id": continued, "from_epoch": snap.epoch, "epochs": snap.epochs,
+                "message": f"Continuing {continued} from epoch {snap.epoch} to epoch {snap.epochs}."}
 
     # -- /compare and /sample ----------------------------------------------------------------------------
     def compare(self, a: str | None = None, b: str | None = None, a_run_id: str | None = None,
@@ -379,3 +390,10 @@ class ScriptingApi:
         if wait and task.thread is not None:
             task.thread.join()
         return {"state": task.state, "label": label, "fraction": task.fraction, "error": task.error}
+
+
+def start_params(config, token: str = "") -> dict:
+    """The ``/start`` (or ``/duel``) parameters that describe a TrainConfig ``config``, for scripts and tests."""
+    values = train.form_from_config(config)
+    names = ("model", "reward", "method", "window", "start_mode", "adv_scope", "outside_window", *train.NUMBER_FIELDS)
+    return {**{name: values[name] for name in names}, "token": token}
