@@ -175,14 +175,20 @@ def markdown(data: dict, seeds: list[int]) -> list[str]:
              "(docs/METHOD.md, \"Locality profile\"). Base model:", ""]
     lines += format_table({t: base[t] for t in TASKS if t in base}) + [""]
     if ddpo:
-        lines += [f"Final DDPO checkpoints (seeds {' '.join(map(str, seeds))}), D at the splits:", "",
-                  "| task | seed | " + " | ".join(f"D({s})" for s in (10, 20, 30)) + " |", "|---" * 5 + "|"]
-        from hrf_core.locality import decided_at
+        lines += [f"Final DDPO checkpoints (seeds {' '.join(map(str, seeds))}; "
+                  f"{next(iter(ddpo.values()))['settings']['trunks']} trunks each), D with its 95% interval:", "",
+                  "| task | seed | " + " | ".join(f"D({s})" for s in (10, 20, 30)) + " | base D(20) |",
+                  "|---" * 6 + "|"]
+
+        def cell(p: dict, step: int) -> str:
+            i = p["probes"].index(step)
+            low, high = p["decided_interval"][i]
+            return f"{p['decided'][i]:.2f} [{low:.2f}, {high:.2f}]"
 
         for key, p in sorted(ddpo.items()):
             task, seed = key.split("/")
-            lines.append(f"| {task} | {seed[4:]} | " + " | ".join(f"{decided_at(p, s):.2f}" for s in (10, 20, 30))
-                         + " |")
+            lines.append(f"| {task} | {seed[4:]} | " + " | ".join(cell(p, s) for s in (10, 20, 30))
+                         + f" | {cell(base[task], 20) if task in base else '–'} |")
         lines.append("")
     outcomes = data.get("outcomes", {})
     lines += ["**Does the profile predict the frontier?** Predictors from the base model's profile against what "

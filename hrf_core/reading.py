@@ -4,7 +4,8 @@
 is regenerated the tables change and the prose may not. :func:`stale_numbers` finds, in the prose,
 
 - every interval quoted as ``value [low, high]`` (e.g. ``+1.64 [+0.45, +3.03]``): some summary in the
-  sources must have that mean and 95% interval at the quoted precision;
+  sources (a frontier's ``{"mean", "ci"}``, or a locality profile's D with its interval) must have that
+  value and 95% interval at the quoted precision;
 - every share quoted as ``N% of DDPO's ...`` or ``N% ± ...``: some arm's final reward gain must be
   N% of DDPO's (rounded to a whole percent);
 
@@ -24,6 +25,9 @@ def _summaries(node, out: list[tuple[float, float, float]]) -> None:
     if isinstance(node, dict):
         if "mean" in node and isinstance(node.get("ci"), (list, tuple)) and len(node["ci"]) == 2:
             out.append((float(node["mean"]), float(node["ci"][0]), float(node["ci"][1])))
+        if "decided" in node and "decided_interval" in node:  # a locality profile (hrf_core.locality)
+            out.extend((float(d), float(lo), float(hi))
+                       for d, (lo, hi) in zip(node["decided"], node["decided_interval"], strict=True))
         for value in node.values():
             _summaries(value, out)
     elif isinstance(node, list):
