@@ -43,6 +43,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, presenter, serving, storage  # noqa: E402
 from hrf_core.animate import ReplayCache  # noqa: E402
 from hrf_core.config import PRESETS, TrainConfig  # noqa: E402
+from hrf_core.examples import EXAMPLES_DIR  # noqa: E402
 from hrf_core.jobs import MAX_MORE_EPOCHS, JobManager, default_torch_threads  # noqa: E402
 from hrf_core.livefeed import LiveFeed  # noqa: E402
 from hrf_core.runs import RunStore  # noqa: E402
@@ -55,7 +56,6 @@ STORAGE = storage.runs_location()  # HRF_RUNS_DIR, a Space's /data/runs, else ru
 RUNS_DIR = STORAGE.path
 DOCS_DIR = REPO_ROOT / "docs"
 UI_DIR = REPO_ROOT / "ui"
-EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
 #: Gradio's queue polls for work every 1 ms when idle (10 ms for progress): 7% of a core with nobody
 #: watching. 100 / 200 ms add no visible latency to a button (a click starts up to 0.1 s later) and take
 #: the idle server under 0.5% of a core (bench/README.md). ``HRF_QUEUE_SLEEP`` sets the queue's interval
