@@ -84,116 +84,12 @@ def default_config() -> TrainConfig:
 NUMBER_NAMES = tuple(train.NUMBER_FIELDS)
 
 # ------------------------------------------------------------------------------- the window widget
-WINDOW_TEMPLATE = """${(() => {
-  const k = Number(steps) || 1;
-  const [a, b] = String(value).split(':').map(Number);
-  const cells = (strip || []).map((u, i) =>
-    `<img src="${u}" data-step="${i}" class="${i >= a && i < b ? 'in' : 'out'}" alt="step ${i}"
-          title="step ${i}: the model's prediction of the final image">`).join('');
-  return `<div class="hw" data-steps="${k}">
-  <div class="hw-head"><span class="hw-title">Trained window</span>
-    <span class="hw-text">${b > a ? `steps ${a}–${b - 1}  (${b - a} of ${k})` : 'empty window'}</span></div>
-  <div class="hw-slider">
-    <div class="hw-rail"><div class="hw-fill" style="left:${100 * a / k}%;width:${100 * Math.max(0, b - a) / k}%">
-    </div></div>
-    <input type="range" class="hw-lo" aria-label="window start step" min="0" max="${k}" step="1" value="${a}">
-    <input type="range" class="hw-hi" aria-label="window end step (exclusive)" min="0" max="${k}" step="1"
-           value="${b}">
-  </div>
-  ${cells ? `<div class="hw-strip">${cells}</div>` : `<div class="hw-empty">${hint}</div>`}
-  ${(profile || []).length === k ? `<div class="hw-prof" title="share of the reward's variance decided before each step">
-    ${profile.map((d, i) => `<i data-step="${i}" class="${i >= a && i < b ? 'in' : 'out'}"
-      style="height:${Math.round(100 * d)}%" title="step ${i}: ${Math.round(100 * d)}% decided"></i>`).join('')}</div>
-  <div class="hw-pline">${(lines || [])[a] || ''}</div>` : ''}
-  <div class="hw-plabel">${plabel || ''}</div>
-  <div class="hw-axis"><span>step 0 · pure noise: early steps set the coarse shape</span>
-    <span>the model's guess of the final image at each step (hover to zoom)</span>
-    <span>late steps set the detail · step ${k - 1}</span></div>
-</div>`;
-})()}"""
-
-WINDOW_CSS = """
-.hw { padding: 4px 2px; user-select: none; }
-.hw-head { display: flex; justify-content: space-between; align-items: baseline; margin-bottom: 4px; }
-.hw-title { font-weight: 600; }
-.hw-text { font-variant-numeric: tabular-nums; color: var(--color-accent); font-weight: 600; }
-.hw-slider { position: relative; height: 28px; }
-.hw-rail { position: absolute; left: 9px; right: 9px; top: 11px; height: 6px; border-radius: 3px;
-           background: var(--neutral-200, #e5e7eb); }
-.hw-fill { position: absolute; top: 0; bottom: 0; border-radius: 3px; background: var(--color-accent, #6366f1); }
-.hw-slider input[type=range] { position: absolute; left: 0; top: 0; width: 100%; height: 28px; margin: 0;
-           background: transparent; pointer-events: none; -webkit-appearance: none; appearance: none; }
-.hw-slider input[type=range]::-webkit-slider-runnable-track { background: transparent; height: 28px; }
-.hw-slider input[type=range]::-moz-range-track { background: transparent; }
-.hw-slider input[type=range]::-webkit-slider-thumb { pointer-events: auto; -webkit-appearance: none;
-           width: 18px; height: 26px; border-radius: 5px; background: white; cursor: ew-resize;
-           border: 2px solid var(--color-accent, #6366f1); box-shadow: 0 1px 3px rgba(0,0,0,.3); margin-top: 1px; }
-.hw-slider input[type=range]::-moz-range-thumb { pointer-events: auto; width: 14px; height: 22px;
-           border-radius: 5px; background: white; cursor: ew-resize; border: 2px solid var(--color-accent, #6366f1); }
-.hw-strip { display: flex; margin: 6px 9px 0 9px; gap: 0; height: 108px; }
-.hw-strip img { flex: 1 1 0; width: 0; min-width: 0; height: 100%; object-fit: contain; image-rendering: pixelated;
-           transition: opacity .15s, transform .15s; margin: 0 !important; border-radius: 0 !important;
-           transform-origin: center top; position: relative; }
-.hw-strip img.out { opacity: .45; }
-.hw-strip img:hover { transform: scale(2.6); z-index: 5; opacity: 1; box-shadow: 0 2px 10px rgba(0,0,0,.35); }
-.hw-empty { margin: 6px 9px; padding: 10px; font-size: 13px; color: var(--body-text-color-subdued);
-           border: 1px dashed var(--border-color-primary); border-radius: 6px; text-align: center; }
-.hw-prof { display: flex; align-items: flex-end; margin: 4px 9px 0 9px; height: 44px;
-           border-bottom: 1px solid var(--border-color-primary); }
-.hw-prof i { flex: 1 1 0; width: 0; margin: 0 1px; background: var(--neutral-400, #9ca3af); border-radius: 2px 2px 0 0; }
-.hw-prof i.in { background: var(--color-accent, #6366f1); }
-.hw-pline { font-size: 13px; margin: 3px 9px 0 9px; font-weight: 600; }
-.hw-plabel { font-size: 12px; margin: 1px 9px 0 9px; color: var(--body-text-color-subdued); }
-.hw-axis { display: flex; justify-content: space-between; font-size: 12px; margin: 2px 9px 0 9px;
-           color: var(--body-text-color-subdued); }
-"""
-
-WINDOW_JS = """
-const q = (s) => element.querySelector(s);
-function paint() {
-  const lo = q('.hw-lo'), hi = q('.hw-hi'), root = q('.hw');
-  if (!lo || !hi || !root) return;
-  const k = Number(root.dataset.steps) || 1, a = Number(lo.value), b = Number(hi.value);
-  const fill = q('.hw-fill');
-  fill.style.left = (100 * a / k) + '%';
-  fill.style.width = (100 * Math.max(0, b - a) / k) + '%';
-  element.querySelectorAll('.hw-strip img, .hw-prof i').forEach((img) => {
-    const i = Number(img.dataset.step), inside = i >= a && i < b;
-    img.classList.toggle('in', inside);
-    img.classList.toggle('out', !inside);
-  });
-  q('.hw-text').textContent = b > a ? `steps ${a}–${b - 1}  (${b - a} of ${k})` : 'empty window';
-  const line = q('.hw-pline');
-  if (line) line.textContent = (props.lines || [])[a] || '';
-}
-element.addEventListener('input', (e) => {
-  const lo = q('.hw-lo'), hi = q('.hw-hi');
-  if (e.target !== lo && e.target !== hi) return;
-  const k = Number(q('.hw').dataset.steps) || 1;
-  let a = Number(lo.value), b = Number(hi.value);
-  if (e.target === lo && a >= b) { a = Math.max(0, b - 1); if (a >= b) { b = a + 1; hi.value = b; } lo.value = a; }
-  if (e.target === hi && b <= a) { b = Math.min(k, a + 1); if (b <= a) { a = b - 1; lo.value = a; } hi.value = b; }
-  paint();
-});
-element.addEventListener('change', (e) => {
-  const lo = q('.hw-lo'), hi = q('.hw-hi');
-  if (e.target !== lo && e.target !== hi) return;
-  props.value = `${lo.value}:${hi.value}`;
-});
-watch(['value', 'steps', 'strip', 'profile', 'lines'], paint);
-paint();
-"""
-
-APP_CSS = """
-.hrf-header h1 { margin-bottom: 0; }
-.hrf-header p { margin-top: 2px; }
-.hrf-notice { padding: 6px 10px; background: var(--background-fill-secondary); border-radius: 6px; }
-.hrf-info { font-size: 13px; color: var(--body-text-color-subdued); margin-top: -6px; }
-.hrf-note { font-size: 14px; margin-top: -4px; }
-#keys-help { font-size: 12px; color: var(--body-text-color-subdued); }
-#start-btn { min-height: 48px; font-size: 18px; }
-#duel-btn { min-height: 48px; }
-"""
+#: The window widget (a gr.HTML template: two handles over the DDIM steps, the x0 strip, the locality profile's
+#: bars and line) and the page's own CSS, kept in ui/ beside the live panel's files.
+WINDOW_TEMPLATE = (UI_DIR / "window.html").read_text()
+WINDOW_CSS = (UI_DIR / "window.css").read_text()
+WINDOW_JS = (UI_DIR / "window.js").read_text()
+APP_CSS = (UI_DIR / "app.css").read_text()
 
 # relative to the page: the app may be served under any path prefix (a reverse proxy, GRADIO_ROOT_PATH)
 HEAD = ('<link rel="stylesheet" href="live/assets/live.css">'
