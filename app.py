@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -406,228 +407,251 @@ class Lab:
 
     # -- layout ------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
+        """The page: the header, one method per tab (its components kept on ``c``), then the events."""
         d = self.defaults
-        form = train.form_from_config(d)
-        k = d.num_steps
-        locked = presenter.token_required()
+        c = SimpleNamespace(d=d, form=train.form_from_config(d), k=d.num_steps, locked=presenter.token_required())
         with gr.Blocks(title="HRF Explorer") as demo:
-            with gr.Row(elem_classes="hrf-header", equal_height=False):
-                with gr.Column(scale=4):
-                    gr.Markdown("# HRF Explorer\nRL fine-tuning of a diffusion model, live: **DDPO** trains every "
-                                "denoising step and collapses diversity; **HRF** trains only a window of late steps "
-                                "and keeps the coarse content. Pick a reward, drag the window, press Start, or "
-                                "**Duel** to race both.")
-                    gr.Markdown(KEYS_HELP, elem_id="keys-help")
-                    gr.Markdown(self.storage_note, elem_id="storage-note", visible=bool(self.storage_note))
-                with gr.Column(scale=1, min_width=240, visible=locked, elem_id="presenter"):
-                    token = gr.Textbox("", type="password", label="Presenter token", elem_id="presenter-token",
-                                       info="this app is in presenter mode: the token unlocks Start, Stop, "
-                                            "Sample and Compare")
-                    unlock = gr.Button("Unlock", size="sm", elem_id="unlock-btn")
-            stored_token = gr.BrowserState("", storage_key="hrf-presenter-token")
-            with gr.Tabs(elem_id="tabs") as tabs:
-                # ---------------------------------------------------------------------- Train
-                with gr.Tab("Train", id="train", elem_id="tab-train"):
-                    with gr.Row(equal_height=False):
-                        with gr.Column(min_width=200):
-                            preset = gr.Dropdown([train.NO_PRESET, *PRESETS], value=self.preset, label="Preset",
-                                                 info="fills every field", elem_id="preset")
-                        with gr.Column(min_width=260):
-                            model = gr.Dropdown([(d.model, d.model)], value=d.model, label="Base model",
-                                                allow_custom_value=True, elem_id="model",
-                                                info="or type a local diffusers folder")
-                            model_info = gr.Markdown("", elem_classes="hrf-info", elem_id="model-info")
-                        with gr.Column(min_width=220):
-                            reward = gr.Dropdown([(d.reward, d.reward)], value=d.reward, label="Reward",
-                                                 info="what fine-tuning maximises", elem_id="reward")
-                            reward_info = gr.Markdown("", elem_classes="hrf-info", elem_id="reward-info")
-                        with gr.Column(scale=2, min_width=380):
-                            method = gr.Radio([(v, key) for key, v in train.METHOD_LABELS.items()],
-                                              value=d.method, label="Method", elem_id="method",
-                                              info="which denoising steps are trained")
-                            method_help = gr.Markdown(train.METHOD_HELP.get(d.method, ""), elem_classes="hrf-info")
-                    window = gr.HTML(form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
-                                     js_on_load=WINDOW_JS, steps=k, strip=[], hint="computing x0 previews…",
-                                     profile=[], lines=[], plabel="",
-                                     elem_id="window", apply_default_css=False, container=True, padding=True)
-                    with gr.Row(equal_height=False):
-                        suggest = gr.Button("✦ Suggest window", size="sm", elem_id="suggest-btn", scale=0,
-                                            min_width=170)
-                        compute = gr.Button("Compute profile", size="sm", elem_id="profile-btn", scale=0,
-                                            min_width=150)
-                        profile_note = gr.HTML("", elem_id="profile-note")
-                        profile_timer = gr.Timer(1.0, active=False)
-                    with gr.Row(equal_height=False):
-                        note = gr.Markdown(train.window_note(d.method, form["window"], k, d.epochs, d.start_mode),
-                                           elem_id="window-note", elem_classes="hrf-note")
-                        start_mode = gr.Radio([(v, key) for key, v in train.START_MODES.items()],
-                                              value=d.start_mode, label="HRF start step", elem_id="start-mode",
-                                              info="uniform: the paper's HRF; fixed: the reviewers' re-noised-start "
-                                                   "ablation")
-                    with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
-                        adv_scope = gr.Radio([(v, key) for key, v in train.ADV_SCOPES.items()], value=d.adv_scope,
-                                             label="Advantage baseline: standardise each reward against",
-                                             elem_id="adv-scope",
-                                             info="per re-noised image is what the paper's code does (batch = "
-                                                  "siblings = 5); see Results for what it changes")
-                        outside = gr.Radio([(v, key) for key, v in train.OUTSIDE_WINDOW.items()],
-                                           value=d.outside_window, label="Steps before the window sample with",
-                                           elem_id="outside-window",
-                                           info="window-only keeps every step the run never trained the base "
-                                                "model's, in training, evaluation and sampling alike")
-                        numbers = []
-                        with gr.Row():
-                            for name in NUMBER_NAMES:
-                                label, low, high, kind = train.NUMBER_FIELDS[name]
-                                numbers.append(gr.Number(form[name], label=label, precision=0 if kind is int
-                                                         else None, elem_id=f"num-{name}", min_width=150))
-                    with gr.Row():
-                        start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
-                        duel = gr.Button("⚔ Duel: this vs DDPO", variant="secondary", elem_id="duel-btn", scale=2)
-                        stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
-                    train_status = gr.HTML(live.status_html(self.manager.snapshot()), elem_id="train-status")
-                    notice = gr.HTML("", elem_id="notice")
-                # ---------------------------------------------------------------------- Live
-                with gr.Tab("Live", id="live", elem_id="tab-live"):
-                    with gr.Row(equal_height=False):
-                        gr.HTML("<div class='hrf-live-hint'>Share <code>?view=1</code> (this address plus "
-                                "<code>?view=1</code>) for a read-only page of this tab.</div>")
-                        live_stop = gr.Button("■ Stop", variant="stop", elem_id="live-stop-btn", scale=0,
-                                              min_width=110)
-                    gr.HTML("<div id='hrf-live' data-mode='live'></div>", elem_id="live-panel")
-                # ---------------------------------------------------------------------- Compare
-                with gr.Tab("Compare", id="compare", elem_id="tab-compare") as compare_tab:
-                    gr.Markdown("Sample two models with the **same seeds**: the base model or any checkpoint of "
-                                "any run. Lines in the scatter join the two samples of one seed. The hand-over "
-                                "slider samples B's first S steps with its base model (S = 0: B itself; S = K: the "
-                                "base model): one checkpoint traces a whole frontier without training.")
-                    with gr.Row():
-                        source_a = gr.Dropdown([], label="A", elem_id="compare-a", scale=3, allow_custom_value=True)
-                        source_b = gr.Dropdown([], label="B", elem_id="compare-b", scale=3, allow_custom_value=True)
-                        compare_n = gr.Number(32, label="Samples", precision=0, min_width=100, scale=1)
-                        compare_seed = gr.Number(0, label="First seed", precision=0, min_width=100, scale=1)
-                        compare_reward = gr.Dropdown([(d.reward, d.reward)], value=d.reward, label="Reward",
-                                                     scale=2)
-                    with gr.Row():
-                        handover = gr.Slider(0, k, value=0, step=1, label="Hand-over step S (B)", scale=3,
-                                             elem_id="compare-handover")
-                        compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=2)
-                        compare_thumbs = gr.Checkbox(False, label="images in the scatter", scale=1,
-                                                     elem_id="compare-thumbnails")
-                    compare_note = gr.HTML("")
-                    with gr.Row():
-                        grid_a = gr.Image(label="A", type="pil", elem_id="grid-a", interactive=False, height=320)
-                        grid_b = gr.Image(label="B", type="pil", elem_id="grid-b", interactive=False, height=320)
-                    with gr.Row(equal_height=False):
-                        metrics_table = gr.Dataframe(headers=["metric", "A", "B", "B − A"], label="Metrics",
-                                                     elem_id="compare-metrics", interactive=False, scale=1,
-                                                     column_widths=["46%", "18%", "18%", "18%"])
-                        projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=1)
-                # ---------------------------------------------------------------------- Runs
-                with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
-                    refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
-                    runs_table = gr.Dataframe(headers=runs.RUN_COLUMNS, label="Runs on disk, newest first (metrics: "
-                                              "base model → last evaluation)", elem_id="runs-table", interactive=False,
-                                              wrap=True, column_widths=["24%", "8%", "8%", "12%", "10%", "6%", "10%",
-                                                                        "10%", "7%", "5%"])
-                    run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
-                                           elem_id="run-pick", allow_custom_value=True)
-                    with gr.Row(equal_height=True):
-                        more_epochs = gr.Number(5, label="More epochs", precision=0, minimum=1,
-                                                maximum=MAX_MORE_EPOCHS, elem_id="more-epochs", min_width=120,
-                                                scale=1)
-                        continue_btn = gr.Button("⏵ Continue", elem_id="continue-btn", scale=1)
-                        continue_note = gr.HTML("", elem_id="continue-note", scale=4)
-                    gr.HTML("<div id='hrf-replay' data-mode='replay'></div>", elem_id="replay-panel")
-                    with gr.Row():
-                        checkpoint_pick = gr.Dropdown([], label="Checkpoint", elem_id="checkpoint-pick", scale=2,
-                                                      allow_custom_value=True)
-                        sample_n = gr.Number(16, label="Samples", precision=0, min_width=100, scale=1)
-                        sample_seed = gr.Number(0, label="Seed", precision=0, min_width=100, scale=1)
-                        sample_btn = gr.Button("Sample", variant="primary", scale=1, elem_id="sample-btn")
-                    with gr.Row(equal_height=False):
-                        details = gr.JSON(label="Config and last metrics", elem_id="run-details")
-                        sampled = gr.Image(label="Samples from the checkpoint", type="pil", interactive=False,
-                                           elem_id="sampled-grid")
-                # ---------------------------------------------------------------------- Results
-                with gr.Tab("Results", id="results", elem_id="tab-results") as results_tab:
-                    results_text, results_figures = self.results()
-                    results_md = gr.Markdown(results_text, elem_id="results-md")
-                    results_gallery = gr.Gallery(results_figures, label="Figures", columns=2, height="auto",
-                                                 interactive=False, elem_id="results-gallery")
-
-            # ------------------------------------------------------------------------ events
-            form_inputs = [token, preset, model, reward, method, window, start_mode, adv_scope, outside, *numbers]
-            start.click(self.guarded(self.start), form_inputs, [notice, tabs], api_name="ui_start",
-                        api_visibility="private", concurrency_id="control", concurrency_limit=4)
-            duel.click(self.guarded(self.duel), form_inputs, [notice, tabs], api_name="ui_duel",
-                       api_visibility="private", concurrency_id="control", concurrency_limit=4)
-            for button in (stop, live_stop):
-                button.click(self.guarded(self.stop), token, notice, api_name="ui_stop", api_visibility="private",
-                             concurrency_id="control", concurrency_limit=4)
-            unlock.click(self.guarded(self.unlock), token, [stored_token, notice], api_visibility="private")
-            demo.load(lambda saved: saved or "", stored_token, token, api_visibility="private",
-                      show_progress="hidden")
-            preset.change(self.fill_preset, preset, [model, reward, method, window, start_mode, adv_scope, outside,
-                                                     note, *numbers],
-                          show_progress="hidden", api_visibility="private")
-            model.change(lambda m: train.model_info(m), model, model_info, show_progress="hidden",
-                         api_visibility="private").then(
-                self.strip, [model, numbers[NUMBER_NAMES.index("num_steps")]], window, show_progress="hidden",
-                api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
-            reward.change(lambda r: train.reward_info(r), reward, reward_info, show_progress="hidden",
-                          api_visibility="private")
-            profile_inputs = [model, reward, numbers[NUMBER_NAMES.index("num_steps")]]
-            for trigger in (reward.change, model.change, numbers[NUMBER_NAMES.index("num_steps")].change):
-                trigger(self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private")
-            suggest.click(self.suggest, profile_inputs, [window, profile_note], show_progress="hidden",
-                          api_name="ui_suggest_window", api_visibility="private")
-            compute.click(self.guarded(self.compute_profile), [token, *profile_inputs], [profile_note, profile_timer],
-                          show_progress="hidden", api_name="ui_compute_profile", api_visibility="private",
-                          concurrency_id="control", concurrency_limit=4)
-            profile_timer.tick(self.profile_tick, profile_inputs, [profile_note, window, profile_timer],
-                               show_progress="hidden", api_visibility="private")
-            method.change(self.method_help, method, method_help, show_progress="hidden", api_visibility="private")
-            steps_box = numbers[NUMBER_NAMES.index("num_steps")]
-            epochs_box = numbers[NUMBER_NAMES.index("epochs")]
-            steps_box.change(self.steps_changed, [steps_box, window], window, show_progress="hidden",
-                             api_visibility="private").then(
-                self.strip, [model, steps_box], window, show_progress="hidden", api_visibility="private",
-                concurrency_id="sampling", concurrency_limit=1)
-            for trigger in (method.change, window.change, steps_box.change, epochs_box.change, start_mode.change):
-                trigger(self.note, [method, window, steps_box, epochs_box, start_mode], note,
-                        show_progress="hidden", api_visibility="private")
-            gr.api(self.status_api, api_name="status", queue=False)
-            demo.load(self.choices, [model, reward], [model, model_info, reward, reward_info],
-                      show_progress="hidden", api_visibility="private").then(
-                self.profile_view, profile_inputs, window, show_progress="hidden", api_visibility="private").then(
-                self.strip, [model, steps_box], window, show_progress="hidden", api_visibility="private",
-                concurrency_id="sampling", concurrency_limit=1)
-
-            compare_tab.select(self.sources, [source_a, source_b], [source_a, source_b], show_progress="hidden",
-                               api_visibility="private")
-            compare_tab.select(lambda r: gr.Dropdown(choices=train.reward_choices(), value=r), compare_reward,
-                               compare_reward, show_progress="hidden", api_visibility="private")
-            compare_btn.click(self.guarded(self.compare), [source_a, source_b, compare_n, compare_seed, compare_reward,
-                                             compare_thumbs, handover, token],
-                              [grid_a, grid_b, metrics_table, projection, compare_note], api_name="ui_compare",
-                              api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
-            for trigger in (runs_tab.select, refresh.click):
-                trigger(self.runs, None, [runs_table, run_pick], show_progress="hidden", api_visibility="private")
-            run_pick.change(self.run_selected, run_pick, [details, checkpoint_pick, more_epochs, continue_note],
-                            show_progress="hidden", api_visibility="private")
-            continue_btn.click(self.guarded(self.continue_run), [run_pick, more_epochs, token], [continue_note, tabs],
-                               api_name="ui_continue", api_visibility="private", concurrency_id="control",
-                               concurrency_limit=4)
-            run_pick.change(None, run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
-            sample_btn.click(self.guarded(self.sample), [checkpoint_pick, sample_n, sample_seed, token, run_pick],
-                             sampled, api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
-                             concurrency_limit=1)
-            results_tab.select(self.results, None, [results_md, results_gallery], show_progress="hidden",
-                               api_visibility="private")
-            self.train_status = train_status
+            self._header(c)
+            with gr.Tabs(elem_id="tabs") as c.tabs:
+                self._train_tab(c)
+                self._live_tab(c)
+                self._compare_tab(c)
+                self._runs_tab(c)
+                self._results_tab(c)
+            self._train_events(c, demo)
+            self._other_events(c)
             register_api(self)
         return demo
+
+    def _header(self, c) -> None:
+        """The title, the keys, where runs are kept, and the presenter token."""
+        with gr.Row(elem_classes="hrf-header", equal_height=False):
+            with gr.Column(scale=4):
+                gr.Markdown("# HRF Explorer\nRL fine-tuning of a diffusion model, live: **DDPO** trains every "
+                            "denoising step and collapses diversity; **HRF** trains only a window of late steps "
+                            "and keeps the coarse content. Pick a reward, drag the window, press Start, or "
+                            "**Duel** to race both.")
+                gr.Markdown(KEYS_HELP, elem_id="keys-help")
+                gr.Markdown(self.storage_note, elem_id="storage-note", visible=bool(self.storage_note))
+            with gr.Column(scale=1, min_width=240, visible=c.locked, elem_id="presenter"):
+                c.token = gr.Textbox("", type="password", label="Presenter token", elem_id="presenter-token",
+                                   info="this app is in presenter mode: the token unlocks Start, Stop, "
+                                        "Sample and Compare")
+                c.unlock = gr.Button("Unlock", size="sm", elem_id="unlock-btn")
+        c.stored_token = gr.BrowserState("", storage_key="hrf-presenter-token")
+
+    def _train_tab(self, c) -> None:
+        """Train: preset, model, reward, method, the window (x0 strip and locality profile), settings, Start."""
+        with gr.Tab("Train", id="train", elem_id="tab-train"):
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=200):
+                    c.preset = gr.Dropdown([train.NO_PRESET, *PRESETS], value=self.preset, label="Preset",
+                                         info="fills every field", elem_id="preset")
+                with gr.Column(min_width=260):
+                    c.model = gr.Dropdown([(c.d.model, c.d.model)], value=c.d.model, label="Base model",
+                                        allow_custom_value=True, elem_id="model",
+                                        info="or type a local diffusers folder")
+                    c.model_info = gr.Markdown("", elem_classes="hrf-info", elem_id="model-info")
+                with gr.Column(min_width=220):
+                    c.reward = gr.Dropdown([(c.d.reward, c.d.reward)], value=c.d.reward, label="Reward",
+                                         info="what fine-tuning maximises", elem_id="reward")
+                    c.reward_info = gr.Markdown("", elem_classes="hrf-info", elem_id="reward-info")
+                with gr.Column(scale=2, min_width=380):
+                    c.method = gr.Radio([(v, key) for key, v in train.METHOD_LABELS.items()],
+                                      value=c.d.method, label="Method", elem_id="method",
+                                      info="which denoising steps are trained")
+                    c.method_help = gr.Markdown(train.METHOD_HELP.get(c.d.method, ""), elem_classes="hrf-info")
+            c.window = gr.HTML(c.form["window"], html_template=WINDOW_TEMPLATE, css_template=WINDOW_CSS,
+                             js_on_load=WINDOW_JS, steps=c.k, strip=[], hint="computing x0 previews…",
+                             profile=[], lines=[], plabel="",
+                             elem_id="window", apply_default_css=False, container=True, padding=True)
+            with gr.Row(equal_height=False):
+                c.suggest = gr.Button("✦ Suggest window", size="sm", elem_id="suggest-btn", scale=0,
+                                    min_width=170)
+                c.compute = gr.Button("Compute profile", size="sm", elem_id="profile-btn", scale=0,
+                                    min_width=150)
+                c.profile_note = gr.HTML("", elem_id="profile-note")
+                c.profile_timer = gr.Timer(1.0, active=False)
+            with gr.Row(equal_height=False):
+                c.note = gr.Markdown(train.window_note(c.d.method, c.form["window"], c.k, c.d.epochs, c.d.start_mode),
+                                   elem_id="window-note", elem_classes="hrf-note")
+                c.start_mode = gr.Radio([(v, key) for key, v in train.START_MODES.items()],
+                                      value=c.d.start_mode, label="HRF start step", elem_id="start-mode",
+                                      info="uniform: the paper's HRF; fixed: the reviewers' re-noised-start "
+                                           "ablation")
+            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                c.adv_scope = gr.Radio([(v, key) for key, v in train.ADV_SCOPES.items()], value=c.d.adv_scope,
+                                     label="Advantage baseline: standardise each reward against",
+                                     elem_id="adv-scope",
+                                     info="per re-noised image is what the paper's code does (batch = "
+                                          "siblings = 5); see Results for what it changes")
+                c.outside = gr.Radio([(v, key) for key, v in train.OUTSIDE_WINDOW.items()],
+                                   value=c.d.outside_window, label="Steps before the window sample with",
+                                   elem_id="outside-window",
+                                   info="window-only keeps every step the run never trained the base "
+                                        "model's, in training, evaluation and sampling alike")
+                c.numbers = []
+                with gr.Row():
+                    for name in NUMBER_NAMES:
+                        label, low, high, kind = train.NUMBER_FIELDS[name]
+                        c.numbers.append(gr.Number(c.form[name], label=label, precision=0 if kind is int
+                                                 else None, elem_id=f"num-{name}", min_width=150))
+            with gr.Row():
+                c.start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
+                c.duel = gr.Button("⚔ Duel: this vs DDPO", variant="secondary", elem_id="duel-btn", scale=2)
+                c.stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
+            c.train_status = gr.HTML(live.status_html(self.manager.snapshot()), elem_id="train-status")
+            c.notice = gr.HTML("", elem_id="notice")
+
+    def _live_tab(self, c) -> None:
+        """Live: the panel ui/live.js draws from the live stream."""
+        with gr.Tab("Live", id="live", elem_id="tab-live"):
+            with gr.Row(equal_height=False):
+                gr.HTML("<div class='hrf-live-hint'>Share <code>?view=1</code> (this address plus "
+                        "<code>?view=1</code>) for a read-only page of this tab.</div>")
+                c.live_stop = gr.Button("■ Stop", variant="stop", elem_id="live-stop-btn", scale=0,
+                                      min_width=110)
+            gr.HTML("<div id='hrf-live' data-mode='live'></div>", elem_id="live-panel")
+
+    def _compare_tab(self, c) -> None:
+        """Compare: two models or checkpoints with the same seeds."""
+        with gr.Tab("Compare", id="compare", elem_id="tab-compare") as c.compare_tab:
+            gr.Markdown("Sample two models with the **same seeds**: the base model or any checkpoint of "
+                        "any run. Lines in the scatter join the two samples of one seed. The hand-over "
+                        "slider samples B's first S steps with its base model (S = 0: B itself; S = K: the "
+                        "base model): one checkpoint traces a whole frontier without training.")
+            with gr.Row():
+                c.source_a = gr.Dropdown([], label="A", elem_id="compare-a", scale=3, allow_custom_value=True)
+                c.source_b = gr.Dropdown([], label="B", elem_id="compare-b", scale=3, allow_custom_value=True)
+                c.compare_n = gr.Number(32, label="Samples", precision=0, min_width=100, scale=1)
+                c.compare_seed = gr.Number(0, label="First seed", precision=0, min_width=100, scale=1)
+                c.compare_reward = gr.Dropdown([(c.d.reward, c.d.reward)], value=c.d.reward, label="Reward",
+                                             scale=2)
+            with gr.Row():
+                c.handover = gr.Slider(0, c.k, value=0, step=1, label="Hand-over step S (B)", scale=3,
+                                     elem_id="compare-handover")
+                c.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn", scale=2)
+                c.compare_thumbs = gr.Checkbox(False, label="images in the scatter", scale=1,
+                                             elem_id="compare-thumbnails")
+            c.compare_note = gr.HTML("")
+            with gr.Row():
+                c.grid_a = gr.Image(label="A", type="pil", elem_id="grid-a", interactive=False, height=320)
+                c.grid_b = gr.Image(label="B", type="pil", elem_id="grid-b", interactive=False, height=320)
+            with gr.Row(equal_height=False):
+                c.metrics_table = gr.Dataframe(headers=["metric", "A", "B", "B − A"], label="Metrics",
+                                             elem_id="compare-metrics", interactive=False, scale=1,
+                                             column_widths=["46%", "18%", "18%", "18%"])
+                c.projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=1)
+
+    def _runs_tab(self, c) -> None:
+        """Runs: every run on disk, its replay, Continue and checkpoint samples."""
+        with gr.Tab("Runs", id="runs", elem_id="tab-runs") as c.runs_tab:
+            c.refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
+            c.runs_table = gr.Dataframe(headers=runs.RUN_COLUMNS, label="Runs on disk, newest first (metrics: "
+                                      "base model → last evaluation)", elem_id="runs-table", interactive=False,
+                                      wrap=True, column_widths=["24%", "8%", "8%", "12%", "10%", "6%", "10%",
+                                                                "10%", "7%", "5%"])
+            c.run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
+                                   elem_id="run-pick", allow_custom_value=True)
+            with gr.Row(equal_height=True):
+                c.more_epochs = gr.Number(5, label="More epochs", precision=0, minimum=1,
+                                        maximum=MAX_MORE_EPOCHS, elem_id="more-epochs", min_width=120,
+                                        scale=1)
+                c.continue_btn = gr.Button("⏵ Continue", elem_id="continue-btn", scale=1)
+                c.continue_note = gr.HTML("", elem_id="continue-note", scale=4)
+            gr.HTML("<div id='hrf-replay' data-mode='replay'></div>", elem_id="replay-panel")
+            with gr.Row():
+                c.checkpoint_pick = gr.Dropdown([], label="Checkpoint", elem_id="checkpoint-pick", scale=2,
+                                              allow_custom_value=True)
+                c.sample_n = gr.Number(16, label="Samples", precision=0, min_width=100, scale=1)
+                c.sample_seed = gr.Number(0, label="Seed", precision=0, min_width=100, scale=1)
+                c.sample_btn = gr.Button("Sample", variant="primary", scale=1, elem_id="sample-btn")
+            with gr.Row(equal_height=False):
+                c.details = gr.JSON(label="Config and last metrics", elem_id="run-details")
+                c.sampled = gr.Image(label="Samples from the checkpoint", type="pil", interactive=False,
+                                   elem_id="sampled-grid")
+
+    def _results_tab(self, c) -> None:
+        """Results: docs/RESULTS.md and its figures."""
+        with gr.Tab("Results", id="results", elem_id="tab-results") as c.results_tab:
+            results_text, results_figures = self.results()
+            c.results_md = gr.Markdown(results_text, elem_id="results-md")
+            c.results_gallery = gr.Gallery(results_figures, label="Figures", columns=2, height="auto",
+                                         interactive=False, elem_id="results-gallery")
+
+    def _train_events(self, c, demo) -> None:
+        """The Train tab's events (and the token's)."""
+        c.form_inputs = [c.token, c.preset, c.model, c.reward, c.method, c.window, c.start_mode, c.adv_scope, c.outside, *c.numbers]
+        c.start.click(self.guarded(self.start), c.form_inputs, [c.notice, c.tabs], api_name="ui_start",
+                    api_visibility="private", concurrency_id="control", concurrency_limit=4)
+        c.duel.click(self.guarded(self.duel), c.form_inputs, [c.notice, c.tabs], api_name="ui_duel",
+                   api_visibility="private", concurrency_id="control", concurrency_limit=4)
+        for button in (c.stop, c.live_stop):
+            button.click(self.guarded(self.stop), c.token, c.notice, api_name="ui_stop", api_visibility="private",
+                         concurrency_id="control", concurrency_limit=4)
+        c.unlock.click(self.guarded(self.unlock), c.token, [c.stored_token, c.notice], api_visibility="private")
+        demo.load(lambda saved: saved or "", c.stored_token, c.token, api_visibility="private",
+                  show_progress="hidden")
+        c.preset.change(self.fill_preset, c.preset, [c.model, c.reward, c.method, c.window, c.start_mode, c.adv_scope, c.outside,
+                                                 c.note, *c.numbers],
+                      show_progress="hidden", api_visibility="private")
+        c.model.change(lambda m: train.model_info(m), c.model, c.model_info, show_progress="hidden",
+                     api_visibility="private").then(
+            self.strip, [c.model, c.numbers[NUMBER_NAMES.index("num_steps")]], c.window, show_progress="hidden",
+            api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
+        c.reward.change(lambda r: train.reward_info(r), c.reward, c.reward_info, show_progress="hidden",
+                      api_visibility="private")
+        c.profile_inputs = [c.model, c.reward, c.numbers[NUMBER_NAMES.index("num_steps")]]
+        for trigger in (c.reward.change, c.model.change, c.numbers[NUMBER_NAMES.index("num_steps")].change):
+            trigger(self.profile_view, c.profile_inputs, c.window, show_progress="hidden", api_visibility="private")
+        c.suggest.click(self.suggest, c.profile_inputs, [c.window, c.profile_note], show_progress="hidden",
+                      api_name="ui_suggest_window", api_visibility="private")
+        c.compute.click(self.guarded(self.compute_profile), [c.token, *c.profile_inputs], [c.profile_note, c.profile_timer],
+                      show_progress="hidden", api_name="ui_compute_profile", api_visibility="private",
+                      concurrency_id="control", concurrency_limit=4)
+        c.profile_timer.tick(self.profile_tick, c.profile_inputs, [c.profile_note, c.window, c.profile_timer],
+                           show_progress="hidden", api_visibility="private")
+        c.method.change(self.method_help, c.method, c.method_help, show_progress="hidden", api_visibility="private")
+        c.steps_box = c.numbers[NUMBER_NAMES.index("num_steps")]
+        c.epochs_box = c.numbers[NUMBER_NAMES.index("epochs")]
+        c.steps_box.change(self.steps_changed, [c.steps_box, c.window], c.window, show_progress="hidden",
+                         api_visibility="private").then(
+            self.strip, [c.model, c.steps_box], c.window, show_progress="hidden", api_visibility="private",
+            concurrency_id="sampling", concurrency_limit=1)
+        for trigger in (c.method.change, c.window.change, c.steps_box.change, c.epochs_box.change, c.start_mode.change):
+            trigger(self.note, [c.method, c.window, c.steps_box, c.epochs_box, c.start_mode], c.note,
+                    show_progress="hidden", api_visibility="private")
+        gr.api(self.status_api, api_name="status", queue=False)
+        demo.load(self.choices, [c.model, c.reward], [c.model, c.model_info, c.reward, c.reward_info],
+                  show_progress="hidden", api_visibility="private").then(
+            self.profile_view, c.profile_inputs, c.window, show_progress="hidden", api_visibility="private").then(
+            self.strip, [c.model, c.steps_box], c.window, show_progress="hidden", api_visibility="private",
+            concurrency_id="sampling", concurrency_limit=1)
+
+    def _other_events(self, c) -> None:
+        """The Compare, Runs and Results tabs' events."""
+        c.compare_tab.select(self.sources, [c.source_a, c.source_b], [c.source_a, c.source_b], show_progress="hidden",
+                           api_visibility="private")
+        c.compare_tab.select(lambda r: gr.Dropdown(choices=train.reward_choices(), value=r), c.compare_reward,
+                           c.compare_reward, show_progress="hidden", api_visibility="private")
+        c.compare_btn.click(self.guarded(self.compare), [c.source_a, c.source_b, c.compare_n, c.compare_seed, c.compare_reward,
+                                         c.compare_thumbs, c.handover, c.token],
+                          [c.grid_a, c.grid_b, c.metrics_table, c.projection, c.compare_note], api_name="ui_compare",
+                          api_visibility="private", concurrency_id="sampling", concurrency_limit=1)
+        for trigger in (c.runs_tab.select, c.refresh.click):
+            trigger(self.runs, None, [c.runs_table, c.run_pick], show_progress="hidden", api_visibility="private")
+        c.run_pick.change(self.run_selected, c.run_pick, [c.details, c.checkpoint_pick, c.more_epochs, c.continue_note],
+                        show_progress="hidden", api_visibility="private")
+        c.continue_btn.click(self.guarded(self.continue_run), [c.run_pick, c.more_epochs, c.token], [c.continue_note, c.tabs],
+                           api_name="ui_continue", api_visibility="private", concurrency_id="control",
+                           concurrency_limit=4)
+        c.run_pick.change(None, c.run_pick, None, js="(runId) => window.hrfReplay && window.hrfReplay(runId)")
+        c.sample_btn.click(self.guarded(self.sample), [c.checkpoint_pick, c.sample_n, c.sample_seed, c.token, c.run_pick],
+                         c.sampled, api_name="ui_sample", api_visibility="private", concurrency_id="sampling",
+                         concurrency_limit=1)
+        c.results_tab.select(self.results, None, [c.results_md, c.results_gallery], show_progress="hidden",
+                           api_visibility="private")
+        self.train_status = c.train_status
 
 
 def register_api(lab: Lab) -> None:
