@@ -102,6 +102,21 @@ def _refusal(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def _shown(error: BaseException, prefix: str = "") -> str:
+    """The one way the page shows a failure: a warning toast and an error notice (returned as HTML), on one line.
+
+    A refusal (ValueError, PermissionError) is the user's to fix and shows its message; anything else is logged
+    with its traceback (call this inside the ``except``) and shows its type too. The page never crashes.
+    """
+    if isinstance(error, (ValueError, PermissionError)):
+        text = f"{prefix}{_refusal(error)}"
+    else:
+        log.exception("handler failed")
+        text = f"{prefix}{type(error).__name__}: {_refusal(error)}"
+    gr.Warning(text)
+    return common.notice_html(text, "error")
+
+
 def _safe(fallback_outputs: int):
     """Turn any exception of a handler into a warning toast; outputs are left unchanged (never crash).
 
@@ -115,11 +130,8 @@ def _safe(fallback_outputs: int):
                 return fn(*args, **kwargs)
             except PermissionError as error:
                 raise gr.Error(_refusal(error)) from None
-            except ValueError as error:
-                gr.Warning(_refusal(error))
             except Exception as error:  # noqa: BLE001 - a talk must go on
-                log.exception("handler %s failed", fn.__name__)
-                gr.Warning(f"{fn.__name__} failed: {type(error).__name__}: {error}")
+                _shown(error, "" if isinstance(error, ValueError) else f"{fn.__name__} failed: ")
             skips = tuple(gr.skip() for _ in range(fallback_outputs))
             return skips[0] if fallback_outputs == 1 else skips
 
@@ -166,21 +178,15 @@ class Lab:
         try:
             presenter.check(token)
             run_ids = go()
-        except (ValueError, PermissionError) as error:
-            gr.Warning(_refusal(error))
-            return common.notice_html(f"Not started: {_refusal(error)}", "error"), gr.Tabs()
-        except Exception as error:  # noqa: BLE001
-            log.exception("start failed")
-            gr.Warning(f"Not started: {type(error).__name__}: {error}")
-            return common.notice_html(f"Not started: {type(error).__name__}: {error}", "error"), gr.Tabs()
+        except Exception as error:  # noqa: BLE001 - refusals and failures alike leave the page up
+            return _shown(error, "Not started: "), gr.Tabs()
         return common.notice_html(f"Started {' and '.join(run_ids)}.", "ok"), gr.Tabs(selected="live")
 
     def stop(self, token):
         try:
             presenter.check(token)
         except PermissionError as error:
-            gr.Warning(_refusal(error))
-            return common.notice_html(_refusal(error), "error")
+            return _shown(error)
         if self.manager.stop():
             return common.notice_html("Stopping after the current denoising step…", "warning")
         gr.Info("Nothing is running.")
@@ -249,8 +255,7 @@ class Lab:
             profile, k = self._profile(model, reward, num_steps)
             value, reason = train.suggested_window(profile, k)
         except ValueError as error:
-            gr.Warning(_refusal(error))
-            return gr.skip(), common.notice_html(_refusal(error), "error")
+            return gr.skip(), _shown(error)
         return gr.HTML(value=value), common.notice_html(reason, "ok")
 
     def compute_profile(self, token, model, reward, num_steps):
@@ -269,8 +274,7 @@ class Lab:
             self.manager.run_task(f"the locality profile of {reward} on {model}", lambda stop, progress: compute_cached(
                 cache, str(model), str(reward), None, settings, stop=stop.is_set, progress=progress))
         except (ValueError, PermissionError) as error:
-            gr.Warning(_refusal(error))
-            return common.notice_html(f"Not started: {_refusal(error)}", "error"), gr.Timer(active=False)
+            return _shown(error, "Not started: "), gr.Timer(active=False)
         return common.notice_html(f"Computing the locality profile of {reward} on {model}…", "info"), \
             gr.Timer(active=True)
 
@@ -318,8 +322,7 @@ class Lab:
             presenter.check(token)
         except PermissionError as error:
             text = "Wrong presenter token: controls stay locked." if str(error) == presenter.REFUSAL else str(error)
-            gr.Warning(text)
-            return gr.skip(), common.notice_html(text, "error")
+            return gr.skip(), _shown(PermissionError(text))
         return token, common.notice_html("Presenter controls unlocked in this browser.", "ok")
 
     def guarded(self, handler):
@@ -381,8 +384,7 @@ class Lab:
             presenter.check(token)
             self.manager.continue_run(run_id or "", more)
         except (ValueError, PermissionError) as error:
-            gr.Warning(_refusal(error))
-            return common.notice_html(f"Not continued: {_refusal(error)}", "error"), gr.Tabs()
+            return _shown(error, "Not continued: "), gr.Tabs()
         snap = self.manager.snapshot()
         return (common.notice_html(f"Continuing {run_id} from epoch {snap.epoch} to epoch {snap.epochs}.", "ok"),
                 gr.Tabs(selected="live"))
