@@ -36,7 +36,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +99,7 @@ def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck |
     s = settings.validate()
     k, n, m = s.num_steps, s.trunks, s.branches
     model.scheduler.set_timesteps(k)
-    early, handover = model.early, 0
-    if early is not None:
-        handover = round(model.handover * k / model.handover_steps) if model.handover_steps else model.handover
+    early, handover = model.early, model.handover_at(k)
     generator = torch.Generator().manual_seed(s.seed)
     x = noise_like((n, *model.sample_shape), generator, model.device)
     trunk = rollout(model.unet, model.scheduler, x, 0, s.eta, generator, stop=stop,
@@ -271,7 +269,6 @@ class ProfileCache:
 
     root: Path
     shipped: bool = True  # fall back to the profiles that ship beside embedded models
-    _memory: dict = field(default_factory=dict)
 
     def path(self, model: str, reward: str, checkpoint: str | None, settings: ProfileSettings) -> Path:
         return Path(self.root) / cache_key(model, reward, checkpoint, settings)

@@ -80,6 +80,12 @@ class BaseModel:
     handover: int = 0
     handover_steps: int = 0
 
+    def handover_at(self, num_steps: int) -> int:
+        """The window-only hand-over step for sampling with ``num_steps`` DDIM steps (0: no hand-over)."""
+        if self.early is None or not self.handover:
+            return 0
+        return round(self.handover * num_steps / self.handover_steps) if self.handover_steps else self.handover
+
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one sample."""

@@ -25,8 +25,7 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
     its hand-over step rescaled to ``num_steps``.
     """
     if early is None and not handover and base.early is not None:
-        early = base.early
-        handover = round(base.handover * num_steps / base.handover_steps) if base.handover_steps else base.handover
+        early, handover = base.early, base.handover_at(num_steps)
     if not 0 <= handover <= num_steps:
         raise ValueError(f"handover must be in 0..{num_steps} (K), got {handover}")
     if handover and early is None:
