@@ -30,14 +30,20 @@ def active_window(config: TrainConfig, epoch: int) -> tuple[int, int]:
     if config.method == "hrf":
         return tuple(config.window)
     if config.method == "hrf-sliding":
-        passed = 0
-        for start, end, epochs in config.clusters:
-            passed += epochs
-            if epoch <= passed:
-                return (start, end)
-        start, end, _ = config.clusters[-1]
+        start, end, _ = clusters_reached(config, epoch)[-1]
         return (start, end)
     raise ValueError(f"method {config.method!r} has no fixed window")
+
+
+def clusters_reached(config: TrainConfig, epoch: int) -> list[tuple[int, int, int]]:
+    """HRF sliding: the clusters active up to epoch ``epoch`` (1-based), the active one last; the last cluster
+    stays active past its epochs."""
+    passed = 0
+    for i, (_, _, epochs) in enumerate(config.clusters):
+        passed += epochs
+        if epoch <= passed:
+            return list(config.clusters[: i + 1])
+    return list(config.clusters)
 
 
 def sampling_handover(config: TrainConfig, epoch: int, earliest_dynamic: int | None = None) -> int:
@@ -56,13 +62,7 @@ def sampling_handover(config: TrainConfig, epoch: int, earliest_dynamic: int | N
     if config.method == "hrf":
         return config.window[0]
     if config.method == "hrf-sliding":
-        passed, starts = 0, []
-        for start, _, epochs in config.clusters:
-            starts.append(start)
-            passed += epochs
-            if epoch <= passed:
-                break
-        return min(starts)
+        return min(start for start, _, _ in clusters_reached(config, epoch))
     if config.method == "hrf-d":
         return config.num_steps if earliest_dynamic is None else earliest_dynamic
     raise ValueError(f"unknown method {config.method!r}")
