@@ -52,9 +52,10 @@ ABLATION_BASES = ("hrf[20,40)", "hrf[30,40)", "hrf-d")
 KL_COEFS = (0.1, 1.0)
 HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
 #: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
-#: so a cut-off experiment leaves whole arms (arms not listed run last).
-RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "hrf[20,40)/image/wo", "hrf[30,40)/image/wo",
-             "suggested/wo", "hrf[20,40)/image/wo+kl0.1", "renoise-fixed", "random-start",
+#: so a cut-off experiment leaves whole arms (arms not listed run last); the window the locality profile
+#: suggests runs right after the first window-only arm, since it is the window the app recommends.
+RUN_ORDER = ("ddpo", "hrf[20,40)", "hrf[30,40)", "hrf-d", "handover", "hrf[20,40)/image/wo", "suggested/wo",
+             "hrf[30,40)/image/wo", "hrf[20,40)/image/wo+kl0.1", "renoise-fixed", "random-start",
              "hrf[20,40)/image", "hrf-d/image", "hrf[30,40)/image", "ddpo+kl0.1", "ddpo+kl1")
 #: Window-only arms (every task of ``window_only_tasks``), besides the locality profile's suggested window.
 WINDOW_ONLY_ARMS = ("hrf[20,40)/image/wo", "hrf[30,40)/image/wo", "hrf[20,40)/image/wo+kl0.1")
