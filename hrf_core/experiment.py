@@ -386,7 +386,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     ``previous``: a ``frontier.json`` of an earlier sitting whose arms this store lacks; they join the
     standing table (the per-task tables show this store's runs).
     """
-    from hrf_core.frontier import format_value, frontier, standing_table, table
+    from hrf_core.frontier import format_value, frontier, handover_rows, standing_table, table
 
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
@@ -438,6 +438,14 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     lines += rows + [""]
     if best:
         lines += [f"Best row: **{best}**.", ""]
+    versus = handover_rows([result])
+    if versus:
+        lines += ["## Window-only training against the training-free hand-over at the same split", "",
+                  "Both sample the steps before S with the base model; the window-only run trains steps S..K-1 "
+                  "from the base, the hand-over uses the same seed's final DDPO checkpoint there. Δ IS is the "
+                  "window-only run's minus the hand-over's, where the window-only run's reward gain first reaches "
+                  "the hand-over's (above: interval above 0), and at the end of training (different rewards).",
+                  "", *versus, ""]
     lines += ["![frontier](results/frontier.png)", ""]
     for group in result["groups"].values():
         ref = group["reference"]

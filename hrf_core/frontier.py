@@ -59,6 +59,7 @@ class Trajectory:
     metrics: dict[str, np.ndarray]  # name (without @N) -> (E,)
     eval_samples: int
     eval_files: list[Path | None] = field(default_factory=list)
+    splits: list[int | None] = field(default_factory=list)  # a hand-over run's S per point (else None)
     _arrays: dict = field(default_factory=dict, repr=False)
 
     def arrays(self, index: int) -> dict | None:
@@ -113,7 +114,15 @@ def load_trajectory(run: Run) -> Trajectory | None:
         compute=np.array([float(r.get("compute", 0.0)) for r in rows]),
         metrics=metrics, eval_samples=n,
         eval_files=[Path(r["eval_file"]) if r.get("eval_file") else run.eval_path(int(r.get("epoch", 0)))
-                    for r in rows])
+                    for r in rows],
+        splits=[int(r["handover"]) if isinstance(r.get("handover"), int) else None for r in rows])
+
+
+def window_only_split(config: dict) -> int | None:
+    """The window start S of a window-only HRF run (steps before S sample with the base model), else None."""
+    if config.get("method") == "hrf" and config.get("outside_window") == "base" and config.get("window"):
+        return int(config["window"][0])
+    return None
 
 
 def crossing(xs: np.ndarray, level: float) -> tuple[int, float] | None:
@@ -354,7 +363,55 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                           "epochs": summarise([float(t.epochs[-1]) for t in runs], [], rng),
                           **{k: summarise(v, [], rng) for k, v in last.items() if v}}
         result["arms"][arm] = entry
+    handovers = {t.seed: t for t in trajectories if t.arm == "handover"}
+    for arm, runs in arms.items():
+        splits = {window_only_split(t.config) for t in runs}
+        if handovers and len(splits) == 1 and None not in splits:
+            result["arms"][arm]["vs_handover"] = versus_handover(runs, handovers, splits.pop(), names, resampler, rng)
     return result
+
+
+def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], split: int, names: list[str],
+                    resampler: Resampler | None, rng: np.random.Generator) -> dict:
+    """A window-only run [S, K) against the training-free hand-over at the same S, seed by seed.
+
+    Both sample steps < S with the base model; they differ in steps >= S (the window trained from the base
+    against DDPO's final checkpoint). ``delta``: metric of the window-only run where its reward gain first
+    reaches the hand-over's gain at S, minus the hand-over's (matched reward; seeds that never reach it are
+    left out and counted in ``reached``); ``delta_final``: its final evaluation minus the hand-over's
+    (different rewards). Intervals as for the DDPO deltas (paired samples, seeds resampled).
+    """
+    handover_gain, final_gain, reached = [], [], 0
+    matched: dict[str, tuple[list, list]] = {}
+    final: dict[str, tuple[list, list]] = {}
+    for t in runs:
+        h = handovers.get(t.seed)
+        if h is None or split not in h.splits:
+            continue
+        at = h.splits.index(split)
+        handover_gain.append(float(h.gains[at]))
+        final_gain.append(float(t.gains[-1]))
+        mine = read_off(t, float(h.gains[at]), "reward", names, resampler)
+        reached += mine.reached
+        for name in names:
+            if name not in t.metrics or name not in h.metrics:
+                continue
+            theirs = resampler.replicates(h, at, name) if resampler is not None else None
+            last = resampler.replicates(t, len(t.epochs) - 1, name) if resampler is not None else None
+            final.setdefault(name, ([], []))
+            final[name][0].append(float(t.metrics[name][-1] - h.metrics[name][at]))
+            final[name][1].append(last - theirs if last is not None and theirs is not None else None)
+            if mine.reached and name in mine.values:
+                a = mine.replicates.get(name)
+                matched.setdefault(name, ([], []))
+                matched[name][0].append(mine.values[name] - float(h.metrics[name][at]))
+                matched[name][1].append(a - theirs if a is not None and theirs is not None else None)
+    if not handover_gain:
+        return {"split": split, "n": 0}
+    return {"split": split, "n": len(handover_gain), "reached": reached,
+            "handover_gain": summarise(handover_gain, [], rng), "final_gain": summarise(final_gain, [], rng),
+            "delta": {k: summarise(*v, rng) for k, v in matched.items()},
+            "delta_final": {k: summarise(*v, rng) for k, v in final.items()}}
 
 
 def frontier(run_dirs: Iterable[str | Path], fractions=DEFAULT_FRACTIONS,
@@ -501,3 +558,29 @@ def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     best = max(scores, key=lambda a: scores[a]) if scores else None
     return lines, best
+
+
+def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[str]:
+    """Markdown rows: every window-only arm against the hand-over at its own split S, per task (see
+    :func:`versus_handover`); "above" where the matched-reward Δ interval is above 0. Empty without such arms."""
+    lines = []
+    for result in results:
+        for group in result["groups"].values():
+            for arm, entry in group["arms"].items():
+                versus = entry.get("vs_handover")
+                if not versus or not versus.get("n"):
+                    continue
+                handover, final = versus["handover_gain"]["mean"], versus["final_gain"]["mean"]
+                share = f"{final / handover * 100:.0f}%" if handover > 0 else "n/a"
+                delta = versus["delta"].get(metric)
+                row = {"reached": versus["reached"], "n": versus["n"], "delta_vs_ddpo": versus["delta"]}
+                where = standing(row, metric)
+                matched = (f"{format_value(delta)} ({where})" if where != "not reached" else
+                           f"not reached ({versus['reached']}/{versus['n']} seeds)")
+                lines.append(f"| {group['reward']} | {arm} | {versus['split']} | {format_value(versus['handover_gain'], 4)} "
+                             f"| {format_value(versus['final_gain'], 4)} ({share}) | {matched} | "
+                             f"{format_value(versus['delta_final'].get(metric))} |")
+    if not lines:
+        return []
+    return ["| task | window-only arm | S | hand-over's gain at S | window-only's final gain (% of it) "
+            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines]

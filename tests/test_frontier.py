@@ -139,3 +139,37 @@ def test_standing_table_counts_tasks_on_or_above_ddpo():
     assert lines[2] == "| hrf | 1/2 (1 below) | 0/2 (1 below, 1 not reached) |"  # ink from the newer result
     assert lines[3] == "| wo | 1/1 (1 above) | 1/1 (1 above) |"
     assert best == "wo"
+
+
+def test_window_only_against_the_hand_over_at_its_split_hand_computed(tmp_path):
+    """A window-only run [20, 40) is read where its gain reaches the same seed's hand-over at S = 20; an arm
+    sampled with the tuned network everywhere gets no such comparison; a seed that never gets there counts."""
+    from hrf_core.frontier import handover_rows
+
+    store = RunStore(tmp_path)
+    for seed in (0, 1):
+        make_run(store, f"ddpo-{seed}", "ddpo", seed, [0, 0.01, 0.02, 0.03], [9, 8, 6, 4])
+        handover = store.create({"model": "digits16", "reward": "jpeg-compressibility", "method": "handover",
+                                 "seed": seed, "num_steps": 40, "extra": {"arm": "handover"}}, name=f"handover-{seed}")
+        for order, (split, gain, value) in enumerate(((40, 0.0, 9.0), (30, 0.01, 8.5), (20, 0.02, 8.0),
+                                                      (10, 0.025, 6.0), (0, 0.03, 4.0))):
+            handover.append_metrics({"epoch": order, "order": order, "handover": split, "reward_mean": -0.5 + gain,
+                                     "is_classifier@8": value, "compute": 0, "eval_samples": 8})
+        wo = make_run(store, f"wo-{seed}", "hrf", seed, [0, 0.01, 0.03 if seed == 0 else 0.015],
+                      [9, 8.9, 8.4 + seed], compute=[0, 50, 100])
+        config = {**wo.config, "outside_window": "base", "extra": {"arm": "hrf[20,40)/wo"}}
+        (wo.path / "config.json").write_text(__import__("json").dumps(config))
+        make_run(store, f"tuned-{seed}", "hrf", seed, [0, 0.01, 0.02], [9, 8, 7])
+    result = frontier([tmp_path], resamples=0)
+    group = result["groups"]["digits16|jpeg-compressibility"]
+    assert "vs_handover" not in group["arms"]["hrf[20,40)"]  # tuned outside the window: no split to share
+    versus = group["arms"]["hrf[20,40)/wo"]["vs_handover"]
+    assert versus["split"] == 20 and versus["n"] == 2
+    assert versus["handover_gain"]["mean"] == pytest.approx(0.02)
+    assert versus["final_gain"]["mean"] == pytest.approx((0.03 + 0.015) / 2)
+    # seed 0 reaches 0.02 halfway from epoch 1 (8.9) to 2 (8.4): 8.65 - 8.0; seed 1 ends at 0.015: not reached
+    assert versus["reached"] == 1 and versus["delta"]["is_classifier"]["mean"] == pytest.approx(0.65)
+    # final evaluations against the hand-over's 8.0: 8.4 and 9.4
+    assert versus["delta_final"]["is_classifier"]["mean"] == pytest.approx(0.9)
+    rows = handover_rows([result])
+    assert len(rows) == 3 and "| hrf[20,40)/wo | 20 |" in rows[2] and "not reached (1/2 seeds)" in rows[2]
