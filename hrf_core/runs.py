@@ -205,6 +205,35 @@ class Run:
         finally:
             os.close(fd)
 
+    def log_epoch(self, row: dict, grid=None, arrays: dict | None = None) -> None:
+        """Write an epoch's grid and evaluation arrays, then its metrics row, so a logged row always has its
+        files; a full disk raises :class:`StoreFullError` (what is kept, how to resume)."""
+        epoch = int(row.get("epoch", 0))
+        try:
+            if grid is not None:
+                self.save_grid(grid, epoch)
+            if arrays:
+                self.save_eval(arrays, epoch)
+            self.append_metrics(row)
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.full_disk(f"the metrics of epoch {epoch}") from error
+            raise
+
+    def update_config(self, changes: dict, extra: dict | None = None) -> None:
+        """Merge ``changes`` (and ``extra`` into its ``extra``) into ``config.json``, atomically; a full disk
+        raises :class:`StoreFullError`."""
+        data = self.config
+        data.update(changes)
+        if extra:
+            data.setdefault("extra", {}).update(extra)
+        try:
+            write_json(self.path / "config.json", data)
+        except OSError as error:
+            if is_disk_full(error):
+                raise self.full_disk("the run's config") from error
+            raise
+
     def truncate_metrics(self, last_epoch: int) -> None:
         """Keep only rows with epoch <= last_epoch (used by resume), atomically."""
         rows = [r for r in self.metrics() if r.get("epoch", 0) <= last_epoch]

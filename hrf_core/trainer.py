@@ -185,16 +185,8 @@ class Trainer:
     def _record_embeddings(self) -> None:
         """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
         self.config = self.config.replace(eval_embeddings=self.evaluator.embeddings)
-        data = self.run.config
-        data["eval_embeddings"] = list(self.evaluator.embeddings)
-        if self.evaluator.note:
-            data.setdefault("extra", {})["evaluation_note"] = self.evaluator.note
-        try:
-            write_json(self.run.path / "config.json", data)
-        except OSError as error:
-            if is_disk_full(error):
-                raise self.run.full_disk("the run's config") from error
-            raise
+        self.run.update_config({"eval_embeddings": list(self.evaluator.embeddings)},
+                               {"evaluation_note": self.evaluator.note} if self.evaluator.note else None)
 
     def _stop(self) -> bool:
         """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
@@ -456,16 +448,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         metrics["logged_at"] = time.time()  # wall clock: when viewers could first see this epoch
-        try:
-            if grid is not None:
-                self.run.save_grid(grid, epoch)
-            if arrays:
-                self.run.save_eval(arrays, epoch)
-            self.run.append_metrics(metrics)
-        except Exception as error:
-            if is_disk_full(error):
-                raise self.run.full_disk(f"the metrics of epoch {epoch}") from error
-            raise
+        self.run.log_epoch(metrics, grid, arrays)
         report = EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics, grid=grid)
         for callback in self.callbacks:
             callback(report)
