@@ -22,9 +22,11 @@ import gzip
 import inspect
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -63,6 +65,9 @@ UI_DIR = REPO_ROOT / "ui"
 #: (the progress loop's is twice it); the benchmark sets Gradio's own 0.001 to measure the difference.
 QUEUE_SLEEP_SECONDS = float(os.environ.get("HRF_QUEUE_SLEEP", "0.1"))
 PROGRESS_SLEEP_SECONDS = 2 * QUEUE_SLEEP_SECONDS
+#: Seconds a Gradio session is kept after its last event once no page (heartbeat) holds it open; see
+#: :class:`SessionJanitor`. ``HRF_SESSION_GRACE`` sets it.
+SESSION_GRACE_SECONDS = float(os.environ.get("HRF_SESSION_GRACE", "300"))
 KEYS_HELP = "Keys: S start · D duel · X stop · 1–5 tabs · ←/→ replay epochs · L latest"
 
 _MANAGER: JobManager | None = None
@@ -864,6 +869,76 @@ def add_live_routes(api: FastAPI, lab: Lab) -> None:
         return Response(gzip.decompress(body), media_type=media, headers=headers)
 
 
+class SessionJanitor:
+    """Forget Gradio's per-session state once no page can use it any more.
+
+    Gradio keeps a ``SessionState`` for every session (each page and each ``gradio_client.Client``), with its
+    own copy of every component's config (about 0.8 MB for this app), and forgets one only past 10,000
+    sessions: the soak (``bench/soak.py``), one client per duel, grew the server by 3 MB a minute. A session
+    is forgotten when no heartbeat connection holds it (the page or client that opened it is gone, counted by
+    :class:`HeartbeatWatch`) and its last event is ``grace`` seconds old. A page that comes back later gets a
+    fresh session, as after Gradio's own capacity eviction.
+    """
+
+    def __init__(self, demo: gr.Blocks, grace: float = SESSION_GRACE_SECONDS):
+        self.demo, self.grace = demo, grace
+        self.open_pages: dict[str, int] = {}  # session hash -> open heartbeat connections
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget every session that no heartbeat holds and that has been idle ``grace`` s; returns how many."""
+        import datetime
+
+        holder = getattr(self.demo, "state_holder", None)
+        if holder is None:
+            return 0
+        now_dt = datetime.datetime.fromtimestamp(time.time() if now is None else now)
+        forgotten = 0
+        for session in list(holder.session_data):
+            last = holder.time_last_used.get(session)
+            if self.open_pages.get(session) or (last is not None and (now_dt - last).total_seconds() < self.grace):
+                continue
+            holder.delete_state(session)  # gr.State values: their delete callbacks
+            with holder.lock:
+                holder.session_data.pop(session, None)
+                holder.time_last_used.pop(session, None)
+            forgotten += 1
+        return forgotten
+
+    def start(self, every: float = 60.0) -> None:
+        def loop() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    self.prune()
+                except Exception:  # noqa: BLE001 - housekeeping must never take the server down
+                    log.exception("could not prune Gradio sessions")
+
+        threading.Thread(target=loop, name="session-janitor", daemon=True).start()
+
+
+class HeartbeatWatch:
+    """ASGI middleware: counts the open heartbeat connections per Gradio session for :class:`SessionJanitor`."""
+
+    HEARTBEAT = re.compile(r"/gradio_api/heartbeat/([^/]+)$")
+
+    def __init__(self, app, janitor: SessionJanitor):
+        self.app, self.janitor = app, janitor
+
+    async def __call__(self, scope, receive, send):
+        match = self.HEARTBEAT.search(scope["path"]) if scope["type"] == "http" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        pages, session = self.janitor.open_pages, match[1]
+        pages[session] = pages.get(session, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            pages[session] -= 1
+            if pages[session] <= 0:
+                del pages[session]
+
+
 def tune_queue(demo: gr.Blocks) -> None:
     """Let Gradio's idle queue loops sleep longer (see :data:`QUEUE_SLEEP_SECONDS`)."""
     queue = getattr(demo, "_queue", None)
@@ -885,6 +960,8 @@ def create_server(lab: Lab, root_path: str | None = None) -> FastAPI:
     tune_queue(demo)
     api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     add_live_routes(api, lab)
+    janitor = SessionJanitor(demo)
+    api.add_middleware(HeartbeatWatch, janitor=janitor)  # inside ViewerPage: it sees paths without the prefix
     prefix = urlsplit(root_path).path if "://" in root_path else root_path
     api.add_middleware(ViewerPage, html=(UI_DIR / "viewer.html").read_bytes(), prefix=prefix)
     figures = [str(p) for p in serving.figure_files(lab.docs_dir)]
@@ -893,8 +970,9 @@ def create_server(lab: Lab, root_path: str | None = None) -> FastAPI:
                         root_path=root_path or None, footer_links=["api", "gradio"],
                         theme=gr.themes.Default(primary_hue="indigo", secondary_hue="pink"), css=APP_CSS,
                         head=HEAD)
-    api.state.demo, api.state.lab = demo, lab
+    api.state.demo, api.state.lab, api.state.sessions = demo, lab, janitor
     lab.feed.start()
+    janitor.start()
     return api
 
 
@@ -909,7 +987,6 @@ class Served:
                                                     timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
-        import time
 
         deadline = time.time() + 60
         while not self.server.started and self.thread.is_alive() and time.time() < deadline:

@@ -266,3 +266,46 @@ def test_readme_scripting_examples_run(served, manager, capsys):
         runs.setdefault(run.config["reward"], run)
     assert runs["ink"].status["state"] == "done" and len(runs["ink"].checkpoints()) == 2
     assert runs["symmetry"].config["extra"].get("duel") is not None  # the duel started (and was stopped)
+
+
+def test_sessions_no_page_holds_are_forgotten(served):
+    """Gradio keeps a copy of every component's config per session (one per script's client, one per page) and
+    forgets none below 10,000 sessions: the janitor forgets a session once no heartbeat holds it and it has been
+    idle for the grace period, and keeps one whose page (heartbeat) is still open."""
+    import threading
+
+    import httpx
+
+    janitor, holder = served.api.state.sessions, served.api.state.demo.state_holder
+    clients = [Client(served.url, verbose=False) for _ in range(3)]
+    hashes = []
+    for script in clients:
+        script.predict(api_name="/status")
+        hashes.append(script.session_hash)
+        script.close()
+    assert set(hashes) <= set(holder.session_data)
+    page, closing = hashes[0], threading.Event()
+
+    def hold_page() -> None:  # a browser tab: its heartbeat stays connected
+        with httpx.stream("GET", f"{served.url}gradio_api/heartbeat/{page}", timeout=None) as response:
+            for _ in response.iter_bytes():
+                if closing.is_set():
+                    return
+
+    threading.Thread(target=hold_page, daemon=True).start()
+    deadline = time.time() + 30
+    while not janitor.open_pages.get(page):
+        assert time.time() < deadline, "the heartbeat was not seen"
+        time.sleep(0.05)
+    janitor.prune()  # within the grace period: every session stays
+    assert set(hashes) <= set(holder.session_data)
+    later = time.time() + janitor.grace + 1
+    janitor.prune(later)
+    assert page in holder.session_data and not set(hashes[1:]) & set(holder.session_data)
+    closing.set()  # the tab closes: the server sees the disconnect at the heartbeat's next message
+    deadline = time.time() + 60
+    while janitor.open_pages.get(page):
+        assert time.time() < deadline, "the closed heartbeat is still counted"
+        time.sleep(0.1)
+    janitor.prune(later)
+    assert page not in holder.session_data
