@@ -163,6 +163,9 @@ PRESETS: dict[str, TrainConfig] = {
     "digits-hrf-sliding": TrainConfig(method="hrf-sliding", clusters=((0, 20, 8), (20, 40, 7)), epochs=15,
                                       eval_every=1),
     "digits-hrf-d": TrainConfig(method="hrf-d", epochs=15, eval_every=1),
+    # window-only HRF (issue #22): the base model samples steps before the window, per-image advantages
+    "digits-hrf-window-only": TrainConfig(method="hrf", window=(20, 40), adv_scope="image", outside_window="base",
+                                          epochs=15, eval_every=1),
     # the reviewers' ablations: a random start step (s ~ U{0..K-1}, every later step trained), and
     # re-noised starts at a fixed step without sliding; and DDPO with the KL penalty to the base (DPOK)
     "digits-random-start": TrainConfig(method="hrf", window=(0, 40), epochs=15, eval_every=1),

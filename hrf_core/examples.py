@@ -1,9 +1,10 @@
 """The example runs that ship with the app: finished duels on the visible rewards, metrics and grids only.
 
-``python -m hrf_core examples`` trains, through the job manager, one duel per visible reward (HRF on
-the late window [20, 40) against DDPO, same seed and settings as the app's digits presets) and copies
-each half into ``checkpoints/examples/`` without weights or evaluation arrays, grids downscaled, so a
-fresh app (or a Space whose run store was wiped) shows a finished DDPO-vs-HRF comparison at once.
+``python -m hrf_core examples`` trains, through the job manager, the duels of :data:`DUELS` (a preset
+against DDPO, same seed and settings as the app's digits presets) and copies each half into
+``checkpoints/examples/`` without weights or evaluation arrays, grids downscaled, so a fresh app (or a
+Space whose run store was wiped) shows finished DDPO-vs-HRF comparisons at once. ``--only REWARD``
+retrains one duel and keeps the others' folders.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -21,7 +23,21 @@ from hrf_core.config import PRESETS
 from hrf_core.runs import Run, RunStore, read_json, write_json
 
 EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
-DUELS = (("ink", "1"), ("digit:3", "3"))  # (reward, run-id prefix of the pair)
+
+
+@dataclass(frozen=True)
+class Duel:
+    """One shipped duel: ``preset`` against ``digits-ddpo`` on ``reward``; its halves are numbered
+    ``order`` and ``order + 1`` (the Runs table lists examples by that number)."""
+
+    reward: str
+    order: int
+    preset: str = "digits-hrf-late"
+
+
+DUELS = (Duel("ink", 1), Duel("digit:3", 3),
+         # window-only HRF where the frontier experiment found it helps most (docs/RESULTS.md)
+         Duel("jpeg-incompressibility", 5, "digits-hrf-window-only"))
 GRID_SIZE = 192  # pixels: grids are downscaled to at most this
 
 
@@ -44,33 +60,36 @@ def export(run: Run, target: Path, order: str) -> Path:
     return folder
 
 
-def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0) -> list[Path]:
-    """Train the duels (HRF [20,40) vs DDPO) and export them to ``target``; returns the example folders."""
+def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
+             only: tuple[str, ...] = ()) -> list[Path]:
+    """Train the duels of :data:`DUELS` (those on the rewards in ``only``, if given) and export them to
+    ``target``, replacing those duels' earlier folders; returns the example folders written."""
     from hrf_core.jobs import JobManager, default_torch_threads
 
+    duels = [d for d in DUELS if not only or d.reward in only]
+    if not duels:
+        raise ValueError(f"no shipped duel on {', '.join(only)}; choose from {', '.join(d.reward for d in DUELS)}")
+    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         store = RunStore(scratch)
         manager = JobManager(store, torch_threads=default_torch_threads())
         exported: list[Path] = []
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for reward, prefix in DUELS:
-            hrf = PRESETS["digits-hrf-late"].replace(reward=reward, epochs=epochs, seed=seed)
-            ddpo = PRESETS["digits-ddpo"].replace(reward=reward, epochs=epochs, seed=seed)
+        for duel in duels:
+            for old in [*target.glob(f"example-{duel.order}-*"), *target.glob(f"example-{duel.order + 1}-*")]:
+                shutil.rmtree(old)
+            hrf = PRESETS[duel.preset].replace(reward=duel.reward, epochs=epochs, seed=seed)
+            ddpo = PRESETS["digits-ddpo"].replace(reward=duel.reward, epochs=epochs, seed=seed)
             first, second = manager.start_duel(hrf, ddpo)
             started = time.time()
             manager.wait()
             snap = manager.snapshot()
             if snap.state != "done":
-                raise RuntimeError(f"the {reward} duel ended {snap.status}")
-            print(f"{reward}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
-            runs = {run_id: store.get(run_id) for run_id in (first, second)}
-            names = {}
-            for order, run_id in zip((prefix, str(int(prefix) + 1)), (first, second), strict=True):
-                names[run_id] = f"example-{order}-{run_id.split('-', 2)[-1]}"
-            for order, run_id in zip((prefix, str(int(prefix) + 1)), (first, second), strict=True):
-                folder = export(runs[run_id], target, order)
+                raise RuntimeError(f"the {duel.reward} duel ended {snap.status}")
+            print(f"{duel.reward}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
+            orders = {first: str(duel.order), second: str(duel.order + 1)}
+            names = {run_id: f"example-{order}-{run_id.split('-', 2)[-1]}" for run_id, order in orders.items()}
+            for run_id, order in orders.items():
+                folder = export(store.get(run_id), target, order)
                 config = read_json(folder / "config.json")
                 config["extra"]["duel_with"] = names[config["extra"]["duel_with"]]
                 write_json(folder / "config.json", config)
@@ -87,10 +106,12 @@ def cli_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(EXAMPLES_DIR), help=f"where the examples go (default {EXAMPLES_DIR})")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", default=(), metavar="REWARD",
+                        help=f"retrain only these duels ({', '.join(d.reward for d in DUELS)}); keep the others")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         raise ValueError("--epochs must be >= 1")
-    folders = generate(Path(args.out), args.epochs, args.seed)
+    folders = generate(Path(args.out), args.epochs, args.seed, tuple(args.only))
     total = sum(folder_size(f) for f in folders)
     print(f"wrote {len(folders)} example runs to {args.out} ({total / 1e6:.2f} MB)")
     return 0

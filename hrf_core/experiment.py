@@ -383,8 +383,8 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
                  previous: Path | None = None) -> Path:
     """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference.
 
-    ``previous``: a ``frontier.json`` of an earlier sitting whose arms this store lacks; they join the
-    standing table (the per-task tables show this store's runs).
+    ``previous``: a ``frontier.json`` of an earlier sitting; the arms this store lacks join every table
+    (:func:`merge_earlier`), so the written ``frontier.json`` holds both sittings.
     """
     from hrf_core.frontier import format_value, frontier, handover_rows, standing_table, table
 
@@ -393,6 +393,9 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     finished = [p for p in sorted(out.iterdir()) if (p / "status.json").is_file()
                 and Run(p).status.get("state") == "done"]  # a unit cut off mid-run is left out, not half-read
     result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    earlier = read_json(previous, None) if previous is not None else None
+    if earlier:
+        result = merge_earlier(result, earlier)
     for group in result["groups"].values():  # the reference and its no-training frontier first
         order = ["ddpo", "handover", *full_arms(settings), *(f"{a}/image" for a in ABLATION_BASES)]
         group["arms"] = dict(sorted(group["arms"].items(),
@@ -428,13 +431,12 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         "early-stopped DDPO only where its Δ interval lies above 0.",
         "",
     ]
-    earlier = [read_json(previous, None)] if previous is not None else []
-    rows, best = standing_table([r for r in earlier if r] + [result])
+    rows, best = standing_table([result])
     lines += ["## Which method is on or above early-stopped DDPO?", "",
               "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
               "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "
               "below: interval under 0; not reached: some seed never gets there."
-              + (" Arms this store lacks come from the earlier sitting's results." if earlier else ""), ""]
+              + (" Arms marked ¹ come from an earlier sitting (see each task)." if earlier else ""), ""]
     lines += rows + [""]
     if best:
         lines += [f"Best row: **{best}**.", ""]
@@ -457,30 +459,39 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
             lines += table(group, metric, "reward") + [""]
         lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
                   "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
-                  "| arm | reward gain | % of DDPO's | compute (k) | " + " | ".join(metric_title(m) for m in HEADLINE)
-                  + " |", "|---" * (4 + len(HEADLINE)) + "|"]
+                  "| arm | reward gain | % of DDPO's | fall from its best (% of DDPO's gain: mean, worst seed) "
+                  "| compute (k) | " + " | ".join(metric_title(m) for m in HEADLINE)
+                  + " |", "|---" * (5 + len(HEADLINE)) + "|"]
         for arm, entry in group["arms"].items():
             final = entry["final"]
-            share = final["gain"]["mean"] / ref["final_gain"] * 100 if ref["final_gain"] else float("nan")
-            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
+            scale = 100 / ref["final_gain"] if ref["final_gain"] else float("nan")  # % of DDPO's final gain
+            share = final["gain"]["mean"] * scale
+            fall = final.get("fall")
+            fall_text = (f"{fall['mean'] * scale:.0f}%, {fall['max'] * scale:.0f}%" if fall and arm != "handover"
+                         else "n/a")
+            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | {fall_text} | "
                          f"{final['compute']['mean'] / 1e3:.0f} | "
                          + " | ".join(format_value(final.get(m)) for m in HEADLINE) + " |")
         lines += ["", f"**{metric_title('is_classifier')} at matched compute** (levels: % of DDPO's final compute; "
                   "hand-over excluded: it spends no compute of its own)", ""]
         lines += table({**group, "arms": {a: e for a, e in group["arms"].items() if a != "handover"}},
                        "is_classifier", "compute") + [""]
+        carried = [arm for arm, entry in group["arms"].items() if entry.get("earlier")]
+        if carried:
+            lines += [f"¹ From an earlier sitting (same settings and seeds; its Δ against that sitting's DDPO runs): "
+                      f"{', '.join(carried)}.", ""]
         first = settings.seeds[0]
         grids = []
         for arm, entry in group["arms"].items():
             run_id = next((r for r in entry["runs"] if r.endswith(f"seed{first}")), None)
             if run_id is None:
                 continue
-            run = Run(out / run_id)
-            grid = run.latest_grid()
-            if grid is None:
-                continue
             target = results / f"grid-{run_name(group['reward'], arm, first)}.png"
-            target.write_bytes(grid.read_bytes())
+            grid = Run(out / run_id).latest_grid() if (out / run_id).is_dir() else None
+            if grid is not None:
+                target.write_bytes(grid.read_bytes())
+            elif not (entry.get("earlier") and target.is_file()):  # an earlier sitting's grid stays
+                continue
             grids.append((arm, target.name))
         if grids:
             lines += [" ".join(f"![{arm}](results/{name})" for arm, name in grids), "",
@@ -494,11 +505,25 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
         from hrf_core.reading import stale_numbers
 
-        for stale in stale_numbers(notes.read_text(), [result, *earlier]):
+        for stale in stale_numbers(notes.read_text(), [result]):
             print(f"warning: reading.md quotes a number the tables do not hold: {stale}")
     report = docs / "RESULTS.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def merge_earlier(result: dict, earlier: dict) -> dict:
+    """``result`` with the arms (and tasks) of an earlier sitting's ``frontier.json`` that it lacks, each marked
+    ``"earlier": True``; this sitting's arms win where both have one."""
+    groups = {key: {**group, "arms": dict(group["arms"])} for key, group in result["groups"].items()}
+    for key, group in earlier.get("groups", {}).items():
+        carried = {arm: {**entry, "earlier": True} for arm, entry in group["arms"].items()}
+        if key not in groups:
+            groups[key] = {**group, "arms": carried}
+            continue
+        for arm, entry in carried.items():
+            groups[key]["arms"].setdefault(arm, entry)
+    return {**result, "groups": groups}
 
 
 def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]:
@@ -546,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
                         help="where the app's DDPO reference curves go ('' for nowhere)")
     parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
-    parser.add_argument("--previous", help="an earlier sitting's frontier.json: its arms join the standing table")
+    parser.add_argument("--previous", help="an earlier sitting's frontier.json: the arms this store lacks join every table")
     parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
                         help="also log each run to this tracker (repeat): trackio, tensorboard or wandb")
     return parser

@@ -358,7 +358,9 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                 rows.append(row)
             entry[f"matched_{axis}"] = rows
         last = {name: [float(t.metrics[name][-1]) for t in runs if name in t.metrics] for name in names}
+        falls = [float(t.gains.max() - t.gains[-1]) for t in runs]  # reward lost since the run's best evaluation
         entry["final"] = {"gain": summarise([float(t.gains[-1]) for t in runs], [], rng),
+                          "fall": {**summarise(falls, [], rng), "max": max(falls)},
                           "compute": summarise([float(t.compute[-1]) for t in runs], [], rng),
                           "epochs": summarise([float(t.epochs[-1]) for t in runs], [], rng),
                           **{k: summarise(v, [], rng) for k, v in last.items() if v}}
@@ -555,7 +557,8 @@ def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[
             detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "not reached") if counts[s])
             cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else ""))
         scores[arm] = tuple(total)
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        mark = " ¹" if any(entry.get("earlier") for entry in tasks.values()) else ""  # from an earlier sitting
+        lines.append(f"| {arm}{mark} | " + " | ".join(cells) + " |")
     best = max(scores, key=lambda a: scores[a]) if scores else None
     return lines, best
 

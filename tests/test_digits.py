@@ -129,14 +129,20 @@ def test_pretrain_pipeline_writes_loadable_folder(tmp_path):
 
 
 def test_shipped_example_runs():
-    """Finished duels on the visible rewards: metrics and grids, no weights, well under 3 MB."""
-    from hrf_core.examples import EXAMPLES_DIR
+    """Finished duels (examples.DUELS): metrics and grids, no weights, well under 3 MB; the window-only duel
+    samples the steps before its window with the base model."""
+    from hrf_core.config import PRESETS
+    from hrf_core.examples import DUELS, EXAMPLES_DIR
     from hrf_core.runs import RunStore
 
     store = RunStore(EXAMPLES_DIR.parent / "no-such-store", examples=EXAMPLES_DIR)
     runs = store.list()
-    assert [r.run_id for r in runs] == ["example-1-hrf-ink", "example-2-ddpo-ink", "example-3-hrf-digit3",
-                                        "example-4-ddpo-digit3"]
+    expected = {f"example-{d.order + half}": (d.reward, method, PRESETS[d.preset].outside_window if half == 0 else "tuned")
+                for d in DUELS for half, method in ((0, PRESETS[d.preset].method), (1, "ddpo"))}
+    found = {r.run_id.split("-", 2)[0] + "-" + r.run_id.split("-", 2)[1]:
+             (r.config["reward"], r.config["method"], r.config.get("outside_window", "tuned")) for r in runs}
+    assert found == expected
+    assert any(outside == "base" for _, _, outside in found.values())  # a window-only duel ships
     size = sum(p.stat().st_size for p in EXAMPLES_DIR.rglob("*") if p.is_file())
     assert size < 3e6
     for run in runs:

@@ -71,6 +71,25 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                      str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0"]) == 0
     report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
     assert "| hrf[20,40) |" in report and "| cut |" not in report
+    assert "## Window-only training against the training-free hand-over at the same split" in report
+    assert "| jpeg-compressibility | hrf[20,40)/image/wo | 5 |" in report  # S = 20 of 40 at K = 10
+    # an earlier sitting's arms (and tasks) that this store lacks join every table, marked; its own arms win
+    earlier = json.loads((tmp_path / "serial" / "docs" / "results" / "frontier.json").read_text())
+    group = next(iter(earlier["groups"].values()))
+    group["arms"]["old-arm"] = group["arms"]["hrf[20,40)"]
+    group["arms"]["ddpo"] = {**group["arms"]["ddpo"], "seeds": [99]}
+    earlier["groups"]["digits16|ink"] = {**group, "reward": "ink", "arms": {"ddpo": group["arms"]["ddpo"],
+                                                                           "ink-arm": group["arms"]["hrf[20,40)"]}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    assert cli_main([NAME, *common, "--report-only", "--out", str(tmp_path / "serial" / "runs"), "--docs",
+                     str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0",
+                     "--previous", str(tmp_path / "earlier.json")]) == 0
+    report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
+    assert "| old-arm ¹ |" in report and "| ink-arm ¹ |" in report and "## ink" in report
+    assert "¹ From an earlier sitting (same settings and seeds; its Δ against that sitting's DDPO runs): old-arm." \
+        in report
+    merged = json.loads((tmp_path / "serial" / "docs" / "results" / "frontier.json").read_text())
+    assert merged["groups"][next(iter(earlier["groups"]))]["arms"]["ddpo"]["seeds"] == [0]  # this sitting's
     check_window_only(tmp_path / "serial" / "runs")
 
 
