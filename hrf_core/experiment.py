@@ -431,12 +431,23 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         "early-stopped DDPO only where its Δ interval lies above 0.",
         "",
     ]
-    rows, best = standing_table([result])
+    # the locality profile's suggested windows differ per task: one row for them all
+    by_role = {key: {**group, "arms": {arm_role(arm, settings): entry for arm, entry in group["arms"].items()}}
+               for key, group in result["groups"].items()}
+    rows, best = standing_table([{**result, "groups": by_role}])
+    windows: dict[str, list[str]] = {}
+    for task, start in settings.suggested.items():
+        if any(arm_role(a, settings) == "suggested/wo" for g in result["groups"].values() if g["reward"] == task
+               for a in g["arms"]):
+            windows.setdefault(suggested_arm(start, settings.steps)[3:].split("/")[0], []).append(task)
     lines += ["## Which method is on or above early-stopped DDPO?", "",
               "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
               "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "
               "below: interval under 0; not reached: some seed never gets there."
-              + (" Arms marked ¹ come from an earlier sitting (see each task)." if earlier else ""), ""]
+              + (" Arms marked ¹ come from an earlier sitting (see each task)." if earlier else "")
+              + (" `suggested/wo`: window-only at the window the locality profile suggests ("
+                 + "; ".join(f"{w} on {', '.join(tasks)}" for w, tasks in windows.items()) + ")." if windows else ""),
+              ""]
     lines += rows + [""]
     if best:
         lines += [f"Best row: **{best}**.", ""]
@@ -464,7 +475,8 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
                   + " |", "|---" * (5 + len(HEADLINE)) + "|"]
         for arm, entry in group["arms"].items():
             final = entry["final"]
-            scale = 100 / ref["final_gain"] if ref["final_gain"] else float("nan")  # % of DDPO's final gain
+            reference = entry.get("reference_final_gain", ref["final_gain"])  # an earlier arm: its sitting's
+            scale = 100 / reference if reference else float("nan")  # % of DDPO's final gain
             share = final["gain"]["mean"] * scale
             fall = final.get("fall")
             fall_text = (f"{fall['mean'] * scale:.0f}%, {fall['max'] * scale:.0f}%" if fall and arm != "handover"
@@ -503,9 +515,10 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         lines += [locality.read_text().strip(), ""]
     lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
     if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
-        from hrf_core.reading import stale_numbers
+        from hrf_core.reading import report_sources, stale_numbers
 
-        for stale in stale_numbers(notes.read_text(), [result]):
+        sources, shares = report_sources(results)
+        for stale in stale_numbers(notes.read_text(), sources, shares):
             print(f"warning: reading.md quotes a number the tables do not hold: {stale}")
     report = docs / "RESULTS.md"
     report.write_text("\n".join(lines))
@@ -517,7 +530,9 @@ def merge_earlier(result: dict, earlier: dict) -> dict:
     ``"earlier": True``; this sitting's arms win where both have one."""
     groups = {key: {**group, "arms": dict(group["arms"])} for key, group in result["groups"].items()}
     for key, group in earlier.get("groups", {}).items():
-        carried = {arm: {**entry, "earlier": True} for arm, entry in group["arms"].items()}
+        # shares of DDPO's gain stay those of the earlier sitting's DDPO runs, which its Δs were read against
+        carried = {arm: {**entry, "earlier": True, "reference_final_gain": group["reference"]["final_gain"]}
+                   for arm, entry in group["arms"].items()}
         if key not in groups:
             groups[key] = {**group, "arms": carried}
             continue

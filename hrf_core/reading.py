@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 INTERVAL = re.compile(r"([+-]?\d+\.\d+) \[([+-]?\d+\.\d+), ([+-]?\d+\.\d+)\]")
 SHARE = re.compile(r"(-?\d+)% (?:of DDPO's|±)")
@@ -42,8 +43,8 @@ def shares_of(frontier: dict) -> set[int]:
         reference = group["reference"]["final_gain"]
         if not reference:
             continue
-        for entry in group["arms"].values():
-            shares.add(round(100 * entry["final"]["gain"]["mean"] / reference))
+        for entry in group["arms"].values():  # an earlier sitting's arm: against that sitting's DDPO
+            shares.add(round(100 * entry["final"]["gain"]["mean"] / entry.get("reference_final_gain", reference)))
     return shares
 
 
@@ -55,6 +56,18 @@ def window_only_shares(rows: list[dict]) -> set[int]:
         for kind in ("everywhere", "window_only"):
             groups.setdefault((row["task"], row["arm"], kind), []).append(row[kind])
     return {round(100 * sum(v[0] for v in values) / len(values)) for values in groups.values()}
+
+
+def report_sources(results: Path) -> tuple[list[dict], set[int]]:
+    """What the Reading may quote, from a report's ``results/`` folder: ``frontier.json`` and ``locality.json``
+    (their summaries and shares), and the shares of ``window-only.json`` (:func:`window_only_shares`)."""
+    import json
+
+    sources = [json.loads((results / name).read_text()) for name in ("frontier.json", "locality.json")
+               if (results / name).is_file()]
+    window_only = results / "window-only.json"
+    shares = window_only_shares(json.loads(window_only.read_text())) if window_only.is_file() else set()
+    return sources, shares
 
 
 def stale_numbers(text: str, sources: Iterable[dict], extra_shares: Iterable[int] = ()) -> list[str]:

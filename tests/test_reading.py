@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hrf_core.reading import stale_numbers, window_only_shares
+from hrf_core.reading import report_sources, stale_numbers
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def sources() -> list[dict]:
-    return [json.loads((DOCS / "results" / name).read_text()) for name in ("frontier.json", "locality.json")
-            if (DOCS / "results" / name).is_file()]
-
-
 def test_every_interval_and_share_in_the_reading_is_in_the_tables():
-    extra = window_only_shares(json.loads((DOCS / "results" / "window-only.json").read_text()))
-    stale = stale_numbers((DOCS / "results" / "reading.md").read_text(), sources(), extra)
+    sources, extra = report_sources(DOCS / "results")
+    assert len(sources) == 2 and extra  # frontier.json and locality.json; window-only.json's shares
+    stale = stale_numbers((DOCS / "results" / "reading.md").read_text(), sources, extra)
     assert not stale, "stale numbers in docs/results/reading.md:\n" + "\n".join(stale)
 
 
