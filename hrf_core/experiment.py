@@ -407,6 +407,11 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     if reference_file is not None:
         write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
                                     "rewards": reference_curves(result, out)})
+        folder = reference_file.parent
+        if (folder / "training.json").is_file() and (folder / "README.md").is_file():  # a shipped model's card
+            from hrf_core.pretrain import write_ddpm_card
+
+            write_ddpm_card(folder)  # its file table lists every file's sha256
     seeds = " ".join(str(s) for s in settings.seeds)
     wall = progress.get("wall_seconds", 0.0)
     lines = [
