@@ -205,34 +205,36 @@ class Run:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Around a write of ``what`` into the run: a full disk becomes one :class:`StoreFullError` (what is
+        kept, how to resume); any other error passes unchanged."""
+        try:
+            yield
+        except Exception as error:
+            if is_disk_full(error):
+                raise self.full_disk(what) from error
+            raise
+
     def log_epoch(self, row: dict, grid=None, arrays: dict | None = None) -> None:
         """Write an epoch's grid and evaluation arrays, then its metrics row, so a logged row always has its
-        files; a full disk raises :class:`StoreFullError` (what is kept, how to resume)."""
+        files (a full disk: :meth:`writing`)."""
         epoch = int(row.get("epoch", 0))
-        try:
+        with self.writing(f"the metrics of epoch {epoch}"):
             if grid is not None:
                 self.save_grid(grid, epoch)
             if arrays:
                 self.save_eval(arrays, epoch)
             self.append_metrics(row)
-        except Exception as error:
-            if is_disk_full(error):
-                raise self.full_disk(f"the metrics of epoch {epoch}") from error
-            raise
 
     def update_config(self, changes: dict, extra: dict | None = None) -> None:
-        """Merge ``changes`` (and ``extra`` into its ``extra``) into ``config.json``, atomically; a full disk
-        raises :class:`StoreFullError`."""
+        """Merge ``changes`` (and ``extra`` into its ``extra``) into ``config.json``, atomically."""
         data = self.config
         data.update(changes)
         if extra:
             data.setdefault("extra", {}).update(extra)
-        try:
+        with self.writing("the run's config"):
             write_json(self.path / "config.json", data)
-        except OSError as error:
-            if is_disk_full(error):
-                raise self.full_disk("the run's config") from error
-            raise
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """Keep only rows with epoch <= last_epoch (used by resume), atomically."""

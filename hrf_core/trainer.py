@@ -407,13 +407,9 @@ class Trainer:
         """
         if not self.dist.is_main:
             return None
-        try:
+        with self.run.writing(f"the checkpoint of epoch {self.epoch}"):
             folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
                                                  self.optimizer, self._state())
-        except Exception as error:
-            if is_disk_full(error):
-                raise self.run.full_disk(f"the checkpoint of epoch {self.epoch}") from error
-            raise
         self._saved_epoch = self.epoch
         return folder
 
