@@ -440,11 +440,11 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     by_role = {key: {**group, "arms": {arm_role(arm, settings): entry for arm, entry in group["arms"].items()}}
                for key, group in result["groups"].items()}
     rows, best = standing_table([{**result, "groups": by_role}])
-    windows: dict[str, list[str]] = {}
-    for task, start in settings.suggested.items():
-        if any(arm_role(a, settings) == "suggested/wo" for g in result["groups"].values() if g["reward"] == task
-               for a in g["arms"]):
-            windows.setdefault(suggested_arm(start, settings.steps)[3:].split("/")[0], []).append(task)
+    windows: dict[str, list[str]] = {}  # suggested arm -> its tasks
+    for group in result["groups"].values():
+        for arm in group["arms"]:
+            if arm_role(arm, settings) == "suggested/wo":
+                windows.setdefault(arm, []).append(group["reward"])
     lines += ["## Which method is on or above early-stopped DDPO?", "",
               "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
               "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "

@@ -521,10 +521,13 @@ def cli_main(argv: list[str] | None = None) -> int:
 def standing(row: dict, metric: str = "is_classifier") -> str:
     """Where one arm stands against early-stopped DDPO at one level: "above" (the Δ interval is above 0),
     "below" (under 0), "on" (it spans 0), or "not reached" (by some seed). Without an interval: the sign."""
-    if not row.get("reached") or row["reached"] < row["n"]:
-        return "not reached"
-    delta = row["delta_vs_ddpo"].get(metric)
-    if not delta:
+    return position(row["delta_vs_ddpo"].get(metric), row.get("reached", 0), row["n"])
+
+
+def position(delta: dict | None, reached: int, n: int) -> str:
+    """"above" / "below" / "on" for a Δ summary whose interval is above 0 / under 0 / spans it (no interval:
+    the sign); "not reached" when fewer than all ``n`` seeds reached the level."""
+    if not reached or reached < n or not delta:
         return "not reached"
     low, high = delta.get("ci", (delta["mean"], delta["mean"]))
     return "above" if low > 0 else "below" if high < 0 else "on"
@@ -576,8 +579,7 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
                 handover, final = versus["handover_gain"]["mean"], versus["final_gain"]["mean"]
                 share = f"{final / handover * 100:.0f}%" if handover > 0 else "n/a"
                 delta = versus["delta"].get(metric)
-                row = {"reached": versus["reached"], "n": versus["n"], "delta_vs_ddpo": versus["delta"]}
-                where = standing(row, metric)
+                where = position(delta, versus["reached"], versus["n"])
                 matched = (f"{format_value(delta)} ({where})" if where != "not reached" else
                            f"not reached ({versus['reached']}/{versus['n']} seeds)")
                 lines.append(f"| {group['reward']} | {arm} | {versus['split']} | {format_value(versus['handover_gain'], 4)} "

@@ -14,6 +14,7 @@ and returns the ones no source holds, each with its context, so a stale number n
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,8 +62,6 @@ def window_only_shares(rows: list[dict]) -> set[int]:
 def report_sources(results: Path) -> tuple[list[dict], set[int]]:
     """What the Reading may quote, from a report's ``results/`` folder: ``frontier.json`` and ``locality.json``
     (their summaries and shares), and the shares of ``window-only.json`` (:func:`window_only_shares`)."""
-    import json
-
     sources = [json.loads((results / name).read_text()) for name in ("frontier.json", "locality.json")
                if (results / name).is_file()]
     window_only = results / "window-only.json"
