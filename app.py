@@ -387,11 +387,11 @@ class Lab:
         """Continue a stopped, interrupted or finished run for ``more`` epochs (``python -m hrf_core resume``)."""
         try:
             presenter.check(token)
-            self.manager.continue_run(run_id or "", more)
+            at = self.manager.continue_run(run_id or "", more)
         except (ValueError, PermissionError) as error:
             return _shown(error, "Not continued: "), gr.Tabs()
         snap = self.manager.snapshot()
-        return (common.notice_html(f"Continuing {run_id} from epoch {snap.epoch} to epoch {snap.epochs}.", "ok"),
+        return (common.notice_html(f"Continuing {run_id} from epoch {at} to epoch {snap.epochs}.", "ok"),
                 gr.Tabs(selected="live"))
 
     @_safe(1)

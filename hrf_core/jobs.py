@@ -328,8 +328,9 @@ class JobManager:
             raise
         return runs
 
-    def continue_run(self, run_id: str, more: int) -> str:
-        """Continue a stopped, interrupted or finished run for ``more`` epochs from its latest checkpoint.
+    def continue_run(self, run_id: str, more: int) -> int:
+        """Continue a stopped, interrupted or finished run for ``more`` epochs from its latest checkpoint;
+        returns that checkpoint's epoch (rows logged after it are still on disk until the job drops them).
 
         Exactly ``python -m hrf_core resume <run> --epochs <checkpoint epoch + more>``: metrics after the
         checkpoint are dropped and trained again, so every epoch is logged once. Raises ValueError (one line,
@@ -362,7 +363,7 @@ class JobManager:
                        factory=lambda c, r, callbacks, stop: self.resume_factory(r, c.epochs, callbacks, stop),
                        report_to=report_to)
             self._launch(job)
-            return run.run_id
+            return at
 
     def _launch(self, job: _Job) -> None:
         job.thread = threading.Thread(target=self._work, args=(job,), name=f"hrf-job-{job.run.run_id}", daemon=True)

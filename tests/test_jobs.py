@@ -236,7 +236,7 @@ def test_continue_a_run_for_more_epochs(tmp_path):
             manager.continue_run(run_id, bad)
     with pytest.raises(ValueError, match="invalid run id"):
         manager.continue_run("../runs", 2)
-    assert manager.continue_run(run_id, 3) == run_id  # from epoch 2's checkpoint to epoch 5
+    assert manager.continue_run(run_id, 3) == 2  # from epoch 2's checkpoint (epoch 3's row still on disk) to 5
     snap = manager.snapshot()
     assert snap.active and (snap.run_id, snap.epochs) == (run_id, 5)
     with pytest.raises(ValueError, match="already in progress"):

@@ -233,10 +233,10 @@ class ScriptingApi:
         """Continue a stopped, interrupted or finished run for ``more_epochs`` epochs from its latest checkpoint,
         exactly like ``python -m hrf_core resume`` (later metrics are trained again, each epoch logged once)."""
         presenter.check(token)
-        continued = self.manager.continue_run(run_id, more_epochs)
+        at = self.manager.continue_run(run_id, more_epochs)
         snap = self.manager.snapshot()
-        return {"run_id": continued, "from_epoch": snap.epoch, "epochs": snap.epochs,
-                "message": f"Continuing {continued} from epoch {snap.epoch} to epoch {snap.epochs}."}
+        return {"run_id": run_id, "from_epoch": at, "epochs": snap.epochs,
+                "message": f"Continuing {run_id} from epoch {at} to epoch {snap.epochs}."}
 
     # -- /compare and /sample ----------------------------------------------------------------------------
     def compare(self, a: str | None = None, b: str | None = None, a_run_id: str | None = None,
