@@ -40,7 +40,7 @@ from pathlib import Path
 
 from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, trackers
 from hrf_core.config import TrainConfig
-from hrf_core.runs import Run, RunStore, read_json, write_json
+from hrf_core.runs import Run, RunStore, checkpoint_epoch, read_json, write_json
 
 NAME = "frontier-digits"
 JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
@@ -203,7 +203,7 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     k = int(config["num_steps"])
     checkpoint = ddpo.checkpoints()[-1]
     rows = ddpo.metrics()
-    trained = next(r for r in reversed(rows) if r.get("epoch") == int(checkpoint.name.split("-")[1]))
+    trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
     config["extra"] = {**config.get("extra", {}), "arm": "handover", "source_run": source,
                        "source_checkpoint": checkpoint.name}
     config["method"] = "handover"

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hrf_core.runs import CHECKPOINT_PATTERN, Run, RunStore, open_run
+from hrf_core.runs import Run, RunStore, checkpoint_epoch, open_run
 
 #: Licenses of the registered base models. digits16 was trained by this project (apache-2.0, the
 #: repository's license); the google DDPMs are apache-2.0 on the Hub.
@@ -40,7 +40,7 @@ def find_run(name: str, store: str | Path = "runs") -> Run:
 
 def checkpoint_of(run: Run, epoch: int | None = None) -> Path:
     """The run's checkpoint of ``epoch`` (default: its latest)."""
-    checkpoints = {int(CHECKPOINT_PATTERN.match(p.name).group(1)): p for p in run.checkpoints()}
+    checkpoints = {checkpoint_epoch(p): p for p in run.checkpoints()}
     if not checkpoints:
         raise ValueError(f"run {run.run_id} has no checkpoint")
     if epoch is None:
@@ -95,7 +95,7 @@ def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = 
 
     config = run.config
     base, reward, method = config.get("model", ""), config.get("reward", ""), config.get("method", "")
-    epoch = int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+    epoch = checkpoint_epoch(checkpoint)
     rows = run.metrics()
     evaluated = [r for r in rows if "reward_mean" in r and r.get("epoch", 0) <= epoch]
     final, first = (evaluated[-1], evaluated[0]) if evaluated else ({}, {})
@@ -166,7 +166,7 @@ def export_checkpoint(run: Run, checkpoint: Path, out: Path, repo: str | None = 
     try:
         pipeline = DDIMPipeline(unet=load_unet(checkpoint / "unet"), scheduler=load_scheduler(checkpoint))
         pipeline.save_pretrained(tmp, safe_serialization=True)
-        epoch = int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+        epoch = checkpoint_epoch(checkpoint)
         grids = [g for g in run.grids() if int(g.stem.split("-")[1]) <= epoch]
         if grids:
             shutil.copyfile(grids[-1], tmp / "grid.png")

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from hrf_core import liveness, trackers
 from hrf_core.config import TrainConfig
-from hrf_core.runs import Run, RunStore, StoreFullError, is_disk_full, write_json
+from hrf_core.runs import Run, RunStore, StoreFullError, checkpoint_epoch, is_disk_full, write_json
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ class JobManager:
             checkpoints = run.checkpoints()
             if not checkpoints:
                 raise ValueError(f"run {run_id} has no checkpoint to continue from")
-            at = int(checkpoints[-1].name.split("-")[1])
+            at = checkpoint_epoch(checkpoints[-1])
             config = TrainConfig.from_dict(run.config).replace(epochs=at + more)
             config.validate()
             if self.preflight is not None:
@@ -582,7 +582,7 @@ class JobManager:
                 logged = max((int(r.get("epoch", 0)) for r in self.rows(run)), default=0)
                 at = max(logged, int(status.get("epoch") or 0))
                 checkpoints = run.checkpoints()
-                resume = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
+                resume = checkpoint_epoch(checkpoints[-1]) if checkpoints else None
                 state, text = "interrupted", f"interrupted at epoch {at}"
                 message = (f"interrupted at epoch {at}: the process that trained it is gone; "
                            + (f"Continue resumes from the checkpoint of epoch {resume}" if resume is not None

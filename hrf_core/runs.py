@@ -37,6 +37,11 @@ from hrf_core import liveness
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{4,})$")
+
+
+def checkpoint_epoch(folder: Path | str) -> int:
+    """The epoch of a checkpoint folder (``.../epoch-0012`` or its name) -> 12."""
+    return int(CHECKPOINT_PATTERN.match(Path(folder).name).group(1))
 MAX_STORE_VARIABLE = "HRF_MAX_STORE_GB"
 #: how a full disk reads in errors that carry no errno (safetensors' SafetensorError wraps the OS message)
 _FULL_DISK_TEXT = re.compile(r"No space left on device|Disk quota exceeded|os error (28|122)\b|StorageFull")
@@ -164,7 +169,7 @@ class Run:
         if not folder.is_dir():
             return []
         found = [p for p in folder.iterdir() if CHECKPOINT_PATTERN.match(p.name) and (p / "unet").is_dir()]
-        return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
+        return sorted(found, key=checkpoint_epoch)
 
     def grids(self) -> list[Path]:
         return sorted((self.path / "grids").glob("epoch-*.png"))
@@ -276,7 +281,7 @@ class Run:
         kept = "no metrics" if logged is None else f"metrics up to epoch {logged}"
         checkpoints = self.checkpoints()
         if checkpoints:
-            epoch = int(CHECKPOINT_PATTERN.match(checkpoints[-1].name).group(1))
+            epoch = checkpoint_epoch(checkpoints[-1])
             kept += f" and the checkpoint of epoch {epoch}"
             then = f"free some space, then `python -m hrf_core resume {self.path}` continues from epoch {epoch}"
         else:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from hrf_core import presenter
 from hrf_core.config import PRESETS, TrainConfig
 from hrf_core.jobs import JobManager
+from hrf_core.runs import checkpoint_epoch
 from hrf_core.views import compare, train
 from hrf_core.views.common import METHOD_LABELS, _require_runnable, parse_bounded
 
@@ -315,7 +316,7 @@ class ScriptingApi:
             ids = [r.run_id for r in self.store.list()]
             shown = ", ".join(ids[:10]) + (", …" if len(ids) > 10 else "") if ids else "none yet"
             raise ValueError(f"{run_parameter}: {error}; runs: {shown}") from None
-        folders = {int(c.name.split("-")[1]): c.name for c in run.checkpoints()}
+        folders = {checkpoint_epoch(c): c.name for c in run.checkpoints()}
         if not folders:
             raise ValueError(f"{run_parameter}: run {run.run_id} has no checkpoint yet (checkpoints are saved every "
                              "few epochs and at the end; example runs ship without weights)")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrf_core.runs import RunStore
+from hrf_core.runs import RunStore, checkpoint_epoch
 from hrf_core.views.common import (
     _MODEL_LOCK,
     _require_runnable,
@@ -35,7 +35,7 @@ def source_choices(store: RunStore, models: list[str] | tuple[str, ...] = ()) ->
     choices = [(f"{Path(m).name if '/' in m and Path(m).exists() else m} · base model", f"base:{m}") for m in seen]
     for run in runs:
         for checkpoint in reversed(run.checkpoints()):
-            epoch = int(checkpoint.name.split("-")[1])
+            epoch = checkpoint_epoch(checkpoint)
             choices.append((f"{run.run_id} · epoch {epoch} · {run_label(run.config)}",
                             f"ckpt:{run.run_id}:{checkpoint.name}"))
     return choices
@@ -68,7 +68,7 @@ def resolve_source(store: RunStore, value: str) -> Source:
         run = store.get(run_id)
         for checkpoint in run.checkpoints():
             if checkpoint.name == folder:
-                epoch = int(folder.split("-")[1])
+                epoch = checkpoint_epoch(folder)
                 return Source(load=str(checkpoint), family=str(run.config.get("model", "")),
                               label=f"{run_label(run.config)} · epoch {epoch}", reward=run.config.get("reward"),
                               num_steps=run.config.get("num_steps"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hrf_core.runs import Run, RunStore
+from hrf_core.runs import Run, RunStore, checkpoint_epoch
 from hrf_core.views.common import _finite, metric_keys, run_label
 
 # ------------------------------------------------------------------------------------------ run table
@@ -68,7 +68,7 @@ def continue_hint(run: Run, snap=None) -> tuple[int, str]:
     checkpoints = run.checkpoints()
     if not checkpoints:
         return DEFAULT_MORE_EPOCHS, "No checkpoint yet: nothing to continue from."
-    at = int(checkpoints[-1].name.split("-")[1])
+    at = checkpoint_epoch(checkpoints[-1])
     planned = int(run.config.get("epochs") or 0)
     state = snap.status if snap is not None else run.status.get("state", "?")
     return (planned - at if planned > at else DEFAULT_MORE_EPOCHS,
