@@ -240,11 +240,8 @@ class Lab:
     # -- locality profile ----------------------------------------------------------------------------
     def _profile(self, model, reward, num_steps):
         """(the cached or shipped base-model profile of (model, reward, K) or None, K); ValueError for a bad K."""
-        from hrf_core.locality import ProfileCache, ProfileSettings
-
         k = int(train.parse_number("num_steps", num_steps))
-        cache = ProfileCache(self.store.root / ".profiles")
-        return cache.get(str(model), str(reward), None, ProfileSettings(num_steps=k)), k
+        return train.stored_profile(self.store, str(model), str(reward), k), k
 
     def profile_view(self, model, reward, num_steps):
         """The profile bars under the window strip, and the line per window start."""
@@ -265,8 +262,6 @@ class Lab:
 
     def compute_profile(self, token, model, reward, num_steps):
         """Start computing the profile in the job slot (presenter-guarded); the timer then shows its progress."""
-        from hrf_core.locality import ProfileCache, ProfileSettings, compute_cached
-
         try:
             presenter.check(token)
             k = int(train.parse_number("num_steps", num_steps))
@@ -274,10 +269,7 @@ class Lab:
             ok, reason = train.reward_status(str(reward))
             if not ok:
                 raise ValueError(reason)
-            settings = ProfileSettings(num_steps=k).validate()
-            cache = ProfileCache(self.store.root / ".profiles")
-            self.manager.run_task(f"the locality profile of {reward} on {model}", lambda stop, progress: compute_cached(
-                cache, str(model), str(reward), None, settings, stop=stop.is_set, progress=progress))
+            train.start_profile(self.manager, str(model), str(reward), k)
         except (ValueError, PermissionError) as error:
             return _shown(error, "Not started: "), gr.Timer(active=False)
         return common.notice_html(f"Computing the locality profile of {reward} on {model}…", "info"), \

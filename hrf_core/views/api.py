@@ -343,13 +343,11 @@ class ScriptingApi:
 
     # -- the locality profile --------------------------------------------------------------------------
     def _profile_key(self, model: str | None, reward: str | None, num_steps: int | None, available: bool):
-        """(model, reward, K, the profile cache, its settings), each checked; None: the page's."""
-        from hrf_core.locality import ProfileCache, ProfileSettings
-
+        """(model, reward, K), each checked; None: the page's."""
         model = check_model("model", model or self.defaults.model, available=available)
         reward = check_reward("reward", reward or self.defaults.reward)
         k = int(check_number("num_steps", num_steps if num_steps is not None else self.defaults.num_steps))
-        return model, reward, k, ProfileCache(self.store.root / ".profiles"), ProfileSettings(num_steps=k)
+        return model, reward, k
 
     def suggest_window(self, model: str | None = None, reward: str | None = None,
                        num_steps: int | None = None) -> dict:
@@ -359,8 +357,8 @@ class ScriptingApi:
         Defaults: the page's model, reward and K. Returns {"window": "start:end", "window_start",
         "window_end", "reason", "decided"}; decided[i]: the share of the reward's variance decided before step i.
         """
-        model, reward, k, cache, settings = self._profile_key(model, reward, num_steps, available=False)
-        profile = cache.get(model, reward, None, settings)
+        model, reward, k = self._profile_key(model, reward, num_steps, available=False)
+        profile = train.stored_profile(self.store, model, reward, k)
         if profile is None:
             raise ValueError(f"num_steps: no locality profile of {reward} on {model} with num_steps={k} yet: "
                              "call /compute_profile with these values first")
@@ -378,19 +376,14 @@ class ScriptingApi:
         the profile is stored). Then /suggest_window gives its window. Returns {"state", "label", "fraction",
         "error"}.
         """
-        from hrf_core.locality import compute_cached
-
         presenter.check(token)
-        model, reward, k, cache, settings = self._profile_key(model, reward, num_steps, available=True)
+        model, reward, k = self._profile_key(model, reward, num_steps, available=True)
         with naming("model"):
             _require_runnable(model)
-        settings = settings.validate()
-        label = f"the locality profile of {reward} on {model} (K = {k})"
-        task = self.manager.run_task(label, lambda stop, progress: compute_cached(
-            cache, model, reward, None, settings, stop=stop.is_set, progress=progress))
+        task = train.start_profile(self.manager, model, reward, k)
         if wait and task.thread is not None:
             task.thread.join()
-        return {"state": task.state, "label": label, "fraction": task.fraction, "error": task.error}
+        return {"state": task.state, "label": task.label, "fraction": task.fraction, "error": task.error}
 
 
 def start_params(config, token: str = "") -> dict:

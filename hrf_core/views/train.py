@@ -303,6 +303,26 @@ def suggested_window(profile: dict | None, num_steps: int) -> tuple[str, str]:
     return format_window((start, end)), f"Suggested window {start}:{end}: {reason}."
 
 
+def stored_profile(store, model: str, reward: str, num_steps: int) -> dict | None:
+    """The base-model locality profile of (model, reward, K) that the store's cache (or the shipped file)
+    holds, else None."""
+    from hrf_core.locality import ProfileCache, ProfileSettings
+
+    return ProfileCache(store.root / ".profiles").get(model, reward, None, ProfileSettings(num_steps=num_steps))
+
+
+def start_profile(manager, model: str, reward: str, num_steps: int):
+    """Compute the locality profile of (model, reward, K) as a task in ``manager``'s job slot, into the store's
+    cache (refused while a run trains); returns the task. The caller has checked model and reward."""
+    from hrf_core.locality import ProfileCache, ProfileSettings, compute_cached
+
+    settings = ProfileSettings(num_steps=num_steps).validate()
+    cache = ProfileCache(manager.store.root / ".profiles")
+    return manager.run_task(f"the locality profile of {reward} on {model} (K = {num_steps})",
+                            lambda stop, progress: compute_cached(cache, model, reward, None, settings,
+                                                                  stop=stop.is_set, progress=progress))
+
+
 # ------------------------------------------------------------------------------------------- x0 strip
 _STRIPS: dict[tuple[str, int, int], list[str]] = {}
 
