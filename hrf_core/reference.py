@@ -117,12 +117,17 @@ def shipped(folder: Path, reward: str, samples: int) -> ReferenceCurve | None:
                           seeds=seeds)
 
 
+def runs_of(store: RunStore, model: str, reward: str) -> list[Run]:
+    """The store's own runs of this model and reward (one walk, for :func:`find` and :func:`handover_curve`)."""
+    return [r for r in store.own_runs() if r.config.get("model") == model and r.config.get("reward") == reward]
+
+
 def find(store: RunStore, model: str, reward: str, samples: int, exclude: str | None = None,
-         rows_of=None) -> ReferenceCurve | None:
-    """DDPO's curve for this model, reward and evaluation size: from runs on disk, else the shipped one."""
-    runs = [r for r in store.own_runs() if r.run_id != exclude and r.config.get("model") == model
-            and r.config.get("reward") == reward]
-    curve = from_runs(runs, samples, rows_of)
+         rows_of=None, runs: list[Run] | None = None) -> ReferenceCurve | None:
+    """DDPO's curve for this model, reward and evaluation size: from runs on disk (``runs``: already
+    :func:`runs_of`), else the shipped one."""
+    runs = runs_of(store, model, reward) if runs is None else runs
+    curve = from_runs([r for r in runs if r.run_id != exclude], samples, rows_of)
     if curve is not None:
         return curve
     from hrf_core.models import MODELS
@@ -132,13 +137,14 @@ def find(store: RunStore, model: str, reward: str, samples: int, exclude: str | 
     return shipped(folder, reward, samples) if folder.is_dir() else None
 
 
-def handover_curve(store: RunStore, model: str, reward: str, seed, samples: int, rows_of=None) -> ReferenceCurve | None:
+def handover_curve(store: RunStore, model: str, reward: str, seed, samples: int, rows_of=None,
+                   runs: list[Run] | None = None) -> ReferenceCurve | None:
     """The training-free hand-over's curve for this model, reward and seed: a finished ``handover`` run (the base
-    model before S, a DDPO checkpoint from S; rows from S = K to 0) evaluated on ``samples`` samples, else None."""
-    for run in store.own_runs():
+    model before S, a DDPO checkpoint from S; rows from S = K to 0) evaluated on ``samples`` samples, else None.
+    ``runs``: already :func:`runs_of`."""
+    for run in runs_of(store, model, reward) if runs is None else runs:
         config = run.config
-        if config.get("method") != "handover" or config.get("model") != model or config.get("reward") != reward \
-                or config.get("seed") != seed or int(config.get("eval_samples") or 0) != samples \
+        if config.get("method") != "handover" or config.get("seed") != seed or int(config.get("eval_samples") or 0) != samples \
                 or run.status.get("state") != "done":
             continue
         rows = [r for r in (rows_of(run) if rows_of else run.metrics()) if isinstance(r.get("reward_mean"), float)]

@@ -202,8 +202,11 @@ def live_state(manager, run_id: str | None = None) -> dict:
     curve = None
     handover = None
     if model and reward and samples:
-        curve = reference.find(store, model, reward, samples, exclude=snap.run_id, rows_of=manager.rows)
-        handover = reference.handover_curve(store, model, reward, config.get("seed"), samples, rows_of=manager.rows)
+        candidates = reference.runs_of(store, model, reward)  # one walk of the store for both curves
+        curve = reference.find(store, model, reward, samples, exclude=snap.run_id, rows_of=manager.rows,
+                               runs=candidates)
+        handover = reference.handover_curve(store, model, reward, config.get("seed"), samples, rows_of=manager.rows,
+                                            runs=candidates)
     past = []
     if model and reward:
         shown = [r["run_id"] for r in runs]
