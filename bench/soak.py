@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     rss, gif, errors, epochs = result["rss_mb"], result["gif_folder"], result["errors"], result["epoch_seconds"]
     print(f"{result['minutes']} min, {result['viewers']} viewers, {result['pollers']} /status pollers: "
           f"{result['duels']} duels, {result['gif_requests']} GIF requests, {result['status_calls']} /status calls "
-          f"(p95 {result['status_p95_ms']:.0f} ms), {result['viewer_events']} viewer events")
+          + (f"(p95 {result['status_p95_ms']:.0f} ms)" if result["status_p95_ms"] is not None else "")
+          + f", {result['viewer_events']} viewer events")
     print(f"server RSS: {rss['after_first_loaded_duel']:.0f} MB after the first loaded duel -> {rss['end']:.0f} MB "
           f"at the end (growth {rss['growth']:+.1f} MB; target < {TARGET_RSS_MB:.0f}); max {rss['max']:.0f} MB")
     print(f"temporary GIF folder: {gif['files']} files, {gif['bytes'] / 1e6:.2f} MB")
