@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import torch  # noqa: E402
 
-from hrf_core.pretrain import CHECKPOINTS, QUALITY_DEFAULTS, digits_quality, update_ddpm_quality  # noqa: E402
+from hrf_core.models.pretrain import CHECKPOINTS, QUALITY_DEFAULTS, digits_quality, update_ddpm_quality  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=QUALITY_DEFAULTS["batch"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
-    ap.add_argument("--update-card", action="store_true", help="write the numbers into the model's training.json + README.md")
+    ap.add_argument("--update-card", action="store_true",
+                    help="write the numbers into the model's training.json + README.md")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     q = digits_quality(a.model, a.classifier, n=a.n, steps=a.steps, eta=a.eta, seed=a.seed, batch=a.batch)

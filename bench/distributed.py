@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     out = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     arms = {f"1 process x {cores} threads": (cores, 1), "1 process x 1 thread": (1, 1),
-            f"{args.nproc} processes x {max(1, cores // args.nproc)} threads": (max(1, cores // args.nproc), args.nproc)}
+            f"{args.nproc} processes x {max(1, cores // args.nproc)} threads":
+                (max(1, cores // args.nproc), args.nproc)}
     result = {}
     for index, (label, (threads, nproc)) in enumerate(arms.items()):
         seconds = run(out, f"arm{index}", threads, nproc, args.epochs)

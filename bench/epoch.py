@@ -35,9 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
 
 from hrf_core.config import TrainConfig  # noqa: E402
-from hrf_core.models import CELEBAHQ_UNET_CONFIG, MODELS, load_base_model  # noqa: E402
-from hrf_core.runs import RunStore  # noqa: E402
-from hrf_core.trainer import Trainer  # noqa: E402
+from hrf_core.models.registry import CELEBAHQ_UNET_CONFIG, MODELS, load_base_model  # noqa: E402
+from hrf_core.rl.trainer import Trainer  # noqa: E402
+from hrf_core.store.runs import RunStore  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -91,8 +91,8 @@ def count_host_syncs(fn) -> dict:
 
 def tracker_overhead(trainer, names: list[str], epoch_s: float, first_epoch: int, epochs: int, device) -> dict:
     """Report ``epochs`` more DDPO epochs (row + an evaluation grid each) to the trackers ``names``."""
-    from hrf_core.trackers import RunTrackers
-    from hrf_core.trainer import EpochReport
+    from hrf_core.rl.trainer import EpochReport
+    from hrf_core.share.trackers import RunTrackers
 
     _, grid, _ = trainer.evaluate()
     trackers = RunTrackers(names, trainer.run)
@@ -149,7 +149,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="hrf-bench-"))
     if args.report_to:
-        from hrf_core.trackers import require
+        from hrf_core.share.trackers import require
 
         require(args.report_to)
         os.environ.setdefault("WANDB_MODE", "offline")

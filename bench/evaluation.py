@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hrf_core.config import PRESETS  # noqa: E402
+from hrf_core.presets import PRESETS  # noqa: E402
 
 
 def timed(fn, repeats: int = 1) -> float:
@@ -36,9 +36,9 @@ def timed(fn, repeats: int = 1) -> float:
 
 
 def digits(out: dict) -> None:
-    from hrf_core.models import load_base_model
-    from hrf_core.runs import RunStore
-    from hrf_core.trainer import Trainer
+    from hrf_core.models.registry import load_base_model
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import RunStore
 
     config = PRESETS["digits-ddpo"].replace(epochs=1, eval_every=1, device="cpu", checkpoint_every=100)
     run = RunStore(Path(tempfile.mkdtemp())).create(config.to_dict())
@@ -55,8 +55,8 @@ def celebahq(out: dict) -> None:
     from diffusers import UNet2DModel
     from torchvision.models import inception_v3
 
-    from hrf_core.features import ClipFeatures, InceptionFeatures
-    from hrf_core.models import CELEBAHQ_UNET_CONFIG
+    from hrf_core.measure.features import ClipFeatures, InceptionFeatures
+    from hrf_core.models.registry import CELEBAHQ_UNET_CONFIG
 
     preset = PRESETS["paper-hrf-d"]
     torch.manual_seed(0)
@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         c = out["celebahq_paper_preset"]
         print(f"CelebA-HQ 256 (paper preset): UNet forward {c['forward_seconds_per_row']:.2f} s per row; evaluation "
               f"({c['eval_samples']} samples) {c['evaluation_sampling_seconds']:.0f} s sampling + "
-              f"{sum(c['embedding_seconds'].values()):.1f} s embeddings (Inception {c['embedding_seconds']['inception']:.1f}"
-              f" s, CLIP ViT-L/14 {c['embedding_seconds']['clip']:.1f} s; {c['embeddings_share_of_evaluation'] * 100:.1f}%"
+              f"{sum(c['embedding_seconds'].values()):.1f} s embeddings (Inception "
+              f"{c['embedding_seconds']['inception']:.1f} s, CLIP ViT-L/14 {c['embedding_seconds']['clip']:.1f} s; "
+              f"{c['embeddings_share_of_evaluation'] * 100:.1f}%"
               f" of the evaluation); DDPO epoch floor {c['epoch_floor_seconds']:.0f} s: "
               f"{c['overhead_at_eval_every_10'] * 100:.1f}% at eval_every 10")
     if args.json:

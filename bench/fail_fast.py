@@ -60,13 +60,13 @@ def cli_offline_model() -> None:
 
 
 def offline_base_model() -> None:
-    from hrf_core.models import load_base_model
+    from hrf_core.models.registry import load_base_model
 
     _refused(lambda: load_base_model("google/ddpm-ema-celebahq-256", "cpu"), ValueError, "hf download")
 
 
 def offline_aesthetic() -> None:
-    from hrf_core.aesthetic import aesthetic_available, load_aesthetic_mlp, make_aesthetic_reward
+    from hrf_core.rewards.aesthetic import aesthetic_available, load_aesthetic_mlp, make_aesthetic_reward
 
     ok, reason = aesthetic_available()
     if ok or "HF_HUB_OFFLINE" not in reason:
@@ -77,7 +77,7 @@ def offline_aesthetic() -> None:
 
 def offline_extractor(name: str):
     def check() -> None:
-        from hrf_core.features import make_feature_extractor
+        from hrf_core.measure.features import make_feature_extractor
 
         _refused(lambda: make_feature_extractor(name), RuntimeError, "HF_HUB_OFFLINE")
 
@@ -91,7 +91,7 @@ def digits16_sampling(state: dict):
     from diffusers import DDIMScheduler, UNet2DModel
 
     from hrf_core import CHECKPOINTS_DIR
-    from hrf_core.pretrain import sample_ddim
+    from hrf_core.models.pretrain import sample_ddim
 
     folder = CHECKPOINTS_DIR / "digits16"
     state["unet"] = UNet2DModel.from_pretrained(str(folder / "unet"), use_safetensors=True).eval()

@@ -40,9 +40,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
 from epoch import sync, time_call  # noqa: E402  (bench/epoch.py: the same timing in both benchmarks)
 
-from hrf_core.config import PRESETS  # noqa: E402
-from hrf_core.models import CELEBAHQ_UNET_CONFIG, load_base_model  # noqa: E402
-from hrf_core.policy import unet_eps  # noqa: E402
+from hrf_core.models.registry import CELEBAHQ_UNET_CONFIG, load_base_model  # noqa: E402
+from hrf_core.presets import PRESETS  # noqa: E402
+from hrf_core.rl.policy import unet_eps  # noqa: E402
 
 #: Dense peak throughput (TFLOP/s) by GPU name fragment: (fp32 on CUDA cores, bf16 on tensor cores).
 PEAK_TFLOPS = {"H200": (67, 989), "H100": (67, 989), "A100": (19.5, 312), "L40S": (91.6, 362), "L4": (30.3, 121),
@@ -76,7 +76,7 @@ def clip_model(tiny: bool):
     """CLIP ViT-L/14 with its cached weights when present, else the same architecture with random weights."""
     import open_clip
 
-    from hrf_core.features import clip_checkpoint, load_clip_model
+    from hrf_core.measure.features import clip_checkpoint, load_clip_model
 
     if not tiny and clip_checkpoint() is not None:
         return load_clip_model(), "ViT-L/14 (cached weights)"
@@ -94,7 +94,7 @@ def clip_model(tiny: bool):
 def inception_extractor(device, tiny: bool):
     from torchvision.models import inception_v3
 
-    from hrf_core.features import InceptionFeatures, inception_weights_file
+    from hrf_core.measure.features import InceptionFeatures, inception_weights_file
 
     if not tiny and inception_weights_file().is_file():
         return InceptionFeatures(device=device), "Inception-v3 (cached weights)"
@@ -104,12 +104,12 @@ def inception_extractor(device, tiny: bool):
 
 def check_job(folder: Path, device: torch.device, tiny: bool, epochs: int, out: dict) -> None:
     """Section 1: a 2-epoch HRF run with the aesthetic reward through the job manager, RGB evaluation."""
-    from hrf_core.aesthetic import make_aesthetic_reward
-    from hrf_core.evaluation import Evaluator
-    from hrf_core.features import ClipFeatures
-    from hrf_core.jobs import JobManager
-    from hrf_core.runs import RunStore
-    from hrf_core.trainer import Trainer
+    from explorer.jobs import JobManager
+    from hrf_core.measure.evaluation import Evaluator
+    from hrf_core.measure.features import ClipFeatures
+    from hrf_core.rewards.aesthetic import make_aesthetic_reward
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import RunStore
 
     clip, clip_label = clip_model(tiny)
     reward = make_aesthetic_reward(device=device, clip_model=clip.to(device),
@@ -143,13 +143,13 @@ def check_job(folder: Path, device: torch.device, tiny: bool, epochs: int, out: 
 
 
 def _aesthetic_cached() -> bool:
-    from hrf_core.aesthetic import aesthetic_available
+    from hrf_core.rewards.aesthetic import aesthetic_available
 
     return aesthetic_available()[0]
 
 
 def _random_mlp_state() -> dict:
-    from hrf_core.aesthetic import AestheticMLP
+    from hrf_core.rewards.aesthetic import AestheticMLP
 
     torch.manual_seed(0)
     return AestheticMLP().state_dict()
@@ -157,9 +157,9 @@ def _random_mlp_state() -> dict:
 
 def check_memory(folder: Path, device: torch.device, tiny: bool, out: dict) -> None:
     """Section 2: peak memory of one paper-preset epoch (sampling, update) per option combination."""
-    from hrf_core.rewards import make_reward
-    from hrf_core.runs import RunStore
-    from hrf_core.trainer import Trainer
+    from hrf_core.rewards.registry import make_reward
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import RunStore
 
     reward = make_reward("jpeg-incompressibility")
     rows = []
@@ -250,8 +250,8 @@ def check_throughput(folder: Path, device: torch.device, tiny: bool, out: dict) 
 
 def check_drift(device: torch.device, tiny: bool, epochs: int, out: dict) -> None:
     """Section 4: bf16 against fp32 on the embedded digits model, same seed: first-update ratio and reward curve."""
-    from hrf_core.runs import RunStore
-    from hrf_core.trainer import Trainer
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import RunStore
 
     curves = {}
     for bf16 in (False, True):
@@ -273,7 +273,8 @@ def table(out: dict) -> str:
     lines = [f"device: {out['device']}; total {out['seconds']:.0f} s", ""]
     job = out.get("job", {})
     if job:
-        lines += [f"- 2-epoch HRF run (aesthetic, {job.get('reward_model')}, evaluated on {', '.join(job['embeddings'])}):"
+        lines += [f"- 2-epoch HRF run (aesthetic, {job.get('reward_model')}, evaluated on "
+                  f"{', '.join(job['embeddings'])}):"
                   f" {job['state']}, s/epoch {', '.join(f'{s:.2f}' for s in job['seconds_per_epoch'])} "
                   f"(evaluation {', '.join(f'{s:.2f}' for s in job['eval_seconds'] if s)} s)"]
     lines += ["", "| paper preset, one epoch | seconds | peak memory (GB) |", "|---|---|---|"]
@@ -284,10 +285,12 @@ def table(out: dict) -> str:
     tp = out.get("throughput", {})
     lines += ["", f"UNet: {tp.get('gflops_per_forward_row', 0):.1f} GFLOP per forward row; peak "
               f"{tp.get('peak_tflops_fp32_bf16')} TFLOP/s (fp32, bf16)", "",
-              "| precision | grad ckpt | batch | trained rows/s | TFLOP/s | MFU | peak GB |", "|---|---|---|---|---|---|---|"]
+              "| precision | grad ckpt | batch | trained rows/s | TFLOP/s | MFU | peak GB |",
+              "|---|---|---|---|---|---|---|"]
     for r in tp.get("results", []):
         if r.get("oom"):
-            lines.append(f"| {'bf16' if r['bf16'] else 'fp32'} | {r['grad_checkpointing']} | {r['batch']} | OOM | | | |")
+            precision = "bf16" if r["bf16"] else "fp32"
+            lines.append(f"| {precision} | {r['grad_checkpointing']} | {r['batch']} | OOM | | | |")
             continue
         mfu = f"{r['mfu'] * 100:.1f}%" if r["mfu"] is not None else "n/a"
         peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "n/a"
@@ -298,7 +301,8 @@ def table(out: dict) -> str:
     drift = out.get("bf16_drift")
     if drift:
         lines += ["", f"bf16 drift (digits16 DDPO, same seed): first-update |ratio - 1| fp32 "
-                  f"{max(drift['fp32']['first_ratio_deviation']):.2e}, bf16 {max(drift['bf16']['first_ratio_deviation']):.2e}; "
+                  f"{max(drift['fp32']['first_ratio_deviation']):.2e}, "
+                  f"bf16 {max(drift['bf16']['first_ratio_deviation']):.2e}; "
                   f"max reward difference over the curve {drift['max_reward_difference']:.4f} "
                   f"(fp32 gain {drift['fp32_reward_gain']:.4f})"]
     return "\n".join(lines)

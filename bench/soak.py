@@ -70,8 +70,8 @@ class Soak:
     # -- the duels ------------------------------------------------------------------------------------
     def duel_args(self) -> dict:
         """The /duel parameters of a small digits duel (HRF on the late half against DDPO)."""
-        from hrf_core.config import PRESETS
-        from hrf_core.views.api import start_params
+        from explorer.api import start_params
+        from hrf_core.presets import PRESETS
 
         a = self.args
         config = PRESETS["digits-hrf-late"].replace(

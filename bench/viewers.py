@@ -45,7 +45,8 @@ Viewers:
 * Tab: a chromium page on ``--viewer-url`` (default ``/?view=1``, the new app's read-only viewer page,
   recognised by an element ``#hrf-live``; without one, ``/`` plus a click on the "Live" tab). An
   in-page poller (100 ms) records when the shown epoch changes: ``window.hrfLive.lastEpoch`` (with the run id of its
-  first panel's main run) when the page sets it, else the "epoch i/N" text and run id of ``#live-status``. Where the app has both kinds
+  first panel's main run) when the page sets it, else the "epoch i/N" text and run id of ``#live-status``.
+  Where the app has both kinds
   of page, both are measured (``--tab-kinds``).
 * Light client, old app (no ``/live/state``): what a tab's browser does over HTTP, from a recording of
   one: ``GET /``, the session heartbeat SSE (``GET /gradio_api/heartbeat/<session>``), the page-load
@@ -81,7 +82,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -94,6 +94,9 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from explorer.server import free_port  # noqa: E402  (the one free-port helper of the tests and benches)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -303,12 +306,6 @@ class PauseGuard:
 
 
 # ----------------------------------------------------------------------------------------- the app
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when this script dies (Linux prctl PR_SET_PDEATHSIG)."""
     with contextlib.suppress(Exception):
@@ -579,7 +576,7 @@ class TickClient:
 def rows_in(message: Any) -> list[tuple[Any, dict]]:
     """(run id, row) for every metric row a /live/stream message carries.
 
-    The new app's messages (hrf_core.livefeed): ``{"kind": "full", "runs": [{"run_id", "rows": [...]}, ...]}``
+    The new app's messages (explorer.livefeed): ``{"kind": "full", "runs": [{"run_id", "rows": [...]}, ...]}``
     and ``{"kind": "rows", "append": {run_id: [rows]}}``; also a plain ``{"run_id", "rows": [...]}``.
     """
     if not isinstance(message, dict):
@@ -967,7 +964,8 @@ class Bench:
                     r["phases"].append(await self.phase(kind, n, pw))
                 except Exception as error:  # noqa: BLE001 - one failed phase must not lose the others
                     print(f"{kind} x{n} failed: {type(error).__name__}: {error}", flush=True)
-                    r.setdefault("failed", []).append({"kind": kind, "n": n, "error": f"{type(error).__name__}: {error}"})
+                    failure = {"kind": kind, "n": n, "error": f"{type(error).__name__}: {error}"}
+                    r.setdefault("failed", []).append(failure)
         finally:
             if browser_cm is not None:
                 await browser_cm.__aexit__(None, None, None)

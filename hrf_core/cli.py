@@ -6,13 +6,16 @@ Bad input prints one clear line (``error: ...``) and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from hrf_core import trackers
-from hrf_core.config import ADVANTAGE_SCOPES, METHODS, OUTSIDE_WINDOW, PRESETS, TrainConfig
+from hrf_core import settings
+from hrf_core.config import TrainConfig
+from hrf_core.presets import PRESETS
+from hrf_core.share import trackers
 
 EXIT_USAGE = 2
 
@@ -22,22 +25,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
-def parse_window(text: str) -> tuple[int, int]:
-    """``"20:40"`` -> (20, 40)."""
-    try:
-        start, end = (int(v) for v in text.split(":"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"window must look like START:END, got {text!r}") from error
-    return start, end
-
-
-def parse_cluster(text: str) -> tuple[int, int, int]:
-    """``"0:20x10"`` -> (0, 20, 10): window 0:20 for 10 epochs."""
-    try:
-        window, epochs = text.split("x")
-        return (*parse_window(window), int(epochs))
-    except (ValueError, argparse.ArgumentTypeError) as error:
-        raise argparse.ArgumentTypeError(f"cluster must look like START:ENDxEPOCHS, got {text!r}") from error
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting the command line shows (:data:`hrf_core.settings.TABLE`), checked by
+    :func:`config_from_args` as the page and the API check theirs."""
+    defaults = TrainConfig()
+    for setting in settings.on("cli"):
+        default = getattr(defaults, setting.name)
+        shown = {"window": settings.format_window(default) if setting.kind == "window" else None,
+                 "clusters": " then ".join(f"{s}:{e}x{n}" for s, e, n in default) if setting.kind == "clusters"
+                 else None}.get(setting.kind, default)
+        text = f"{setting.help} (default {shown})" if setting.kind != "bool" else setting.help
+        if setting.kind == "bool":
+            parser.add_argument(setting.flag, dest=setting.name, action="store_true", default=None, help=text)
+        elif setting.kind == "clusters":
+            parser.add_argument(setting.flag, dest=setting.name, action="append", metavar="START:ENDxEPOCHS",
+                                help=text)
+        else:
+            choices = setting.choice_labels()
+            metavar = "{" + ",".join(choices) + "}" if choices else setting.name.split("_")[-1].upper()
+            parser.add_argument(setting.flag, dest=setting.name, metavar=metavar, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,50 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="fine-tune a base model (DDPO / HRF / HRF sliding / HRF-D)")
-    defaults = TrainConfig()
     train.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (flags override it)")
-    train.add_argument("--model", help=f"registry name, Hub id or local diffusers folder (default {defaults.model})")
-    train.add_argument("--reward", help=f"reward: a registered name (default {defaults.reward}; ink, symmetry, "
-                       "digit:<d>, ...) or your own function of images in [-1, 1] (N, C, H, W) -> (N,) floats, "
-                       "as path/to/file.py:function or module:function")
-    train.add_argument("--method", choices=METHODS, help=f"fine-tuning method (default {defaults.method})")
-    train.add_argument("--window", type=parse_window, help="HRF window START:END over DDIM step indices "
-                       f"0..K (0 = pure noise; default {defaults.window[0]}:{defaults.window[1]})")
-    train.add_argument("--start-mode", choices=("uniform", "fixed"), help="HRF start: uniform in the window per "
-                       "batch, or the window start")
-    train.add_argument("--cluster", type=parse_cluster, action="append", dest="clusters",
-                       help="HRF sliding cluster START:ENDxEPOCHS (repeat; default 0:20x5 then 20:40x5)")
-    train.add_argument("--outside", dest="outside_window", choices=OUTSIDE_WINDOW,
-                       help="what samples the steps before the window: tuned (the fine-tuned network, the paper's "
-                            "HRF; default) or base (window-only: the frozen base model, in training, evaluation "
-                            "and checkpoint sampling)")
-    train.add_argument("--start-source", choices=("policy", "base"),
-                       help="trajectory-of-interest images from the current policy or the frozen base model")
-    train.add_argument("--epochs", type=int, help=f"training epochs (default {defaults.epochs})")
-    train.add_argument("--samples", type=int, dest="samples_per_epoch",
-                       help=f"samples per epoch (default {defaults.samples_per_epoch})")
-    train.add_argument("--batch-size", type=int, help=f"sampling batch (default {defaults.batch_size})")
-    train.add_argument("--siblings", type=int, help=f"re-noised copies per image, B (default {defaults.siblings})")
-    train.add_argument("--steps", type=int, dest="num_steps", help=f"DDIM steps K (default {defaults.num_steps})")
-    train.add_argument("--lr", type=float, help=f"AdamW learning rate (default {defaults.lr})")
-    train.add_argument("--clip-range", type=float, help=f"PPO clip range (default {defaults.clip_range})")
-    train.add_argument("--adv-clip", type=float, help=f"advantage clip (default {defaults.adv_clip})")
-    train.add_argument("--adv-scope", choices=ADVANTAGE_SCOPES,
-                       help="standardise advantages per epoch, per batch, or per re-noised image (HRF)")
-    train.add_argument("--window-scaled-clip", action="store_true", default=None,
-                       help="scale both clips by (K - start) / K (the paper's HRF clipping)")
-    train.add_argument("--updates", type=int, dest="updates_per_epoch", help="optimiser steps per epoch")
-    train.add_argument("--kl-coef", type=float, help="KL penalty to the frozen base model (DPOK), nats per pixel "
-                       "per trained step (default 0: off)")
-    train.add_argument("--eval-every", type=int, help="evaluate every N epochs")
-    train.add_argument("--eval-samples", type=int, help="evaluation samples (fixed seed)")
-    train.add_argument("--checkpoint-every", type=int, help="checkpoint every N epochs (the last is always saved)")
-    train.add_argument("--seed", type=int, help="random seed (default 0)")
-    train.add_argument("--device", help="auto (cuda, then cpu), cpu or cuda[:N]")
-    train.add_argument("--bf16", action="store_true", default=None,
-                       help="bf16 autocast for the UNet in sampling and training (measure its drift: bench/gpu_check.py)")
-    train.add_argument("--grad-checkpointing", action="store_true", default=None,
-                       help="recompute the UNet's activations in the backward: less memory, slower updates")
+    add_setting_flags(train)
     train.add_argument("--out", default="runs", help="run store folder (default runs)")
     train.add_argument("--name", help="run id (default: time stamp, method and reward)")
     train.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
@@ -139,17 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of a ``train`` command line: preset, then every flag that was given."""
+    """The TrainConfig of a ``train`` command line: the preset (or the defaults), then every flag that was given,
+    each checked by the settings table (a refusal names the flag)."""
     config = PRESETS[args.preset] if args.preset else TrainConfig()
-    fields = ("model", "reward", "method", "window", "start_mode", "clusters", "start_source", "outside_window",
-              "epochs",
-              "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range", "adv_clip",
-              "adv_scope", "window_scaled_clip", "updates_per_epoch", "kl_coef", "eval_every", "eval_samples",
-              "checkpoint_every", "seed", "device", "bf16", "grad_checkpointing")
-    changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    if "clusters" in changes:
-        changes["clusters"] = tuple(changes["clusters"])
-    return config.replace(**changes).validate()
+    try:
+        changes = {s.name: settings.parse(s.name, getattr(args, s.name)) for s in settings.on("cli")
+                   if getattr(args, s.name) is not None}
+        config = config.replace(**changes)
+        settings.check(config)
+    except settings.SettingError as error:
+        raise ValueError(error.render(settings.flag)) from None
+    return config
 
 
 def _progress_callback(epochs: int):
@@ -196,19 +160,18 @@ def _stop_on_signals(stop_event: threading.Event):
             signal.signal(sig, old)
 
 
-def _run_trainer(trainer, start_epoch: int, report_to: tuple[str, ...] = ()) -> int:
-    with _stop_on_signals(trainer.stop_event), trackers.RunTrackers(report_to, trainer.run).attach(trainer):
-        return _train_with_progress(trainer, start_epoch)
-
-
-def _train_with_progress(trainer, start_epoch: int) -> int:
+def _train(launch) -> int:
+    """Train a :class:`~hrf_core.rl.launch.Launch` with a progress bar (rank 0); Ctrl-C and SIGTERM stop it
+    cooperatively. Exit code 0 when done, 130 when stopped."""
+    trainer = launch.trainer
     main = trainer.dist.is_main
     if main:
         on_epoch, bar = _progress_callback(trainer.config.epochs)
-        bar.update(start_epoch)
+        bar.update(trainer.epoch)
         trainer.callbacks.append(on_epoch)
     try:
-        state = trainer.train()
+        with _stop_on_signals(trainer.stop_event):
+            state = launch.train()
     except KeyboardInterrupt:
         trainer.stop_event.set()
         return 130
@@ -222,74 +185,34 @@ def _train_with_progress(trainer, start_epoch: int) -> int:
 
 def _distributed(config_device: str):
     """(Dist, device) of this process: torchrun's rank and its device, or the single process."""
-    from hrf_core.distributed import init_from_env
+    from hrf_core.rl.distributed import init_from_env
 
     return init_from_env(config_device)
 
 
-def prepare_reward(name: str, model: str) -> None:
-    """Make ``name`` usable here: a registered name, or a code reference the user typed (imported now).
-
-    A custom reward is tried on two random images of the model's shape, so a wrong output shape or NaN
-    fails with one line before a run starts.
-    """
-    import torch
-
-    from hrf_core.models import model_folder, sample_shape_of
-    from hrf_core.rewards import (
-        BUILT_IN,
-        REWARDS,
-        is_reference,
-        make_reward,
-        register_from_env,
-        register_reference,
-    )
-
-    register_from_env()
-    if name not in REWARDS and is_reference(name):
-        register_reference(name)
-    if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}, or give "
-                         "path/to/file.py:function")
-    if name not in BUILT_IN:
-        make_reward(name)(torch.rand(2, *sample_shape_of(model_folder(model))) * 2 - 1)
-
-
-def _hold(dist, run) -> None:
-    """Rank 0 holds the run's training lock while this process trains it (:mod:`hrf_core.liveness`); a run that
-    another process trains is refused (RunBusy: one line, exit 2)."""
-    from hrf_core import liveness
-
-    if dist.is_main:
-        liveness.hold(run.path)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a new run; under ``torchrun`` every rank runs this, rank 0 creates and writes the run."""
-    from hrf_core.distributed import layout
-    from hrf_core.models import load_base_model, model_folder
-    from hrf_core.runs import Run, RunStore
-    from hrf_core.trainer import Trainer
+    from hrf_core.models.registry import load_base_model
+    from hrf_core.rl.distributed import layout
+    from hrf_core.rl.launch import start_run
+    from hrf_core.store.runs import RunStore
 
     config = config_from_args(args)
     report_to = trackers.require(args.report_to)
-    model_folder(config.model)  # fail fast on unknown or offline models, before creating a run
-    prepare_reward(config.reward, config.model)
     dist, device = _distributed(config.device)
-    config.check_processes(dist.world)  # before a run folder is made
     ranks = layout(dist, device)
     if dist.active:
         config = config.replace(extra={**config.extra, "distributed": ranks})
-    path = str(RunStore(args.out).create(config.to_dict(), name=args.name).path) if dist.is_main else None
-    run = Run(Path(dist.broadcast_object(path)))
-    _hold(dist, run)
-    trainer = Trainer(config, run, stop_event=threading.Event(), base=load_base_model(config.model, device), dist=dist)
-    return _run_trainer(trainer, 0, report_to)
+    base = load_base_model(config.model, device)  # unreadable weights: one line, and no run folder is made
+    launch = start_run(config, RunStore(args.out), args.name, report_to=report_to, trusted=True, dist=dist,
+                       base=base)
+    return _train(launch)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from hrf_core.runs import open_run
-    from hrf_core.trainer import resume_training
+    from hrf_core.rl.launch import continue_run, prepare_reward
+    from hrf_core.store import liveness
+    from hrf_core.store.runs import open_run
 
     if args.epochs is not None and args.epochs <= 0:
         raise ValueError(f"epochs must be >= 1, got {args.epochs}")
@@ -297,21 +220,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
     report_to = trackers.require(args.report_to)
     prepare_reward(run.config.get("reward", ""), run.config.get("model", ""))
     dist, device = _distributed(run.config.get("device", "auto"))
-    _hold(dist, run)  # before its metrics are truncated
-    trainer = resume_training(run, Path(args.checkpoint) if args.checkpoint else None, args.epochs, device=device,
-                              dist=dist, stop_event=threading.Event())
-    return _run_trainer(trainer, trainer.epoch, report_to)
+    if dist.is_main:  # held before its metrics are truncated; a run another process trains is refused
+        liveness.hold(run.path)
+    launch = continue_run(run, args.epochs, Path(args.checkpoint) if args.checkpoint else None,
+                          report_to=report_to, device=device, dist=dist)
+    return _train(launch)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from hrf_core.sampling import sample_images, save_samples
+    from hrf_core.rl.sampling import sample_images, save_samples
 
     if args.n <= 0 or args.steps <= 1 or args.eta < 0:
         raise ValueError("--n must be >= 1, --steps >= 2 and --eta >= 0")
     name = args.model or args.checkpoint
     base = None
     if args.handover:
-        from hrf_core.runs import run_of_checkpoint
+        from hrf_core.store.runs import run_of_checkpoint
 
         if not args.checkpoint:
             raise ValueError("--handover needs --checkpoint (the model for the steps >= S)")
@@ -326,7 +250,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-FORWARDED = ("pretrain", "experiment", "frontier", "animate", "examples", "locality", "locality-study", "export")  # subcommands whose arguments belong to their own module's parser
+#: Subcommands whose arguments belong to their own module's parser (its ``cli_main``).
+FORWARDED = {
+    "pretrain": "hrf_core.models.pretrain", "experiment": "hrf_core.study.experiment",
+    "frontier": "hrf_core.measure.frontier", "animate": "hrf_core.share.animate", "examples": "hrf_core.study.examples",
+    "locality": "hrf_core.measure.locality", "locality-study": "hrf_core.study.locality_study",
+    "export": "hrf_core.share.export",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     finally:
         if "torch" in sys.modules:  # a torchrun rank leaves its process group
-            from hrf_core.distributed import shutdown
+            from hrf_core.rl.distributed import shutdown
 
             shutdown()
 
@@ -343,7 +273,7 @@ def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in FORWARDED:
         try:
-            module = __import__(f"hrf_core.{argv[0].replace('-', '_')}", fromlist=["cli_main"])
+            module = importlib.import_module(FORWARDED[argv[0]])
             return module.cli_main(argv[1:])
         except ValueError as error:
             return _usage_error(error)
@@ -357,7 +287,7 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "sample":
             return cmd_sample(args)
         if args.command == "base-metrics":
-            from hrf_core.evaluation import write_base_metrics
+            from hrf_core.measure.evaluation import write_base_metrics
 
             c = TrainConfig()
             print(write_base_metrics(args.model, args.rewards, c.num_steps, c.eval_eta, c.eval_samples, c.eval_seed,

@@ -1,22 +1,16 @@
-"""Typed training configuration and the named presets (the paper's settings among them)."""
+"""The typed configuration of one fine-tuning run.
+
+Each field is explained once, in :data:`hrf_core.settings.TABLE` (label, help, range or choices, and where it
+appears: the page, the scripting API, the command line, the Runs table), which also checks it; the named
+presets are in :mod:`hrf_core.presets`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-METHODS = ("ddpo", "hrf", "hrf-sliding", "hrf-d")
-START_MODES = ("uniform", "fixed")
-#: Which rewards an advantage is standardised against: the whole epoch, the sampling batch, or the B
-#: siblings re-noised from the same trajectory-of-interest image (HRF's analogue of DDPO's per-prompt
-#: statistics; the paper's code gets it from batch = B = 5). Rows started from pure noise share no image:
-#: under "image" they are standardised per batch.
-ADVANTAGE_SCOPES = ("epoch", "batch", "image")
-START_SOURCES = ("policy", "base")
-#: What samples the steps before a windowed run's window: the fine-tuned network ("tuned", the paper's
-#: HRF: one shared network at every step) or the frozen base model ("base": window-only sampling, so the
-#: steps the run never trained stay the base model's; see docs/METHOD.md, "Window-only sampling").
-OUTSIDE_WINDOW = ("tuned", "base")
+from hrf_core import methods
 
 
 @dataclass
@@ -25,7 +19,7 @@ class TrainConfig:
 
     model: str = "digits16"
     reward: str = "jpeg-compressibility"
-    method: str = "hrf"
+    method: str = methods.DEFAULT
     # HRF: the window [start, end) of trained step indices; steps >= end are sampled, not trained.
     window: tuple[int, int] = (20, 40)
     start_mode: str = "uniform"  # HRF: start ~ U{window} per batch, or fixed at window[0]
@@ -61,7 +55,7 @@ class TrainConfig:
     updates_per_epoch: int = 4  # optimiser steps per inner epoch
     train_batch_size: int = 64  # (sample, step) rows per forward+backward UNet call
     # Evaluation, logging and checkpoints
-    eval_every: int = 10  # one evaluation costs ~53% of a DDPO epoch on a 2-core CPU (bench/epoch.py)
+    eval_every: int = 10  # an evaluation costs about half a DDPO epoch here (bench/README.md, "Figures")
     eval_samples: int = 64
     eval_seed: int = 1234
     eval_eta: float = 1.0
@@ -69,49 +63,18 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False  # bf16 autocast for UNet calls (measure the drift first: bench/gpu_check.py, docs/METHOD.md)
-    grad_checkpointing: bool = False  # recompute UNet activations in backward: less memory, ~30% slower updates
+    grad_checkpointing: bool = False  # recompute UNet activations in backward: less memory, slower updates
     # evaluation embeddings; empty = the best available (digits: classifier; RGB: Inception + CLIP, else pixels).
     # The trainer records the ones it used here, so a resumed run keeps measuring the same way.
     eval_embeddings: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. experiment arm)
 
     def validate(self) -> TrainConfig:
-        """Raise ValueError with one clear line for any inconsistent value; return self."""
-        k = self.num_steps
+        """Raise :class:`~hrf_core.settings.SettingError` (a ValueError, one line naming the setting) for any bad or
+        inconsistent value; return self."""
+        from hrf_core import settings
 
-        def check(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(message)
-
-        check(self.method in METHODS, f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
-        check(2 <= k <= 1000, f"num_steps must be in 2..1000, got {k}")
-        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        start, end = self.window
-        if self.method == "hrf":  # the other methods ignore ``window``
-            check(0 <= start < end <= k, f"window {start}:{end} must satisfy 0 <= start < end <= {k}")
-        check(self.start_mode in START_MODES, f"start_mode must be one of {START_MODES}")
-        check(self.start_source in START_SOURCES, f"start_source must be one of {START_SOURCES}")
-        check(self.adv_scope in ADVANTAGE_SCOPES, f"adv_scope must be one of {ADVANTAGE_SCOPES}")
-        check(self.outside_window in OUTSIDE_WINDOW, f"outside_window must be one of {OUTSIDE_WINDOW}")
-        check(self.outside_window == "tuned" or self.method != "ddpo",
-              "outside_window 'base' needs a windowed method: DDPO trains every step, so nothing is outside its window")
-        check(self.adv_scope != "image" or (self.method != "ddpo" and self.siblings >= 2),
-              "adv_scope 'image' needs re-noised siblings (an HRF method with siblings >= 2)")
-        for s, e, n in self.clusters if self.method == "hrf-sliding" else ():
-            check(0 <= s < e <= k and n >= 1, f"cluster {s}:{e} x{n} must satisfy 0 <= start < end <= {k}, epochs >= 1")
-        check(self.samples_per_epoch >= 2, "samples_per_epoch must be >= 2")
-        check(1 <= self.batch_size <= self.samples_per_epoch, "batch_size must be in 1..samples_per_epoch")
-        check(self.samples_per_epoch % self.batch_size == 0, "samples_per_epoch must be a multiple of batch_size")
-        check(self.siblings >= 1 and self.batch_size % self.siblings == 0, "batch_size must be a multiple of siblings")
-        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
-        check(self.updates_per_epoch >= 1 and self.inner_epochs >= 1, "updates_per_epoch and inner_epochs must be >= 1")
-        check(self.eta > 0, "eta must be > 0: with eta = 0 the policy is deterministic and has no log-prob")
-        check(0 < self.lr < 1, f"lr must be in (0, 1), got {self.lr}")
-        check(self.clip_range > 0 and self.adv_clip > 0, "clip_range and adv_clip must be > 0")
-        check(self.kl_coef >= 0 and self.kl_coef == self.kl_coef, f"kl_coef must be >= 0, got {self.kl_coef}")
-        check(self.hrfd_stride >= 1 and self.hrfd_probe_images >= 1 and self.hrfd_every >= 1, "bad HRF-D settings")
-        check(self.eval_every >= 1 and self.eval_samples >= 2, "eval_every >= 1 and eval_samples >= 2")
-        check(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        settings.check(self)
         return self
 
     @property
@@ -151,47 +114,3 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-
-#: Named presets. The ``paper-*`` ones are the HRF authors' settings on CelebA-HQ (lr 5e-6,
-#: weight decay 1e-3, 10 samples per epoch, batch 5, 70 epochs, advantage clip 2.5 per batch).
-PRESETS: dict[str, TrainConfig] = {
-    # the embedded model, evaluated every epoch so the live trajectory gains a point per epoch
-    "digits-ddpo": TrainConfig(method="ddpo", window=(0, 40), epochs=15, eval_every=1),
-    "digits-hrf-late": TrainConfig(method="hrf", window=(20, 40), epochs=15, eval_every=1),
-    "digits-hrf-early": TrainConfig(method="hrf", window=(0, 20), epochs=15, eval_every=1),
-    "digits-hrf-sliding": TrainConfig(method="hrf-sliding", clusters=((0, 20, 8), (20, 40, 7)), epochs=15,
-                                      eval_every=1),
-    "digits-hrf-d": TrainConfig(method="hrf-d", epochs=15, eval_every=1),
-    # window-only HRF (issue #22): the base model samples steps before the window, per-image advantages
-    "digits-hrf-window-only": TrainConfig(method="hrf", window=(20, 40), adv_scope="image", outside_window="base",
-                                          epochs=15, eval_every=1),
-    # the reviewers' ablations: a random start step (s ~ U{0..K-1}, every later step trained), and
-    # re-noised starts at a fixed step without sliding; and DDPO with the KL penalty to the base (DPOK)
-    "digits-random-start": TrainConfig(method="hrf", window=(0, 40), epochs=15, eval_every=1),
-    "digits-renoise-fixed": TrainConfig(method="hrf", window=(20, 40), start_mode="fixed", epochs=15,
-                                        eval_every=1),
-    "digits-ddpo-kl": TrainConfig(method="ddpo", window=(0, 40), kl_coef=1.0, epochs=15, eval_every=1),
-    "paper-ddpo": TrainConfig(
-        model="google/ddpm-celebahq-256", method="ddpo", window=(0, 40), epochs=70, samples_per_epoch=10,
-        batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch",
-        updates_per_epoch=2, train_batch_size=5, eval_samples=16,
-    ),
-    "paper-hrf-sliding": TrainConfig(
-        model="google/ddpm-celebahq-256", method="hrf-sliding", clusters=((0, 20, 35), (20, 40, 35)), epochs=70,
-        samples_per_epoch=10, batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5,
-        adv_scope="batch", window_scaled_clip=True, updates_per_epoch=2, train_batch_size=5, eval_samples=16,
-    ),
-    "paper-hrf-d": TrainConfig(
-        model="google/ddpm-celebahq-256", method="hrf-d", epochs=70, samples_per_epoch=10, batch_size=5,
-        siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch", window_scaled_clip=True,
-        updates_per_epoch=2, train_batch_size=5, eval_samples=16, hrfd_probe_images=1,
-    ),
-}
-
-
-def preset(name: str, **overrides) -> TrainConfig:
-    """A copy of preset ``name`` with ``overrides`` applied, validated."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return PRESETS[name].replace(**overrides).validate()

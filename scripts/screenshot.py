@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -26,12 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CHROMIUM = "/usr/bin/chromium"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "screenshot.png")
@@ -40,17 +33,18 @@ def main() -> None:
 
     from playwright.sync_api import expect, sync_playwright
 
-    import app
-    from hrf_core.config import preset
-    from hrf_core.jobs import JobManager, default_torch_threads
-    from hrf_core.runs import RunStore
+    from explorer import server
+    from explorer.jobs import JobManager, default_torch_threads
+    from explorer.server import free_port
+    from hrf_core.presets import preset
+    from hrf_core.store.runs import RunStore
 
     root = Path(tempfile.mkdtemp(prefix="hrf-screenshot-"))
     manager = JobManager(RunStore(root), torch_threads=default_torch_threads())
     # an earlier DDPO run with another seed: the reference curve the duel is judged against
     manager.start(preset("digits-ddpo", reward="ink", epochs=args.epochs, seed=1))
     manager.wait()
-    served = app.serve(manager, port=free_port())
+    served = server.serve(manager, port=free_port())
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,

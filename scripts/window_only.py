@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere as a script
 
-from hrf_core.experiment import run_name
-from hrf_core.frontier import crossing, interpolate, load_trajectory
-from hrf_core.metrics import evaluate_samples, metric_key
-from hrf_core.rewards import make_reward
-from hrf_core.runs import Run
-from hrf_core.sampling import sample_images
+from hrf_core.measure.frontier import crossing, interpolate, load_trajectory
+from hrf_core.measure.metrics import evaluate_samples, metric_key
+from hrf_core.rewards.registry import make_reward
+from hrf_core.rl.sampling import sample_images
+from hrf_core.store.runs import Run
+from hrf_core.study.experiment import run_name
 
 ARMS = ("hrf[20,40)", "hrf[30,40)", "hrf[20,40)/image", "hrf[30,40)/image")
 
@@ -48,7 +48,7 @@ def measure(store: Path, task: str, arm: str, seed: int, epoch: int, handover: i
     ``embedding`` (``metrics.metric_key``): the diversity figure, Inception Score of the digits classifier by default.
     """
     run_dir, ddpo_dir = store / run_name(task, arm, seed), store / run_name(task, "ddpo", seed)
-    checkpoint = run_dir / "checkpoints" / f"epoch-{epoch:04d}"
+    checkpoint = Run(run_dir).checkpoint_dir(epoch)
     if not checkpoint.is_dir() or not ddpo_dir.is_dir():
         return None
     config = Run(run_dir).config
@@ -77,7 +77,8 @@ def summary(rows: list[dict], label: str = "IS") -> list[str]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["task"], row["arm"])].append(row)
-    lines = [f"| task | arm | sampled everywhere: gain (% of DDPO's), {label}, {label} Δ | window only: gain, {label}, {label} Δ |",
+    lines = [f"| task | arm | sampled everywhere: gain (% of DDPO's), {label}, {label} Δ "
+             f"| window only: gain, {label}, {label} Δ |",
              "|---|---|---|---|"]
 
     def cell(rs: list[dict], key: str) -> str:

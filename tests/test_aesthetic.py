@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrf_core import aesthetic
-from hrf_core.aesthetic import (
+from hrf_core.measure.features import ClipFeatures
+from hrf_core.rewards import aesthetic
+from hrf_core.rewards.aesthetic import (
     AestheticMLP,
     aesthetic_available,
     aesthetic_weights,
     load_aesthetic_mlp,
     make_aesthetic_reward,
 )
-from hrf_core.features import ClipFeatures
 
 TINY_CLIP = {  # a registered open_clip config: ViT with one block, 768-d embedding like ViT-L/14
     "embed_dim": 768,
@@ -69,7 +69,7 @@ def test_cached_clip_weights_load_offline_with_the_tags_settings(offline: Path, 
     from open_clip import pretrained
     from safetensors.torch import save_file
 
-    from hrf_core.features import clip_checkpoint, load_clip_model
+    from hrf_core.measure.features import clip_checkpoint, load_clip_model
 
     tag = {"hf_hub": "hrf/tiny-clip/", "quick_gelu": True, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
     monkeypatch.setitem(pretrained._PRETRAINED, "hrf-tiny-clip", {"tiny": tag})
@@ -87,7 +87,7 @@ def test_cached_clip_weights_load_offline_with_the_tags_settings(offline: Path, 
 
 
 def test_available_when_both_weights_are_cached(offline: Path) -> None:
-    from hrf_core.features import clip_checkpoint
+    from hrf_core.measure.features import clip_checkpoint
 
     fake_hub_file(offline / "hub", "timm/vit_large_patch14_clip_224.openai", "open_clip_model.safetensors")
     assert clip_checkpoint() is not None

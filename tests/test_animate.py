@@ -7,9 +7,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from hrf_core.animate import cli_main, frames
-from hrf_core.examples import EXAMPLES_DIR
-from hrf_core.runs import Run
+from hrf_core.share.animate import cli_main, frames
+from hrf_core.store.runs import Run
+from hrf_core.study.examples import EXAMPLES_DIR
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_bad_requests_are_one_line(example_run, tmp_path):
 
 def test_the_servers_replay_folder_stays_bounded(tmp_path):
     """One GIF per run (rebuilt when its metrics change, the old one removed), at most ``keep`` in all."""
-    from hrf_core.animate import ReplayCache
+    from hrf_core.share.animate import ReplayCache
 
     runs = []
     for name in ("a", "a-1", "b"):  # "a-1" starts like "a": each run's files are its own

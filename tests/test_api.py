@@ -1,4 +1,4 @@
-"""The scripting API (hrf_core.views.api) through gradio_client against a served app: named, typed parameters;
+"""The scripting API (explorer.api) through gradio_client against a served app: named, typed parameters;
 every registered reward and model; errors that name the parameter, with nothing started; plain data with the
 page's seeds; the presenter token; and the README's "Scripting" examples, run as written."""
 
@@ -13,16 +13,18 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
-from test_app import DIGITS16, free_port, small_defaults
+from test_app import DIGITS16, small_defaults
 
-import app
-from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, rewards
-from hrf_core.jobs import JobManager
-from hrf_core.runs import RunStore
-from hrf_core.views import compare, train
+from explorer import server
+from explorer.jobs import JobManager
+from explorer.server import free_port
+from explorer.views import compare, train
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT, settings
+from hrf_core.rewards import registry as rewards
+from hrf_core.store.runs import RunStore
 
 FORM = ["model", "reward", "method", "window_start", "window_end", "window", "start_mode", "adv_scope",
-        "outside_window", *train.NUMBER_FIELDS, "preset", "token"]
+        "outside_window", *settings.form_numbers(), "preset", "token"]
 PARAMETERS = {
     "/start": FORM, "/duel": FORM, "/stop": ["token"], "/status": [],
     "/compare": ["a", "b", "a_run_id", "a_epoch", "b_run_id", "b_epoch", "n", "seed", "reward", "handover", "token"],
@@ -38,11 +40,11 @@ def served(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("api")
     manager = JobManager(RunStore(root / "runs"), torch_threads=1)
     model = "digits16" if DIGITS16 else str(tiny_model_dir)
-    server = app.serve(manager, small_defaults(model), port=free_port(), docs_dir=root / "docs")
-    yield server
+    served = server.serve(manager, small_defaults(model), port=free_port(), docs_dir=root / "docs")
+    yield served
     manager.stop()
     manager.wait(60)
-    server.close()
+    served.close()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,8 @@ def test_every_endpoint_has_named_typed_parameters(client):
             assert not re.fullmatch(r"param(eter)?_\d+", p["parameter_name"]), (endpoint, p["parameter_name"])
             assert p["type"] and p["python_type"]["type"], (endpoint, p["parameter_name"])
     start = {p["parameter_name"]: p for p in named["/start"]["parameters"]}
-    for name, (_, _, _, kind) in train.NUMBER_FIELDS.items():
+    for name in settings.form_numbers():
+        kind = settings.TABLE[name].python_type
         assert start[name]["python_type"]["type"] == f"None | {kind.__name__}", name
         assert start[name]["parameter_has_default"]
     assert "ddpo" in str(start["method"]["type"]) and "digits-hrf-late" in str(start["preset"]["type"])
@@ -178,7 +181,7 @@ def test_sample_a_checkpoint_by_run_and_epoch(served, client, trained):
 def test_suggest_window_from_the_shipped_profile(client):
     import json
 
-    from hrf_core.locality import suggest_window
+    from hrf_core.measure.locality import suggest_window
 
     shipped = json.loads((CHECKPOINTS_DIR / "digits16" / "locality.json").read_text())["rewards"]["ink"]
     (start, end), _ = suggest_window(shipped)

@@ -4,7 +4,6 @@ messages, and the served app through gradio_client and its plain routes."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -12,15 +11,19 @@ import gradio as gr
 import pytest
 from test_jobs import fake_factory
 
-import app
-from hrf_core import CHECKPOINTS_DIR
-from hrf_core.config import PRESETS, TrainConfig
-from hrf_core.jobs import JobManager
-from hrf_core.livefeed import LiveFeed
-from hrf_core.runs import RunStore
-from hrf_core.views import common, live, results, train
+from explorer import server
+from explorer.jobs import JobManager
+from explorer.livefeed import LiveFeed
+from explorer.page import Lab
+from explorer.server import free_port
+from explorer.views import live, results, train
+from hrf_core import CHECKPOINTS_DIR, settings
+from hrf_core.config import TrainConfig
+from hrf_core.measure import headline
+from hrf_core.presets import PRESETS
+from hrf_core.store.runs import RunStore
 
-NUMBERS = app.NUMBER_NAMES
+NUMBERS = settings.form_numbers()
 DIGITS16 = (CHECKPOINTS_DIR / "digits16" / "unet" / "config.json").is_file() and (
     CHECKPOINTS_DIR / "digits16-classifier" / "model.safetensors").is_file()
 
@@ -32,17 +35,15 @@ def small_defaults(model: str) -> TrainConfig:
 
 
 def form(config: TrainConfig, token: str = "", **changes):
-    """The Start handler's arguments for ``config`` (window as the widget's "start:end")."""
-    values = {**train.form_from_config(config), **changes}
-    return (token, "custom", values["model"], values["reward"], values["method"], values["window"],
-            values["start_mode"], values["adv_scope"], values["outside_window"], *[values[name] for name in NUMBERS])
+    """The Start handler's arguments for ``config``: token, preset, the form's values (window as "start:end")."""
+    return token, "custom", {**train.form_from_config(config), **changes}
 
 
 @pytest.fixture
 def lab(tmp_path, tiny_model_dir):
     gate = threading.Event()
     manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(gate=gate), preflight=None)
-    lab = app.Lab(manager, small_defaults(str(tiny_model_dir)), docs_dir=tmp_path / "docs")
+    lab = Lab(manager, small_defaults(str(tiny_model_dir)), docs_dir=tmp_path / "docs")
     yield lab
     gate.set()
     manager.stop()
@@ -65,24 +66,24 @@ def lab(tmp_path, tiny_model_dir):
     ({"kl_coef": -1}, "KL penalty to the base"),
 ])
 def test_start_validation(lab, changes, message):
-    notice, tabs = lab.start(*form(lab.defaults, **changes))
+    notice, tabs = lab.train.start(*form(lab.defaults, **changes))
     assert "Not started" in notice and message in notice
     assert isinstance(tabs, gr.Tabs) and tabs.selected is None  # stays on the Train tab
     assert lab.store.list() == [] and not lab.manager.busy
 
 
 def test_start_then_second_start_refused(lab):
-    notice, tabs = lab.start(*form(lab.defaults))
+    notice, tabs = lab.train.start(*form(lab.defaults))
     assert "Started" in notice and tabs.selected == "live"
     assert lab.manager.busy
-    notice, tabs = lab.start(*form(lab.defaults))
+    notice, tabs = lab.train.start(*form(lab.defaults))
     assert "already in progress" in notice and tabs.selected is None
     assert len(lab.store.list()) == 1
-    assert "Stopping" in lab.stop("")
+    assert "Stopping" in lab.train.stop("")
 
 
 def test_duel_button_trains_the_form_against_ddpo(lab):
-    notice, tabs = lab.duel(*form(lab.defaults, window="5:10", kl_coef=0.5))
+    notice, tabs = lab.train.duel(*form(lab.defaults, window="5:10", kl_coef=0.5))
     assert "Started" in notice and " and " in notice and tabs.selected == "live"
     runs = {run.config["method"]: run.config for run in lab.store.list()}
     assert set(runs) == {"hrf", "ddpo"} and runs["hrf"]["window"] == [5, 10] and runs["hrf"]["kl_coef"] == 0.5
@@ -94,77 +95,78 @@ def test_duel_button_trains_the_form_against_ddpo(lab):
 def test_advantage_baseline_from_the_form(lab):
     """Per-image advantages for HRF; DDPO (no re-noised images) refuses it in one line, and a duel's DDPO
     partner of a per-image HRF run standardises over the epoch."""
-    notice, _ = lab.duel(*form(lab.defaults, adv_scope="image"))
+    notice, _ = lab.train.duel(*form(lab.defaults, adv_scope="image"))
     assert "Started" in notice
     runs = {run.config["method"]: run.config for run in lab.store.list()}
     assert runs["hrf"]["adv_scope"] == "image" and runs["ddpo"]["adv_scope"] == "epoch"
-    notice, _ = lab.start(*form(lab.defaults, method="ddpo", adv_scope="image"))
+    notice, _ = lab.train.start(*form(lab.defaults, method="ddpo", adv_scope="image"))
     assert "Not started" in notice and "image" in notice and len(lab.store.list()) == 2
-    notice, _ = lab.start(*form(lab.defaults, adv_scope="prompt"))
+    notice, _ = lab.train.start(*form(lab.defaults, adv_scope="prompt"))
     assert "Not started" in notice and "advantage baseline" in notice
 
 
 def test_presenter_token_refuses_and_allows(lab, monkeypatch):
     monkeypatch.setenv("HRF_PRESENTER_TOKEN", "s3cret")
-    notice, tabs = lab.start(*form(lab.defaults, token="wrong"))
+    notice, tabs = lab.train.start(*form(lab.defaults, token="wrong"))
     assert "Refused" in notice and "presenter" in notice and tabs.selected is None
     assert lab.store.list() == [] and not lab.manager.busy
-    notice, _ = lab.duel(*form(lab.defaults))
+    notice, _ = lab.train.duel(*form(lab.defaults))
     assert "Refused" in notice and lab.store.list() == []
-    notice, tabs = lab.start(*form(lab.defaults, token="s3cret"))
+    notice, tabs = lab.train.start(*form(lab.defaults, token="s3cret"))
     assert "Started" in notice and lab.manager.busy
-    assert "Refused" in lab.stop("") and lab.manager.busy  # nothing stopped
+    assert "Refused" in lab.train.stop("") and lab.manager.busy  # nothing stopped
     with pytest.raises(gr.Error, match="presenter mode"):
-        lab.sample("ckpt:x:epoch-0001", 4, 0, "")
+        lab.runs.sample("ckpt:x:epoch-0001", 4, 0, "")
     with pytest.raises(gr.Error, match="presenter mode"):
-        lab.compare("base:a", "base:b", 8, 0, "jpeg-compressibility", False, 0, "")
+        lab.compare.compare("base:a", "base:b", 8, 0, "jpeg-compressibility", False, 0, "")
     assert lab.unlock("wrong")[0] is not None and "Wrong" in lab.unlock("wrong")[1]
     assert lab.unlock("s3cret")[0] == "s3cret"
-    assert "Stopping" in lab.stop("s3cret")
+    assert "Stopping" in lab.train.stop("s3cret")
 
 
 def test_preset_fills_the_fields(lab):
-    values = lab.fill_preset("paper-hrf-sliding")
-    model, reward, method, window, start_mode, adv_scope, outside, note, *numbers = values
+    values = lab.train.fill_preset("paper-hrf-sliding")
+    model, reward, method, window, start_mode, adv_scope, outside, note = (values[k] for k in (
+        "model", "reward", "method", "window", "start_mode", "adv_scope", "outside_window", "note"))
     assert (model, reward, method, start_mode) == ("google/ddpm-celebahq-256", "jpeg-compressibility", "hrf-sliding",
                                                    "uniform")
-    assert isinstance(window, gr.HTML) and window.value == "0:40"
+    assert window == "0:40"
     assert "steps 0–19 then steps 20–39" in note
-    filled = dict(zip(NUMBERS, numbers, strict=True))
+    filled = {name: values[name] for name in NUMBERS}
     preset = PRESETS["paper-hrf-sliding"]
     assert filled["epochs"] == 70 and filled["lr"] == preset.lr and filled["batch_size"] == 5
     assert adv_scope == "batch"
     assert outside == "tuned"
-    config = train.config_from_form("paper-hrf-sliding", model, reward, method, window.value, start_mode, adv_scope,
-                                     outside, **filled)
+    config = train.config_from_form({k: v for k, v in values.items() if k != "note"}, "paper-hrf-sliding")
     assert config.clusters == preset.clusters and config.replace(window=preset.window) == preset
-    assert all(isinstance(v, type(gr.skip())) for v in lab.fill_preset("custom"))
+    assert lab.train.fill_preset("custom") is None
 
 
 @pytest.mark.parametrize("name,window,start_mode", [("digits-random-start", "0:40", "uniform"),
                                                     ("digits-renoise-fixed", "20:40", "fixed")])
 def test_ablation_presets_are_one_click(lab, name, window, start_mode):
-    _, _, method, widget, mode, _, _, note, *_ = lab.fill_preset(name)
-    assert (method, widget.value, mode) == ("hrf", window, start_mode)
+    values = lab.train.fill_preset(name)
+    method, widget, mode, note = (values[k] for k in ("method", "window", "start_mode", "note"))
+    assert (method, widget, mode) == ("hrf", window, start_mode)
     assert ("re-noised start at step 20" in note) == (start_mode == "fixed")
 
 
 def test_window_note_and_steps(lab):
-    config = train.config_from_form(None, "m", "jpeg-compressibility", "ddpo", "3:5", **{
-        name: getattr(lab.defaults, name) for name in NUMBERS})
+    config = train.config_from_form({"model": "m", "reward": "jpeg-compressibility", "method": "ddpo", "window": "3:5",
+                                     **{name: getattr(lab.defaults, name) for name in NUMBERS}})
     assert config.window == (0, 10)
-    assert "window is ignored" in lab.note("ddpo", "3:5", 10, 2)
-    assert "HRF trains steps 3–4" in lab.note("hrf", "3:5", 10, 2)
-    assert "⚠" in lab.note("hrf", "5:3", 10, 2)
-    update = lab.steps_changed(8, "4:10")
+    assert "window is ignored" in lab.train.note("ddpo", "3:5", 10, 2)
+    assert "HRF trains steps 3–4" in lab.train.note("hrf", "3:5", 10, 2)
+    assert "⚠" in lab.train.note("hrf", "5:3", 10, 2)
+    update = lab.train.steps_changed(8, "4:10")
     assert update.value == "4:8" and update.props["steps"] == 8
 
 
 def test_x0_strip(lab, tiny_model_dir):
-    update = lab.strip(str(tiny_model_dir), 10)
+    update = lab.train.strip(str(tiny_model_dir), 10)
     assert len(update.props["strip"]) == 10 and update.props["strip"][0].startswith("data:image/png;base64,")
-    assert lab.strip(str(tiny_model_dir), 10).props["strip"] is update.props["strip"]  # cached
-    update = lab.strip("google/ddpm-celebahq-256", 40)
+    assert lab.train.strip(str(tiny_model_dir), 10).props["strip"] is update.props["strip"]  # cached
+    update = lab.train.strip("google/ddpm-celebahq-256", 40)
     assert update.props["strip"] == [] and update.props["hint"].startswith("no x0 previews: ")
 
 
@@ -185,7 +187,7 @@ def test_live_feed_publishes_once_per_change(lab):
     version, full = feed.full()
     state = json.loads(full)
     assert state["kind"] == "full" and state["runs"] == [] and "No runs yet" in state["status"]["html"]
-    lab.start(*form(lab.defaults))
+    lab.train.start(*form(lab.defaults))
     assert wait_for(lambda: len(lab.manager.snapshot().rows) >= 1)
     feed.refresh()
     first = json.loads(feed.since(version)[-1][1])
@@ -274,7 +276,7 @@ def test_only_grids_and_figures_are_served(tmp_path, tiny_model_dir):
 
     store, run, docs, outside = served_store(tmp_path)
     manager = JobManager(store, trainer_factory=fake_factory(), preflight=None)
-    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=docs)
+    served = server.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=docs)
     try:
         url = served.url
         ok = httpx.get(url + "live/grid/r1/1.png")
@@ -311,10 +313,10 @@ def test_only_grids_and_figures_are_served(tmp_path, tiny_model_dir):
 
 def test_bad_sources_warn_instead_of_crashing(lab):
     with pytest.warns(UserWarning):
-        result = lab.compare("base:nowhere", "ckpt:nope:epoch-0001", 8, 0, "jpeg-compressibility")
+        result = lab.compare.compare("base:nowhere", "ckpt:nope:epoch-0001", 8, 0, "jpeg-compressibility")
     assert all(isinstance(v, type(gr.skip())) for v in result)
     with pytest.warns(UserWarning, match="no checkpoint yet"):
-        assert isinstance(lab.sample(None, 4, 0), type(gr.skip()))
+        assert isinstance(lab.runs.sample(None, 4, 0), type(gr.skip()))
 
 
 def test_a_truncated_checkpoint_is_one_line_in_the_ui(lab, tiny_model_dir):
@@ -326,7 +328,7 @@ def test_a_truncated_checkpoint_is_one_line_in_the_ui(lab, tiny_model_dir):
     weights = target / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.warns(UserWarning) as caught:
-        result = lab.sample(f"ckpt:broken:{target.name}", 4, 0)
+        result = lab.runs.sample(f"ckpt:broken:{target.name}", 4, 0)
     assert isinstance(result, type(gr.skip()))
     message = str(caught[-1].message)
     assert "truncated or corrupt" in message and "\n" not in message and "Traceback" not in message
@@ -334,15 +336,9 @@ def test_a_truncated_checkpoint_is_one_line_in_the_ui(lab, tiny_model_dir):
 
 def test_metric_keys_prefer_learned_embeddings():
     rows = [{"vendi_pixel@8": 1.0, "vendi_clip@8": 2.0, "is_inception@8": 3.0}]
-    keys = common.metric_keys(rows)
+    keys = headline.metric_keys(rows)
     assert (keys.diversity, keys.inception) == ("vendi_clip@8", "is_inception@8")
-    assert common.metric_keys([{"vendi_pixel": 1}]).diversity_label.endswith("weak proxy")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    assert headline.metric_keys([{"vendi_pixel": 1}]).diversity_label.endswith("weak proxy")
 
 
 @pytest.mark.slow
@@ -355,7 +351,7 @@ def test_served_app_runs_a_job(tmp_path, tiny_model_dir, monkeypatch):
     model = "digits16" if DIGITS16 else str(tiny_model_dir)
     manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
     defaults = small_defaults(model)
-    served = app.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
+    served = server.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
     try:
         client = Client(served.url, verbose=False)
         with pytest.raises(Exception, match="presenter mode"):
@@ -410,41 +406,41 @@ def test_profile_bars_line_and_suggested_window_from_the_shipped_profile(tmp_pat
     """digits16 ships its profiles: the bars, one line per window start, and Suggest window work at once."""
     import json
 
-    from hrf_core.locality import suggest_window, summary_line
+    from hrf_core.measure.locality import suggest_window, summary_line
 
     shipped = json.loads((CHECKPOINTS_DIR / "digits16" / "locality.json").read_text())["rewards"]
     manager = JobManager(RunStore(tmp_path / "runs"), preflight=None)
-    lab = app.Lab(manager, docs_dir=tmp_path / "docs")
-    widget = lab.profile_view("digits16", "ink", 40)
+    lab = Lab(manager, docs_dir=tmp_path / "docs")
+    widget = lab.train.profile_view("digits16", "ink", 40)
     assert len(widget.props["profile"]) == 40 and widget.props["profile"][0] < 0.1 and widget.props["profile"][-1] > 0.9
     assert widget.props["lines"][20] == summary_line(shipped["ink"], 20)
     assert "suggested window from step" in widget.props["plabel"]
-    window, notice = lab.suggest("digits16", "ink", 40)
+    window, notice = lab.train.suggest("digits16", "ink", 40)
     start = suggest_window(shipped["ink"])[0][0]
     assert window.value == f"{start}:40" and "Suggested window" in notice
     # another K has no profile yet: the bars go, the label says how to get them, Suggest refuses
-    assert lab.profile_view("digits16", "ink", 20).props["profile"] == []
-    window, notice = lab.suggest("digits16", "ink", 20)
+    assert lab.train.profile_view("digits16", "ink", 20).props["profile"] == []
+    window, notice = lab.train.suggest("digits16", "ink", 20)
     assert "Compute profile" in notice
 
 
 def test_compute_profile_runs_in_the_job_slot_with_progress(tmp_path, tiny_model_dir, monkeypatch):
     manager = JobManager(RunStore(tmp_path / "runs"), preflight=None)
-    lab = app.Lab(manager, small_defaults(str(tiny_model_dir)), docs_dir=tmp_path / "docs")
+    lab = Lab(manager, small_defaults(str(tiny_model_dir)), docs_dir=tmp_path / "docs")
     monkeypatch.setenv("HRF_PRESENTER_TOKEN", "tok")
-    notice, timer = lab.compute_profile("wrong", str(tiny_model_dir), "ink", 10)
+    notice, timer = lab.train.compute_profile("wrong", str(tiny_model_dir), "ink", 10)
     assert "Not started" in notice and manager.task() is None  # the token guards it
-    notice, timer = lab.compute_profile("tok", str(tiny_model_dir), "ink", 10)
+    notice, timer = lab.train.compute_profile("tok", str(tiny_model_dir), "ink", 10)
     assert "Computing" in notice and timer.active
     with pytest.raises(ValueError, match="locality profile of ink"):  # the slot is taken: no run starts meanwhile
         manager.start(small_defaults(str(tiny_model_dir)))
     manager.task().thread.join(120)
-    notice, widget, timer = lab.profile_tick(str(tiny_model_dir), "ink", 10)
+    notice, widget, timer = lab.train.profile_tick(str(tiny_model_dir), "ink", 10)
     assert "Computed" in notice and not timer.active
     assert len(widget.props["profile"]) == 10 and len(widget.props["lines"]) == 10
     assert list((tmp_path / "runs" / ".profiles").glob("*.json"))  # cached on disk
     assert not manager.busy
-    notice, _ = lab.compute_profile("tok", str(tiny_model_dir), "no-such-reward", 10)
+    notice, _ = lab.train.compute_profile("tok", str(tiny_model_dir), "no-such-reward", 10)
     assert "unknown reward" in notice
 
 
@@ -479,7 +475,7 @@ def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from hrf_core import presenter
+    from explorer import presenter
 
     secret = "lectern-9d2b"
     monkeypatch.setenv("HRF_PRESENTER_TOKEN", secret)
@@ -487,7 +483,7 @@ def test_wrong_tokens_are_rate_limited_per_client_through_the_api(tmp_path, tiny
     gate = threading.Event()
     manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(gate=gate), preflight=None)
     defaults = small_defaults(str(tiny_model_dir))
-    served = app.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
+    served = server.serve(manager, defaults, port=free_port(), docs_dir=tmp_path / "docs")
     try:  # uvicorn takes the client's address from X-Forwarded-For set by a local proxy (here: the test)
         guesser = Client(served.url, verbose=False, headers={"X-Forwarded-For": "203.0.113.7"})
         owner = Client(served.url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"})
@@ -523,7 +519,7 @@ def test_a_forwarded_path_prefix_is_served(tmp_path, tiny_model_dir):
     import httpx
 
     manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=fake_factory(), preflight=None)
-    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=tmp_path / "docs",
+    served = server.serve(manager, small_defaults(str(tiny_model_dir)), port=free_port(), docs_dir=tmp_path / "docs",
                        root_path="/hrf")
     try:
         for prefix in ("", "hrf/"):

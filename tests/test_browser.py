@@ -6,22 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
+
+from explorer.server import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def small_defaults(model: str):
@@ -33,20 +28,20 @@ def small_defaults(model: str):
 
 
 def start_app(root: Path, model: str, examples: Path | None = None, docs: Path | None = None):
-    import app
-    from hrf_core.jobs import JobManager
-    from hrf_core.runs import RunStore
+    from explorer import DOCS_DIR, server
+    from explorer.jobs import JobManager
+    from hrf_core.store.runs import RunStore
 
     manager = JobManager(RunStore(root, examples=examples), torch_threads=1)
-    served = app.serve(manager, small_defaults(model), port=free_port(), docs_dir=docs or app.DOCS_DIR)
+    served = server.serve(manager, small_defaults(model), port=free_port(), docs_dir=docs or DOCS_DIR)
     return served, manager
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    import app
+    from hrf_core import REPO_ROOT
 
-    digits = Path(app.REPO_ROOT / "checkpoints" / "digits16" / "unet" / "config.json").is_file()
+    digits = Path(REPO_ROOT / "checkpoints" / "digits16" / "unet" / "config.json").is_file()
     return "digits16" if digits else str(tiny_model_dir)
 
 
@@ -204,7 +199,7 @@ def test_presenter_token_in_the_browser(tmp_path, model, browser, monkeypatch):
 
 
 def make_examples(folder: Path) -> None:
-    """Two finished example runs (a duel pair) with metrics and grids, as ``hrf_core.examples`` writes them."""
+    """Two finished example runs (a duel pair) with metrics and grids, as ``hrf_core.study.examples`` writes them."""
     from PIL import Image
 
     pair = ("example-1-hrf-ink", "example-2-ddpo-ink")
@@ -252,18 +247,19 @@ def test_locality_profile_line_follows_the_handles_and_suggests_a_window(tmp_pat
 
     from playwright.sync_api import expect
 
-    import app
+    from explorer import server
+    from explorer.jobs import JobManager
+    from hrf_core import CHECKPOINTS_DIR
     from hrf_core.config import TrainConfig
-    from hrf_core.jobs import JobManager
-    from hrf_core.locality import suggest_window, summary_line
-    from hrf_core.runs import RunStore
+    from hrf_core.measure.locality import suggest_window, summary_line
+    from hrf_core.store.runs import RunStore
 
-    shipped = app.CHECKPOINTS_DIR / "digits16" / "locality.json"
+    shipped = CHECKPOINTS_DIR / "digits16" / "locality.json"
     if not shipped.is_file():
         pytest.skip("digits16's shipped profiles are missing")
     profile = json.loads(shipped.read_text())["rewards"]["ink"]
     defaults = TrainConfig(model="digits16", reward="ink", method="hrf", window=(20, 40), num_steps=40)
-    served = app.serve(JobManager(RunStore(tmp_path / "runs"), torch_threads=1), defaults, port=free_port())
+    served = server.serve(JobManager(RunStore(tmp_path / "runs"), torch_threads=1), defaults, port=free_port())
     problems: list[str] = []
     try:
         page = watched_page(browser, problems)

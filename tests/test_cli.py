@@ -49,10 +49,10 @@ def test_train_resume_and_sample_end_to_end(tiny_model_dir, tmp_path, capsys):
     (["--window", "30:20"], "window 30:20"),
     (["--window", "0:41"], "window 0:41"),
     (["--window", "abc"], "START:END"),
-    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--epochs", "0"], "--epochs must be between 1 and 1000"),
     (["--model", "no-such-model"], "unknown model"),
     (["--reward", "no-such-reward"], "unknown reward"),
-    (["--method", "ppo"], "invalid choice"),
+    (["--method", "ppo"], "--method: 'ppo' is not allowed"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
     try:
@@ -69,7 +69,7 @@ def test_module_entry_point_exit_code(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hrf_core", "train", "--window", "30:20", "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 2 and result.stderr.strip().startswith("error: window 30:20")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --window 30:20")
 
 
 def test_offline_hub_model_fails_with_instructions(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_help_documents_every_flag(capsys):
 
 
 def test_bring_your_own_reward_and_kl_from_the_command_line(tiny_model_dir, tmp_path, capsys):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     saved = dict(rewards.REWARDS)
     try:
@@ -143,7 +143,7 @@ def test_resume_refuses_a_run_another_process_trains(tmp_path, capsys):
     and exit 2, its metrics untouched."""
     from test_jobs import HOLD_AND_SLEEP
 
-    from hrf_core.runs import RunStore
+    from hrf_core.store.runs import RunStore
 
     run = RunStore(tmp_path).create({"model": "digits16", "reward": "jpeg-compressibility", "device": "cpu"},
                                     name="busy")

@@ -19,11 +19,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from explorer.api import start_params
+from explorer.storage import runs_location
 from hrf_core import REPO_ROOT
 from hrf_core.config import TrainConfig
-from hrf_core.runs import RunStore
-from hrf_core.storage import runs_location
-from hrf_core.views.api import start_params
+from hrf_core.store.runs import RunStore
 
 SECRET = "podium-41c7"
 
@@ -144,7 +144,7 @@ def test_kill_9_mid_epoch_then_continue_from_the_app(tmp_path, tiny_model_dir):
 
     assert [r["epoch"] for r in run.metrics()] == list(range(8))  # every epoch logged exactly once
     reference = RunStore(tmp_path / "reference").create(original, name="uninterrupted")
-    from hrf_core.trainer import Trainer
+    from hrf_core.rl.trainer import Trainer
 
     Trainer(TrainConfig.from_dict(original), reference).train()
     drop = {"seconds", "sample_seconds", "update_seconds", "eval_seconds", "logged_at"}

@@ -11,15 +11,14 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core import CHECKPOINTS_DIR
-from hrf_core.digits import (
+from hrf_core.models.digits import (
     DigitClassifier,
     classifier_accuracy,
     load_digit_classifier,
     load_split,
     split_indices,
 )
-from hrf_core.models import load_base_model
-from hrf_core.pretrain import (
+from hrf_core.models.pretrain import (
     cli_main,
     folder_hashes,
     inception_score,
@@ -27,6 +26,7 @@ from hrf_core.pretrain import (
     train_ddpm,
     write_ddpm_card,
 )
+from hrf_core.models.registry import load_base_model
 
 DDPM_DIR = CHECKPOINTS_DIR / "digits16"
 CLF_DIR = CHECKPOINTS_DIR / "digits16-classifier"
@@ -131,13 +131,14 @@ def test_pretrain_pipeline_writes_loadable_folder(tmp_path):
 def test_shipped_example_runs():
     """Finished duels (examples.DUELS): metrics and grids, no weights, well under 3 MB; the window-only duel
     samples the steps before its window with the base model."""
-    from hrf_core.config import PRESETS
-    from hrf_core.examples import DUELS, EXAMPLES_DIR
-    from hrf_core.runs import RunStore
+    from hrf_core.presets import PRESETS
+    from hrf_core.store.runs import RunStore
+    from hrf_core.study.examples import DUELS, EXAMPLES_DIR
 
     store = RunStore(EXAMPLES_DIR.parent / "no-such-store", examples=EXAMPLES_DIR)
     runs = store.list()
-    expected = {f"example-{d.order + half}": (d.reward, method, PRESETS[d.preset].outside_window if half == 0 else "tuned")
+    expected = {f"example-{d.order + half}": (d.reward, method,
+                                              PRESETS[d.preset].outside_window if half == 0 else "tuned")
                 for d in DUELS for half, method in ((0, PRESETS[d.preset].method), (1, "ddpo"))}
     found = {r.run_id.split("-", 2)[0] + "-" + r.run_id.split("-", 2)[1]:
              (r.config["reward"], r.config["method"], r.config.get("outside_window", "tuned")) for r in runs}

@@ -57,7 +57,8 @@ def test_two_processes_take_the_same_steps_as_one_and_resume(tiny_model_dir, tmp
 
     cli(["resume", str(out / "one"), "--epochs", "3"])
     cli(["resume", str(out / "two"), "--epochs", "3"], processes=2)
-    third = max_weight_difference(out / "one" / "checkpoints" / "epoch-0003", out / "two" / "checkpoints" / "epoch-0003")
+    third = max_weight_difference(out / "one" / "checkpoints" / "epoch-0003",
+                                  out / "two" / "checkpoints" / "epoch-0003")
     assert third <= 1e-4, third
     assert [json.loads(x)["epoch"] for x in (out / "two" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
 

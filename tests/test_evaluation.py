@@ -9,13 +9,13 @@ import pytest
 import torch
 from test_metrics import StubInception
 
-from hrf_core import evaluation
 from hrf_core.config import TrainConfig
-from hrf_core.evaluation import Evaluator
-from hrf_core.features import ClipFeatures, InceptionFeatures
-from hrf_core.models import load_base_model
-from hrf_core.runs import RunStore
-from hrf_core.trainer import Trainer
+from hrf_core.measure import evaluation
+from hrf_core.measure.evaluation import Evaluator
+from hrf_core.measure.features import ClipFeatures, InceptionFeatures
+from hrf_core.models.registry import load_base_model
+from hrf_core.rl.trainer import Trainer
+from hrf_core.store.runs import RunStore
 
 
 def rgb_images(n: int = 8) -> torch.Tensor:
@@ -49,8 +49,8 @@ def small_config(model_dir, **changes) -> TrainConfig:
 
 
 def test_the_run_records_its_embeddings_and_the_live_view_labels_pixels(tiny_rgb_model_dir, tmp_path, monkeypatch):
-    from hrf_core.jobs import JobManager
-    from hrf_core.views.live import live_state
+    from explorer.jobs import JobManager
+    from explorer.views.live import live_state
 
     monkeypatch.setattr(evaluation, "embedding_available", lambda name: name in ("pixel", "classifier"))
     config = small_config(tiny_rgb_model_dir)

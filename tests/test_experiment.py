@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hrf_core.experiment import cli_main
+from hrf_core.study.experiment import cli_main
 
 
 def metric_rows(path):
@@ -19,7 +19,7 @@ def metric_rows(path):
 @pytest.mark.slow
 def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
     """Every arm runs, the hand-over sweep follows DDPO, the report is written; 2 processes = 1 process."""
-    from hrf_core.experiment import NAME, run_name
+    from hrf_core.study.experiment import NAME, run_name
 
     common = ["--model", str(tiny_model_dir), "--epochs", "2", "--steps", "10", "--samples", "8", "--batch-size",
               "4", "--siblings", "2", "--eval-every", "1", "--eval-samples", "8", "--seeds", "0", "--tasks",
@@ -37,7 +37,8 @@ def test_frontier_experiment_parallel_equals_serial(tiny_model_dir, tmp_path):
                                                                       "hrf[20,40)/image/wo+kl0.1", 0)
                               / "config.json").read_text())
     assert (window_only["outside_window"], window_only["adv_scope"], window_only["kl_coef"]) == ("base", "image", 0.1)
-    assert "## Which method is on or above early-stopped DDPO?" in (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
+    report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
+    assert "## Which method is on or above early-stopped DDPO?" in report
     for run in runs:  # identical numbers whether the arms ran one after another or side by side
         assert metric_rows(tmp_path / "serial" / "runs" / run) == metric_rows(tmp_path / "parallel" / "runs" / run)
     handover = metric_rows(tmp_path / "serial" / "runs" / run_name("jpeg-compressibility", "handover", 0))
@@ -114,7 +115,7 @@ def check_window_only(store):
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
     """A cut-off experiment leaves whole arms (every task and seed), DDPO before anything that waits on it."""
-    from hrf_core.experiment import Settings, build_units
+    from hrf_core.study.experiment import Settings, build_units
 
     units = build_units(Settings(seeds=[0, 1], tasks=["jpeg-compressibility", "ink"]), tmp_path)
     names = [u.name for u in units]
@@ -131,7 +132,7 @@ def test_units_run_arm_by_arm_every_seed_first(tmp_path):
 
 
 def test_arm_overrides_compose_suffixes():
-    from hrf_core.experiment import arm_overrides
+    from hrf_core.study.experiment import arm_overrides
 
     assert arm_overrides("hrf[20,40)/image/wo+kl0.1", 40) == dict(
         method="hrf", window=(20, 40), adv_scope="image", outside_window="base", kl_coef=0.1)

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from hrf_core.cli import main
 from hrf_core.config import TrainConfig
-from hrf_core.runs import RunStore
-from hrf_core.trainer import Trainer
+from hrf_core.rl.trainer import Trainer
+from hrf_core.store.runs import RunStore
 
 UNET_FILE = "diffusion_pytorch_model.safetensors"
 
@@ -76,7 +76,7 @@ def test_ddim_pipeline_samples_score_like_the_sample_command(trained, tmp_path):
     of ``python -m hrf_core sample`` of the same checkpoint (different noise streams)."""
     from diffusers import DDIMPipeline
 
-    from hrf_core.rewards import make_reward
+    from hrf_core.rewards.registry import make_reward
 
     run, out = trained
     config, n = run.config, 48
@@ -125,7 +125,8 @@ def test_push_to_hub_creates_the_repo_then_uploads_the_folder(trained, tmp_path,
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     assert main(["export", str(run.path), "--out", str(tmp_path / "out"), "--push-to-hub", "someone/hrf-digits"]) == 0
-    assert [(c[0], c[1]) for c in calls] == [("create_repo", "someone/hrf-digits"), ("upload_folder", "someone/hrf-digits")]
+    assert [(c[0], c[1]) for c in calls] == [("create_repo", "someone/hrf-digits"),
+                                             ("upload_folder", "someone/hrf-digits")]
     assert calls[0][2]["exist_ok"] is True and calls[1][2]["folder_path"] == str(tmp_path / "out")
     assert 'DDIMPipeline.from_pretrained("someone/hrf-digits")' in (tmp_path / "out" / "README.md").read_text()
     assert "pushed to https://huggingface.co/someone/hrf-digits" in capsys.readouterr().out

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hrf_core import metrics
-from hrf_core.frontier import cli_main, crossing, frontier
-from hrf_core.runs import RunStore
+from hrf_core.measure import metrics
+from hrf_core.measure.frontier import cli_main, crossing, frontier
+from hrf_core.store.runs import RunStore
 
 
 def make_run(store: RunStore, name: str, method: str, seed: int, gains, is_values, compute=None, arrays=None,
@@ -28,7 +28,8 @@ def make_run(store: RunStore, name: str, method: str, seed: int, gains, is_value
 def test_crossing_is_the_first_one():
     xs = np.array([0.0, 0.02, 0.01, 0.03])
     assert crossing(xs, 0.01) == (0, 0.5)
-    assert crossing(xs, 0.025) == (2, pytest.approx(0.75))  # 0.01 -> 0.03 after the dip: the first upward crossing of 0.025
+    # 0.01 -> 0.03 after the dip: the first upward crossing of 0.025
+    assert crossing(xs, 0.025) == (2, pytest.approx(0.75))
     assert crossing(xs, 0.04) is None
     assert crossing(xs, -0.1) == (0, 0.0)
 
@@ -118,7 +119,7 @@ def test_cli_writes_json_and_a_table(tmp_path, capsys):
 
 
 def test_standing_table_counts_tasks_on_or_above_ddpo():
-    from hrf_core.frontier import standing, standing_table
+    from hrf_core.measure.frontier import standing, standing_table
 
     def row(low, high, reached=3):
         return {"reached": reached, "n": 3, "delta_vs_ddpo": {"is_classifier": {"mean": (low + high) / 2,
@@ -144,7 +145,7 @@ def test_standing_table_counts_tasks_on_or_above_ddpo():
 def test_window_only_against_the_hand_over_at_its_split_hand_computed(tmp_path):
     """A window-only run [20, 40) is read where its gain reaches the same seed's hand-over at S = 20; an arm
     sampled with the tuned network everywhere gets no such comparison; a seed that never gets there counts."""
-    from hrf_core.frontier import handover_rows
+    from hrf_core.measure.frontier import handover_rows
 
     store = RunStore(tmp_path)
     for seed in (0, 1):

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 from test_trainer import small_config
 
-from hrf_core import checkpoints, runs
+from explorer.jobs import JobManager
 from hrf_core.cli import main
-from hrf_core.jobs import JobManager
-from hrf_core.runs import RunStore, StoreFullError, is_disk_full
-from hrf_core.trainer import Trainer, resume_training
+from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.store import checkpoints, runs
+from hrf_core.store.runs import RunStore, StoreFullError, is_disk_full
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 TIMING = {"seconds", "sample_seconds", "update_seconds", "eval_seconds", "logged_at"}

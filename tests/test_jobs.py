@@ -10,10 +10,10 @@ import time
 import pytest
 from PIL import Image
 
+from explorer.jobs import JobManager
 from hrf_core import REPO_ROOT
 from hrf_core.config import TrainConfig
-from hrf_core.jobs import JobManager
-from hrf_core.runs import RunStore
+from hrf_core.store.runs import RunStore
 
 
 def small_config(**changes) -> TrainConfig:
@@ -164,7 +164,7 @@ def test_second_visitor_and_restart_see_the_history(tmp_path):
 
 HOLD_AND_SLEEP = """
 import sys, time
-from hrf_core.runs import Run
+from hrf_core.store.runs import Run
 Run(sys.argv[1]).set_status("running", 2, 3, "epoch 3/3")
 print("holding", flush=True)
 time.sleep(120)
@@ -245,7 +245,7 @@ def test_continue_a_run_for_more_epochs(tmp_path):
     assert manager.wait(10)
     assert manager.snapshot().state == "done"
     assert [r["epoch"] for r in run.metrics()] == [0, 1, 2, 3, 4, 5]  # each epoch logged once
-    from hrf_core import liveness
+    from hrf_core.store import liveness
 
     assert liveness.holder(run.path) is None  # the lock is given back
 
@@ -292,7 +292,7 @@ def test_the_duel_partner_phase_shows_only_while_it_works(tmp_path):
     done, stopped or failed."""
     from types import SimpleNamespace
 
-    from hrf_core.jobs import _Job
+    from explorer.jobs import _Job
 
     manager = make_manager(tmp_path)
     config = small_config()
@@ -314,7 +314,7 @@ def test_the_duel_partner_phase_shows_only_while_it_works(tmp_path):
 
 
 def test_default_preflight(tmp_path, tiny_model_dir):
-    from hrf_core.jobs import default_preflight
+    from explorer.jobs import default_preflight
 
     default_preflight(TrainConfig(model=str(tiny_model_dir)))
     with pytest.raises(ValueError, match="not a diffusers model folder|unknown model"):
@@ -326,7 +326,7 @@ def test_default_preflight(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_a_duel_of_two_plus_two_epochs(tmp_path, tiny_model_dir):
     """Two configurations in one job, epochs alternating; each half is an ordinary, resumable run."""
-    from hrf_core.trainer import resume_training
+    from hrf_core.rl.trainer import resume_training
 
     manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
     common = dict(model=str(tiny_model_dir), reward="jpeg-compressibility", num_steps=10,
@@ -356,7 +356,7 @@ def test_a_duel_stopped_between_epochs_stops_both_real_trainers(tmp_path, tiny_m
     """Stop pressed after the partner's epoch 1 (both halves at epoch 1): neither half trains another epoch,
     both record "stopped", each saves its epoch-1 weights on stopping (no scheduled checkpoint before epoch 5),
     and the job ends stopped."""
-    from hrf_core.jobs import default_trainer_factory
+    from hrf_core.rl.trainer import Trainer
 
     common = dict(model=str(tiny_model_dir), reward="jpeg-compressibility", num_steps=10, epochs=5,
                   samples_per_epoch=8, batch_size=4, siblings=2, eval_samples=8, eval_every=1, checkpoint_every=5,
@@ -371,7 +371,7 @@ def test_a_duel_stopped_between_epochs_stops_both_real_trainers(tmp_path, tiny_m
             if config.method == "ddpo" and report.epoch == 1:
                 assert manager.stop()  # the Stop button, between the duel's epochs
 
-        return default_trainer_factory(config, run, [*callbacks, on_epoch], stop_event)
+        return Trainer(config, run, callbacks=[*callbacks, on_epoch], stop_event=stop_event)
 
     manager.trainer_factory = factory
     first, second = manager.start_duel(hrf, ddpo)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from hrf_core.locality import (
+from hrf_core.measure.locality import (
     ProfileCache,
     ProfileSettings,
     decided_at,
@@ -21,7 +21,7 @@ from hrf_core.locality import (
     suggest_window,
     summary_line,
 )
-from hrf_core.models import BaseModel
+from hrf_core.models.registry import BaseModel
 
 K = 10
 REPO = Path(__file__).resolve().parent.parent

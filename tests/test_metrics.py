@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from hrf_core.features import (
+from hrf_core.measure.features import (
     ClassifierFeatures,
     PixelFeatures,
     make_feature_extractor,
 )
-from hrf_core.metrics import (
+from hrf_core.measure.metrics import (
     class_coverage,
     class_entropy,
     evaluate_samples,

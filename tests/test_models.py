@@ -1,4 +1,5 @@
-"""The base-model registry: local folders, layouts, safetensors (pickle weights via a converted copy), clear offline errors."""
+"""The base-model registry: local folders, layouts, safetensors (pickle weights via a converted copy), clear offline
+errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from conftest import make_scheduler, make_tiny_unet
 
-from hrf_core.models import availability, load_base_model, model_folder, resolve_device
+from hrf_core.models.registry import availability, load_base_model, model_folder, resolve_device
 
 
 def test_local_folder_loads_unet_and_ddim_scheduler(tiny_model_dir):
@@ -74,7 +75,7 @@ def test_checkpoint_folder_is_a_model(tiny_model_dir, tmp_path):
 
 
 def test_x0_preview_is_one_batched_trajectory(tiny_model_dir):
-    from hrf_core.sampling import x0_preview
+    from hrf_core.rl.sampling import x0_preview
 
     base = load_base_model(str(tiny_model_dir), "cpu")
     calls = []

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_scheduler, make_tiny_unet
 
-from hrf_core.policy import ddim_step_with_logprob, renoise, rollout, step_sigma, trainable_steps
+from hrf_core.rl.policy import ddim_step_with_logprob, renoise, rollout, step_sigma, trainable_steps
 
 
 def hand_logprob_float64(scheduler, eps, t, x, prev, eta):
@@ -115,7 +115,7 @@ def test_renoise_leaves_the_scheduler_table_on_the_host():
 
 def test_kl_to_base_matches_a_float64_hand_computation():
     """KL of two DDIM Gaussians with the same sigma = ||mu_theta - mu_base||^2 / (2 sigma^2), a mean over pixels."""
-    from hrf_core.policy import ddim_step_mean, gaussian_kl
+    from hrf_core.rl.policy import ddim_step_mean, gaussian_kl
 
     scheduler = make_scheduler()
     scheduler.set_timesteps(40)
@@ -134,14 +134,14 @@ def test_kl_to_base_matches_a_float64_hand_computation():
         # the same Gaussian: zero; and KL equals the expected log-ratio E_p[log p - log q] by Monte Carlo
         assert torch.allclose(gaussian_kl(mean_theta, mean_theta, sigma), torch.zeros(4))
         draws = mean_theta + sigma.reshape(4, 1, 1, 1) * torch.randn(4000, 4, 1, 8, 8, generator=gen)
-        from hrf_core.policy import gaussian_log_prob
+        from hrf_core.rl.policy import gaussian_log_prob
         log_ratio = torch.stack([gaussian_log_prob(d, mean_theta, sigma) - gaussian_log_prob(d, mean_base, sigma)
                                  for d in draws[:400]])
         assert torch.allclose(log_ratio.mean(0), kl, rtol=0.1, atol=2e-3)
 
 
 def test_row_noise_streams_depend_only_on_their_keys():
-    from hrf_core.policy import RowNoise, noise_like
+    from hrf_core.rl.policy import RowNoise, noise_like
 
     keys = [(0, 3, "sample", g) for g in range(6)]
     whole = RowNoise(keys)

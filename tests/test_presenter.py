@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from hrf_core import presenter
+from explorer import presenter
 
 TOKEN = "lectern-7f3a"
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hrf_core.projection import image_data_uri, project_pair, projection_figure, projection_html
+from hrf_core.measure.projection import image_data_uri, project_pair, projection_figure, projection_html
 
 
 def ramp_features(n: int, offset: float) -> np.ndarray:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from test_jobs import FakeTrainer
 
+from explorer.server import free_port
+
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 CHROMIUM = "/usr/bin/chromium"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -26,12 +28,6 @@ pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx)"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def readme_location() -> str:
@@ -116,24 +112,24 @@ class Trainer(FakeTrainer):
 def proxied(tmp_path, tiny_model_dir, monkeypatch):
     """The app (a fake trainer held by a gate) at GRADIO_ROOT_PATH=/hrf behind nginx: (public url, manager, gate)."""
     from PIL import Image
-    from test_app import free_port as app_port
     from test_app import small_defaults
 
-    import app
-    from hrf_core.jobs import JobManager
-    from hrf_core.runs import RunStore
+    from explorer import server
+    from explorer.jobs import JobManager
+    from hrf_core.store.runs import RunStore
 
     monkeypatch.setenv("GRADIO_ROOT_PATH", "/hrf")
     docs = tmp_path / "docs"
     (docs / "results").mkdir(parents=True)
     Image.new("RGB", (40, 30), "steelblue").save(docs / "results" / "frontier.png")
     Image.new("L", (16, 16), 90).save(docs / "results" / "grid-ink-ddpo-seed0.png")
-    (docs / "RESULTS.md").write_text("# Results\n![frontier](results/frontier.png)\n![grid](results/grid-ink-ddpo-seed0.png)\n")
+    (docs / "RESULTS.md").write_text("# Results\n![frontier](results/frontier.png)\n"
+                                     "![grid](results/grid-ink-ddpo-seed0.png)\n")
     gate = threading.Event()
     manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=lambda config, run, callbacks, stop: Trainer(
         config, run, callbacks, stop, gate=gate), preflight=None)
-    port = app_port()
-    served = app.serve(manager, small_defaults(str(tiny_model_dir)), port=port, docs_dir=docs)
+    port = free_port()
+    served = server.serve(manager, small_defaults(str(tiny_model_dir)), port=port, docs_dir=docs)
     nginx = Nginx(port)
     try:
         yield f"http://127.0.0.1:{nginx.port}/hrf/", manager, gate, small_defaults(str(tiny_model_dir))
@@ -164,7 +160,7 @@ def test_the_app_behind_nginx_at_a_path_prefix(proxied):
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    from hrf_core.views.api import start_params
+    from explorer.api import start_params
 
     url, manager, gate, defaults = proxied
     assert httpx.get(url.replace("/hrf/", "/live/assets/live.js")).status_code == 404  # only the prefix reaches the app
@@ -191,7 +187,8 @@ def test_the_app_behind_nginx_at_a_path_prefix(proxied):
             for address in (url, url + "?view=1"):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
-                page.on("console", lambda m, a=address: problems.append(f"console {m.type}: {m.text} {m.location} on {a}")
+                page.on("console",
+                        lambda m, a=address: problems.append(f"console {m.type}: {m.text} {m.location} on {a}")
                         if m.type == "error" else None)
                 page.on("request", lambda r: problems.append(f"outside request {r.url}")
                         if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)

@@ -1,10 +1,10 @@
-"""The Reading of docs/RESULTS.md quotes only numbers its tables hold (hrf_core.reading)."""
+"""The Reading of docs/RESULTS.md quotes only numbers its tables hold (hrf_core.study.reading)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hrf_core.reading import report_sources, stale_numbers
+from hrf_core.study.reading import report_sources, stale_numbers
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -28,5 +28,6 @@ def test_a_stale_number_names_itself():
     text = "HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; elsewhere +0.50 [+0.13, +0.90], 60% of DDPO's"
     stale = stale_numbers(text, [frontier])
     assert len(stale) == 2
-    assert stale[0].startswith("+0.50 [+0.13, +0.90] (…HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; elsewhere")
+    assert stale[0].startswith("+0.50 [+0.13, +0.90] (…HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; "
+                               "elsewhere")
     assert stale[1].startswith("60% of DDPO's")

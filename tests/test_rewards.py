@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hrf_core.rewards import REWARDS, jpeg_size_kb, make_reward
+from hrf_core.rewards.registry import REWARDS, jpeg_size_kb, make_reward
 
 
 def pil_jpeg_kb(array: np.ndarray, mode: str) -> float:
@@ -81,7 +81,7 @@ def test_symmetry_prefers_mirror_images():
 
 
 def test_digit_reward_is_the_classifier_log_probability():
-    from hrf_core.digits import load_split
+    from hrf_core.models.digits import load_split
 
     images, labels = load_split("heldout")
     threes = make_reward("digit:3")(images)
@@ -114,7 +114,7 @@ value = 3
 
 @pytest.fixture
 def reward_file(tmp_path, monkeypatch):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     monkeypatch.setattr(rewards, "REWARDS", dict(rewards.REWARDS))  # registrations stay in this test
     path = tmp_path / "my_rewards.py"
@@ -123,7 +123,7 @@ def reward_file(tmp_path, monkeypatch):
 
 
 def test_bring_your_own_reward_from_a_file_and_a_module(reward_file, monkeypatch):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     name = rewards.register_reference(f"{reward_file}:brightness")
     images = torch.linspace(-1, 1, 2 * 4).reshape(2, 1, 2, 2)
@@ -143,7 +143,7 @@ def test_bring_your_own_reward_from_a_file_and_a_module(reward_file, monkeypatch
     ("just-a-name", "must look like path/to/file.py:function"),
 ])
 def test_bad_reward_references_give_one_line(reward_file, reference, message):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     with pytest.raises(ValueError, match=message) as error:
         rewards.register_reference(reference.format(file=reward_file))
@@ -156,7 +156,7 @@ def test_bad_reward_references_give_one_line(reward_file, reference, message):
     ("strings", "returned list, not numbers"),
 ])
 def test_bad_reward_outputs_give_one_line(reward_file, function, message):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     name = rewards.register_reference(f"{reward_file}:{function}")
     with pytest.raises(ValueError, match=message):
@@ -164,7 +164,7 @@ def test_bad_reward_outputs_give_one_line(reward_file, function, message):
 
 
 def test_custom_rewards_cannot_shadow_built_ins(reward_file):
-    from hrf_core import rewards
+    from hrf_core.rewards import registry as rewards
 
     with pytest.raises(ValueError, match="taken by a built-in"):
         rewards.register_reference(f"{reward_file}:brightness", "ink")

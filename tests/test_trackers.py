@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hrf_core import trackers
 from hrf_core.cli import main
-from hrf_core.runs import Run
+from hrf_core.share import trackers
+from hrf_core.store.runs import Run
 
 SMALL = ["--steps", "10", "--samples", "8", "--batch-size", "4", "--siblings", "2", "--eval-samples", "8",
          "--eval-every", "1", "--device", "cpu"]
@@ -144,12 +144,12 @@ def test_a_failing_tracker_warns_once_and_training_continues(when, tiny_model_di
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(SummaryWriter, "__init__" if when == "start" else "add_scalar", broken)
-    with caplog.at_level(logging.WARNING, logger="hrf_core.trackers"):
+    with caplog.at_level(logging.WARNING, logger="hrf_core.share.trackers"):
         code = main([*train_args(tiny_model_dir, tmp_path, "full-disk", epochs=2), "--report-to", "tensorboard"])
     assert code == 0
     run = Run(tmp_path / "full-disk")
     assert [r["epoch"] for r in run.metrics()] == [0, 1, 2] and run.status["state"] == "done"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "hrf_core.trackers"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "hrf_core.share.trackers"]
     assert len(warnings) == 1 and "tensorboard" in warnings[0] and "No space left on device" in warnings[0]
     assert len(calls) == 1  # dropped after the failure: no retry every epoch
 
@@ -184,7 +184,7 @@ class ReportingTrainer:
         self.run, self.callbacks, self.phase = run, callbacks, "idle"
 
     def steps(self):
-        from hrf_core.trainer import EpochReport
+        from hrf_core.rl.trainer import EpochReport
 
         for epoch in (0, 1):
             row = {"epoch": epoch, "reward_mean": 0.5 + epoch, "starts": [3]}
@@ -195,7 +195,7 @@ class ReportingTrainer:
         return "done"
 
     def train(self) -> str:
-        from hrf_core.trainer import drive
+        from hrf_core.rl.launch import drive
 
         return drive(self.steps())
 
@@ -203,9 +203,9 @@ class ReportingTrainer:
 def test_app_runs_report_to_hrf_report_to(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing import event_accumulator as ea
 
+    from explorer.jobs import JobManager
     from hrf_core.config import TrainConfig
-    from hrf_core.jobs import JobManager
-    from hrf_core.runs import RunStore
+    from hrf_core.store.runs import RunStore
 
     config = TrainConfig(model="fake", epochs=1, samples_per_epoch=8, batch_size=8, num_steps=10, window=(4, 10))
     manager = JobManager(RunStore(tmp_path / "runs"), trainer_factory=ReportingTrainer, preflight=None)
@@ -230,7 +230,7 @@ def test_app_runs_report_to_hrf_report_to(tmp_path, monkeypatch):
 def test_experiment_units_report_to_their_trackers(tiny_model_dir, tmp_path):
     from tensorboard.backend.event_processing import event_accumulator as ea
 
-    from hrf_core.experiment import Settings, arm_config, build_units, train_unit
+    from hrf_core.study.experiment import Settings, arm_config, build_units, train_unit
 
     settings = Settings(seeds=[0], tasks=["jpeg-compressibility"], epochs=2, eval_every=1, eval_samples=8, samples=8,
                         batch_size=4, siblings=2, steps=10, model=str(tiny_model_dir), arms=["ddpo"])

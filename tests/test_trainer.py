@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from hrf_core.config import TrainConfig
-from hrf_core.runs import RunStore
-from hrf_core.trainer import Trainer, resume_training
+from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.store.runs import RunStore
 
 
 def small_config(model_dir, **changes) -> TrainConfig:
@@ -68,7 +68,7 @@ def test_fixed_start_and_metrics_keys(tiny_model_dir, tmp_path):
 
 def test_the_epoch_batches_must_share_equally_among_processes(tiny_model_dir, tmp_path):
     """One rule for the trainer and the command line (``TrainConfig.check_processes``)."""
-    from hrf_core.distributed import Dist
+    from hrf_core.rl.distributed import Dist
 
     config = small_config(tiny_model_dir, samples_per_epoch=12, batch_size=4)  # 3 batches
     assert config.batches_per_epoch == 3
@@ -135,7 +135,7 @@ def test_hrf_d_starts_after_the_best_scoring_candidate(tiny_model_dir, tmp_path)
     assert row["window_start"] == start and row["starts"] == [start, start] and row["window_end"] == 10
     timesteps = trainer.scheduler.timesteps.tolist()
     assert sorted({timesteps.index(t) for t in seen}) == list(range(start, 10))
-    assert trainer.hrfd_start == trainer.hrfd_earliest == start
+    assert trainer.start_state.start == trainer.start_state.earliest == start
 
 
 def test_resume_with_frozen_base_start_states(tiny_model_dir, tmp_path):
@@ -224,7 +224,7 @@ def test_image_scope_standardises_each_image_siblings(tiny_model_dir, tmp_path):
     rewards = torch.tensor([[1.0, 3.0, 10.0, 30.0],  # batch 0, start 4: images (1, 3) and (10, 30)
                             [1.0, 2.0, 3.0, 6.0]])  # batch 1, start 0: four unrelated samples
     batches = {0: SimpleNamespace(), 1: SimpleNamespace()}
-    trainer._assign_advantages(batches, rewards, starts=[4, 0])
+    trainer.update.assign_advantages(batches, rewards, starts=[4, 0])
     assert batches[0].advantages.tolist() == pytest.approx([-1, 1, -1, 1], abs=1e-6)
     expected = (rewards[1] - rewards[1].mean()) / rewards[1].std(unbiased=False)
     assert batches[1].advantages.tolist() == pytest.approx(expected.tolist(), abs=1e-6)

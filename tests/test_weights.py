@@ -15,9 +15,10 @@ import torch
 from conftest import make_scheduler, make_tiny_unet
 from safetensors.torch import load_file
 
-from hrf_core import models, weights
 from hrf_core.cli import main
-from hrf_core.models import availability, load_base_model, model_folder
+from hrf_core.models import registry as models
+from hrf_core.models import weights
+from hrf_core.models.registry import availability, load_base_model, model_folder
 
 SMALL = ["--steps", "4", "--samples", "4", "--batch-size", "4", "--siblings", "2", "--eval-samples", "4",
          "--device", "cpu"]
@@ -265,7 +266,8 @@ UNET_WEIGHTS = f"unet/{weights.UNET_SAFETENSORS}"
     ("unet/config.json", lambda p: p.write_text("{not json"), "is not a readable JSON config"),
     ("unet/config.json", lambda p: truncate(p), "is not a readable JSON config"),
     ("unet/config.json", lambda p: p.write_text("[]"), "is not a JSON object"),
-    ("unet/config.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "block_out_channels": [8, 32]})),
+    ("unet/config.json",
+     lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "block_out_channels": [8, 32]})),
      "could not be loaded as a UNet2DModel"),
     ("scheduler/scheduler_config.json", lambda p: truncate(p), "is not a readable JSON config"),
 ])

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from hrf_core.config import TrainConfig
-from hrf_core.models import load_base_model
-from hrf_core.policy import RowNoise, noise_like, rollout
-from hrf_core.rewards import make_reward
-from hrf_core.runs import RunStore
-from hrf_core.sampling import sample_from
-from hrf_core.trainer import Trainer
+from hrf_core.models.registry import load_base_model
+from hrf_core.rewards.registry import make_reward
+from hrf_core.rl.policy import RowNoise, noise_like, rollout
+from hrf_core.rl.sampling import sample_from
+from hrf_core.rl.trainer import Trainer
+from hrf_core.store.runs import RunStore
 
 
 def config_of(model_dir, **changes) -> TrainConfig:
@@ -57,7 +57,7 @@ def test_trajectory_of_interest_images_equal_the_base_models_before_the_window(t
     config = config_of(tiny_model_dir, window=(7, 8))
     trainer = Trainer(config, RunStore(tmp_path).create(config.to_dict()))
     perturb(trainer.unet)
-    images = trainer._images_of(1, 0)
+    images = trainer.images_of(1, 0)
     keys = [(config.seed, 1, "image", r) for r in range(2)]
 
     def sample(**handover):  # as the trainer draws it: the start noise, then each step's, from one stream per row
@@ -72,7 +72,7 @@ def test_trajectory_of_interest_images_equal_the_base_models_before_the_window(t
     tuned_config = config.replace(outside_window="tuned")
     tuned_trainer = Trainer(tuned_config, RunStore(tmp_path / "t").create(tuned_config.to_dict()))
     tuned_trainer.unet.load_state_dict(trainer.unet.state_dict())
-    assert not torch.equal(tuned_trainer._images_of(1, 0), images)  # "tuned" samples every step with the policy
+    assert not torch.equal(tuned_trainer.images_of(1, 0), images)  # "tuned" samples every step with the policy
 
 
 def test_evaluation_and_checkpoint_sample_window_only(tiny_model_dir, tmp_path):
@@ -125,7 +125,7 @@ def test_sliding_and_hrfd_hand_over_at_the_earliest_trained_step(tiny_model_dir,
 def test_ddpo_has_no_outside():
     with pytest.raises(ValueError, match="needs a windowed method"):
         TrainConfig(method="ddpo", window=(0, 40), outside_window="base").validate()
-    with pytest.raises(ValueError, match="outside_window must be one of"):
+    with pytest.raises(ValueError, match="outside_window: .elsewhere. is not allowed; choose one of tuned, base"):
         TrainConfig(outside_window="elsewhere").validate()
 
 

@@ -1,7 +1,7 @@
-"""The window rules of :mod:`hrf_core.windows` against hand-computed expectations.
+"""The window rules of the methods (:mod:`hrf_core.methods`) against hand-computed expectations.
 
-- the sliding schedule: which cluster each epoch draws its starts from (``active_window``);
-- window-only sampling: from which step the tuned network samples in each epoch (``sampling_handover``);
+- the sliding schedule: which cluster each epoch draws its starts from (``Method.window``);
+- window-only sampling: from which step the tuned network samples in each epoch (``Method.handover``);
 - HRF-D: the start is the candidate *after* the argmax of the score (``dynamic_start``), on a controlled
   probe whose rewards and distances are set by hand.
 """
@@ -15,10 +15,24 @@ import pytest
 import torch
 from conftest import make_scheduler
 
+from hrf_core import methods
 from hrf_core.config import TrainConfig
-from hrf_core.windows import active_window, draw_start, dynamic_start, sampling_handover
+from hrf_core.methods.hrf_d import dynamic_start
 
 K = 40
+
+
+def active_window(config: TrainConfig, epoch: int) -> tuple[int, int]:
+    return methods.get(config.method).window(config, epoch)
+
+
+def draw_start(config: TrainConfig, epoch: int, generator: torch.Generator) -> int:
+    """One batch's start step in ``epoch``."""
+    return methods.get(config.method).starts(config, epoch, 1, generator, methods.StartState())[0]
+
+
+def sampling_handover(config: TrainConfig, epoch: int, earliest_dynamic: int | None = None) -> int:
+    return methods.get(config.method).handover(config, epoch, methods.StartState(earliest=earliest_dynamic))
 
 
 def test_active_window_slides_through_clusters_and_the_last_stays():
@@ -39,10 +53,10 @@ def test_active_window_of_the_fixed_methods():
 def test_starts_are_drawn_inside_the_active_cluster():
     config = TrainConfig(method="hrf-sliding", clusters=((0, 5, 1), (30, 32, 1)), num_steps=K)
     generator = torch.Generator().manual_seed(0)
-    assert {draw_start(config, active_window(config, 1), generator) for _ in range(200)} == set(range(0, 5))
-    assert {draw_start(config, active_window(config, 2), generator) for _ in range(200)} == {30, 31}
+    assert {draw_start(config, 1, generator) for _ in range(200)} == set(range(0, 5))
+    assert {draw_start(config, 2, generator) for _ in range(200)} == {30, 31}
     fixed = config.replace(start_mode="fixed")
-    assert {draw_start(fixed, active_window(fixed, 2), generator) for _ in range(20)} == {30}
+    assert {draw_start(fixed, 2, generator) for _ in range(20)} == {30}
 
 
 def test_window_only_handover_per_epoch():

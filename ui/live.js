@@ -1,6 +1,6 @@
 /* HRF Explorer: the live panel, drawn in the browser from the server's live feed.
  *
- * The server publishes what viewers see once per change (hrf_core/livefeed.py); every open panel
+ * The server publishes what viewers see once per change (explorer/livefeed.py); every open panel
  * holds one server-sent-events stream (/live/stream) and updates its plots in place (Plotly.react),
  * so an idle viewer costs the server nothing. The same panel replays any finished run
  * (/live/run/<id>, the Runs tab) and is the whole page at /?view=1 (read-only, for a slide).

@@ -1,0 +1,181 @@
+"""The Compare tab: sample sources (base models, checkpoints), grids, metrics and the joint projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from explorer.views.common import (
+    _MODEL_LOCK,
+    cached_evaluator,
+    cached_model,
+    parse_bounded,
+    require_runnable,
+)
+from hrf_core.methods import run_label
+from hrf_core.store.runs import RunStore, checkpoint_epoch
+
+
+# ------------------------------------------------------------------------------------ sample sources
+def source_choices(store: RunStore, models: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(label, value) of everything one can sample from: base models, then every checkpoint of every run.
+
+    Values: ``base:<model>`` or ``ckpt:<run_id>:<checkpoint folder name>``.
+    """
+    seen: list[str] = []
+    for name in models:
+        if name not in seen:
+            seen.append(name)
+    runs = store.list()
+    for run in runs:
+        model = run.config.get("model")
+        if model and model not in seen:
+            seen.append(model)
+    choices = [(f"{Path(m).name if '/' in m and Path(m).exists() else m} · base model", f"base:{m}") for m in seen]
+    for run in runs:
+        for checkpoint in reversed(run.checkpoints()):
+            epoch = checkpoint_epoch(checkpoint)
+            choices.append((f"{run.run_id} · epoch {epoch} · {run_label(run.config)}",
+                            f"ckpt:{run.run_id}:{checkpoint.name}"))
+    return choices
+
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved sample source: what to load, its base-model family, and a short label."""
+
+    load: str  # registry name, Hub id or folder to load
+    family: str  # the base model it descends from (decides the evaluation embeddings)
+    label: str
+    reward: str | None = None
+    num_steps: int | None = None  # the K its run was trained with
+
+
+def resolve_source(store: RunStore, value: str) -> Source:
+    """``base:<model>`` or ``ckpt:<run_id>:<epoch-NNNN>`` -> :class:`Source` (validated)."""
+    if not value or not isinstance(value, str):
+        raise ValueError("choose what to sample from")
+    if value.startswith("base:"):
+        model = value[len("base:"):]
+        return Source(load=model, family=model, label=f"{Path(model).name} (base)")
+    if value.startswith("ckpt:"):
+        try:
+            _, run_id, folder = value.split(":", 2)
+        except ValueError:
+            raise ValueError(f"bad checkpoint reference {value!r}") from None
+        run = store.get(run_id)
+        for checkpoint in run.checkpoints():
+            if checkpoint.name == folder:
+                epoch = checkpoint_epoch(folder)
+                return Source(load=str(checkpoint), family=str(run.config.get("model", "")),
+                              label=f"{run_label(run.config)} · epoch {epoch}", reward=run.config.get("reward"),
+                              num_steps=run.config.get("num_steps"))
+        raise ValueError(f"run {run_id} has no checkpoint {folder}")
+    raise ValueError(f"unknown sample source {value!r}")
+
+
+def sample_grid(store: RunStore, value: str, n: int = 16, seed: int = 0, num_steps: int | None = None):
+    """A grid (PIL) of ``n`` samples from a base model or checkpoint with a fixed seed (K: its run's)."""
+    from hrf_core.imaging import image_grid
+    from hrf_core.rl.sampling import sample_from
+
+    n = int(parse_bounded("Samples", n, 1, 256))
+    seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
+    source = resolve_source(store, value)
+    require_runnable(source.family)
+    num_steps = int(num_steps or source.num_steps or 40)
+    with _MODEL_LOCK:
+        base = cached_model(source.load)
+        images = sample_from(base, n, seed, num_steps=num_steps).cpu()
+    return image_grid(images, scale=max(1, 128 // images.shape[-1]))
+
+
+
+@dataclass
+class Comparison:
+    grid_a: Any
+    grid_b: Any
+    label_a: str
+    label_b: str
+    table: list[list[Any]]
+    figure: Any
+    metrics_a: dict = field(default_factory=dict)  # the evaluator's metrics, by key (reward_mean, vendi_...@n, ...)
+    metrics_b: dict = field(default_factory=dict)
+    reward: str = ""
+    num_steps: int = 0
+
+
+METRIC_NAMES = {
+    "reward_mean": "reward (mean)", "reward_std": "reward (std)", "vendi_pixel": "Vendi (pixels)",
+}
+
+
+def _metric_name(key: str) -> str:
+    if key in METRIC_NAMES:
+        return METRIC_NAMES[key]
+    name, _, n = key.partition("@")
+    pretty = {"vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels; weak proxy)",
+              "is_classifier": "Inception Score (classifier)", "class_entropy": "class entropy (bits)",
+              "class_coverage": "class coverage", "is_inception": "Inception Score (Inception-v3)",
+              "vendi_inception": "Vendi (Inception-v3 features)", "vendi_clip": "Vendi (CLIP ViT-L/14 features)"
+              }.get(name, name)
+    return pretty
+
+
+def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int = 0, reward: str | None = None,
+            num_steps: int | None = None, thumbnails: bool = False, handover: int = 0) -> Comparison:
+    """Same-seed samples of two sources side by side, their metrics, and a joint 2D projection.
+
+    Both are sampled with the same seeds and K (default: the K their runs were trained with, else 40).
+    ``handover`` = S > 0: B (a checkpoint) samples steps < S with its base model, the rest with itself
+    (S = K gives the base model's samples exactly).
+    """
+
+    from hrf_core.imaging import image_grid
+    from hrf_core.measure.projection import project_pair, projection_figure
+    from hrf_core.rewards.registry import REWARDS, make_reward
+    from hrf_core.rl.sampling import sample_from
+
+    n = int(parse_bounded("Samples", n, 4, 256))
+    seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
+    a, b = resolve_source(store, value_a), resolve_source(store, value_b)
+    num_steps = int(num_steps or b.num_steps or a.num_steps or 40)
+    require_runnable(a.family)
+    require_runnable(b.family)
+    reward = reward or a.reward or b.reward or "jpeg-compressibility"
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}")
+    ok, why = REWARDS[reward].available()
+    if not ok:
+        raise ValueError(f"reward {reward} is unavailable: {why}")
+    handover = int(parse_bounded("Hand-over step", handover, 0, num_steps))
+    if handover and b.load == b.family:
+        raise ValueError("hand-over needs a checkpoint as B: its base model samples the steps before S")
+    with _MODEL_LOCK:
+        model_a, model_b = cached_model(a.load), cached_model(b.load)
+        if model_a.sample_shape != model_b.sample_shape:
+            raise ValueError("these two produce different image sizes: compare checkpoints of the same base model")
+        early = cached_model(b.family) if handover else None
+        images_a = sample_from(model_a, n, seed, num_steps=num_steps).cpu()
+        images_b = sample_from(model_b, n, seed, num_steps=num_steps, early=early, handover=handover).cpu()
+    reward_fn = make_reward(reward, device="cpu")
+    evaluator = cached_evaluator(model_a.sample_shape)
+    metrics_a = evaluator(images_a, reward_fn(images_a).float().cpu())
+    metrics_b = evaluator(images_b, reward_fn(images_b).float().cpu())
+    keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel")]
+    order = sorted(keys, key=lambda k: (not k.startswith("reward"), k))
+    table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4),
+              f"{float(metrics_b[k]) - float(metrics_a[k]):+.4f}"] for k in order]
+    extractor, space = evaluator.projection_embedding()
+    projection = project_pair(extractor(images_a), extractor(images_b), seeds_a=range(seed, seed + n))
+    figure = projection_figure(projection, images_a, images_b, labels=(f"A · {a.label}", f"B · {b.label}"),
+                               thumbnails=thumbnails and n <= 64,
+                               thumb_size=32, title=f"Same seeds, joint PCA of {space}")
+    figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 60, "b": 50})
+    scale = max(1, 128 // images_a.shape[-1])
+    label_b = f"{b.label} · hand-over at step {handover}" if handover else b.label
+    return Comparison(image_grid(images_a, scale=scale), image_grid(images_b, scale=scale), a.label, label_b,
+                      table, figure, dict(metrics_a), dict(metrics_b), reward, num_steps)
+

@@ -1,0 +1,146 @@
+"""The evaluation used everywhere (trainer, app, benchmarks, experiments): metrics of a sample set.
+
+The embeddings depend on the images: 1x16x16 digits are measured on the digits classifier's
+features (Vendi, Inception Score, class coverage and entropy) and on pixels. Other (RGB) models are
+measured on learned embeddings whenever their weights are cached or can be downloaded: Inception-v3
+(Inception Score, and Vendi on its pool features) and CLIP ViT-L/14 (Vendi), as the paper measured
+IS and Vendi; offline without them, on pixels, which is a weak proxy for semantic diversity (pixel
+Vendi rose while the digits collapsed, docs/RESULTS.md) and is labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from hrf_core.measure.metrics import evaluate_samples
+
+#: The image shape the digits classifier reads: any model producing it gets classifier metrics.
+DIGITS_SHAPE = (1, 16, 16)
+#: Learned embeddings for RGB models, in the order they are tried.
+RGB_EMBEDDINGS = ("inception", "clip")
+EMBEDDINGS = ("pixel", "classifier", *RGB_EMBEDDINGS)
+PIXEL_PROXY = "pixel Vendi: weak proxy"
+
+
+def embedding_available(name: str) -> bool:
+    """Whether ``name``'s weights are cached, or may be downloaded (not offline); builds nothing."""
+    from hrf_core.measure.features import clip_checkpoint, hub_offline, inception_weights_file
+
+    if name in ("pixel", "classifier"):
+        return True
+    if not hub_offline():
+        return True
+    if name == "inception":
+        return inception_weights_file().is_file()
+    if name == "clip":
+        return clip_checkpoint() is not None
+    return False
+
+
+def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[str] = ()) -> tuple[str, ...]:
+    """The embeddings an evaluation of these samples uses: ``requested``, or (empty) the best available.
+
+    Digits: pixel + classifier. RGB: pixel + Inception and CLIP where their weights can be had.
+    """
+    unknown = set(requested) - set(EMBEDDINGS)
+    if unknown:
+        raise ValueError(f"unknown evaluation embeddings {sorted(unknown)}: choose from {', '.join(EMBEDDINGS)}")
+    if requested:
+        return tuple(dict.fromkeys(["pixel", *requested]))
+    if tuple(sample_shape) == DIGITS_SHAPE:
+        return ("pixel", "classifier")
+    return ("pixel", *[name for name in RGB_EMBEDDINGS if embedding_available(name)])
+
+
+class Evaluator:
+    """Callable ``(images [-1,1] (N,C,H,W), rewards (N,)) -> dict`` of named metrics.
+
+    ``embeddings``: names from :data:`EMBEDDINGS` (default: :func:`choose_embeddings`). 1x16x16
+    samples (the embedded digits model and its checkpoints) are measured on the digits classifier:
+    Vendi on its features, IS, class coverage/entropy. ``extractors`` injects prebuilt extractors by
+    name (e.g. random-weight Inception/CLIP for benchmarks); the others are built once, here.
+    """
+
+    def __init__(self, sample_shape: tuple[int, int, int], device: torch.device | str = "cpu",
+                 embeddings: Sequence[str] = (), extractors: dict | None = None):
+        from hrf_core.measure.features import make_feature_extractor
+
+        self.device = torch.device(device)
+        self.classifier = None
+        self.embeddings = choose_embeddings(sample_shape, embeddings)
+        self._extractors: dict = {}
+        for name in self.embeddings:
+            if extractors and name in extractors:
+                self._extractors[name] = extractors[name]
+            elif name == "classifier":
+                from hrf_core.models.digits import load_digit_classifier
+
+                self.classifier = load_digit_classifier(device=self.device)
+            elif name != "pixel":
+                self._extractors[name] = make_feature_extractor(name, device=self.device)
+
+    def projection_embedding(self):
+        """(extractor, label) of the most semantic embedding here, for the Compare tab's joint projection."""
+        from hrf_core.measure.features import ClassifierFeatures, PixelFeatures
+
+        if self.classifier is not None:
+            return ClassifierFeatures(self.classifier), "digit-classifier features"
+        for name, label in (("clip", "CLIP features"), ("inception", "Inception features")):
+            if name in self._extractors:
+                return self._extractors[name], label
+        return PixelFeatures(), "pixels (weak proxy)"
+
+    @property
+    def note(self) -> str:
+        """``"pixel Vendi: weak proxy"`` when no learned embedding measures these samples, else empty."""
+        return PIXEL_PROXY if self.embeddings == ("pixel",) else ""
+
+    def __call__(self, images: torch.Tensor, rewards: torch.Tensor, arrays: dict | None = None) -> dict:
+        """Named metrics; ``arrays`` (a dict) receives the per-sample features, probabilities and rewards."""
+        specs = [self._extractors.get(name, name) for name in self.embeddings]
+        metrics = evaluate_samples(images, rewards, embeddings=specs, classifier=self.classifier, arrays=arrays,
+                                   device=self.device)
+        n = images.shape[0]
+        metrics["eval_samples"] = n
+        metrics["vendi_pixel"] = metrics[f"vendi_pixel@{n}"]  # the run store's headline key
+        return metrics
+
+
+BASE_METRICS_FILE = "base_metrics.json"
+
+
+def eval_settings_key(reward: str, num_steps: int, eta: float, samples: int, seed: int) -> str:
+    """The key of one base-model evaluation in ``base_metrics.json``."""
+    return f"{reward}|K={num_steps}|eta={eta:g}|n={samples}|seed={seed}"
+
+
+def load_base_metrics(model_folder: Path) -> dict:
+    """Saved base-model evaluations beside a model's weights ({key: metrics}); {} when absent."""
+    try:
+        return json.loads((Path(model_folder) / BASE_METRICS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_base_metrics(model: str, rewards: list[str], num_steps: int, eta: float, samples: int, seed: int,
+                       device: str = "cpu") -> Path:
+    """Evaluate the base model once per reward (one shared sample set) and save beside its weights."""
+    from hrf_core.models.registry import load_base_model
+    from hrf_core.rewards.registry import make_reward
+    from hrf_core.rl.sampling import sample_from
+    from hrf_core.store.runs import write_json
+
+    base = load_base_model(model, device)
+    images = sample_from(base, samples, seed, num_steps=num_steps, eta=eta)
+    evaluator = Evaluator(base.sample_shape, base.device)
+    saved = load_base_metrics(base.folder)
+    for reward in rewards:
+        metrics = evaluator(images, make_reward(reward)(images).float().cpu())
+        saved[eval_settings_key(reward, num_steps, eta, samples, seed)] = metrics
+    path = base.folder / BASE_METRICS_FILE
+    write_json(path, saved)
+    return path

@@ -1,0 +1,569 @@
+"""Compare runs at matched reward and at matched compute, against DDPO's own earlier epochs.
+
+A method that raises the reward slowly looks diverse after N epochs for free, so every comparison
+here is made where the runs have the same reward gain (or the same compute) as the DDPO run of the
+same model, reward and seed: that DDPO run's evaluated epochs are the early-stopping frontier.
+
+For a run, the reward gain g_e = reward_e - reward_0 and the diversity metrics m_e are known at its
+evaluated epochs. At a level L (a reward gain, or a compute count), the read-off is the linear
+interpolation at the first crossing: the first e with g_e < L <= g_{e+1} gives
+w = (L - g_e) / (g_{e+1} - g_e) and m(L) = (1 - w) m_e + w m_{e+1}. A run that never reaches L has
+no value there ("not reached").
+
+Uncertainty. Every evaluation of every run of a (model, reward) group uses the same fixed-seed
+noise, so the evaluation samples are paired across epochs, runs and methods. A replicate resamples
+the evaluation samples (the same indices everywhere) and the seeds (with replacement), recomputes
+rewards and metrics from the saved per-sample arrays (``evals/*.safetensors``) with the same
+functions the trainer uses, and re-reads the crossing. The 95% interval is the 2.5-97.5 percentile
+range of the replicates, re-centred on the estimate: resampling with replacement duplicates
+samples, which lowers Vendi by itself, and the re-centring removes that shift. Differences to DDPO
+(``delta``) are resampled in pairs, so their intervals are much narrower than those of the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hrf_core import methods
+from hrf_core.methods import Handover
+from hrf_core.store.runs import Run, is_run_folder, write_json
+
+#: Diversity metrics read off at matched reward, by key prefix (the row keys end in ``@N``).
+DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
+DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+DEFAULT_RESAMPLES = 400
+INTERVAL_NOTE = ("95% intervals: percentiles of replicates that resample the seeds and the (paired, fixed-seed) "
+                 "evaluation samples, re-centred on the estimate")
+
+
+# ---------------------------------------------------------------------------------------- trajectories
+@dataclass
+class Trajectory:
+    """One run's evaluated points: reward gain, compute and metrics per evaluation (x ascending in time)."""
+
+    run: Run
+    config: dict
+    arm: str
+    seed: int
+    epochs: list[int]
+    gains: np.ndarray  # (E,) reward_e - reward_0
+    compute: np.ndarray  # (E,) cumulative UNet forward-equivalents
+    metrics: dict[str, np.ndarray]  # name (without @N) -> (E,)
+    eval_samples: int
+    eval_files: list[Path | None] = field(default_factory=list)
+    splits: list[int | None] = field(default_factory=list)  # a hand-over run's S per point (else None)
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    def arrays(self, index: int) -> dict | None:
+        """The saved per-sample arrays of evaluation ``index`` (numpy), cached."""
+        if index not in self._arrays:
+            path = self.eval_files[index]
+            if path is None or not path.is_file():
+                self._arrays[index] = None
+            else:
+                from safetensors.numpy import load_file
+
+                self._arrays[index] = load_file(str(path))
+        return self._arrays[index]
+
+
+def metric_name(key: str) -> str:
+    """``vendi_classifier@256`` -> ``vendi_classifier``."""
+    return key.split("@", 1)[0]
+
+
+def load_trajectory(run: Run) -> Trajectory | None:
+    """A run's evaluated points (epoch 0 = the base model first); None if it has fewer than two."""
+    config = run.config
+    rows = [r for r in run.metrics() if isinstance(r.get("reward_mean"), (int, float))]
+    rows.sort(key=lambda r: r.get("order", r.get("epoch", 0)))
+    if len(rows) < 2:
+        return None
+    keys = sorted({k for r in rows for k in r if "@" in k and k.startswith(DIVERSITY_PREFIXES)})
+    base_reward = rows[0]["reward_mean"]
+    n = int(rows[0].get("eval_samples") or (int(keys[0].split("@")[1]) if keys else 0))
+    metrics = {metric_name(k): np.array([float(r.get(k, math.nan)) for r in rows]) for k in keys}
+    return Trajectory(
+        run=run, config=config, arm=methods.arm_label(config), seed=int(config.get("seed", 0)),
+        epochs=[int(r.get("epoch", 0)) for r in rows],
+        gains=np.array([r["reward_mean"] - base_reward for r in rows]),
+        compute=np.array([float(r.get("compute", 0.0)) for r in rows]),
+        metrics=metrics, eval_samples=n,
+        eval_files=[Path(r["eval_file"]) if r.get("eval_file") else run.eval_path(int(r.get("epoch", 0)))
+                    for r in rows],
+        splits=[int(r["handover"]) if isinstance(r.get("handover"), int) else None for r in rows])
+
+
+def crossing(xs: np.ndarray, level: float) -> tuple[int, float] | None:
+    """(i, w) of the first crossing xs[i] < level <= xs[i+1], w in (0, 1]; None if never reached.
+
+    A level at or below xs[0] reads the first point (i = 0, w = 0).
+    """
+    if level <= xs[0]:
+        return 0, 0.0
+    for i in range(len(xs) - 1):
+        if xs[i] < level <= xs[i + 1]:
+            return i, float((level - xs[i]) / (xs[i + 1] - xs[i]))
+    return None
+
+
+def interpolate(values: np.ndarray, at: tuple[int, float]) -> float:
+    i, w = at
+    if w == 0.0:
+        return float(values[i])
+    return float((1 - w) * values[i] + w * values[i + 1])
+
+
+# -------------------------------------------------------------------------------------- resampled metrics
+def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
+    """Recompute metric ``name`` (e.g. ``vendi_classifier``) on the samples ``index`` of saved arrays.
+
+    Uses :mod:`hrf_core.measure.metrics` (vendi-score underneath), the functions the trainer's evaluation uses.
+    NaN when the arrays lack what the metric needs.
+    """
+    from hrf_core.measure import metrics
+
+    if name == "reward_mean":
+        return float(arrays["rewards"][index].mean())
+    if name.startswith("vendi_") and "_q" not in name:
+        feats = arrays.get(f"features.{name[len('vendi_'):]}")
+        return metrics.vendi_score(feats[index]) if feats is not None else math.nan
+    if name.startswith("is_"):
+        probs = arrays.get(f"probs.{name[len('is_'):]}")
+        return metrics.inception_score(probs[index])[0] if probs is not None else math.nan
+    if name == "class_entropy":
+        probs = arrays.get("probs.classifier")
+        return metrics.class_entropy(probs[index].argmax(1), probs.shape[1]) if probs is not None else math.nan
+    return math.nan
+
+
+class Resampler:
+    """Shared bootstrap indices (R, N) and lazily computed per-(run, evaluation, metric) replicates."""
+
+    def __init__(self, n: int, resamples: int, seed: int = 0, names: Iterable[str] | None = None):
+        self.rng = np.random.default_rng(seed)
+        self.index = self.rng.integers(0, n, size=(resamples, n))
+        self.resamples = resamples
+        #: the metrics that get intervals (None: all); the others keep their point estimates only
+        self.names = None if names is None else frozenset(names)
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def covers(self, name: str) -> bool:
+        return name in ("gain", "reward_mean") or self.names is None or name in self.names
+
+    def replicates(self, trajectory: Trajectory, point: int, name: str) -> np.ndarray | None:
+        """(R,) values of ``name`` at evaluation ``point`` of ``trajectory``, one per resample."""
+        from threadpoolctl import threadpool_limits
+
+        key = (str(trajectory.run.path), point, name)
+        if key not in self._cache:
+            arrays = trajectory.arrays(point)
+            if arrays is None or arrays["rewards"].shape[0] != self.index.shape[1] or not self.covers(name):
+                self._cache[key] = None
+            else:
+                # One BLAS thread: Vendi's eigendecompositions are 128 x 128, where threads only contend
+                # (bench/README.md, "Figures").
+                with threadpool_limits(limits=1):
+                    self._cache[key] = np.array([metric_from_arrays(name, arrays, idx) for idx in self.index])
+        return self._cache[key]
+
+    def gains(self, trajectory: Trajectory) -> np.ndarray | None:
+        """(R, E) reward gains of every evaluation under each resample (paired with epoch 0)."""
+        reps = [self.replicates(trajectory, p, "reward_mean") for p in range(len(trajectory.epochs))]
+        if any(r is None for r in reps):
+            return None
+        rewards = np.stack(reps, axis=1)
+        return rewards - rewards[:, :1]
+
+
+# ------------------------------------------------------------------------------------------ read-offs
+@dataclass
+class ReadOff:
+    """One run at one level: the point estimate and its resampled replicates (None where not reached)."""
+
+    reached: bool
+    values: dict[str, float]
+    replicates: dict[str, np.ndarray | None]
+
+
+def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[str],
+             resampler: Resampler | None) -> ReadOff:
+    """Metrics of ``trajectory`` where its reward gain (``axis="reward"``) or compute reaches ``level``."""
+    xs = trajectory.gains if axis == "reward" else trajectory.compute
+    at = crossing(xs, level)
+    if at is None:
+        return ReadOff(False, {}, {})
+    values = {"epoch": interpolate(np.array(trajectory.epochs, dtype=float), at),
+              "compute": interpolate(trajectory.compute, at), "gain": interpolate(trajectory.gains, at)}
+    for name in names:
+        if name in trajectory.metrics:
+            values[name] = interpolate(trajectory.metrics[name], at)
+    replicates: dict[str, np.ndarray | None] = {}
+    if resampler is not None:
+        rep_gains = resampler.gains(trajectory) if axis == "reward" else None
+        for name in [*names, "gain"]:
+            if name != "gain" and (name not in trajectory.metrics or not resampler.covers(name)):
+                continue
+            out = np.full(resampler.resamples, math.nan)
+            for r in range(resampler.resamples):
+                if axis == "reward":
+                    if rep_gains is None:
+                        out = None
+                        break
+                    spot = crossing(rep_gains[r], level)
+                else:
+                    spot = at
+                if spot is None:
+                    continue
+                i, w = spot
+                if name == "gain":
+                    series = rep_gains[r] if rep_gains is not None else trajectory.gains
+                    out[r] = (1 - w) * series[i] + w * series[min(i + 1, len(series) - 1)]
+                    continue
+                low = resampler.replicates(trajectory, i, name)
+                high = low if w == 0.0 else resampler.replicates(trajectory, i + 1, name)
+                if low is None or high is None:
+                    out = None
+                    break
+                out[r] = (1 - w) * low[r] + w * high[r]
+            replicates[name] = out
+    return ReadOff(True, values, replicates)
+
+
+def summarise(estimates: list[float], replicate_sets: list[np.ndarray | None], rng: np.random.Generator) -> dict:
+    """Mean, std and n over seeds, and a 95% interval from seeds x samples resampling (re-centred)."""
+    out = {"mean": statistics.fmean(estimates), "std": statistics.pstdev(estimates) if len(estimates) > 1 else 0.0,
+           "n": len(estimates)}
+    if replicate_sets and all(r is not None for r in replicate_sets):
+        reps = np.stack(replicate_sets)  # (seeds, R)
+        seeds, resamples = reps.shape
+        pick = rng.integers(0, seeds, size=(resamples, seeds))  # seeds with replacement, per replicate
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a replicate where no picked seed reaches the level
+            draws = np.nanmean(reps[pick, np.arange(resamples)[:, None]], axis=1)
+        draws = draws[np.isfinite(draws)]
+        if len(draws) >= 20:
+            low, high = np.percentile(draws, [2.5, 97.5])
+            shift = out["mean"] - float(draws.mean())
+            out["ci"] = [float(low) + shift, float(high) + shift]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- frontier
+def group_runs(trajectories: list[Trajectory]) -> dict[tuple[str, str], list[Trajectory]]:
+    groups: dict[tuple[str, str], list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault((str(t.config.get("model")), str(t.config.get("reward"))), []).append(t)
+    return groups
+
+
+def is_reference(trajectory: Trajectory) -> bool:
+    """DDPO with no KL penalty: the early-stopping frontier the other arms are compared with."""
+    config = trajectory.config
+    reference = methods.reference().name
+    return config.get("method") == reference and not float(config.get("kl_coef") or 0.0) and trajectory.arm == reference
+
+
+def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
+                  compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
+                  seed: int = 0, interval_names: Iterable[str] | None = None) -> dict:
+    """The matched-reward and matched-compute comparison of one (model, reward) group.
+
+    ``interval_names``: the metrics given bootstrap intervals (None: every metric the runs log).
+    """
+    references = {t.seed: t for t in trajectories if is_reference(t)}
+    if not references:
+        raise ValueError("no DDPO reference run (method ddpo, kl_coef 0) in this group: the frontier needs one "
+                         "per seed")
+    sizes = {t.eval_samples for t in trajectories}
+    n = max(sizes)
+    resampler = Resampler(n, resamples, seed, interval_names) if resamples > 0 and len(sizes) == 1 else None
+    names = sorted({k for t in trajectories for k in t.metrics})
+    final_gain = statistics.fmean(float(t.gains[-1]) for t in references.values())
+    final_compute = statistics.fmean(float(t.compute[-1]) for t in references.values())
+    rng = np.random.default_rng(seed + 1)
+    arms: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        arms.setdefault(t.arm, []).append(t)
+    result = {
+        "eval_samples": n, "resamples": resampler.resamples if resampler else 0,
+        "reference": {"arm": methods.reference().name, "seeds": sorted(references), "final_gain": final_gain,
+                      "final_compute": final_compute},
+        "reward_levels": [{"fraction": f, "gain": f * final_gain} for f in fractions],
+        "compute_levels": [{"fraction": f, "compute": f * final_compute} for f in compute_fractions],
+        "arms": {},
+    }
+    for arm, runs in arms.items():
+        entry: dict = {"seeds": sorted(t.seed for t in runs), "runs": [t.run.run_id for t in runs],
+                       "method": runs[0].config.get("method")}
+        for axis, levels in (("reward", [lv["gain"] for lv in result["reward_levels"]]),
+                             ("compute", [lv["compute"] for lv in result["compute_levels"]])):
+            rows = []
+            for level in levels:
+                own, ref, deltas = {}, {}, {}
+                reached = []
+                for t in runs:
+                    mine = read_off(t, level, axis, names, resampler)
+                    if not mine.reached:
+                        continue
+                    reached.append(t.seed)
+                    reference = references.get(t.seed)
+                    theirs = read_off(reference, level, axis, names, resampler) if reference is not None else None
+                    for name in ["epoch", "compute", "gain", *names]:
+                        if name not in mine.values:
+                            continue
+                        own.setdefault(name, ([], []))
+                        own[name][0].append(mine.values[name])
+                        own[name][1].append(mine.replicates.get(name))
+                        if theirs is not None and theirs.reached and name in theirs.values and name in names:
+                            a, b = mine.replicates.get(name), theirs.replicates.get(name)
+                            deltas.setdefault(name, ([], []))
+                            deltas[name][0].append(mine.values[name] - theirs.values[name])
+                            deltas[name][1].append(a - b if a is not None and b is not None else None)
+                            ref.setdefault(name, []).append(theirs.values[name])
+                row = {"level": level, "reached": len(reached), "n": len(runs), "seeds": reached,
+                       "values": {k: summarise(v[0], v[1], rng) for k, v in own.items()},
+                       "delta_vs_ddpo": {k: summarise(v[0], v[1], rng) for k, v in deltas.items()}}
+                rows.append(row)
+            entry[f"matched_{axis}"] = rows
+        last = {name: [float(t.metrics[name][-1]) for t in runs if name in t.metrics] for name in names}
+        falls = [float(t.gains.max() - t.gains[-1]) for t in runs]  # reward lost since the run's best evaluation
+        entry["final"] = {"gain": summarise([float(t.gains[-1]) for t in runs], [], rng),
+                          "fall": {**summarise(falls, [], rng), "max": max(falls)},
+                          "compute": summarise([float(t.compute[-1]) for t in runs], [], rng),
+                          "epochs": summarise([float(t.epochs[-1]) for t in runs], [], rng),
+                          **{k: summarise(v, [], rng) for k, v in last.items() if v}}
+        result["arms"][arm] = entry
+    handovers = {t.seed: t for t in trajectories if t.arm == Handover.name}
+    for arm, runs in arms.items():
+        splits = {methods.window_only_split(t.config) for t in runs}
+        if handovers and len(splits) == 1 and None not in splits:
+            result["arms"][arm]["vs_handover"] = versus_handover(runs, handovers, splits.pop(), names, resampler, rng)
+    return result
+
+
+def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], split: int, names: list[str],
+                    resampler: Resampler | None, rng: np.random.Generator) -> dict:
+    """A window-only run [S, K) against the training-free hand-over at the same S, seed by seed.
+
+    Both sample steps < S with the base model; they differ in steps >= S (the window trained from the base
+    against DDPO's final checkpoint). ``delta``: metric of the window-only run where its reward gain first
+    reaches the hand-over's gain at S, minus the hand-over's (matched reward; seeds that never reach it are
+    left out and counted in ``reached``); ``delta_final``: its final evaluation minus the hand-over's
+    (different rewards). Intervals as for the DDPO deltas (paired samples, seeds resampled).
+    """
+    handover_gain, final_gain, reached = [], [], 0
+    matched: dict[str, tuple[list, list]] = {}
+    final: dict[str, tuple[list, list]] = {}
+    for t in runs:
+        h = handovers.get(t.seed)
+        if h is None or split not in h.splits:
+            continue
+        at = h.splits.index(split)
+        handover_gain.append(float(h.gains[at]))
+        final_gain.append(float(t.gains[-1]))
+        mine = read_off(t, float(h.gains[at]), "reward", names, resampler)
+        reached += mine.reached
+        for name in names:
+            if name not in t.metrics or name not in h.metrics:
+                continue
+            theirs = resampler.replicates(h, at, name) if resampler is not None else None
+            last = resampler.replicates(t, len(t.epochs) - 1, name) if resampler is not None else None
+            final.setdefault(name, ([], []))
+            final[name][0].append(float(t.metrics[name][-1] - h.metrics[name][at]))
+            final[name][1].append(last - theirs if last is not None and theirs is not None else None)
+            if mine.reached and name in mine.values:
+                a = mine.replicates.get(name)
+                matched.setdefault(name, ([], []))
+                matched[name][0].append(mine.values[name] - float(h.metrics[name][at]))
+                matched[name][1].append(a - theirs if a is not None and theirs is not None else None)
+    if not handover_gain:
+        return {"split": split, "n": 0}
+    return {"split": split, "n": len(handover_gain), "reached": reached,
+            "handover_gain": summarise(handover_gain, [], rng), "final_gain": summarise(final_gain, [], rng),
+            "delta": {k: summarise(*v, rng) for k, v in matched.items()},
+            "delta_final": {k: summarise(*v, rng) for k, v in final.items()}}
+
+
+def frontier(run_dirs: Iterable[str | Path], fractions=DEFAULT_FRACTIONS,
+             compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
+             interval_names: Iterable[str] | None = None) -> dict:
+    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward).
+
+    ``interval_names``: the metrics given bootstrap intervals (None: all).
+    """
+    trajectories = [t for run in find_runs(run_dirs) if (t := load_trajectory(run)) is not None]
+    if not trajectories:
+        raise ValueError("no evaluated runs found")
+    groups = {}
+    for (model, reward), members in group_runs(trajectories).items():
+        groups[f"{model}|{reward}"] = {"model": model, "reward": reward,
+                                       **compare_group(members, fractions, compute_fractions, resamples,
+                                                       interval_names=interval_names)}
+    return {"groups": groups, "interval": INTERVAL_NOTE}
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Run folders among ``paths`` and their sub-folders (one level and two levels down)."""
+    found: dict[Path, Run] = {}
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"{raw} is not a folder")
+        candidates = [path, *sorted(path.iterdir()), *sorted(p for d in path.iterdir() if d.is_dir()
+                                                              for p in d.iterdir())]
+        for candidate in candidates:
+            if candidate.is_dir() and is_run_folder(candidate) and Run(candidate).metrics_path.is_file():
+                found.setdefault(candidate.resolve(), Run(candidate.resolve()))
+    return list(found.values())
+
+
+# ------------------------------------------------------------------------------------------------ text
+def format_value(entry: dict | None, digits: int = 2) -> str:
+    if not entry:
+        return "not reached"
+    text = f"{entry['mean']:.{digits}f}"
+    if entry.get("n", 1) > 1:
+        text += f" ± {entry['std']:.{digits}f}"
+    if "ci" in entry:
+        text += f" [{entry['ci'][0]:.{digits}f}, {entry['ci'][1]:.{digits}f}]"
+    return text
+
+
+def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
+    """Markdown rows: each arm's ``metric`` (and its difference to DDPO) at the group's levels."""
+    levels = group["reward_levels"] if axis == "reward" else group["compute_levels"]
+    head = "| arm | " + " | ".join(f"{int(lv['fraction'] * 100)}%" for lv in levels) + " |"
+    lines = [head, "|---" * (len(levels) + 1) + "|"]
+    for arm, entry in group["arms"].items():
+        cells = []
+        for row in entry[f"matched_{axis}"]:
+            value = row["values"].get(metric)
+            delta = row["delta_vs_ddpo"].get(metric)
+            cell = format_value(value)
+            if delta and arm != methods.reference().name:
+                cell += f"; Δ {format_value(delta)}"
+            if row["reached"] < row["n"]:
+                cell += f" ({row['reached']}/{row['n']} seeds)"
+            cells.append(cell if row["reached"] else "not reached")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hrf_core frontier", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
+    parser.add_argument("--json", help="write the full comparison here")
+    parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_FRACTIONS),
+                        help="reward levels as fractions of DDPO's final reward gain (default 0.25 0.5 0.75)")
+    parser.add_argument("--compute-levels", type=float, nargs="+", default=list(DEFAULT_COMPUTE_FRACTIONS),
+                        help="compute levels as fractions of DDPO's final compute")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                        help="bootstrap resamples for the intervals (0: none)")
+    parser.add_argument("--metric", default=None, help="the metric of the printed table (default: IS)")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if any(not 0 < f <= 2 for f in args.levels) or args.resamples < 0:
+        raise ValueError("--levels must be fractions in (0, 2] and --resamples >= 0")
+    result = frontier(args.run_dirs, args.levels, args.compute_levels, args.resamples)
+    if args.json:
+        write_json(Path(args.json), result)
+    for group in result["groups"].values():
+        metrics = sorted({k for arm in group["arms"].values() for row in arm["matched_reward"]
+                          for k in row["values"] if k not in ("epoch", "compute", "gain")})
+        metric = args.metric or next((m for m in metrics if m.startswith("is_")), metrics[0] if metrics else "gain")
+        print(f"{group['model']} · {group['reward']}: {metric} at matched reward gain "
+              f"(fractions of DDPO's final gain {group['reference']['final_gain']:.4g}); "
+              f"{group['eval_samples']} evaluation samples, mean ± std over seeds [95% interval]")
+        print("\n".join(table(group, metric)))
+        print()
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+
+def standing(row: dict, metric: str = "is_classifier") -> str:
+    """Where one arm stands against early-stopped DDPO at one level: "above" (the Δ interval is above 0),
+    "below" (under 0), "on" (it spans 0), or "not reached" (by some seed). Without an interval: the sign."""
+    return position(row["delta_vs_ddpo"].get(metric), row.get("reached", 0), row["n"])
+
+
+def position(delta: dict | None, reached: int, n: int) -> str:
+    """"above" / "below" / "on" for a Δ summary whose interval is above 0 / under 0 / spans it (no interval:
+    the sign); "not reached" when fewer than all ``n`` seeds reached the level."""
+    if not reached or reached < n or not delta:
+        return "not reached"
+    low, high = delta.get("ci", (delta["mean"], delta["mean"]))
+    return "above" if low > 0 else "below" if high < 0 else "on"
+
+
+def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[list[str], str | None]:
+    """Per arm and reward level: on how many tasks it is on or above early-stopped DDPO (Markdown rows), and
+    the arm with the best row (most tasks on or above, summed over levels; then most above).
+
+    ``results``: frontier results (``frontier()``); an arm in a later one replaces the same arm of an earlier one.
+    """
+    arms: dict[str, dict[str, dict]] = {}  # arm -> task -> entry
+    levels: list[float] = []
+    for result in results:
+        for group in result["groups"].values():
+            levels = [lv["fraction"] for lv in group["reward_levels"]]
+            for arm, entry in group["arms"].items():
+                if arm != methods.reference().name:
+                    arms.setdefault(arm, {})[group["reward"]] = entry
+    lines = ["| method | " + " | ".join(f"{int(f * 100)}%" for f in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    scores = {}
+    for arm, tasks in arms.items():
+        cells, total = [], [0, 0]
+        for i in range(len(levels)):
+            states = [standing(entry["matched_reward"][i], metric) for entry in tasks.values()]
+            counts = {s: states.count(s) for s in ("above", "on", "below", "not reached")}
+            good = counts["above"] + counts["on"]
+            total[0] += good
+            total[1] += counts["above"]
+            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "not reached") if counts[s])
+            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else ""))
+        scores[arm] = tuple(total)
+        mark = " ¹" if any(entry.get("earlier") for entry in tasks.values()) else ""  # from an earlier sitting
+        lines.append(f"| {arm}{mark} | " + " | ".join(cells) + " |")
+    best = max(scores, key=lambda a: scores[a]) if scores else None
+    return lines, best
+
+
+def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[str]:
+    """Markdown rows: every window-only arm against the hand-over at its own split S, per task (see
+    :func:`versus_handover`); "above" where the matched-reward Δ interval is above 0. Empty without such arms."""
+    lines = []
+    for result in results:
+        for group in result["groups"].values():
+            for arm, entry in group["arms"].items():
+                versus = entry.get("vs_handover")
+                if not versus or not versus.get("n"):
+                    continue
+                handover, final = versus["handover_gain"]["mean"], versus["final_gain"]["mean"]
+                share = f"{final / handover * 100:.0f}%" if handover > 0 else "n/a"
+                delta = versus["delta"].get(metric)
+                where = position(delta, versus["reached"], versus["n"])
+                matched = (f"{format_value(delta)} ({where})" if where != "not reached" else
+                           f"not reached ({versus['reached']}/{versus['n']} seeds)")
+                lines.append(f"| {group['reward']} | {arm} | {versus['split']} | "
+                             f"{format_value(versus['handover_gain'], 4)} "
+                             f"| {format_value(versus['final_gain'], 4)} ({share}) | {matched} | "
+                             f"{format_value(versus['delta_final'].get(metric))} |")
+    if not lines:
+        return []
+    return ["| task | window-only arm | S | hand-over's gain at S | window-only's final gain (% of it) "
+            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines]

@@ -1,0 +1,486 @@
+"""Reproducible pretraining of the embedded default models in `checkpoints/`.
+
+- `digits16`: a 1.1M-parameter diffusers `UNet2DModel` DDPM on the 16x16 UCI digits (train split),
+  saved in diffusers layout (`unet/`, `scheduler/` holding a `DDIMScheduler` config), plus
+  `training.json` (recipe, seed, time, quality) and a `README.md` model card.
+- `digits16-classifier`: the `DigitClassifier` CNN (`model.safetensors` + `config.json`) and its card.
+
+Usage: `python -m hrf_core.models.pretrain {digits16,digits16-classifier} [--out DIR] [--seed N]`
+(also `python -m hrf_core pretrain NAME`). CPU only by default; everything is seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hrf_core import CHECKPOINTS_DIR
+from hrf_core.models.digits import (
+    HELDOUT_FRACTION,
+    IMAGE_SIZE,
+    SPLIT_SEED,
+    DigitClassifier,
+    augment,
+    classifier_accuracy,
+    load_digit_classifier,
+    load_split,
+)
+
+CHECKPOINTS = CHECKPOINTS_DIR
+NAMES = ("digits16", "digits16-classifier")
+
+UNET_CONFIG: dict[str, Any] = {
+    "sample_size": IMAGE_SIZE,
+    "in_channels": 1,
+    "out_channels": 1,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64, 64),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+}
+DDPM_RECIPE: dict[str, Any] = {
+    "steps": 3200,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "warmup_steps": 200,
+    "min_lr_fraction": 0.05,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "ema_decay": 0.999,
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "augment": {"max_shift": 0.5, "max_rot_deg": 5.0, "max_scale": 0.05},
+}
+CLASSIFIER_RECIPE: dict[str, Any] = {
+    "epochs": 40,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "augment": {"max_shift": 1.0, "max_rot_deg": 8.0, "max_scale": 0.08},
+}
+QUALITY_DEFAULTS: dict[str, Any] = {"n": 1000, "steps": 40, "eta": 1.0, "seed": 0, "batch": 250}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    """Linear warmup for `warmup` steps, then cosine decay to `floor` (fractions of the base lr)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """{relative posix path: sha256} of every file under `folder` except the top-level README.md."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() != "README.md"}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _env() -> dict[str, str]:
+    import diffusers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()} CPU, torch threads={torch.get_num_threads()}"}
+
+
+# ----------------------------------------------------------------------------- DDPM
+
+
+def make_unet() -> Any:
+    """The digits16 `UNet2DModel` (random init; ~1.11M parameters)."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**UNET_CONFIG)
+
+
+def make_ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2") -> Any:
+    """The sampling `DDIMScheduler`: x0 clipped to [-1, 1], non-zero variance at every DDIM step."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                         prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def train_ddpm(out: Path, seed: int = 0, recipe: dict[str, Any] | None = None, log_every: int = 100,
+               device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train the digits16 DDPM (epsilon-prediction MSE, EMA weights saved) into `out`; returns training info.
+
+    Random draws come from a CPU generator seeded with `seed`, so the data stream is device-independent.
+    """
+    from diffusers import DDPMScheduler
+
+    r = {**DDPM_RECIPE, **(recipe or {})}
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_train, _ = load_split("train")
+    unet = make_unet().to(device)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    noise_sched = DDPMScheduler(num_train_timesteps=r["num_train_timesteps"], beta_schedule=r["beta_schedule"])
+    opt = torch.optim.AdamW(unet.parameters(), lr=r["lr"], weight_decay=r["weight_decay"], foreach=True)
+    params, ema_params = list(unet.parameters()), list(ema.parameters())
+    unet.train()
+    t0, running = time.time(), 0.0
+    for step in range(r["steps"]):
+        for group in opt.param_groups:
+            group["lr"] = r["lr"] * _lr_factor(step, r["steps"], r["warmup_steps"], r["min_lr_fraction"])
+        idx = torch.randint(0, len(x_train), (r["batch_size"],), generator=gen)
+        x0 = augment(x_train[idx], gen, **r["augment"])
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, r["num_train_timesteps"], (len(x0),), generator=gen)
+        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
+        loss = F.mse_loss(unet(noise_sched.add_noise(x0, noise, t), t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, r["grad_clip"], foreach=True)
+        opt.step()
+        decay = min(r["ema_decay"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, params, 1 - decay)  # EMA: e <- e + (1 - decay) (p - e)
+        running += loss.item()
+        if (step + 1) % log_every == 0:
+            el = time.time() - t0
+            print(f"step {step + 1}/{r['steps']} loss {running / log_every:.4f} "
+                  f"{el:.0f}s elapsed, eta {el / (step + 1) * (r['steps'] - step - 1):.0f}s", flush=True)
+            running = 0.0
+    train_seconds = time.time() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    ema.eval().cpu().save_pretrained(str(out / "unet"), safe_serialization=True)
+    make_ddim_scheduler(r["num_train_timesteps"], r["beta_schedule"]).save_pretrained(str(out / "scheduler"))
+    info = {
+        "model": "digits16",
+        "data": {"source": "sklearn.datasets.load_digits (UCI), 8x8 -> 16x16 bilinear, [-1,1]",
+                 "split": "train", "split_seed": SPLIT_SEED, "heldout_fraction": HELDOUT_FRACTION,
+                 "n_train": len(x_train)},
+        "seed": seed,
+        "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()},
+        "params": sum(p.numel() for p in ema.parameters()),
+        "train_seconds": round(train_seconds, 1),
+        "final_loss": round(loss.item(), 4),
+        "env": _env(),
+        "quality": None,
+    }
+    _write_json(out / "training.json", info)
+    return info
+
+
+def load_digits_ddpm(path: str | Path = CHECKPOINTS / "digits16",
+                     device: str | torch.device = "cpu") -> tuple[Any, Any]:
+    """(UNet2DModel in eval mode, DDIMScheduler) from a digits16-style diffusers folder (safetensors only)."""
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    path = Path(path)
+    unet = UNet2DModel.from_pretrained(str(path / "unet"), use_safetensors=True).to(device).eval()
+    return unet, DDIMScheduler.from_pretrained(str(path / "scheduler"))
+
+
+def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float = 1.0, seed: int = 0,
+                batch: int = 250) -> torch.Tensor:
+    """Sample `n` images (n, C, H, W) in [-1, 1] on CPU with `steps` DDIM steps and noise level `eta`, seeded.
+
+    Batches of `batch` share one generator (on the UNet's device), so a seed fixes the whole set.
+    """
+    dev = next(unet.parameters()).device
+    gen = torch.Generator(dev).manual_seed(seed)
+    cfg = unet.config
+    scheduler.set_timesteps(steps)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            shape = (min(batch, n - i), cfg.in_channels, cfg.sample_size, cfg.sample_size)
+            x = torch.randn(shape, generator=gen, device=dev)
+            for t in scheduler.timesteps:
+                x = scheduler.step(unet(x, t).sample, t, x, eta=eta, generator=gen).prev_sample
+            out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    """Inception Score exp(E_x KL(p(y|x) || p(y))) of class probabilities (N, K), single split."""
+    p = probs.double().clamp_min(1e-12)
+    py = p.mean(0, keepdim=True)
+    return float(torch.exp((p * (p.log() - py.log())).sum(1).mean()))
+
+
+@torch.no_grad()
+def _probs(classifier: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    dev = next(classifier.parameters()).device
+    return torch.cat([classifier(x[i:i + 500].to(dev)).softmax(1).cpu() for i in range(0, len(x), 500)])
+
+
+def nn_distances(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """L2 distance (N,) from each image in `x` (N, ...) to its nearest image in `ref` (M, ...), in [-1,1] pixels."""
+    return torch.cdist(x.flatten(1).double(), ref.flatten(1).double()).min(1).values.float()
+
+
+def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module) -> dict[str, Any]:
+    """Quality of digit samples (N, 1, 16, 16) in [-1, 1] against the classifier and the real split.
+
+    Returns IS (samples and real held-out), confident fraction (max prob > 0.9), class histogram
+    (fractions), and median nearest-training-image L2 distances (samples vs real held-out).
+    """
+    x_train, _ = load_split("train")
+    x_ho, _ = load_split("heldout")
+    p, p_real = _probs(classifier, samples), _probs(classifier, x_ho)
+    hist = torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / len(p)
+    d_s, d_r = nn_distances(samples, x_train), nn_distances(x_ho, x_train)
+    q = {
+        "n_samples": len(samples),
+        "inception_score": round(inception_score(p), 3),
+        "inception_score_real_heldout": round(inception_score(p_real), 3),
+        "confident_fraction": round(float((p.max(1).values > 0.9).double().mean()), 4),
+        "class_histogram": [round(float(h), 4) for h in hist],
+        "min_class_fraction": round(float(hist.min()), 4),
+        "nn_train_l2_median_samples": round(float(d_s.median()), 4),
+        "nn_train_l2_median_heldout": round(float(d_r.median()), 4),
+    }
+    q["passes"] = {
+        "inception_score>=7.5": q["inception_score"] >= 7.5,
+        "confident_fraction>=0.75": q["confident_fraction"] >= 0.75,
+        "every_class>=5%": q["min_class_fraction"] >= 0.05,
+        "no_memorisation": q["nn_train_l2_median_samples"] >= q["nn_train_l2_median_heldout"],
+    }
+    return q
+
+
+def digits_quality(model_dir: str | Path = CHECKPOINTS / "digits16",
+                   classifier_dir: str | Path = CHECKPOINTS / "digits16-classifier",
+                   **kw: Any) -> dict[str, Any]:
+    """Sample the DDPM in `model_dir` (defaults: 1,000 samples, 40 DDIM steps, eta 1, seed 0) and score it."""
+    s = {**QUALITY_DEFAULTS, **kw}
+    unet, sched = load_digits_ddpm(model_dir, s.pop("device", "cpu"))
+    t0 = time.time()
+    samples = sample_ddim(unet, sched, s["n"], steps=s["steps"], eta=s["eta"], seed=s["seed"], batch=s["batch"])
+    q = {"sampling": {k: s[k] for k in ("n", "steps", "eta", "seed")}, "sample_seconds": round(time.time() - t0, 1),
+         "classifier": Path(classifier_dir).name}
+    return {**q, **sample_quality(samples, load_digit_classifier(classifier_dir))}
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def train_classifier(out: Path, seed: int = 0, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the `DigitClassifier` on the train split only; save model.safetensors + config.json in `out`."""
+    from safetensors.torch import save_file
+
+    r = {**CLASSIFIER_RECIPE, **(recipe or {})}
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_tr, y_tr = load_split("train")
+    x_ho, y_ho = load_split("heldout")
+    model = DigitClassifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    steps_per_epoch = math.ceil(len(x_tr) / r["batch_size"])
+    total = r["epochs"] * steps_per_epoch
+    t0, step = time.time(), 0
+    for epoch in range(r["epochs"]):
+        model.train()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        for i in range(0, len(perm), r["batch_size"]):
+            for group in opt.param_groups:
+                group["lr"] = r["lr"] * _lr_factor(step, total, steps_per_epoch, 0.0)
+            idx = perm[i:i + r["batch_size"]]
+            loss = F.cross_entropy(model(augment(x_tr[idx], gen, **r["augment"])), y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if (epoch + 1) % 10 == 0:
+            print(f"epoch {epoch + 1}/{r['epochs']} loss {loss.item():.4f} "
+                  f"held-out acc {classifier_accuracy(model, x_ho, y_ho):.4f}", flush=True)
+    train_seconds = time.time() - t0
+    model.eval()
+    acc_ho, acc_tr = classifier_accuracy(model, x_ho, y_ho), classifier_accuracy(model, x_tr, y_tr)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    is_real = inception_score(_probs(model, x_ho))
+    cfg = {
+        **model.config,
+        "architecture": "DigitClassifier",
+        "input": "(N,1,16,16) float in [-1,1]",
+        "split_seed": SPLIT_SEED,
+        "heldout_fraction": HELDOUT_FRACTION,
+        "heldout_accuracy": round(acc_ho, 4),
+        "train_accuracy": round(acc_tr, 4),
+        "n_train": len(x_tr),
+        "n_heldout": len(x_ho),
+        "inception_score_real_heldout": round(is_real, 3),
+        "training": {"seed": seed, "recipe": r, "train_seconds": round(train_seconds, 1), "env": _env()},
+    }
+    _write_json(out / "config.json", cfg)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- model cards
+
+
+def _hash_table(folder: Path) -> list[str]:
+    rows = ["| file | bytes | sha256 |", "|---|---|---|"]
+    rows += [f"| `{f}` | {(folder / f).stat().st_size} | `{h}` |" for f, h in folder_hashes(folder).items()]
+    return rows
+
+
+def write_ddpm_card(folder: Path) -> None:
+    """(Re)write `folder/README.md` from `training.json` (recipe, time, quality) and the files' sha256."""
+    info = json.loads((folder / "training.json").read_text())
+    r, q = info["recipe"], info.get("quality")
+    lines = [
+        "# digits16: a 16x16 DDPM of the UCI handwritten digits", "",
+        "The embedded default base model of HRF Explorer: runs offline on a CPU.", "",
+        "## Data",
+        f"`sklearn.datasets.load_digits` (1,797 8x8 images, values 0..16), upsampled bilinearly to 16x16, "
+        f"one channel, scaled to [-1, 1]. Trained on the fixed stratified train split only "
+        f"({info['data']['n_train']} images; {HELDOUT_FRACTION:.0%} held out, `train_test_split(stratify=y, "
+        f"random_state={SPLIT_SEED})`).", "",
+        "## Model",
+        f"diffusers `UNet2DModel`, {info['params']:,} parameters: sample_size 16, 1 channel, block_out_channels "
+        "(32, 64, 64), layers_per_block 1, attention at 4x4 (`AttnDownBlock2D`/`AttnUpBlock2D` + mid block). "
+        "Weights are the EMA weights. `scheduler/` is a `DDIMScheduler` with the training betas, "
+        "`clip_sample=True` (range 1), `set_alpha_to_one=False`, `steps_offset=1` (non-zero variance at every "
+        "step).", "",
+        "## Recipe",
+        f"Epsilon-prediction DDPM loss (MSE), `DDPMScheduler` with {r['num_train_timesteps']} steps and "
+        f"`{r['beta_schedule']}` betas; AdamW lr {r['lr']} (warmup {r['warmup_steps']} steps, cosine to "
+        f"{r['min_lr_fraction']}x), weight decay {r['weight_decay']}, batch {r['batch_size']}, {r['steps']} steps, "
+        f"grad-norm clip {r['grad_clip']}, EMA {r['ema_decay']}; light affine augmentation "
+        f"(shift <= {r['augment']['max_shift']} px, rotation <= {r['augment']['max_rot_deg']} deg, "
+        f"scale +-{r['augment']['max_scale']}), no flips. Seed {info['seed']}.", "",
+        f"Reproduce: `python -m hrf_core.models.pretrain digits16` (final loss {info['final_loss']}).", "",
+        f"Training time (measured): {info['train_seconds']:.0f} s ({info['train_seconds'] / 60:.1f} min) on "
+        f"{info['env']['machine']}; torch {info['env']['torch']}, diffusers {info['env']['diffusers']}.", "",
+        *([info["notes"], ""] if info.get("notes") else []),
+        "## Quality", "",
+    ]
+    if q:
+        s = q["sampling"]
+        lines += [
+            f"`python bench/digits_quality.py`: {s['n']} samples, {s['steps']} DDIM steps, eta {s['eta']}, seed "
+            f"{s['seed']} (sampled in {q['sample_seconds']:.0f} s), scored by the "
+            f"`{q.get('classifier', 'digits16-classifier')}` "
+            "classifier. Targets: IS >= 7.5, confident fraction >= 0.75, every class >= 5%, no memorisation.", "",
+            "| metric | samples | real held-out | target |", "|---|---|---|---|",
+            f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
+            "| >= 7.5 |",
+            f"| fraction with max class prob > 0.9 | {q['confident_fraction']:.3f} | | >= 0.75 |",
+            f"| smallest class fraction | {q['min_class_fraction']:.3f} | | >= 0.05 |",
+            f"| median L2 to nearest training image | {q['nn_train_l2_median_samples']:.3f} | "
+            f"{q['nn_train_l2_median_heldout']:.3f} | samples >= held-out |", "",
+            "Class histogram (fraction of samples predicted 0..9): "
+            + ", ".join(f"{i}: {h:.3f}" for i, h in enumerate(q["class_histogram"])), "",
+        ]
+    else:
+        lines += ["Not measured yet: run `python bench/digits_quality.py --update-card`.", ""]
+    lines += ["## Files", "", *_hash_table(folder), ""]
+    (folder / "README.md").write_text("\n".join(lines))
+
+
+def write_classifier_card(folder: Path) -> None:
+    """(Re)write `folder/README.md` from `config.json` and the files' sha256."""
+    c = json.loads((folder / "config.json").read_text())
+    r, tr = c["training"]["recipe"], c["training"]
+    lines = [
+        "# digits16-classifier: a small CNN on the 16x16 UCI digits", "",
+        "Scores digits16 samples: its softmax gives the Inception Score, its penultimate features "
+        f"(`features(x)`, {c['embed_dim']}-d) the Vendi embedding. Load with "
+        "`hrf_core.models.digits.load_digit_classifier`.", "",
+        "## Data",
+        f"Same data as digits16 (16x16, [-1, 1]); trained on the fixed stratified train split only "
+        f"({c['n_train']} images), evaluated on the {c['n_heldout']} held-out images "
+        f"(`train_test_split(stratify=y, test_size={c['heldout_fraction']}, random_state={c['split_seed']})`).", "",
+        "## Model and recipe",
+        f"Two conv blocks (channels {tuple(c['channels'])}, 3x3 convs, GroupNorm, SiLU, max-pool), "
+        f"dropout {c['dropout']}, a {c['embed_dim']}-d ReLU embedding and a linear head. Cross-entropy, AdamW lr "
+        f"{r['lr']} (1 epoch warmup, cosine), weight decay {r['weight_decay']}, batch {r['batch_size']}, "
+        f"{r['epochs']} epochs, light affine augmentation (shift <= {r['augment']['max_shift']} px, rotation <= "
+        f"{r['augment']['max_rot_deg']} deg, scale +-{r['augment']['max_scale']}). Seed {tr['seed']}.", "",
+        "Reproduce: `python -m hrf_core.models.pretrain digits16-classifier`.", "",
+        f"Training time (measured): {tr['train_seconds']:.0f} s on {tr['env']['machine']}; "
+        f"torch {tr['env']['torch']}.", "",
+        *([tr["notes"], ""] if tr.get("notes") else []),
+        "## Quality", "",
+        f"- held-out accuracy: {c['heldout_accuracy']:.4f} (train {c['train_accuracy']:.4f})",
+        f"- Inception Score of the real held-out images: {c['inception_score_real_heldout']:.3f} (max 10)", "",
+        "## Files", "", *_hash_table(folder), "",
+    ]
+    (folder / "README.md").write_text("\n".join(lines))
+
+
+def update_ddpm_quality(folder: Path, quality: dict[str, Any]) -> None:
+    """Store `quality` in `folder/training.json` and rewrite the model card."""
+    info = json.loads((folder / "training.json").read_text())
+    info["quality"] = quality
+    _write_json(folder / "training.json", info)
+    write_ddpm_card(folder)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """`pretrain NAME [--out DIR] [--seed N] [--threads N] [--no-eval]`; returns an exit code."""
+    ap = argparse.ArgumentParser(prog="python -m hrf_core pretrain", description="Pretrain an embedded default model.")
+    ap.add_argument("name", choices=NAMES)
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: checkpoints/NAME)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--steps", type=int, default=None, help="digits16: training steps (default from the recipe)")
+    ap.add_argument("--classifier", type=Path, default=CHECKPOINTS / "digits16-classifier",
+                    help="digits16: classifier used for the quality section of the card")
+    ap.add_argument("--no-eval", action="store_true", help="digits16: skip the quality measurement")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    np.random.seed(a.seed)
+    out = a.out or CHECKPOINTS / a.name
+    if a.name == "digits16-classifier":
+        cfg = train_classifier(out, seed=a.seed)
+        write_classifier_card(out)
+        print(f"held-out accuracy {cfg['heldout_accuracy']:.4f}, real IS {cfg['inception_score_real_heldout']:.3f}, "
+              f"{cfg['training']['train_seconds']:.0f} s -> {out}")
+        return 0
+    info = train_ddpm(out, seed=a.seed, recipe={"steps": a.steps} if a.steps else None)
+    print(f"trained in {info['train_seconds']:.0f} s -> {out}", flush=True)
+    write_ddpm_card(out)
+    if not a.no_eval:
+        if not (a.classifier / "model.safetensors").is_file():
+            print(f"no classifier at {a.classifier}: skipping the quality measurement")
+            return 0
+        q = digits_quality(out, a.classifier)
+        update_ddpm_quality(out, q)
+        print(json.dumps(q, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())

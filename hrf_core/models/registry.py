@@ -1,0 +1,363 @@
+"""Base-model registry: a diffusers ``UNet2DModel`` plus a DDIM scheduler built from its config.
+
+Sources:
+- ``digits16``: the embedded 16x16 digits DDPM in ``checkpoints/digits16`` (ships with the repo);
+- ``google/ddpm-celebahq-256`` and ``google/ddpm-ema-celebahq-256``: Hugging Face Hub repositories;
+- any local diffusers folder (``unet/`` + ``scheduler/`` subfolders, or a flat folder with
+  ``config.json`` and ``scheduler_config.json``), e.g. a fine-tuning checkpoint of the run store.
+
+Weights are loaded from safetensors only (``use_safetensors=True``). A folder or Hub snapshot whose UNet
+has only a torch pickle (``diffusion_pytorch_model.bin``, as older diffusers repos ship) is converted once
+to a safetensors copy in ``$HRF_CACHE_DIR/converted/<sha256 of the .bin>/`` (default
+``~/.cache/hrf-explorer``); :func:`model_folder` resolves to that copy and every later load reads it, while
+runs keep the name the user gave. The pickle is read with ``torch.load(weights_only=True)``, PyTorch's
+restricted unpickler, because a plain pickle load runs whatever code the file asks for: a file holding
+anything but a flat dict of tensors is refused with one line and nothing in it runs
+(:mod:`hrf_core.models.weights`). Unreadable weights or configs (truncated, corrupt, not JSON) are a ValueError
+with one line, never a traceback from diffusers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+
+from hrf_core import CHECKPOINTS_DIR
+from hrf_core.models.weights import (
+    UNET_PICKLE,
+    UNET_SAFETENSORS,
+    check_safetensors,
+    converted_folder,
+    one_line,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered base model."""
+
+    name: str
+    source: str  # "embedded" | "hub"
+    location: str  # a folder for "embedded", a repo id for "hub"
+    description: str
+    needs_gpu: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("digits16", "embedded", str(CHECKPOINTS_DIR / "digits16"),
+                  "embedded 16x16 UCI-digits DDPM (1.1M params, CPU)"),
+        ModelSpec("google/ddpm-celebahq-256", "hub", "google/ddpm-celebahq-256",
+                  "CelebA-HQ 256x256 DDPM (114M params, GPU)", needs_gpu=True),
+        ModelSpec("google/ddpm-ema-celebahq-256", "hub", "google/ddpm-ema-celebahq-256",
+                  "CelebA-HQ 256x256 DDPM, EMA weights (114M params, GPU)", needs_gpu=True),
+    )
+}
+
+
+#: The architecture of google/ddpm-celebahq-256 (113.7M parameters), for benchmarks with random weights.
+CELEBAHQ_UNET_CONFIG = dict(
+    sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
+    block_out_channels=(128, 128, 256, 256, 512, 512),
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6,
+)
+
+
+@dataclass
+class BaseModel:
+    """A loaded diffusion model: the UNet (eval mode, on ``device``) and its DDIM scheduler."""
+
+    name: str
+    unet: UNet2DModel
+    scheduler: DDIMScheduler
+    folder: Path
+    device: torch.device
+    # window-only checkpoints: steps with index < handover (of handover_steps DDIM steps) sample with ``early``
+    early: BaseModel | None = None
+    handover: int = 0
+    handover_steps: int = 0
+
+    def handover_at(self, num_steps: int) -> int:
+        """The window-only hand-over step for sampling with ``num_steps`` DDIM steps (0: no hand-over)."""
+        if self.early is None or not self.handover:
+            return 0
+        return round(self.handover * num_steps / self.handover_steps) if self.handover_steps else self.handover
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one sample."""
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return (self.unet.config.in_channels, h, w)
+
+
+def load_checked(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing, truncated or corrupt file is a ValueError with one clear line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"missing weight file {path}")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt: {reason})") from None
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; otherwise the named device (validated)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available: use --device cpu")
+    return resolved
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+#: Hub snapshot patterns: configs and safetensors, or (older repos) configs and the UNet's pickle.
+HUB_PATTERNS = ["*.json", "*.safetensors"]
+HUB_PICKLE_PATTERNS = ["*.json", UNET_PICKLE, f"unet/{UNET_PICKLE}"]
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of a Hub repo when it holds UNet weights (safetensors or pickle); no network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json"], local_files_only=True))
+        return folder if _unet_weights(_unet_dir(folder)) else None
+    except Exception:  # not cached, incomplete, or not a diffusers snapshot
+        return None
+
+
+def _hub_folder(repo_id: str) -> Path:
+    """The local snapshot of a Hub repo (configs and safetensors, else the UNet's pickle); fetched if online."""
+    from huggingface_hub import snapshot_download
+
+    cached = _cached_snapshot(repo_id)
+    if cached is not None:
+        return cached
+    if _hub_offline():
+        raise ValueError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+            f"run `hf download {repo_id}` once with network access, or unset HF_HUB_OFFLINE"
+        )
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+        if _unet_weights(_unet_dir(folder)) is None:  # an older repo: the UNet is a pickle only
+            folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PICKLE_PATTERNS))
+    except Exception as error:  # network errors come in many types
+        raise ValueError(
+            f"could not download {repo_id!r} from the Hugging Face Hub ({type(error).__name__}): "
+            "check the network, or download it once with `hf download`"
+        ) from error
+    return folder
+
+
+def _read_json(path: Path) -> dict:
+    """A config file as a dict; ValueError with one line when it is not a JSON object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable JSON config ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object (got {type(data).__name__})")
+    return data
+
+
+def _unet_dir(folder: Path) -> Path | None:
+    for candidate in (folder / "unet", folder):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def _unet_weights(unet_dir: Path | None) -> str | None:
+    """"safetensors", "pickle" or None: the UNet weights a folder holds (single file or sharded index)."""
+    if unet_dir is None:
+        return None
+    for kind, name in (("safetensors", UNET_SAFETENSORS), ("pickle", UNET_PICKLE)):
+        if (unet_dir / name).is_file() or (unet_dir / f"{name}.index.json").is_file():
+            return kind
+    return None
+
+
+def _diffusers_parts(folder: Path) -> tuple[Path, Path]:
+    """(unet folder, scheduler config folder) of a diffusers model folder, either layout; configs validated."""
+    unet_dir = _unet_dir(folder)
+    if unet_dir is None:
+        raise ValueError(f"{folder} is not a diffusers model folder (no unet/config.json or config.json)")
+    _read_json(unet_dir / "config.json")
+    for candidate in (folder / "scheduler", folder):
+        if (candidate / "scheduler_config.json").is_file():
+            _read_json(candidate / "scheduler_config.json")
+            return unet_dir, candidate
+    raise ValueError(f"{folder} has no scheduler_config.json")
+
+
+def _safetensors_folder(folder: Path) -> Path:
+    """``folder`` when its UNet weights are safetensors, else its cached converted copy (see the docstring)."""
+    unet_dir, _ = _diffusers_parts(folder)
+    kind = _unet_weights(unet_dir)
+    if kind == "safetensors":
+        return folder
+    if kind is None:
+        raise ValueError(f"{unet_dir} has no UNet weights ({UNET_SAFETENSORS} or {UNET_PICKLE})")
+    if not (unet_dir / UNET_PICKLE).is_file():
+        raise ValueError(f"{unet_dir} has sharded pickle weights: convert them to safetensors first")
+    return converted_folder(folder, unet_dir)
+
+
+def model_folder(name: str) -> Path:
+    """Resolve a registry name, Hub id or local folder to a local diffusers folder with safetensors weights.
+
+    Validated; pickle-only weights resolve to their converted copy in the cache (converted on first use).
+    """
+    spec = MODELS.get(name)
+    if spec is not None and spec.source == "hub":
+        return _safetensors_folder(_hub_folder(spec.location))
+    path = Path(spec.location if spec is not None else name).expanduser()
+    if not path.is_dir():
+        known = ", ".join(MODELS)
+        raise ValueError(f"unknown model {name!r}: use one of {known}, or a local diffusers folder")
+    return _safetensors_folder(path.resolve())
+
+
+def sample_shape_of(folder: Path) -> tuple[int, int, int]:
+    """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded)."""
+    unet_dir, _ = _diffusers_parts(Path(folder))
+    config = _read_json(unet_dir / "config.json")
+    size = config.get("sample_size", 32)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return (int(config.get("in_channels", 3)), int(h), int(w))
+
+
+def load_scheduler(folder: Path) -> DDIMScheduler:
+    """A DDIM scheduler from the model's scheduler config (DDPM configs are converted by diffusers)."""
+    _, scheduler_dir = _diffusers_parts(folder)
+    config = _read_json(scheduler_dir / "scheduler_config.json")
+    try:
+        return DDIMScheduler.from_config(config)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{scheduler_dir / 'scheduler_config.json'} is not a usable scheduler config "
+                         f"({one_line(error)})") from None
+
+
+def load_unet(unet_dir: Path) -> UNet2DModel:
+    """A diffusers UNet2DModel from a folder with safetensors weights (CPU, fp32).
+
+    Truncated or corrupt weights, a broken config or weights that do not fit it: ValueError with one line.
+    """
+    unet_dir = Path(unet_dir)
+    _read_json(unet_dir / "config.json")
+    files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
+    if not files:
+        raise ValueError(f"{unet_dir} has no {UNET_SAFETENSORS}")
+    for path in files:
+        check_safetensors(path)
+    log = logging.getLogger("diffusers.models.modeling_utils")
+    held = _HeldRecords()
+    log.addFilter(held)  # diffusers logs missing weights as a warning: hold it, the error below says it once
+    try:
+        unet, info = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False,
+                                                 output_loading_info=True)
+    except Exception as error:  # diffusers raises OSError, RuntimeError, ValueError, TypeError... for bad files
+        raise ValueError(f"{unet_dir} could not be loaded as a UNet2DModel ({one_line(error)})") from None
+    finally:
+        log.removeFilter(held)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(f"{unet_dir}: the weights lack {len(missing)} of the UNet's tensors (e.g. {missing[0]}), "
+                         "which would start from random values")
+    for record in held.records:
+        log.handle(record)
+    return unet
+
+
+class _HeldRecords(logging.Filter):
+    """A logging filter that keeps records instead of passing them on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+def load_base_model(name: str, device: str | torch.device = "auto", window_only: bool = True) -> BaseModel:
+    """Load a registered model, Hub id or local diffusers folder onto ``device`` (eval mode, fp32).
+
+    A window-only run checkpoint also loads its base model as ``early`` (``window_only=False``: the
+    fine-tuned network alone, e.g. to resume training it).
+    """
+    folder = model_folder(name)
+    unet_dir, _ = _diffusers_parts(folder)
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    unet = load_unet(unet_dir).to(target).eval()
+    model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target)
+    handover, steps, base_name = window_only_of(folder) if window_only else (0, 0, "")
+    if handover > 0:  # a window-only checkpoint samples its untrained steps with its base model
+        model.early = load_base_model(base_name, target)
+        model.handover, model.handover_steps = handover, steps
+    return model
+
+
+def window_only_of(folder: Path) -> tuple[int, int, str]:
+    """(handover S, its K, base model name) of a window-only run checkpoint; (0, 0, "") for anything else.
+
+    Read from the trainer state's metadata (no weights loaded); see docs/METHOD.md, "Window-only sampling".
+    """
+    state = Path(folder) / "trainer_state.safetensors"
+    if not state.is_file():
+        return 0, 0, ""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(state, "pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("trainer", "{}"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
+    handover = int(meta.get("handover") or 0)
+    if handover <= 0:
+        return 0, 0, ""
+    base_name = meta.get("base_model") or ""
+    if not base_name:
+        raise ValueError(f"{state} marks a window-only checkpoint but names no base model")
+    return handover, int(meta.get("num_steps") or 0), base_name
+
+
+def availability(name: str) -> tuple[bool, str]:
+    """Whether ``name`` can run here now, and the reason when it cannot (no download attempted)."""
+    spec = MODELS.get(name)
+    if spec is None:
+        return False, f"unknown model {name!r}"
+    if spec.needs_gpu and not torch.cuda.is_available():
+        return False, "needs a CUDA GPU (114M-parameter UNet: about 5 s per image step on a CPU)"
+    if spec.source == "embedded":
+        ok = (Path(spec.location) / "unet" / "config.json").is_file()
+        return ok, "" if ok else f"missing {spec.location}: run `python -m hrf_core pretrain digits16`"
+    if _cached_snapshot(spec.location) is not None:
+        return True, ""
+    if _hub_offline():
+        return False, f"weights not cached and HF_HUB_OFFLINE is set: `hf download {spec.location}`"
+    return True, "weights will be downloaded on first use (about 455 MB)"

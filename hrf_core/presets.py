@@ -1,0 +1,51 @@
+"""The named presets: ready-made configurations, the paper's settings among them.
+
+The ``paper-*`` presets are the HRF authors' settings on CelebA-HQ (lr 5e-6, weight decay 1e-3, 10 samples per
+epoch, batch 5, 70 epochs, advantage clip 2.5 per batch). Method names appear here as the presets' values.
+"""
+
+from __future__ import annotations
+
+from hrf_core.config import TrainConfig
+
+#: Every preset by name.
+PRESETS: dict[str, TrainConfig] = {
+    # the embedded model, evaluated every epoch so the live trajectory gains a point per epoch
+    "digits-ddpo": TrainConfig(method="ddpo", window=(0, 40), epochs=15, eval_every=1),
+    "digits-hrf-late": TrainConfig(method="hrf", window=(20, 40), epochs=15, eval_every=1),
+    "digits-hrf-early": TrainConfig(method="hrf", window=(0, 20), epochs=15, eval_every=1),
+    "digits-hrf-sliding": TrainConfig(method="hrf-sliding", clusters=((0, 20, 8), (20, 40, 7)), epochs=15,
+                                      eval_every=1),
+    "digits-hrf-d": TrainConfig(method="hrf-d", epochs=15, eval_every=1),
+    # window-only HRF (issue #22): the base model samples steps before the window, per-image advantages
+    "digits-hrf-window-only": TrainConfig(method="hrf", window=(20, 40), adv_scope="image", outside_window="base",
+                                          epochs=15, eval_every=1),
+    # the reviewers' ablations: a random start step (s ~ U{0..K-1}, every later step trained), and
+    # re-noised starts at a fixed step without sliding; and DDPO with the KL penalty to the base (DPOK)
+    "digits-random-start": TrainConfig(method="hrf", window=(0, 40), epochs=15, eval_every=1),
+    "digits-renoise-fixed": TrainConfig(method="hrf", window=(20, 40), start_mode="fixed", epochs=15,
+                                        eval_every=1),
+    "digits-ddpo-kl": TrainConfig(method="ddpo", window=(0, 40), kl_coef=1.0, epochs=15, eval_every=1),
+    "paper-ddpo": TrainConfig(
+        model="google/ddpm-celebahq-256", method="ddpo", window=(0, 40), epochs=70, samples_per_epoch=10,
+        batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch",
+        updates_per_epoch=2, train_batch_size=5, eval_samples=16,
+    ),
+    "paper-hrf-sliding": TrainConfig(
+        model="google/ddpm-celebahq-256", method="hrf-sliding", clusters=((0, 20, 35), (20, 40, 35)), epochs=70,
+        samples_per_epoch=10, batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5,
+        adv_scope="batch", window_scaled_clip=True, updates_per_epoch=2, train_batch_size=5, eval_samples=16,
+    ),
+    "paper-hrf-d": TrainConfig(
+        model="google/ddpm-celebahq-256", method="hrf-d", epochs=70, samples_per_epoch=10, batch_size=5,
+        siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch", window_scaled_clip=True,
+        updates_per_epoch=2, train_batch_size=5, eval_samples=16, hrfd_probe_images=1,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A copy of preset ``name`` with ``overrides`` applied, validated."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides).validate()

@@ -1,0 +1,231 @@
+"""One way to start or continue a run: check, create the run, build its trainer, report it to the trackers.
+
+Every driver goes through here: the app's job manager (a run or a duel in a background thread), the command
+line (also one rank of torchrun) and the experiments (:mod:`hrf_core.study.experiment`).
+
+- :func:`preflight`: can the config's model and reward run here now (one line when not; nothing written);
+- :func:`create_run`: the run folder (rank 0; every data-parallel rank gets its path) and its training lock;
+  :func:`create_runs`: the folders of a job of one run or a duel (the app's);
+- :func:`open_trainer`: the trainer of a created run, its trackers attached (:class:`Launch`);
+- :func:`start_run`: the three in order; :func:`continue_run`: a run's latest (or given) checkpoint, restored.
+
+A :class:`Launch` trains with :meth:`Launch.train` (or epoch by epoch with :meth:`Launch.steps`, so two can
+alternate: :func:`duel`) and closes its trackers when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hrf_core.config import TrainConfig
+from hrf_core.share.trackers import RunTrackers
+from hrf_core.store.runs import Run, RunStore, StoreFullError, is_disk_full
+
+
+def default_torch_threads() -> int:
+    """Threads for training: ``HRF_TORCH_THREADS``, else all cores but one (the UI keeps one)."""
+    value = os.environ.get("HRF_TORCH_THREADS", "")
+    if value.strip().isdigit() and int(value) >= 1:
+        return int(value)
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def preflight(config: TrainConfig, trusted: bool = False) -> None:
+    """Raise ValueError (one clear line) unless ``config`` is valid and its model and reward can run here now.
+
+    A registered model must be available (a GPU when it needs one; its weights cached when offline); a local
+    folder must be a diffusers model folder. The reward must be registered and available. ``trusted`` (the
+    command line, never a browser): a registered model may be downloaded or run on a CPU, and the reward may be
+    the user's own function (``path/to/file.py:function`` or ``module:function``), imported here and tried on
+    two random images of the model's shape, so a wrong output fails before a run starts.
+    """
+    config.validate()
+    from hrf_core.models.registry import MODELS, availability, model_folder
+
+    if config.model in MODELS and not trusted:
+        ok, reason = availability(config.model)
+        if not ok:
+            raise ValueError(f"model {config.model} is unavailable: {reason}")
+    else:
+        model_folder(config.model)  # a local diffusers folder (or, trusted, a registered model): validated
+    if trusted:
+        prepare_reward(config.reward, config.model)
+        return
+    from hrf_core.rewards.registry import REWARDS
+
+    if config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
+    ok, reason = REWARDS[config.reward].available()
+    if not ok:
+        raise ValueError(f"reward {config.reward} is unavailable: {reason}")
+
+
+def prepare_reward(name: str, model: str) -> None:
+    """Make ``name`` usable here: a registered name, or a code reference the user typed (imported now).
+
+    A custom reward is tried on two random images of the model's shape, so a wrong output shape or NaN
+    fails with one line before a run starts.
+    """
+    import torch
+
+    from hrf_core.models.registry import model_folder, sample_shape_of
+    from hrf_core.rewards.registry import (
+        BUILT_IN,
+        REWARDS,
+        is_reference,
+        make_reward,
+        register_from_env,
+        register_reference,
+    )
+
+    register_from_env()
+    if name not in REWARDS and is_reference(name):
+        register_reference(name)
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}, or give "
+                         "path/to/file.py:function")
+    if name not in BUILT_IN:
+        make_reward(name)(torch.rand(2, *sample_shape_of(model_folder(model))) * 2 - 1)
+
+
+def create_run(store: RunStore, config: TrainConfig, name: str | None = None, dist: Any = None) -> Run:
+    """The run folder of ``config`` (rank 0 creates it; every rank of ``dist`` gets it), held by this process's
+    training lock (:mod:`hrf_core.store.liveness`)."""
+    from hrf_core.store import liveness
+
+    main = dist is None or dist.is_main
+    path = str(store.create(config.to_dict(), name=name).path) if main else None
+    run = Run(Path(dist.broadcast_object(path) if dist is not None else path))
+    if main:
+        liveness.hold(run.path)
+    return run
+
+
+def create_runs(store: RunStore, configs: Sequence[TrainConfig],
+                names: Sequence[str | None] | None = None) -> list[Run]:
+    """The run folders of one job, status "running" (held by this process); two configs are a duel: each run
+    records its place (``extra.duel``) and its partner (``extra.duel_with``). On any failure (a full disk, the
+    store over its limit) none is left behind and the error is raised (:class:`StoreFullError` for a full store)."""
+    names = list(names or [None] * len(configs))
+    runs: list[Run] = []
+    try:
+        for config, name in zip(configs, names, strict=True):
+            if len(configs) > 1:
+                config = config.replace(extra={**config.extra, "duel": len(runs)})
+            runs.append(store.create(config.to_dict(), name=name))
+            runs[-1].set_status("running", 0, config.epochs, "starting")
+        if len(runs) == 2:  # each half names the other, so either can be shown with its partner
+            for run, other in ((runs[0], runs[1]), (runs[1], runs[0])):
+                data = run.config
+                data["extra"]["duel_with"] = other.run_id
+                run.write_config(data)
+    except BaseException as error:
+        for run in runs:
+            shutil.rmtree(run.path, ignore_errors=True)
+        if isinstance(error, OSError) and is_disk_full(error):
+            raise StoreFullError(f"the disk holding the run store {store.root} is full: nothing was "
+                                 "started; free some space") from error
+        raise
+    return runs
+
+
+@dataclass
+class Launch:
+    """A run's trainer with its trackers: train it, or step it epoch by epoch; the trackers close at the end."""
+
+    trainer: Any
+    trackers: RunTrackers
+
+    @property
+    def run(self) -> Run:
+        return self.trainer.run
+
+    def steps(self) -> Generator[int, None, str]:
+        """The trainer's epochs (see :meth:`hrf_core.rl.trainer.Trainer.steps`); the trackers close when it ends."""
+        failed = True
+        try:
+            result = yield from self.trainer.steps()
+            failed = False
+            return result
+        finally:
+            self.trackers.close(failed=failed)
+
+    def train(self) -> str:
+        """Train to the end: "done" or "stopped"."""
+        failed = True
+        try:
+            result = self.trainer.train()
+            failed = False
+            return result
+        finally:
+            self.trackers.close(failed=failed)
+
+
+def open_trainer(config: TrainConfig, run: Run, *, report_to: Iterable[str] = (),
+                 callbacks: Sequence[Callable] = (), stop_event: threading.Event | None = None,
+                 factory: Callable | None = None, **trainer_kwargs: Any) -> Launch:
+    """The trainer of ``run`` (``factory(config, run, callbacks, stop_event)``, default the real
+    :class:`~hrf_core.rl.trainer.Trainer`), reporting to the trackers ``report_to``."""
+    trackers = RunTrackers(report_to, run)
+    callbacks = [*callbacks, trackers]
+    stop_event = stop_event or threading.Event()
+    if factory is not None:
+        trainer = factory(config, run, callbacks, stop_event)
+    else:
+        from hrf_core.rl.trainer import Trainer
+
+        trainer = Trainer(config, run, callbacks=callbacks, stop_event=stop_event, **trainer_kwargs)
+    return Launch(trainer, trackers)
+
+
+def start_run(config: TrainConfig, store: RunStore, name: str | None = None, *, report_to: Iterable[str] = (),
+              trusted: bool = False, dist: Any = None, **kwargs: Any) -> Launch:
+    """Check ``config`` (:func:`preflight`), create its run and open its trainer (see :func:`open_trainer`)."""
+    preflight(config, trusted=trusted)
+    if dist is not None:
+        config.check_processes(dist.world)  # before a run folder is made
+        kwargs["dist"] = dist
+    run = create_run(store, config, name, kwargs.get("dist"))
+    return open_trainer(config, run, report_to=report_to, **kwargs)
+
+
+def continue_run(run: Run, epochs: int | None = None, checkpoint: Path | None = None, *,
+                 report_to: Iterable[str] = (), callbacks: Sequence[Callable] = (),
+                 stop_event: threading.Event | None = None, **kwargs: Any) -> Launch:
+    """Continue ``run`` from ``checkpoint`` (default: its latest) up to ``epochs`` in all, with restored state
+    (:func:`hrf_core.rl.trainer.resume_training`), reporting to the trackers ``report_to``."""
+    from hrf_core.rl.trainer import resume_training
+
+    trackers = RunTrackers(report_to, run)
+    trainer = resume_training(run, checkpoint, epochs, callbacks=[*callbacks, trackers],
+                              stop_event=stop_event or threading.Event(), **kwargs)
+    return Launch(trainer, trackers)
+
+
+def drive(steps: Generator[int, None, str]) -> str:
+    """Advance an epoch generator (:meth:`Launch.steps`, :meth:`Trainer.steps`) to its end; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def duel(steps: Sequence[Generator[int, None, str]]) -> str:
+    """Alternate the epochs of two (or more) runs until all end; "stopped" if any was stopped."""
+    results: dict[int, str] = {}
+    while len(results) < len(steps):
+        for i, generator in enumerate(steps):
+            if i in results:
+                continue
+            try:
+                next(generator)
+            except StopIteration as end:
+                results[i] = end.value
+    return "stopped" if "stopped" in results.values() else "done"

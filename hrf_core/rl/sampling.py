@@ -1,0 +1,83 @@
+"""Sampling from base models and checkpoints: grids, arrays and the x0-prediction strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrf_core.imaging import image_grid, to_unit
+from hrf_core.models.registry import BaseModel, load_base_model
+from hrf_core.rl.policy import StopCheck, noise_like, rollout, unet_eps
+from hrf_core.store.runs import atomic_path
+
+
+def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
+                batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False,
+                early: BaseModel | None = None, handover: int = 0) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same samples.
+
+    This is the evaluation sampler of the trainer, the app and the experiments. Hand-over sampling:
+    steps with index < ``handover`` use ``early`` (e.g. the base model), the rest ``base`` (e.g. a
+    fine-tuned checkpoint); with the same seed, handover = 0 gives ``base``'s samples exactly and
+    handover = K ``early``'s. A window-only checkpoint (``base.early`` set) samples that way by default,
+    its hand-over step rescaled to ``num_steps``.
+    """
+    if early is None and not handover and base.early is not None:
+        early, handover = base.early, base.handover_at(num_steps)
+    if not 0 <= handover <= num_steps:
+        raise ValueError(f"handover must be in 0..{num_steps} (K), got {handover}")
+    if handover and early is None:
+        raise ValueError("hand-over sampling needs the model for the early steps")
+    if early is not None and early.sample_shape != base.sample_shape:
+        raise ValueError(f"hand-over between models of different sample shapes: {early.sample_shape} vs "
+                         f"{base.sample_shape}")
+    base.scheduler.set_timesteps(num_steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = noise_like((n, *base.sample_shape), generator, base.device)
+    early_unet = early.unet if early is not None and handover else None
+    finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, stop=stop, record=False,
+                      autocast_bf16=autocast_bf16, early_unet=early_unet, handover=handover).final
+              for chunk in x.split(batch_size)]
+    return torch.cat(finals)
+
+
+def sample_images(name: str, n: int = 64, seed: int = 0, num_steps: int = 40, eta: float = 1.0,
+                  device: str = "auto", early: str | None = None, handover: int = 0) -> torch.Tensor:
+    """Load ``name`` (registry name, Hub id, local folder or run checkpoint) and sample from it.
+
+    With ``early`` and ``handover`` = S: steps < S sample with the model ``early`` names (hand-over sampling).
+    """
+    model = load_base_model(name, device)
+    early_model = load_base_model(early, model.device) if early and handover else None
+    return sample_from(model, n, seed, num_steps, eta, early=early_model, handover=handover)
+
+
+def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None = None) -> None:
+    """A PNG grid and optionally a .npy array: float32 in [0, 1], shape (n, C, H, W). Atomic writes."""
+    scale = max(1, 64 // images.shape[-1])
+    with atomic_path(grid_path) as tmp:
+        image_grid(images, scale=scale).save(tmp, format="PNG")
+    if array_path is not None:
+        with atomic_path(array_path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, to_unit(images).cpu().numpy().astype(np.float32))
+
+
+def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1) -> torch.Tensor:
+    """The model's prediction of x_0 at every DDIM step of ``n`` trajectories: (K, n, C, H, W) in [-1, 1].
+
+    Shows which step indices set coarse shape (early) and which set detail (late). One UNet call per step.
+    """
+    base.scheduler.set_timesteps(num_steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = noise_like((n, *base.sample_shape), generator, base.device)
+    predictions = []
+    with torch.inference_mode():
+        for t in base.scheduler.timesteps:
+            eps = unet_eps(base.unet, x, int(t))
+            noise = noise_like(x.shape, generator, base.device)
+            x, x0 = base.scheduler.step(eps, int(t), x, eta=1.0, variance_noise=noise, return_dict=False)
+            predictions.append(x0.clamp(-1, 1))
+    return torch.stack(predictions)

@@ -1,0 +1,408 @@
+"""The one training loop for every method (DDPO, HRF, HRF sliding, HRF-D, and any registered one).
+
+Each epoch: sample (from pure noise, or from re-noised trajectory-of-interest images) -> reward
+-> advantages -> PPO-clip update of the trained steps -> evaluate on a fixed-seed set -> log
+-> checkpoint. The method only changes where each batch starts and which steps it trains
+(:mod:`hrf_core.methods`). A stop event is checked before every UNet call.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DModel
+from PIL import Image
+
+from hrf_core import methods
+from hrf_core.config import TrainConfig
+from hrf_core.imaging import image_grid
+from hrf_core.measure.evaluation import Evaluator
+from hrf_core.models.registry import BaseModel, load_base_model, resolve_device
+from hrf_core.rewards.registry import RewardFn, make_reward
+from hrf_core.rl.compute import ComputeCounter, zero_row
+from hrf_core.rl.distributed import SINGLE, Dist
+from hrf_core.rl.launch import drive
+from hrf_core.rl.policy import (
+    RowNoise,
+    StopRequested,
+    Trajectory,
+    noise_like,
+    renoise,
+    rollout,
+    stream_seed,
+    trainable_steps,
+)
+from hrf_core.rl.sampling import sample_from
+from hrf_core.rl.update import Batch, PolicyUpdate
+from hrf_core.store import checkpoints
+from hrf_core.store.runs import Run, StoreFullError, check_store_limit, is_disk_full
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochReport:
+    """What the UI receives after each epoch (epoch 0 = the base model's evaluation)."""
+
+    epoch: int
+    epochs: int
+    metrics: dict
+    grid: Image.Image | None = None
+
+
+class Trainer:
+    """Fine-tunes ``config.model`` on ``config.reward`` and writes everything to ``run``.
+
+    Noise: every sample draws its noise from its own stream keyed by (seed, epoch, stream, global
+    index) (:class:`~hrf_core.rl.policy.RowNoise`), and the start steps and the update order come from
+    generators keyed by (seed, epoch), so a run's samples do not depend on how the epoch is split
+    into processes (``dist``) and resuming needs no saved generator state.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run: Run,
+        callbacks: Sequence[Callable[[EpochReport], None]] = (),
+        stop_event: threading.Event | None = None,
+        base: BaseModel | None = None,
+        reward_fn: RewardFn | None = None,
+        frozen: UNet2DModel | None = None,
+        dist: Dist = SINGLE,
+        evaluator: Evaluator | None = None,
+    ):
+        self.config = config.validate()
+        self.run = run
+        self.callbacks = list(callbacks)
+        self.stop_event = stop_event or threading.Event()
+        self.dist = dist
+        self.device = base.device if base is not None else resolve_device(config.device)
+        self.base = base or load_base_model(config.model, self.device)
+        self.unet = self.base.unet
+        self.scheduler = self.base.scheduler
+        self.scheduler.set_timesteps(config.num_steps)
+        self.trainable = trainable_steps(self.scheduler, config.eta)
+        self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
+        self.frozen = None
+        if config.needs_frozen_base:  # given (a resume loads it), else the base model before any update
+            self.frozen = (frozen if frozen is not None else copy.deepcopy(self.unet)).requires_grad_(False).eval()
+        # the frozen base as a model to sample with (window-only sampling: steps before the window)
+        self.frozen_model = (dataclasses.replace(self.base, unet=self.frozen, early=None, handover=0)
+                             if self.frozen is not None else None)
+        self.optimizer = torch.optim.AdamW(
+            self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
+            foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
+        )
+        config.check_processes(dist.world)
+        self.my_batches = list(range(dist.rank, config.batches_per_epoch, dist.world))  # this rank's share
+        if config.grad_checkpointing:
+            self.unet.enable_gradient_checkpointing()  # diffusers: recompute each block's activations in backward
+        self.evaluator = evaluator or (Evaluator(self.base.sample_shape, self.device, config.eval_embeddings)
+                                       if dist.is_main else None)
+        if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
+            self._record_embeddings()
+        self.epoch = 0
+        self.method = methods.get(config.method)
+        self.start_state = methods.StartState()  # dynamically chosen start steps (HRF-D), kept in checkpoints
+        self.phase = "idle"
+        self._stepped_this_epoch = False
+        self._saved_epoch = -1
+        self._images: dict[int, torch.Tensor] = {}  # trajectory-of-interest images of this epoch, per batch
+        self.compute = ComputeCounter((self.unet, self.frozen))  # UNet rows by kind (evaluation excluded)
+        self.update = PolicyUpdate(self)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _record_embeddings(self) -> None:
+        """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
+        self.config = self.config.replace(eval_embeddings=self.evaluator.embeddings)
+        self.run.update_config({"eval_embeddings": list(self.evaluator.embeddings)},
+                               {"evaluation_note": self.evaluator.note} if self.evaluator.note else None)
+
+    def stop_check(self) -> bool:
+        """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
+        return not self.dist.active and self.stop_event.is_set()
+
+    def _sync_stop(self) -> None:
+        """Raise StopRequested on every rank when a stop was asked on any (called at the same points by all)."""
+        if self.dist.any(self.stop_event.is_set(), self.device):
+            raise StopRequested
+
+    def handover(self, epoch: int) -> int:
+        """The step from which the fine-tuned network samples in ``epoch`` (0: every step; window-only: the
+        window's start)."""
+        return self.method.handover(self.config, epoch, self.start_state)
+
+    def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, noise, record: bool = True,
+                 handover: int = 0) -> Trajectory:
+        """A rollout from step ``start``; steps < ``handover`` sample with the frozen base (window-only)."""
+        early = self.frozen if handover > start else None
+        return rollout(unet, self.scheduler, x, start, eta, noise, self.stop_check, record, self.config.bf16,
+                       early_unet=early, handover=handover if early is not None else 0)
+
+    def _row_noise(self, epoch: int, stream: str, first: int, count: int) -> RowNoise:
+        """Streams keyed (seed, epoch, stream, global index) for ``count`` rows from ``first``."""
+        seed = self.config.seed
+        return RowNoise([(seed, epoch, stream, first + r) for r in range(count)], self.device)
+
+    def epoch_generator(self, epoch: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+        return torch.Generator(device).manual_seed(stream_seed(self.config.seed, epoch, stream))
+
+    # -- sampling --------------------------------------------------------------------------------
+    def images_of(self, epoch: int, batch_index: int) -> torch.Tensor:
+        """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base)."""
+        if batch_index not in self._images:
+            c = self.config
+            n = c.batch_size // c.siblings
+            noise = self._row_noise(epoch, "image", batch_index * n, n)
+            source = self.frozen if c.start_source == "base" else self.unet
+            x = noise_like((n, *self.base.sample_shape), noise, self.device)
+            handover = self.handover(epoch) if source is self.unet else 0
+            self._images[batch_index] = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover).final
+        return self._images[batch_index]
+
+    def _starts(self, epoch: int, n_batches: int) -> list[int]:
+        """The start step index of every batch of the epoch (the same on every rank)."""
+        return self.method.starts(self.config, epoch, n_batches, self.epoch_generator(epoch, "starts"),
+                                  self.start_state)
+
+    def _sample_batch(self, epoch: int, batch_index: int, start: int) -> Batch:
+        """Roll out one batch with log-probs from its start state; reward the finals."""
+        c = self.config
+        noise = self._row_noise(epoch, "sample", batch_index * c.batch_size, c.batch_size)
+        if start > 0:
+            x_start = renoise(self.scheduler, self.images_of(epoch, batch_index), start, c.siblings, noise)
+        else:
+            x_start = noise_like((c.batch_size, *self.base.sample_shape), noise, self.device)
+        self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
+        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise, handover=self.handover(epoch))
+        # inference tensors cannot enter autograd: keep plain copies for the update
+        trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
+        rewards = self.reward_fn(trajectory.final).float().cpu()
+        end = self.method.window_end(self.config, epoch)
+        trained = [j for j in range(end - start) if self.trainable[start + j]]
+        return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained)
+
+    def _gather_rewards(self, batches: dict[int, Batch], n_batches: int) -> torch.Tensor:
+        """Rewards of every batch of the epoch, (n_batches, batch_size), on every rank."""
+        local = torch.stack([batches[b].rewards for b in self.my_batches]).to(self.device)
+        gathered = self.dist.all_gather(local).cpu()  # (world, my batches, batch): batch b = k * world + rank
+        return torch.stack([gathered[b % self.dist.world, b // self.dist.world] for b in range(n_batches)])
+
+    # -- update ----------------------------------------------------------------------------------
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, epoch: int | None = None) -> tuple[dict, Image.Image, dict]:
+        """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed.
+
+        Sampled as the run samples (window-only: the base model before :meth:`handover`). Returns
+        (metrics, grid, per-sample arrays for resampling). Its UNet calls are not counted as compute.
+        """
+        c = self.config
+        self.phase = "evaluating"
+        handover = self.handover(self.epoch if epoch is None else epoch)
+        with self.compute.paused():
+            images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
+                                 stop=self.stop_check, autocast_bf16=c.bf16,
+                                 early=self.frozen_model if handover else None, handover=handover)
+        rewards = self.reward_fn(images).float().cpu()
+        arrays: dict = {}
+        metrics = self.evaluator(images, rewards, arrays=arrays)
+        return metrics, image_grid(images[:64], scale=max(1, 128 // images.shape[-1])), arrays
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Weights, optimiser and trainer state of this epoch (:mod:`hrf_core.store.checkpoints`).
+
+        Only rank 0 writes (every rank holds the same weights and optimiser state); others return None.
+        """
+        if not self.dist.is_main:
+            return None
+        with self.run.writing(f"the checkpoint of epoch {self.epoch}"):
+            folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
+                                                 self.optimizer, self._state())
+        self._saved_epoch = self.epoch
+        return folder
+
+    def _state(self) -> dict:
+        """What a checkpoint keeps of the trainer (its keys are read back by :meth:`load_checkpoint` and
+        :func:`hrf_core.models.registry.window_only_of`)."""
+        return {"epoch": self.epoch, "hrfd_start": self.start_state.start, "hrfd_earliest": self.start_state.earliest,
+                "compute": self.compute.total, "handover": self.handover(self.epoch),
+                "num_steps": self.config.num_steps, "base_model": self.config.model}
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore optimiser, epoch counter, compute totals and window-schedule position (weights: see resume).
+
+        Noise needs no saved state: every stream is keyed by (seed, epoch, ...).
+        """
+        checkpoints.load_optimizer_state(folder, self.optimizer, self.device)
+        state = checkpoints.read_trainer_state(folder)
+        self.epoch = state["epoch"]
+        self.start_state.start = state["hrfd_start"]
+        self.start_state.earliest = state.get("hrfd_earliest")
+        self.compute.restore(state.get("compute", {}))
+        self._saved_epoch = self.epoch
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _set_status(self, state: str, message: str) -> None:
+        if self.dist.is_main:
+            self.run.set_status(state, self.epoch, self.config.epochs, message)
+
+    def _log(self, epoch: int, metrics: dict, grid: Image.Image | None, arrays: dict | None) -> None:
+        """Rank 0 writes the grid, the evaluation's arrays and then the row (a logged row has its files), then
+        tells the callbacks."""
+        if not self.dist.is_main:
+            return
+        metrics["logged_at"] = time.time()  # wall clock: when viewers could first see this epoch
+        self.run.log_epoch(metrics, grid, arrays)
+        report = EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics, grid=grid)
+        for callback in self.callbacks:
+            callback(report)
+
+    def _epoch(self, epoch: int) -> tuple[dict, Image.Image | None, dict | None]:
+        c = self.config
+        started = time.perf_counter()
+        self._stepped_this_epoch = False
+        self._images = {}
+        n_batches = c.batches_per_epoch
+        self._sync_stop()
+        self.method.prepare_epoch(self, epoch)
+        starts = self._starts(epoch, n_batches)
+        batches: dict[int, Batch] = {}
+        for b in self.my_batches:
+            self._sync_stop()
+            batches[b] = self._sample_batch(epoch, b, starts[b])
+        self._images = {}
+        rewards = self._gather_rewards(batches, n_batches)
+        sampled = time.perf_counter()
+        self.update.assign_advantages(batches, rewards, starts)
+        update = self.update.run(batches, epoch)
+        trained = time.perf_counter()
+        window_end = self.method.window_end(self.config, epoch)
+        trained_steps = sum(sum(self.trainable[s:window_end]) for s in starts) * c.batch_size * c.inner_epochs
+        row = {
+            "epoch": epoch,
+            "method": c.method,
+            "window_start": min(starts),
+            "window_end": window_end,
+            "starts": starts,
+            "sample_handover": self.handover(epoch),
+            "train_reward_mean": float(rewards.mean()),
+            "trained_steps": trained_steps,
+            "sample_seconds": sampled - started,
+            "update_seconds": trained - sampled,
+            **update,
+            **self.compute.close_epoch(self.dist, self.device),
+        }
+        row.update(self.method.epoch_notes(self.start_state))
+        grid = arrays = None
+        if self.dist.is_main and (epoch % c.eval_every == 0 or epoch == c.epochs):
+            eval_started = time.perf_counter()
+            metrics, grid, arrays = self.evaluate(epoch)
+            row.update(metrics)
+            row["eval_seconds"] = time.perf_counter() - eval_started
+        row["seconds"] = time.perf_counter() - started
+        return row, grid, arrays
+
+    def steps(self) -> Generator[int, None, str]:
+        """Train epoch by epoch, yielding each finished epoch (0 = the base model's evaluation).
+
+        Returns (as the generator's value) "done" or "stopped"; exceptions propagate (status failed).
+        Two runs can interleave their epochs by advancing two of these in turn (a duel).
+        """
+        c = self.config
+        self.unet.eval()
+        try:
+            if self.epoch == 0 and self.dist.is_main and not self.run.metrics():
+                self._set_status("running", "evaluating the base model")
+                metrics, grid, arrays = self.evaluate()
+                self._log(0, {"epoch": 0, "method": c.method, "window_start": None, "window_end": None,
+                              "seconds": 0.0, **zero_row(), **metrics}, grid, arrays)
+                yield 0
+            while self.epoch < c.epochs:
+                epoch = self.epoch + 1
+                self._set_status("running", f"epoch {epoch}/{c.epochs}")
+                row, grid, arrays = self._epoch(epoch)
+                self.epoch = epoch
+                self._log(epoch, row, grid, arrays)
+                if epoch % c.checkpoint_every == 0 or epoch == c.epochs:
+                    self.save_checkpoint()
+                yield epoch
+            self.phase = "done"
+            self._set_status("done", "finished")
+            return "done"
+        except StopRequested:
+            self.phase = "stopped"
+            try:
+                if not self._stepped_this_epoch and self._saved_epoch != self.epoch and self.epoch > 0:
+                    self.save_checkpoint()  # weights still equal the last completed epoch's
+                self._set_status("stopped", f"stopped after epoch {self.epoch}")
+            except Exception as error:
+                raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
+            return "stopped"
+        except Exception as error:
+            raise self._failed(error)  # noqa: B904 - _failed chains the cause itself
+
+    def _failed(self, error: Exception) -> Exception:
+        """Record ``error`` (status failed) and return what to raise: a full disk as one :class:`StoreFullError`
+        line (what was kept, how to resume), anything else as it is."""
+        self.phase = "failed"
+        failure = error
+        if self.dist.is_main and is_disk_full(error) and not isinstance(error, StoreFullError):  # e.g. status.json
+            failure = self.run.full_disk("a file of the run")
+            failure.__cause__ = error
+        try:
+            self._set_status("failed", f"{type(failure).__name__}: {failure}")
+        except OSError:  # the disk may be too full for the status too: the error still says it all
+            log.warning("could not record the failure of run %s", self.run.run_id, exc_info=True)
+        return failure
+
+    def train(self) -> str:
+        """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
+        return drive(self.steps())
+
+
+def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None,
+                    device: torch.device | None = None, dist: Dist = SINGLE, **kwargs) -> Trainer:
+    """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
+
+    ``device`` overrides the config's (a data-parallel rank passes its own GPU). Rank 0 alone truncates
+    the metrics to the checkpoint and rewrites the config. Refused when the store is over ``HRF_MAX_STORE_GB``.
+    """
+    check_store_limit(run.path.parent)
+    saved = run.checkpoints()
+    if checkpoint is None:
+        if not saved:
+            raise ValueError(f"run {run.run_id} has no checkpoint to resume from")
+        checkpoint = saved[-1]
+    checkpoint = Path(checkpoint)
+    if checkpoint.resolve() not in [p.resolve() for p in saved]:
+        raise ValueError(f"{checkpoint} is not a checkpoint of run {run.run_id}")
+    config = TrainConfig.from_dict(run.config)
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
+    config.validate()
+    device = device or resolve_device(config.device)
+    policy = load_base_model(str(checkpoint), device, window_only=False)
+    frozen = load_base_model(config.model, device).unet if config.needs_frozen_base else None
+    trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
+    trainer.load_checkpoint(checkpoint)
+    if trainer.epoch >= config.epochs:
+        raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
+    if dist.is_main:
+        try:  # both atomic: a full disk leaves the metrics and the config as they were
+            run.truncate_metrics(trainer.epoch)
+            run.write_config(config.to_dict())
+        except OSError as error:
+            if is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store is full: {run.run_id} was not resumed "
+                                     "(nothing changed); free some space and resume again") from error
+            raise
+    return trainer

@@ -1,0 +1,199 @@
+"""The policy update of one epoch: advantages, then PPO-clip steps over the trained (sample, step) rows.
+
+The trainer (:mod:`hrf_core.rl.trainer`) samples; this module turns its batches' rewards into advantages
+(standardised per epoch, per sampling batch or per re-noised image) and updates the policy: each inner epoch walks
+the epoch's samples in an order drawn per (seed, epoch), one optimiser step per chunk, the loss the PPO-clip
+surrogate (:mod:`hrf_core.rl.ppo`) plus the KL penalty to the frozen base model when ``kl_coef`` > 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from hrf_core.rl import ppo
+from hrf_core.rl.distributed import Dist
+from hrf_core.rl.policy import (
+    StopRequested,
+    Trajectory,
+    ddim_step_mean,
+    gaussian_kl,
+    gaussian_log_prob,
+    unet_eps,
+)
+
+if TYPE_CHECKING:
+    from hrf_core.rl.trainer import Trainer
+
+
+@dataclass
+class Batch:
+    """One sampling batch: its trajectory, rewards and the trained step range (local indices)."""
+
+    trajectory: Trajectory
+    rewards: torch.Tensor
+    end: int  # window end (global step index); trained steps are trajectory.start .. end-1
+    advantages: torch.Tensor | None = None
+    trained: list[int] = field(default_factory=list)  # local step indices j (global = start + j)
+
+
+class UpdateDiagnostics:
+    """The diagnostics of one epoch's updates, summed on the device and read once at the end of the epoch
+    (each read of a GPU tensor waits for the device). Sums are float64; ``summary`` totals them over ranks."""
+
+    def __init__(self, device: torch.device):
+        self.sums = {name: torch.zeros((), device=device, dtype=torch.float64) for name in
+                     ("sq_logratio", "clipped", "rows", "kl", "loss", "grad_norm", "steps")}
+        self.first_ratio_dev = torch.zeros((), device=device)
+
+    def add_rows(self, log_ratio: torch.Tensor, clip_range: float, first: bool) -> None:
+        """Trained rows' log ratios (R,); ``first``: rows of the epoch's first optimiser step."""
+        self.sums["sq_logratio"] += (log_ratio ** 2).sum()
+        self.sums["clipped"] += ((torch.exp(log_ratio) - 1).abs() > clip_range).sum()
+        self.sums["rows"] += len(log_ratio)
+        if first:
+            self.first_ratio_dev = torch.maximum(self.first_ratio_dev, (torch.exp(log_ratio) - 1).abs().max().float())
+
+    def add_kl(self, kl: torch.Tensor) -> None:
+        """KL to the base per row (R,), nats per pixel."""
+        self.sums["kl"] += kl.detach().sum()
+
+    def add_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """One optimiser step: this rank's loss and the (summed, pre-clip) gradient norm."""
+        self.sums["loss"] += loss
+        self.sums["grad_norm"] += grad_norm.detach().double()
+        self.sums["steps"] += 1
+
+    def summary(self, dist: Dist, kl: bool) -> dict:
+        """approx_kl, clip_fraction, loss, grad_norm, first_ratio_deviation (and kl_to_base when ``kl``).
+
+        A collective: every rank calls it once per epoch.
+        """
+        sums = self.sums
+        for name in ("sq_logratio", "clipped", "rows", "kl", "loss"):
+            dist.all_reduce_sum(sums[name])
+        first_ratio_dev = dist.all_gather(self.first_ratio_dev).max()
+        rows, steps = max(float(sums["rows"]), 1.0), max(float(sums["steps"]), 1.0)
+        summary = {
+            "approx_kl": 0.5 * float(sums["sq_logratio"]) / rows,  # 0.5 E[(log ratio)^2] over trained rows
+            "clip_fraction": float(sums["clipped"]) / rows,
+            "loss": float(sums["loss"]) / steps,
+            "grad_norm": float(sums["grad_norm"]) / steps,
+            "first_ratio_deviation": float(first_ratio_dev),
+        }
+        if kl:
+            summary["kl_to_base"] = float(sums["kl"]) / rows  # nats per pixel, mean over trained rows
+        return summary
+
+
+class PolicyUpdate:
+    """The update step of a :class:`~hrf_core.rl.trainer.Trainer` (its policy, optimiser, frozen base, ranks)."""
+
+    def __init__(self, trainer: Trainer):
+        self.t = trainer
+
+    def clip_scale(self, start: int) -> float:
+        return ppo.window_scale(start, self.t.config.num_steps) if self.t.config.window_scaled_clip else 1.0
+
+    def assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int]) -> None:
+        """Standardise the epoch's rewards (n_batches, batch) per ``adv_scope`` group, exactly as one process would."""
+        c = self.t.config
+        n_batches = rewards.shape[0]
+        groups = None
+        if c.adv_scope == "batch":
+            groups = torch.arange(n_batches).repeat_interleave(c.batch_size)
+        elif c.adv_scope == "image":  # rows are [image 0 x B, image 1 x B, ...] per batch (renoise's layout)
+            per_image = torch.arange(n_batches * c.batch_size) // c.siblings
+            per_batch = n_batches * c.batch_size + torch.arange(n_batches).repeat_interleave(c.batch_size)
+            from_noise = torch.tensor(starts).repeat_interleave(c.batch_size) == 0
+            groups = torch.where(from_noise, per_batch, per_image)
+        clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self.clip_scale(s)) for s in starts])
+        advantages = ppo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
+        for b, batch in batches.items():
+            batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.t.device)
+
+    def run(self, batches: dict[int, Batch], epoch: int) -> dict:
+        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics.
+
+        Each inner epoch walks the epoch's samples in an order drawn per (seed, epoch), in
+        ``updates_per_epoch`` chunks: one optimiser step per chunk, its gradients summed over ranks.
+        """
+        c = self.t.config
+        self.t.unet.train()
+        diagnostics = UpdateDiagnostics(self.t.device)
+        samples = [(b, i) for b in range(c.batches_per_epoch) for i in range(c.batch_size)]  # every rank: all
+        for inner in range(c.inner_epochs):
+            order = torch.randperm(len(samples), generator=self.t.epoch_generator(epoch, f"order-{inner}")).tolist()
+            for chunk_index, chunk in enumerate(torch.tensor(order).chunk(c.updates_per_epoch)):
+                self.t._sync_stop()
+                self.t.phase = f"epoch {epoch}: updating"
+                self.t.optimizer.zero_grad(set_to_none=True)
+                chunk_samples = [samples[i] for i in chunk.tolist()]
+                loss = self._chunk_backward(batches, chunk_samples, diagnostics, first=inner == 0 and chunk_index == 0)
+                self.t.dist.sum_gradients(self.t.unet.parameters())
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.t.unet.parameters(), c.max_grad_norm)
+                self.t.optimizer.step()
+                self.t._stepped_this_epoch = True
+                diagnostics.add_step(loss, grad_norm)
+        self.t.unet.eval()
+        return diagnostics.summary(self.t.dist, kl=c.kl_coef > 0)
+
+    def _chunk_backward(self, batches: dict[int, Batch], chunk_samples: list[tuple[int, int]],
+                        diagnostics: UpdateDiagnostics, first: bool) -> torch.Tensor:
+        """Backward of one optimiser step's loss over this rank's rows of ``chunk_samples`` ((batch, row) pairs).
+
+        The loss is the mean over the chunk's samples (on all ranks) and over each sample's trained steps;
+        its (sample, step) pairs go step-major through UNet calls of at most ``train_batch_size`` rows.
+        Returns this rank's loss (0-d, detached).
+        """
+        c = self.t.config
+        total_loss = torch.zeros((), device=self.t.device)
+        for b, batch in batches.items():
+            rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
+            if len(rows) == 0 or not batch.trained:
+                continue
+            clip_range = c.clip_range * self.clip_scale(batch.trajectory.start)
+            steps = torch.tensor(batch.trained, dtype=torch.long)
+            pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
+            calls = -(-len(pairs_i) // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
+            for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
+                if self.t.stop_check():
+                    raise StopRequested
+                losses, log_ratio = self._rows_loss(batch, i, j, clip_range, diagnostics)
+                loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
+                loss.backward()
+                total_loss += loss.detach()
+                diagnostics.add_rows(log_ratio, clip_range, first)
+        return total_loss
+
+    def _rows_loss(self, batch: Batch, i: torch.Tensor, j: torch.Tensor, clip_range: float,
+                   diagnostics: UpdateDiagnostics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row loss (R,) of the pairs (sample i, local step j): PPO-clip, plus kl_coef x KL to the base;
+        and the rows' log ratio (R,), detached, float64."""
+        c = self.t.config
+        traj = batch.trajectory
+        t = traj.timesteps[j]  # on the host: the step reads it without a sync
+        i, j = i.to(self.t.device, non_blocking=True), j.to(self.t.device, non_blocking=True)
+        x = traj.states[i, j]
+        eps = unet_eps(self.t.unet, x, t, c.bf16)
+        mean, sigma = ddim_step_mean(self.t.scheduler, eps, t, x, eta=c.eta)
+        log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
+        old = traj.log_probs[i, j]
+        losses = ppo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
+        if c.kl_coef > 0:
+            kl = self._kl_to_base(mean, sigma, x, t)
+            losses = losses + c.kl_coef * kl
+            diagnostics.add_kl(kl)
+        return losses, (log_prob.detach() - old).double()
+
+    def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t) -> torch.Tensor:
+        """KL(policy step || frozen base step) per row (B,), in nats per pixel; the base is called on these rows
+        only."""
+        c = self.t.config
+        with torch.no_grad():
+            with self.t.compute.reference():
+                eps_base = unet_eps(self.t.frozen, x, t, c.bf16)
+            mean_base, _ = ddim_step_mean(self.t.scheduler, eps_base, t, x, eta=c.eta)
+        return gaussian_kl(mean, mean_base, sigma)

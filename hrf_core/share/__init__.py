@@ -1,0 +1,1 @@
+"""What a run gives others: experiment trackers, an exported diffusers pipeline, a replay GIF."""

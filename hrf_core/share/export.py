@@ -1,0 +1,223 @@
+"""``python -m hrf_core export RUN [--epoch N] --out DIR [--push-to-hub REPO]``: a run checkpoint as a
+diffusers pipeline folder with a model card, optionally uploaded to the Hugging Face Hub.
+
+DIR holds ``model_index.json`` (a ``DDIMPipeline``: the sampler the run trained and evaluated with),
+``unet/`` (the checkpoint's UNet, safetensors only), ``scheduler/`` (its DDIM scheduler), ``grid.png`` (the
+run's evaluation grid) and ``README.md``, a model card: YAML metadata (library, base model when it is on
+the Hub, license of the base, tags) and the reward, method, window, seeds, metrics and grid. It loads
+with ``DDIMPipeline.from_pretrained(DIR)`` and ``DDPMPipeline.from_pretrained(DIR)``. DIR is written
+atomically (a temporary folder renamed into place) and must not exist or be empty.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from hrf_core import methods
+from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, open_run
+
+#: Licenses of the registered base models. digits16 was trained by this project (apache-2.0, the
+#: repository's license); the google DDPMs are apache-2.0 on the Hub.
+BASE_LICENSES = {"digits16": "apache-2.0", "google/ddpm-celebahq-256": "apache-2.0",
+                 "google/ddpm-ema-celebahq-256": "apache-2.0"}
+#: Row entries that describe the epoch's bookkeeping rather than the model (left out of the card's table).
+_BOOKKEEPING = re.compile(r"^(epoch|logged_at|seconds|.*_seconds|eval_samples|(cum_)?rows_.*|window_(start|end)|"
+                          r"sample_handover|trained_steps)$")
+
+
+def find_run(name: str, store: str | Path = "runs") -> Run:
+    """A run folder, or a run id of ``store`` (validated)."""
+    if (Path(name).expanduser() / "config.json").is_file():
+        return open_run(name)
+    try:
+        return RunStore(store).get(name)
+    except ValueError:
+        raise ValueError(f"unknown run {name!r}: give a run folder or the id of a run in {store}") from None
+
+
+def checkpoint_of(run: Run, epoch: int | None = None) -> Path:
+    """The run's checkpoint of ``epoch`` (default: its latest)."""
+    checkpoints = {checkpoint_epoch(p): p for p in run.checkpoints()}
+    if not checkpoints:
+        raise ValueError(f"run {run.run_id} has no checkpoint")
+    if epoch is None:
+        return checkpoints[max(checkpoints)]
+    if epoch not in checkpoints:
+        raise ValueError(f"run {run.run_id} has no checkpoint of epoch {epoch}; it has epochs "
+                         f"{', '.join(map(str, sorted(checkpoints)))}")
+    return checkpoints[epoch]
+
+
+def _empty_target(out: Path) -> Path:
+    out = out.expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} already exists and is not an empty folder: choose a new --out")
+    return out
+
+
+def _schedule(config: dict) -> str:
+    """Which DDIM steps the run trained, in words (its method's)."""
+    return methods.get(str(config.get("method")), trainable_only=False).schedule(config)
+
+
+def _license(base: str) -> str | None:
+    """The base model's license: a registered model's, else the ``license`` of a local folder's model card."""
+    if base in BASE_LICENSES:
+        return BASE_LICENSES[base]
+    card = Path(base).expanduser() / "README.md"
+    if card.is_file():
+        from huggingface_hub import ModelCard
+
+        try:
+            return ModelCard.load(card).data.license
+        except Exception:  # noqa: BLE001 - a folder's README need not be a model card
+            return None
+    return None
+
+
+def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = None):
+    """The model card (a ``huggingface_hub.ModelCard``) of ``checkpoint``."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from hrf_core.models.registry import MODELS, window_only_of
+
+    config = run.config
+    base, reward, method = config.get("model", ""), config.get("reward", ""), config.get("method", "")
+    epoch = checkpoint_epoch(checkpoint)
+    rows = run.metrics()
+    evaluated = [r for r in rows if "reward_mean" in r and r.get("epoch", 0) <= epoch]
+    final, first = (evaluated[-1], evaluated[0]) if evaluated else ({}, {})
+    on_hub = base in MODELS and MODELS[base].source == "hub"
+    data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation",
+                         base_model=base if on_hub else None, license=_license(base),
+                         tags=list(dict.fromkeys(["diffusers", "unconditional-image-generation",
+                                                  "reinforcement-learning", methods.reference().name, method,
+                                                  "hrf-explorer"])))
+    k, eta = config.get("num_steps"), config.get("eval_eta", 1.0)
+    source = repo or "path/to/this/folder"
+    lines = [
+        f"# {run.run_id}", "",
+        f"`{base}`{'' if on_hub else ' (the embedded base model of HRF Explorer, not on the Hub)'} fine-tuned "
+        f"with reinforcement learning on the reward `{reward}` by HRF Explorer (`hrf_core`), "
+        f"checkpoint of epoch {epoch} of {config.get('epochs')}.", "",
+        f"- **Method**: {method}; trained steps: {_schedule(config)}",
+        f"- **Reward**: `{reward}`",
+        f"- **Seeds**: training {config.get('seed')}, evaluation {config.get('eval_seed')}",
+        f"- **Sampler**: DDIM, K = {k} steps, eta = {config.get('eta')} in training and {eta} in evaluation",
+        f"- **Per epoch**: {config.get('samples_per_epoch')} samples, learning rate {config.get('lr')}, "
+        f"PPO clip {config.get('clip_range')}, KL coefficient {config.get('kl_coef', 0.0)}", "",
+    ]
+    handover, handover_k, handover_base = window_only_of(checkpoint)
+    if handover:
+        lines += [
+            "## Window-only checkpoint", "",
+            f"The run sampled steps 0 to {handover - 1} of K = {handover_k} with the frozen base model "
+            f"`{handover_base}` and only steps {handover} to {handover_k - 1} with the fine-tuned UNet, in training "
+            "and in evaluation: the metrics and the grid below were sampled that way. A plain diffusers pipeline "
+            "from this folder samples every step with the fine-tuned UNet, which this run never evaluated, so "
+            "expect different samples. `python -m hrf_core sample --checkpoint <checkpoint>` samples as the run did.",
+            "",
+        ]
+    if final:
+        keys = [key for key, value in final.items() if isinstance(value, (int, float)) and not isinstance(value, bool)
+                and not _BOOKKEEPING.match(key)]
+        lines += [f"## Metrics (evaluation of {final.get('eval_samples', '?')} samples, "
+                  f"seed {config.get('eval_seed')})",
+                  "", f"| metric | base model (epoch {first.get('epoch', 0)}) | epoch {final['epoch']} |",
+                  "|---|---|---|"]
+        lines += [f"| {key} | {_number(first.get(key))} | {_number(final[key])} |" for key in sorted(keys)]
+        lines.append("")
+    if grid:
+        lines += ["## Samples", "", f"![evaluation samples of epoch {final.get('epoch', epoch)}]({grid})", ""]
+    lines += [
+        "## Use", "", "```python", "import torch", "from diffusers import DDIMPipeline", "",
+        f'pipe = DDIMPipeline.from_pretrained("{source}")',
+        f"images = pipe(batch_size=16, num_inference_steps={k}, eta={eta}, "
+        "generator=torch.Generator().manual_seed(0)).images",
+        "```", "",
+        "`DDPMPipeline.from_pretrained` loads it too (with this DDIM scheduler).", "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def export_checkpoint(run: Run, checkpoint: Path, out: Path, repo: str | None = None) -> Path:
+    """Write ``checkpoint`` of ``run`` as a diffusers pipeline folder with a model card at ``out`` (atomic)."""
+    from diffusers import DDIMPipeline
+
+    from hrf_core.models.registry import load_scheduler, load_unet
+
+    out = _empty_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        pipeline = DDIMPipeline(unet=load_unet(checkpoint / "unet"), scheduler=load_scheduler(checkpoint))
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        epoch = checkpoint_epoch(checkpoint)
+        grids = [g for g in run.grids() if int(g.stem.split("-")[1]) <= epoch]
+        if grids:
+            shutil.copyfile(grids[-1], tmp / "grid.png")
+        model_card(run, checkpoint, "grid.png" if grids else None, repo).save(tmp / "README.md")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)  # an empty folder at ``out`` is replaced too
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def check_repo_id(repo: str) -> str:
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except ValueError:
+        raise ValueError(f"--push-to-hub {repo!r} is not a Hub repo id (namespace/name)") from None
+    return repo
+
+
+def push_to_hub(folder: Path, repo: str, message: str) -> str:
+    """Create the model repo ``repo`` (if needed) and upload ``folder`` to it; its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        repo_id = api.create_repo(repo, repo_type="model", exist_ok=True).repo_id
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message=message)
+    except Exception as error:  # noqa: BLE001 - network, authentication, offline mode: one line
+        reason = " ".join(str(error).split())[:300]
+        raise ValueError(f"{folder} was written, but the upload to {repo} failed ({type(error).__name__}: "
+                         f"{reason})") from None
+    return f"https://huggingface.co/{repo_id}"
+
+
+def build_parser():
+    from hrf_core.cli import _Parser
+
+    parser = _Parser(prog="python -m hrf_core export", description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a run folder, or the id of a run in --runs")
+    parser.add_argument("--runs", default="runs", help="the run store of a run id (default runs)")
+    parser.add_argument("--epoch", type=int, help="the checkpoint's epoch (default: the latest)")
+    parser.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="also upload it to this Hub model repo (namespace/name)")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run = find_run(args.run, args.runs)
+    checkpoint = checkpoint_of(run, args.epoch)
+    _empty_target(Path(args.out))
+    repo = check_repo_id(args.push_to_hub) if args.push_to_hub else None
+    out = export_checkpoint(run, checkpoint, Path(args.out), repo)
+    print(f"wrote {out} ({run.run_id}, {checkpoint.name})")
+    if repo:
+        print(f"pushed to {push_to_hub(out, repo, f'HRF Explorer: {run.run_id}, {checkpoint.name}')}")
+    return 0

@@ -1,0 +1,126 @@
+"""The example runs that ship with the app: finished duels on the visible rewards, metrics and grids only.
+
+``python -m hrf_core examples`` trains, through the job manager, the duels of :data:`DUELS` (a preset
+against DDPO, same seed and settings as the app's digits presets) and copies each half into
+``checkpoints/examples/`` without weights or evaluation arrays, grids downscaled, so a fresh app (or a
+Space whose run store was wiped) shows finished DDPO-vs-HRF comparisons at once. ``--only REWARD``
+retrains one duel and keeps the others' folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from hrf_core import CHECKPOINTS_DIR
+from hrf_core.presets import PRESETS
+from hrf_core.store.runs import Run, RunStore, write_json
+
+EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
+
+
+@dataclass(frozen=True)
+class Duel:
+    """One shipped duel: ``preset`` against ``digits-ddpo`` on ``reward``; its halves are numbered
+    ``order`` and ``order + 1`` (the Runs table lists examples by that number)."""
+
+    reward: str
+    order: int
+    preset: str = "digits-hrf-late"
+    window: tuple[int, int] | None = None  # the preset's window unless given
+
+
+DUELS = (Duel("ink", 1), Duel("digit:3", 3),
+         # window-only HRF where the frontier experiment found it helps most: [30,40) on JPEG incompressibility,
+         # above early-stopped DDPO at 25, 50 and 75% of its gain (docs/RESULTS.md, point 9)
+         Duel("jpeg-incompressibility", 5, "digits-hrf-window-only", window=(30, 40)))
+GRID_SIZE = 192  # pixels: grids are downscaled to at most this
+
+
+def export(run: Run, target: Path, order: str) -> Path:
+    """Copy ``run`` as an example: config (marked ``example``), status, metrics and small grids; no weights."""
+    folder = target / f"example-{order}-{run.run_id.split('-', 2)[-1]}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    example = Run(folder)
+    example.grids_dir.mkdir(parents=True)
+    config = run.config
+    config["extra"] = {**config.get("extra", {}), "example": True}
+    example.write_config(config)
+    write_json(example.status_path, run.status)
+    example.metrics_path.write_text(run.metrics_path.read_text())
+    for grid in run.grids():
+        with Image.open(grid) as image:
+            small = image.copy()
+        small.thumbnail((GRID_SIZE, GRID_SIZE), Image.NEAREST)
+        small.save(example.grids_dir / grid.name, optimize=True)
+    return folder
+
+
+def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
+             only: tuple[str, ...] = ()) -> list[Path]:
+    """Train the duels of :data:`DUELS` (those on the rewards in ``only``, if given) and export them to
+    ``target``, replacing those duels' earlier folders; returns the example folders written."""
+    import torch
+
+    from hrf_core.rl.launch import create_runs, default_torch_threads, duel, open_trainer, preflight
+
+    duels = [d for d in DUELS if not only or d.reward in only]
+    if not duels:
+        raise ValueError(f"no shipped duel on {', '.join(only)}; choose from {', '.join(d.reward for d in DUELS)}")
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        store = RunStore(scratch)
+        torch.set_num_threads(default_torch_threads())
+        exported: list[Path] = []
+        for duel_spec in duels:
+            for old in [*target.glob(f"example-{duel_spec.order}-*"), *target.glob(f"example-{duel_spec.order + 1}-*")]:
+                shutil.rmtree(old)
+            hrf = PRESETS[duel_spec.preset].replace(reward=duel_spec.reward, epochs=epochs, seed=seed)
+            if duel_spec.window is not None:
+                hrf = hrf.replace(window=duel_spec.window)
+            ddpo = PRESETS["digits-ddpo"].replace(reward=duel_spec.reward, epochs=epochs, seed=seed)
+            for config in (hrf, ddpo):
+                preflight(config)
+            runs = create_runs(store, [hrf, ddpo])
+            started = time.time()
+            result = duel([open_trainer(config, run).steps() for config, run in zip((hrf, ddpo), runs, strict=True)])
+            if result != "done":
+                raise RuntimeError(f"the {duel_spec.reward} duel ended {result}")
+            first, second = (run.run_id for run in runs)
+            print(f"{duel_spec.reward}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
+            orders = {first: str(duel_spec.order), second: str(duel_spec.order + 1)}
+            names = {run_id: f"example-{order}-{run_id.split('-', 2)[-1]}" for run_id, order in orders.items()}
+            for run_id, order in orders.items():
+                folder = export(store.get(run_id), target, order)
+                config = Run(folder).config
+                config["extra"]["duel_with"] = names[config["extra"]["duel_with"]]
+                Run(folder).write_config(config)
+                exported.append(folder)
+    return exported
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hrf_core examples", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(EXAMPLES_DIR), help=f"where the examples go (default {EXAMPLES_DIR})")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", default=(), metavar="REWARD",
+                        help=f"retrain only these duels ({', '.join(d.reward for d in DUELS)}); keep the others")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        raise ValueError("--epochs must be >= 1")
+    folders = generate(Path(args.out), args.epochs, args.seed, tuple(args.only))
+    total = sum(folder_size(f) for f in folders)
+    print(f"wrote {len(folders)} example runs to {args.out} ({total / 1e6:.2f} MB)")
+    return 0

@@ -1,0 +1,644 @@
+"""``frontier-digits``: every method at matched reward and compute against DDPO's own trajectory.
+
+``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+
+Arms (all on the embedded digits model, the same samples per epoch, epochs and evaluations):
+
+- ``ddpo``: every step from pure noise; its evaluated epochs are the early-stopping frontier;
+- ``ddpo+kl<c>``: DDPO with the KL penalty to the frozen base model (DPOK), coefficient c;
+- ``hrf[20,40)`` / ``hrf[30,40)``: HRF windows, start ~ U per batch;
+- ``hrf-d``: the dynamic start finder;
+- ``random-start`` (ablation): re-noised starts with s ~ U{0..K-1}, all later steps trained;
+- ``renoise-fixed`` (ablation): re-noised starts at the fixed step K/2, no sliding;
+- ``hrf-sliding``: the paper's schedule: the window [0, K/2) for the first half of the epochs, then
+  [K/2, K);
+- ``<hrf arm>/image`` (ablation, on ``--ablation-tasks``): each HRF window and HRF-D again, with
+  advantages standardised over each re-noised image's siblings (``adv_scope="image"``, what the
+  paper's code gets from batch = B = 5) instead of over the epoch;
+- ``<hrf arm>/wo`` (window-only, on ``--window-only-tasks``): the steps before the window sample with
+  the frozen base model, in training and evaluation alike (``outside_window="base"``): HRF [20,40) and
+  [30,40) with per-image advantages, the window the task's locality profile suggests
+  (:func:`hrf_core.measure.locality.suggest_window`), and [20,40) with a KL penalty of 0.1 (``+kl0.1``);
+- ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
+  >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
+
+The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``, ``symmetry``) the DDPO, HRF
+and hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
+skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
+unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
+``--report-only`` at any time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
+from hrf_core.config import TrainConfig
+from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
+from hrf_core.share import trackers
+from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
+
+NAME = "frontier-digits"
+#: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
+DDPO_ARM, HRFD_ARM, SLIDING_ARM, HANDOVER_ARM = DDPO.name, HRFD.name, HRFSliding.name, Handover.name
+
+
+def window_arm(start: int, end: int) -> str:
+    """The HRF arm on the window [start, end) (in the experiment's 40-step units): ``hrf[20,40)``."""
+    return f"{HRF.name}[{start},{end})"
+
+
+WINDOW_ARM = re.compile(re.escape(HRF.name) + r"\[(\d+),(\d+)\)")
+JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
+VISIBLE_TASKS = ("ink", "digit:3", "symmetry")
+VISIBLE_ARMS = (DDPO_ARM, window_arm(20, 40), window_arm(30, 40), HANDOVER_ARM)
+#: The arms repeated with per-image advantages on the ablation tasks (see docs/METHOD.md, "The update").
+ABLATION_BASES = (window_arm(20, 40), window_arm(30, 40), HRFD_ARM)
+#: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
+KL_COEFS = (0.1, 1.0)
+HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
+#: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
+#: so a cut-off experiment leaves whole arms (arms not listed run last); the window the locality profile
+#: suggests runs right after the first window-only arm, since it is the window the app recommends.
+RUN_ORDER = (DDPO_ARM, window_arm(20, 40), window_arm(30, 40), HRFD_ARM, HANDOVER_ARM,
+             f"{window_arm(20, 40)}/image/wo", "suggested/wo", f"{window_arm(30, 40)}/image/wo",
+             f"{window_arm(20, 40)}/image/wo+kl0.1", "renoise-fixed", "random-start", f"{window_arm(20, 40)}/image",
+             f"{HRFD_ARM}/image", f"{window_arm(30, 40)}/image", f"{DDPO_ARM}+kl0.1", f"{DDPO_ARM}+kl1")
+#: Window-only arms (every task of ``window_only_tasks``), besides the locality profile's suggested window.
+WINDOW_ONLY_ARMS = (f"{window_arm(20, 40)}/image/wo", f"{window_arm(30, 40)}/image/wo",
+                    f"{window_arm(20, 40)}/image/wo+kl0.1")
+
+
+@dataclass
+class Settings:
+    """The experiment's shared settings (every arm, every task)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    epochs: int = 24
+    eval_every: int = 3
+    eval_samples: int = 128
+    samples: int = 32
+    batch_size: int = 16
+    siblings: int = 4
+    steps: int = 40
+    lr: float = 3e-4
+    kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
+    handover_every: int = 5
+    model: str = "digits16"
+    ablation_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    window_only_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
+    #: task -> the window start its base-model locality profile suggests (filled from the shipped profiles)
+    suggested: dict[str, int] = field(default_factory=dict)
+    #: run only these arms ("suggested/wo" for each task's suggested window); empty: every arm
+    arms: list[str] = field(default_factory=list)
+
+
+def full_arms(settings: Settings) -> list[str]:
+    return [DDPO_ARM, *(f"{DDPO_ARM}+kl{c:g}" for c in settings.kl_coefs), window_arm(20, 40), window_arm(30, 40),
+            HRFD_ARM, "random-start", "renoise-fixed", HANDOVER_ARM, SLIDING_ARM]
+
+
+def arms_of(task: str, settings: Settings) -> list[str]:
+    arms = full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+    ablation = [f"{arm}/image" for arm in arms if arm in ABLATION_BASES] if task in settings.ablation_tasks else []
+    window_only: list[str] = []
+    if task in settings.window_only_tasks:
+        window_only = list(WINDOW_ONLY_ARMS)
+        start = settings.suggested.get(task)
+        if start is not None and start > 0:
+            window_only.insert(2, suggested_arm(start, settings.steps))
+    return arms + ablation + list(dict.fromkeys(a for a in window_only if a not in arms + ablation))
+
+
+def suggested_arm(start: int, k: int) -> str:
+    """The window-only arm at the suggested window [start, K) (in the experiment's 40-step units)."""
+    return f"{window_arm(start * 40 // k, 40)}/image/wo"
+
+
+def arm_role(arm: str, settings: Settings) -> str:
+    """An arm's name in :data:`RUN_ORDER` and ``--arms``: ``suggested/wo`` for a suggested-window arm."""
+    suggested = {suggested_arm(s, settings.steps) for s in settings.suggested.values()}
+    return "suggested/wo" if arm in suggested and arm not in RUN_ORDER else arm
+
+
+def arm_priority(arm: str, settings: Settings) -> int:
+    """Where an arm runs in :data:`RUN_ORDER` (unlisted arms last)."""
+    role = arm_role(arm, settings)
+    return RUN_ORDER.index(role) if role in RUN_ORDER else len(RUN_ORDER)
+
+
+def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
+    """The TrainConfig fields that make an arm (``handover`` trains nothing).
+
+    Suffixes, outermost first: ``+kl<c>`` the KL penalty c, ``/wo`` window-only sampling, ``/image``
+    per-image advantages (e.g. ``hrf[20,40)/image/wo+kl0.1``).
+    """
+    kl = re.fullmatch(r"(.+)\+kl([0-9.eE+-]+)", arm)
+    if kl:
+        return {**arm_overrides(kl[1], k, epochs), "kl_coef": float(kl[2])}
+    if arm.endswith("/wo"):
+        return {**arm_overrides(arm[: -len("/wo")], k, epochs), "outside_window": "base"}
+    if arm.endswith("/image"):
+        return {**arm_overrides(arm[: -len("/image")], k, epochs), "adv_scope": "image"}
+    if arm == DDPO_ARM:
+        return dict(method=DDPO.name, window=(0, k))
+    window = WINDOW_ARM.fullmatch(arm)
+    if window:
+        return dict(method=HRF.name, window=(int(window[1]) * k // 40, int(window[2]) * k // 40))
+    half = max(1, epochs // 2)
+    return {HRFD_ARM: dict(method=HRFD.name), "random-start": dict(method=HRF.name, window=(0, k)),
+            "renoise-fixed": dict(method=HRF.name, window=(k // 2, k), start_mode="fixed"),
+            SLIDING_ARM: dict(method=HRFSliding.name, clusters=((0, k // 2, half), (k // 2, k, max(1, epochs - half))))
+            }[arm]
+
+
+def run_name(task: str, arm: str, seed: int) -> str:
+    """A run-store id: ``jpeg-compressibility-hrf-20-40-seed0``."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{task}-{arm}").strip("-")
+    return f"{slug}-seed{seed}"
+
+
+def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+    s = settings
+    return TrainConfig(
+        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
+        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every,
+        eval_samples=s.eval_samples, checkpoint_every=s.epochs // 2, device=device,
+        extra={"experiment": NAME, "arm": arm, "task": task}, **arm_overrides(arm, s.steps, s.epochs)).validate()
+
+
+# ------------------------------------------------------------------------------------------------ units
+def train_unit(config: dict, root: str, name: str, report_to: tuple[str, ...] = ()) -> dict:
+    """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
+    from hrf_core.rl.launch import continue_run, start_run
+
+    config = TrainConfig.from_dict(config)
+    path = Path(root) / name
+    if is_run_folder(path):
+        run = Run(path)
+        if run.status.get("state") == "done":
+            return {"run": name, "skipped": True}
+        if run.checkpoints():
+            continue_run(run, report_to=report_to).train()
+            return {"run": name, "resumed": True}
+        import shutil
+
+        shutil.rmtree(path)
+    start_run(config, RunStore(root), name, report_to=report_to).train()
+    return {"run": name}
+
+
+def handover_unit(source: str, root: str, name: str, every: int) -> dict:
+    """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
+
+    Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
+    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's.
+    """
+    from hrf_core.imaging import image_grid
+    from hrf_core.measure.evaluation import Evaluator
+    from hrf_core.models.registry import load_base_model
+    from hrf_core.rewards.registry import make_reward
+    from hrf_core.rl.sampling import sample_from
+
+    ddpo = Run(Path(root) / source)
+    path = Path(root) / name
+    if Run(path).status_path.is_file() and Run(path).status.get("state") == "done":
+        return {"run": name, "skipped": True}
+    config = dict(ddpo.config)
+    k = int(config["num_steps"])
+    checkpoint = ddpo.checkpoints()[-1]
+    rows = ddpo.metrics()
+    trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
+    config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
+                       "source_checkpoint": checkpoint.name}
+    config["method"] = Handover.name
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    run = RunStore(root).create(config, name=name)
+    tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
+    reward_fn = make_reward(config["reward"])
+    evaluator = Evaluator(base.sample_shape)
+    for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
+        images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
+                             early=base, handover=handover)
+        arrays: dict = {}
+        metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
+        run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
+                            **metrics})
+        run.save_grid(image_grid(images[:64], scale=2), order)
+        run.save_eval(arrays, order)
+    run.set_status("done", k, k, "finished")
+    return {"run": name}
+
+
+def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
+    from hrf_core.study.sweep import Unit
+
+    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)
+                    if not settings.arms or arm in settings.arms or arm_role(arm, settings) in settings.arms),
+                   key=lambda pair: arm_priority(pair[1], settings))  # stable: tasks keep their order within an arm
+    units = []
+    for task, arm in pairs:
+        for seed in settings.seeds:
+            name = run_name(task, arm, seed)
+            if arm == HANDOVER_ARM:
+                units.append(Unit(name, handover_unit, (run_name(task, DDPO_ARM, seed), str(root), name,
+                                                        settings.handover_every),
+                                  after=(run_name(task, DDPO_ARM, seed),)))
+            else:
+                config = arm_config(task, arm, seed, settings, device).to_dict()
+                units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
+    return units
+
+
+def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
+                   report_to: tuple[str, ...] = ()) -> dict:
+    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
+    from hrf_core.study.sweep import default_threads, run_units
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / "progress.json"
+    progress = read_json(progress_file, {}) or {}
+    progress.setdefault("units", {})
+    progress["settings"] = asdict(settings)
+    progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    # earlier sittings count up to their last finished unit; this one adds its own time as units finish
+    previous_wall = progress.get("wall_seconds", 0.0)
+    progress.pop("previous_wall", None)  # written by earlier versions: it only repeated wall_seconds
+    started = time.time()
+
+    def on_done(unit) -> None:
+        progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
+                                        "finished": time.time()}
+        progress["wall_seconds"] = previous_wall + time.time() - started
+        write_json(progress_file, progress)
+        state = "failed" if unit.error else "done"
+        print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
+              + (f"\n{unit.error}" if unit.error else ""), flush=True)
+
+    units = build_units(settings, out, device, report_to)
+    run_units(units, jobs=jobs, threads=threads, on_done=on_done)
+    write_json(progress_file, progress)
+    return progress
+
+
+# ---------------------------------------------------------------------------------------------- report
+def reference_curves(result: dict, root: Path, prefix_n: tuple[int, ...] = (64,)) -> dict:
+    """DDPO's evaluated points per reward and seed (the app's reference curve), also recomputed on the
+    first n samples of each evaluation for the app's smaller evaluation sets."""
+    import numpy as np
+
+    from hrf_core.measure.frontier import load_trajectory, metric_from_arrays
+
+    out: dict = {}
+    for group in result["groups"].values():
+        curves = []
+        for run_id in group["arms"].get(DDPO_ARM, {}).get("runs", []):
+            trajectory = load_trajectory(Run(root / run_id))
+            if trajectory is None:
+                continue
+            points = {str(trajectory.eval_samples): {"gain": trajectory.gains.tolist(),
+                                                     **{k: v.tolist() for k, v in trajectory.metrics.items()
+                                                        if k in HEADLINE}}}
+            for n in prefix_n:
+                if n >= trajectory.eval_samples:
+                    continue
+                index = np.arange(n)
+                arrays = [trajectory.arrays(i) for i in range(len(trajectory.epochs))]
+                if any(a is None for a in arrays):
+                    continue
+                rewards = [metric_from_arrays("reward_mean", a, index) for a in arrays]
+                points[str(n)] = {"gain": [r - rewards[0] for r in rewards],
+                                  **{k: [metric_from_arrays(k, a, index) for a in arrays] for k in HEADLINE}}
+            curves.append({"seed": trajectory.seed, "epochs": trajectory.epochs, "samples": points})
+        out[group["reward"]] = {"model": group["model"], "curves": curves}
+    return out
+
+
+def write_figure(result: dict, root: Path, path: Path) -> None:
+    """IS and Vendi against reward gain: each arm's mean over seeds, with the seed range as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hrf_core.measure.frontier import crossing, interpolate, load_trajectory
+
+    groups = list(result["groups"].values())
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 8.2), squeeze=False)
+    # one colour per arm across every panel; an /image arm takes its base arm's colour, dotted
+    bases = list(dict.fromkeys(arm.removesuffix("/image") for g in groups for arm in g["arms"] if arm != DDPO_ARM))
+    palette = plt.get_cmap("tab10").colors
+    color_of = {DDPO_ARM: "black", **{arm: palette[i % len(palette)] for i, arm in enumerate(bases)}}
+    legend: dict[str, object] = {}
+    for col, group in enumerate(groups):
+        arms = list(group["arms"])
+        final = group["reference"]["final_gain"]
+        grid = np.linspace(0, final, 25) if final > 0 else np.linspace(final, 0, 25)
+        for row, metric in enumerate(("is_classifier", "vendi_classifier")):
+            ax = axes[row][col]
+            for arm in arms:
+                curves = []
+                for run_id in group["arms"][arm]["runs"]:
+                    t = load_trajectory(Run(root / run_id))
+                    if t is None or metric not in t.metrics:
+                        continue
+                    spots = [crossing(t.gains, g) for g in grid]  # the first crossing, as in the tables
+                    curves.append([interpolate(t.metrics[metric], at) if at is not None else np.nan for at in spots])
+                if not curves:
+                    continue
+                curves = np.array(curves, dtype=float)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # levels no seed reaches: NaN, not drawn
+                    mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
+                style = dict(lw=3 if arm == DDPO_ARM else 1.6, color=color_of[arm.removesuffix("/image")],
+                             ls="--" if arm == HANDOVER_ARM else ":" if arm.endswith("/image") else "-")
+                legend.setdefault(arm, ax.plot(grid, mean, label=arm, **style)[0])
+                if len(curves) > 1 and np.isfinite(curves).any():
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+                    ax.fill_between(grid, low, high, color=style["color"], alpha=0.12, lw=0)
+            ax.set_title(f"{group['reward']}" if row == 0 else "")
+            ax.set_xlabel("reward gain over the base model")
+            ax.set_ylabel({"is_classifier": "Inception Score (classifier)",
+                           "vendi_classifier": "Vendi (classifier features)"}[metric])
+            ax.grid(alpha=0.3)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(7, len(legend)), fontsize=8,
+                   frameon=False)
+    fig.suptitle("Diversity at matched reward: mean over the seeds that reach each gain (line) and their range "
+                 "(band); DDPO in black.\n"
+                 "A method above the black line keeps more diversity than early-stopped DDPO at that reward.",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.07 if len(legend) > 7 else 0.04, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def metric_title(name: str) -> str:
+    return {"is_classifier": "Inception Score (classifier)", "vendi_classifier": "Vendi (classifier features)",
+            "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
+
+
+def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400,
+                 previous: Path | None = None) -> Path:
+    """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference.
+
+    ``previous``: a ``frontier.json`` of an earlier sitting; the arms this store lacks join every table
+    (:func:`merge_earlier`), so the written ``frontier.json`` holds both sittings.
+    """
+    from hrf_core.measure.frontier import format_value, frontier, handover_rows, standing_table, table
+
+    progress = read_json(out / "progress.json", {}) or {}
+    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
+    finished = [p for p in sorted(out.iterdir()) if Run(p).status_path.is_file()
+                and Run(p).status.get("state") == "done"]  # a unit cut off mid-run is left out, not half-read
+    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    earlier = read_json(previous, None) if previous is not None else None
+    if earlier:
+        result = merge_earlier(result, earlier)
+    for group in result["groups"].values():  # the reference and its no-training frontier first
+        order = [DDPO_ARM, HANDOVER_ARM, *full_arms(settings), *(f"{a}/image" for a in ABLATION_BASES)]
+        group["arms"] = dict(sorted(group["arms"].items(),
+                                    key=lambda item: (order.index(item[0]) if item[0] in order else len(order),
+                                                      item[0])))
+    results = docs / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    write_json(results / "frontier.json", result)
+    write_figure(result, out, results / "frontier.png")
+    if reference_file is not None:
+        write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
+                                    "rewards": reference_curves(result, out)})
+        folder = reference_file.parent
+        if (folder / "training.json").is_file() and (folder / "README.md").is_file():  # a shipped model's card
+            from hrf_core.models.pretrain import write_ddpm_card
+
+            write_ddpm_card(folder)  # its file table lists every file's sha256
+    seeds = " ".join(str(s) for s in settings.seeds)
+    wall = progress.get("wall_seconds", 0.0)
+    lines = [
+        "# Results: what does each method's reward cost in diversity, at matched reward?",
+        "",
+        f"Generated by `hrf_core.study.experiment` from the runs; regenerate with "
+        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` (wall time "
+        f"{wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} processes of "
+        f"{progress.get('threads', '?')} thread(s)).",
+        "",
+        f"Setting: `{settings.model}`, K = {settings.steps} DDIM steps, eta = 1, {settings.samples} samples per epoch "
+        f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
+        f"AdamW lr {settings.lr:g}, seeds {seeds}. Every arm is evaluated every {settings.eval_every} epochs on the "
+        f"same **{settings.eval_samples} fixed-seed samples** (the same noise for every arm and epoch). Diversity is "
+        "measured with the digits classifier: Inception Score, Vendi on its features, entropy of its class "
+        "histogram.",
+        "",
+        "**How to read the tables.** Each cell is read off the run's own evaluated epochs where its reward gain "
+        "first reaches the level (linear interpolation), as a fraction of DDPO's mean final gain; `Δ` is the "
+        "difference to the DDPO run of the same seed at the same reward (the early-stopping frontier). "
+        "`mean ± std` over seeds, then a 95% interval in brackets (" + result["interval"] + "). A method beats "
+        "early-stopped DDPO only where its Δ interval lies above 0.",
+        "",
+    ]
+    # the locality profile's suggested windows differ per task: one row for them all
+    by_role = {key: {**group, "arms": {arm_role(arm, settings): entry for arm, entry in group["arms"].items()}}
+               for key, group in result["groups"].items()}
+    rows, best = standing_table([{**result, "groups": by_role}])
+    windows: dict[str, list[str]] = {}  # suggested arm -> its tasks
+    for group in result["groups"].values():
+        for arm in group["arms"]:
+            if arm_role(arm, settings) == "suggested/wo":
+                windows.setdefault(arm, []).append(group["reward"])
+    lines += ["## Which method is on or above early-stopped DDPO?", "",
+              "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
+              "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "
+              "below: interval under 0; not reached: some seed never gets there."
+              + (" Arms marked ¹ come from an earlier sitting (see each task)." if earlier else "")
+              + (" `suggested/wo`: window-only at the window the locality profile suggests ("
+                 + "; ".join(f"{w} on {', '.join(tasks)}" for w, tasks in windows.items()) + ")." if windows else ""),
+              ""]
+    lines += rows + [""]
+    if best:
+        lines += [f"Best row: **{best}**.", ""]
+    versus = handover_rows([result])
+    if versus:
+        lines += ["## Window-only training against the training-free hand-over at the same split", "",
+                  "Both sample the steps before S with the base model; the window-only run trains steps S..K-1 "
+                  "from the base, the hand-over uses the same seed's final DDPO checkpoint there. Δ IS is the "
+                  "window-only run's minus the hand-over's, where the window-only run's reward gain first reaches "
+                  "the hand-over's (above: interval above 0), and at the end of training (different rewards).",
+                  "", *versus, ""]
+    lines += ["![frontier](results/frontier.png)", ""]
+    for group in result["groups"].values():
+        ref = group["reference"]
+        lines += [f"## {group['reward']}", "",
+                  f"DDPO's mean final gain: {ref['final_gain']:.4g} after {settings.epochs} epochs "
+                  f"({ref['final_compute'] / 1e3:.0f}k UNet forward-equivalents).", ""]
+        for metric in HEADLINE:
+            lines += [f"**{metric_title(metric)} at matched reward** (levels: % of DDPO's final gain)", ""]
+            lines += table(group, metric, "reward") + [""]
+        lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
+                  "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
+                  "| arm | reward gain | % of DDPO's | fall from its best (% of DDPO's gain: mean, worst seed) "
+                  "| compute (k) | " + " | ".join(metric_title(m) for m in HEADLINE)
+                  + " |", "|---" * (5 + len(HEADLINE)) + "|"]
+        for arm, entry in group["arms"].items():
+            final = entry["final"]
+            reference = entry.get("reference_final_gain", ref["final_gain"])  # an earlier arm: its sitting's
+            scale = 100 / reference if reference else float("nan")  # % of DDPO's final gain
+            share = final["gain"]["mean"] * scale
+            fall = final.get("fall")
+            fall_text = (f"{fall['mean'] * scale:.0f}%, {fall['max'] * scale:.0f}%" if fall and arm != HANDOVER_ARM
+                         else "n/a")
+            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | {fall_text} | "
+                         f"{final['compute']['mean'] / 1e3:.0f} | "
+                         + " | ".join(format_value(final.get(m)) for m in HEADLINE) + " |")
+        lines += ["", f"**{metric_title('is_classifier')} at matched compute** (levels: % of DDPO's final compute; "
+                  "hand-over excluded: it spends no compute of its own)", ""]
+        lines += table({**group, "arms": {a: e for a, e in group["arms"].items() if a != HANDOVER_ARM}},
+                       "is_classifier", "compute") + [""]
+        carried = [arm for arm, entry in group["arms"].items() if entry.get("earlier")]
+        if carried:
+            lines += [f"¹ From an earlier sitting (same settings and seeds; its Δ against that sitting's DDPO runs): "
+                      f"{', '.join(carried)}.", ""]
+        first = settings.seeds[0]
+        grids = []
+        for arm, entry in group["arms"].items():
+            run_id = next((r for r in entry["runs"] if r.endswith(f"seed{first}")), None)
+            if run_id is None:
+                continue
+            target = results / f"grid-{run_name(group['reward'], arm, first)}.png"
+            grid = Run(out / run_id).latest_grid() if (out / run_id).is_dir() else None
+            if grid is not None:
+                target.write_bytes(grid.read_bytes())
+            elif not (entry.get("earlier") and target.is_file()):  # an earlier sitting's grid stays
+                continue
+            grids.append((arm, target.name))
+        if grids:
+            lines += [" ".join(f"![{arm}](results/{name})" for arm, name in grids), "",
+                      f"Final evaluation grids, seed {first}, left to right: " + ", ".join(a for a, _ in grids) + ".",
+                      ""]
+    notes = results / "reading.md"
+    locality = results / "locality.md"
+    if locality.is_file():  # python -m hrf_core locality-study
+        lines += [locality.read_text().strip(), ""]
+    lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
+    if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
+        from hrf_core.study.reading import report_sources, stale_numbers
+
+        sources, shares = report_sources(results)
+        for stale in stale_numbers(notes.read_text(), sources, shares):
+            print(f"warning: reading.md quotes a number the tables do not hold: {stale}")
+    report = docs / "RESULTS.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def merge_earlier(result: dict, earlier: dict) -> dict:
+    """``result`` with the arms (and tasks) of an earlier sitting's ``frontier.json`` that it lacks, each marked
+    ``"earlier": True``; this sitting's arms win where both have one."""
+    groups = {key: {**group, "arms": dict(group["arms"])} for key, group in result["groups"].items()}
+    for key, group in earlier.get("groups", {}).items():
+        # shares of DDPO's gain stay those of the earlier sitting's DDPO runs, which its Δs were read against
+        carried = {arm: {**entry, "earlier": True, "reference_final_gain": group["reference"]["final_gain"]}
+                   for arm, entry in group["arms"].items()}
+        if key not in groups:
+            groups[key] = {**group, "arms": carried}
+            continue
+        for arm, entry in carried.items():
+            groups[key]["arms"].setdefault(arm, entry)
+    return {**result, "groups": groups}
+
+
+def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]:
+    """task -> the window start suggested by the shipped base-model locality profile (tasks without one: none)."""
+    from hrf_core.measure.locality import shipped_profile, suggest_window
+
+    out = {}
+    for task in tasks:
+        profile = shipped_profile(model, task)
+        if profile is not None and profile["num_steps"] == steps:
+            out[task] = suggest_window(profile)[0][0]
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=(NAME,))
+    parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
+    parser.add_argument("--tasks", nargs="+", default=defaults.tasks)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples)
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="samples per epoch (every arm)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--siblings", type=int, default=defaults.siblings)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
+    parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
+    parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
+                        help=f"tasks that also run {', '.join(ABLATION_BASES)} with per-image advantages")
+    parser.add_argument("--window-only-tasks", nargs="*", default=defaults.window_only_tasks,
+                        help="tasks that also run the window-only arms")
+    parser.add_argument("--arms", nargs="*", default=[],
+                        help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / jobs)")
+    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
+    parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
+    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
+    parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
+                        help="where the app's DDPO reference curves go ('' for nowhere)")
+    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
+    parser.add_argument("--previous",
+                        help="an earlier sitting's frontier.json: the arms this store lacks join every table")
+    parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
+                        help="also log each run to this tracker (repeat): trackio, tensorboard or wandb")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    from hrf_core.rewards.registry import REWARDS
+
+    args = build_parser().parse_args(argv)
+    report_to = trackers.require(args.report_to)
+    for task in args.tasks:
+        if task not in REWARDS:
+            raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
+    if args.epochs < 2 or args.jobs < 1:
+        raise ValueError("--epochs must be >= 2 and --jobs >= 1")
+    settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
+                        eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
+                        siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
+                        handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks,
+                        window_only_tasks=args.window_only_tasks, arms=args.arms,
+                        suggested=suggested_starts(args.tasks, args.model, args.steps))
+    for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
+        for arm in arms_of(task, settings):
+            if arm != HANDOVER_ARM:
+                arm_config(task, arm, settings.seeds[0], settings, args.device)
+    out = Path(args.out)
+    if not args.report_only:
+        progress = run_experiment(settings, out, args.jobs, args.threads, args.device, report_to)
+        failed = [name for name, unit in progress["units"].items() if unit.get("error")]
+        if failed:
+            print(f"{len(failed)} units failed: {', '.join(failed)}")
+    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples,
+                          Path(args.previous) if args.previous else None)
+    print(f"wrote {report}")
+    return 0
+
