@@ -142,23 +142,9 @@ class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.run_id = self.path.name
-
-    # -- where its files are -----------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def status_path(self) -> Path:
-        return self.path / STATUS_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def grids_dir(self) -> Path:
-        return self.path / GRIDS
+        # where its files are
+        self.config_path, self.status_path, self.metrics_path, self.grids_dir = (
+            self.path / name for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE, GRIDS))
 
     def grid_path(self, epoch: int) -> Path:
         """The sample grid of an evaluated epoch (``grids/epoch-NNNN.png``)."""
