@@ -23,6 +23,7 @@ from hrf_core.pretrain import (
     cli_main,
     folder_hashes,
     inception_score,
+    make_unet,
     sample_ddim,
     train_ddpm,
     write_ddpm_card,
@@ -152,3 +153,24 @@ def test_shipped_example_runs():
         rows = run.metrics()
         assert [r["epoch"] for r in rows] == list(range(run.config["epochs"] + 1))
         assert len(run.grids()) == len(rows) and not list(run.path.glob("**/*.safetensors"))
+
+
+COND_DIR = CHECKPOINTS_DIR / "digits16-cond"
+
+
+def test_pretrain_conditional_variant_writes_loadable_folder(tmp_path):
+    """`pretrain digits16-cond` runs a few steps and loads back with 11 class embeddings; labels are dropped
+    to the null class with probability p_uncond (p_uncond = 1: only the null class's embedding trains)."""
+    assert cli_main(["digits16-cond", "--steps", "2", "--out", str(tmp_path / "cli"), "--no-eval", "--threads", "1"]) == 0
+    unet = UNet2DModel.from_pretrained(str(tmp_path / "cli" / "unet"), use_safetensors=True)
+    info = json.loads((tmp_path / "cli" / "training.json").read_text())
+    assert unet.config.num_class_embeds == 11 and unet.config.block_out_channels == [32, 64, 64]
+    assert info["model"] == "digits16-cond" and info["conditioning"]["null_label"] == 10
+    assert 0.1 <= info["conditioning"]["p_uncond"] == info["recipe"]["p_uncond"] <= 0.2
+    assert "digits16-cond" in (tmp_path / "cli" / "README.md").read_text().splitlines()[0]
+
+    train_ddpm(tmp_path / "drop", recipe={"steps": 2, "batch_size": 4, "p_uncond": 1.0}, conditional=True)
+    trained = UNet2DModel.from_pretrained(str(tmp_path / "drop" / "unet"), use_safetensors=True).class_embedding.weight
+    torch.manual_seed(0)
+    initial = make_unet(11).class_embedding.weight
+    assert torch.equal(trained[:10], initial[:10]) and not torch.equal(trained[10], initial[10])
