@@ -19,9 +19,12 @@ from hrf_core.models.digits import (
     split_indices,
 )
 from hrf_core.models.pretrain import (
+    GUIDANCE_SWEEP,
     cli_main,
     folder_hashes,
     inception_score,
+    load_digits_ddpm,
+    make_unet,
     sample_ddim,
     train_ddpm,
     write_ddpm_card,
@@ -153,3 +156,52 @@ def test_shipped_example_runs():
         rows = run.metrics()
         assert [r["epoch"] for r in rows] == list(range(run.config["epochs"] + 1))
         assert len(run.grids()) == len(rows) and not list(run.path.glob("**/*.safetensors"))
+
+
+COND_DIR = CHECKPOINTS_DIR / "digits16-cond"
+
+
+def test_pretrain_conditional_variant_writes_loadable_folder(tmp_path):
+    """`pretrain digits16-cond` runs a few steps and loads back with 11 class embeddings; labels are dropped
+    to the null class with probability p_uncond (p_uncond = 1: only the null class's embedding trains)."""
+    assert cli_main(["digits16-cond", "--steps", "2", "--out", str(tmp_path / "cli"), "--no-eval",
+                     "--threads", "1"]) == 0
+    unet = UNet2DModel.from_pretrained(str(tmp_path / "cli" / "unet"), use_safetensors=True)
+    info = json.loads((tmp_path / "cli" / "training.json").read_text())
+    assert unet.config.num_class_embeds == 11 and unet.config.block_out_channels == [32, 64, 64]
+    assert info["model"] == "digits16-cond" and info["conditioning"]["null_label"] == 10
+    assert 0.1 <= info["conditioning"]["p_uncond"] == info["recipe"]["p_uncond"] <= 0.2
+    assert "digits16-cond" in (tmp_path / "cli" / "README.md").read_text().splitlines()[0]
+
+    train_ddpm(tmp_path / "drop", recipe={"steps": 2, "batch_size": 4, "p_uncond": 1.0}, conditional=True)
+    trained = UNet2DModel.from_pretrained(str(tmp_path / "drop" / "unet"), use_safetensors=True).class_embedding.weight
+    torch.manual_seed(0)
+    initial = make_unet(11).class_embedding.weight
+    assert torch.equal(trained[:10], initial[:10]) and not torch.equal(trained[10], initial[10])
+
+
+def test_shipped_conditional_model_and_card():
+    unet = UNet2DModel.from_pretrained(str(COND_DIR / "unet"), use_safetensors=True)
+    assert unet.config.num_class_embeds == 11 and unet.config.sample_size == 16
+    assert DDIMScheduler.from_pretrained(str(COND_DIR / "scheduler")).config.set_alpha_to_one is False
+    assert sum(p.stat().st_size for p in COND_DIR.rglob("*") if p.is_file()) <= 6 * 2**20
+    assert not list(COND_DIR.rglob("*.bin")) and not list(COND_DIR.rglob("*.pt"))
+    card = (COND_DIR / "README.md").read_text()
+    listed = dict(re.findall(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$", card, flags=re.M))
+    assert listed and listed == folder_hashes(COND_DIR)
+    q = json.loads((COND_DIR / "training.json").read_text())["quality"]
+    assert [row["guidance"] for row in q["guidance_sweep"]] == list(GUIDANCE_SWEEP)
+    for row in q["guidance_sweep"]:  # the sweep's table in the card
+        assert re.search(rf"^\| {row['guidance']:g}( \(default\))? \| {row['prompted_accuracy']:.3f} \| "
+                         rf"{row['inception_score']:.3f} \|", card, flags=re.M)
+    assert q["default_guidance"] in GUIDANCE_SWEEP and all(q["passes"].values())
+
+
+def test_shipped_conditional_model_draws_the_prompted_digit():
+    unet, sched = load_digits_ddpm(COND_DIR)
+    guidance = json.loads((COND_DIR / "training.json").read_text())["quality"]["default_guidance"]
+    labels = torch.arange(10).repeat(2)
+    x = sample_ddim(unet, sched, 20, steps=20, eta=1.0, seed=1, batch=20, labels=labels, guidance=guidance)
+    with torch.no_grad():
+        predicted = load_digit_classifier(CLF_DIR)(x).argmax(1)
+    assert float((predicted == labels).double().mean()) >= 0.8  # chance: 0.1

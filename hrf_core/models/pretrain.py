@@ -3,9 +3,12 @@
 - `digits16`: a 1.1M-parameter diffusers `UNet2DModel` DDPM on the 16x16 UCI digits (train split),
   saved in diffusers layout (`unet/`, `scheduler/` holding a `DDIMScheduler` config), plus
   `training.json` (recipe, seed, time, quality) and a `README.md` model card.
+- `digits16-cond`: the same UNet with class embeddings (digits 0-9 plus a null class 10 for
+  classifier-free guidance, see `hrf_core.rl.guidance`), trained by the same `train_ddpm(conditional=True)`;
+  its card holds a guidance sweep of the samples' quality.
 - `digits16-classifier`: the `DigitClassifier` CNN (`model.safetensors` + `config.json`) and its card.
 
-Usage: `python -m hrf_core.models.pretrain {digits16,digits16-classifier} [--out DIR] [--seed N]`
+Usage: `python -m hrf_core pretrain {digits16,digits16-cond,digits16-classifier} [--out DIR] [--seed N]`
 (also `python -m hrf_core pretrain NAME`). CPU only by default; everything is seeded.
 """
 
@@ -29,6 +32,7 @@ from hrf_core import CHECKPOINTS_DIR
 from hrf_core.models.digits import (
     HELDOUT_FRACTION,
     IMAGE_SIZE,
+    NUM_CLASSES,
     SPLIT_SEED,
     DigitClassifier,
     augment,
@@ -38,7 +42,7 @@ from hrf_core.models.digits import (
 )
 
 CHECKPOINTS = CHECKPOINTS_DIR
-NAMES = ("digits16", "digits16-classifier")
+NAMES = ("digits16", "digits16-cond", "digits16-classifier")
 
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": IMAGE_SIZE,
@@ -62,6 +66,10 @@ DDPM_RECIPE: dict[str, Any] = {
     "beta_schedule": "squaredcos_cap_v2",
     "augment": {"max_shift": 0.5, "max_rot_deg": 5.0, "max_scale": 0.05},
 }
+#: digits16-cond: the digits16 recipe plus class labels (0-9, null class 10 = `num_class_embeds - 1`), each
+#: replaced by the null class with probability p_uncond (Ho & Salimans 2022 found 0.1-0.2 best).
+COND_DDPM_RECIPE: dict[str, Any] = {**DDPM_RECIPE, "steps": 6000, "num_class_embeds": NUM_CLASSES + 1,
+                                    "p_uncond": 0.15}
 CLASSIFIER_RECIPE: dict[str, Any] = {
     "epochs": 40,
     "batch_size": 64,
@@ -70,6 +78,10 @@ CLASSIFIER_RECIPE: dict[str, Any] = {
     "augment": {"max_shift": 1.0, "max_rot_deg": 8.0, "max_scale": 0.08},
 }
 QUALITY_DEFAULTS: dict[str, Any] = {"n": 1000, "steps": 40, "eta": 1.0, "seed": 0, "batch": 250}
+#: digits16-cond's quality: guidance scales measured (same seed, same start noise for each).
+GUIDANCE_SWEEP = (1.0, 1.5, 2.0, 3.0, 5.0)
+#: ... and the default among them: the smallest scale within this of the sweep's best prompted-class accuracy.
+GUIDANCE_ACCURACY_SLACK = 0.01
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -115,11 +127,11 @@ def _env() -> dict[str, str]:
 # ----------------------------------------------------------------------------- DDPM
 
 
-def make_unet() -> Any:
-    """The digits16 `UNet2DModel` (random init; ~1.11M parameters)."""
+def make_unet(num_class_embeds: int | None = None) -> Any:
+    """The digits16 `UNet2DModel` (random init; ~1.11M parameters), class-conditional with `num_class_embeds`."""
     from diffusers import UNet2DModel
 
-    return UNet2DModel(**UNET_CONFIG)
+    return UNet2DModel(**UNET_CONFIG, num_class_embeds=num_class_embeds)
 
 
 def make_ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2") -> Any:
@@ -132,18 +144,21 @@ def make_ddim_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "s
 
 
 def train_ddpm(out: Path, seed: int = 0, recipe: dict[str, Any] | None = None, log_every: int = 100,
-               device: str | torch.device = "cpu") -> dict[str, Any]:
+               device: str | torch.device = "cpu", conditional: bool = False) -> dict[str, Any]:
     """Train the digits16 DDPM (epsilon-prediction MSE, EMA weights saved) into `out`; returns training info.
 
+    `conditional`: digits16-cond (recipe `COND_DDPM_RECIPE`): the digit labels go to the UNet as `class_labels`,
+    each replaced by the null class `num_class_embeds - 1` with probability `p_uncond` (classifier-free guidance).
     Random draws come from a CPU generator seeded with `seed`, so the data stream is device-independent.
     """
     from diffusers import DDPMScheduler
 
-    r = {**DDPM_RECIPE, **(recipe or {})}
+    r = {**(COND_DDPM_RECIPE if conditional else DDPM_RECIPE), **(recipe or {})}
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x_train, _ = load_split("train")
-    unet = make_unet().to(device)
+    x_train, y_train = load_split("train")
+    null_label = r["num_class_embeds"] - 1 if conditional else None
+    unet = make_unet(r["num_class_embeds"] if conditional else None).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     noise_sched = DDPMScheduler(num_train_timesteps=r["num_train_timesteps"], beta_schedule=r["beta_schedule"])
     opt = torch.optim.AdamW(unet.parameters(), lr=r["lr"], weight_decay=r["weight_decay"], foreach=True)
@@ -157,8 +172,12 @@ def train_ddpm(out: Path, seed: int = 0, recipe: dict[str, Any] | None = None, l
         x0 = augment(x_train[idx], gen, **r["augment"])
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, r["num_train_timesteps"], (len(x0),), generator=gen)
+        labels = None
+        if conditional:  # drawn after the unconditional stream's draws, which stay digits16's
+            drop = torch.rand(len(x0), generator=gen) < r["p_uncond"]
+            labels = torch.where(drop, null_label, y_train[idx]).to(device)
         x0, noise, t = x0.to(device), noise.to(device), t.to(device)
-        loss = F.mse_loss(unet(noise_sched.add_noise(x0, noise, t), t).sample, noise)
+        loss = F.mse_loss(unet(noise_sched.add_noise(x0, noise, t), t, class_labels=labels).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, r["grad_clip"], foreach=True)
@@ -177,12 +196,15 @@ def train_ddpm(out: Path, seed: int = 0, recipe: dict[str, Any] | None = None, l
     ema.eval().cpu().save_pretrained(str(out / "unet"), safe_serialization=True)
     make_ddim_scheduler(r["num_train_timesteps"], r["beta_schedule"]).save_pretrained(str(out / "scheduler"))
     info = {
-        "model": "digits16",
+        "model": "digits16-cond" if conditional else "digits16",
         "data": {"source": "sklearn.datasets.load_digits (UCI), 8x8 -> 16x16 bilinear, [-1,1]",
                  "split": "train", "split_seed": SPLIT_SEED, "heldout_fraction": HELDOUT_FRACTION,
                  "n_train": len(x_train)},
         "seed": seed,
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()},
+        **({"conditioning": {"num_class_embeds": r["num_class_embeds"], "null_label": null_label,
+                             "p_uncond": r["p_uncond"], "classes": "digits 0-9; the null class is 'no class' (CFG)"}}
+           if conditional else {}),
         "params": sum(p.numel() for p in ema.parameters()),
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(loss.item(), 4),
@@ -204,11 +226,22 @@ def load_digits_ddpm(path: str | Path = CHECKPOINTS / "digits16",
 
 
 def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float = 1.0, seed: int = 0,
-                batch: int = 250) -> torch.Tensor:
+                batch: int = 250, labels: torch.Tensor | None = None, guidance: float = 1.0,
+                null_label: int | None = None) -> torch.Tensor:
     """Sample `n` images (n, C, H, W) in [-1, 1] on CPU with `steps` DDIM steps and noise level `eta`, seeded.
 
     Batches of `batch` share one generator (on the UNet's device), so a seed fixes the whole set.
+    Class-conditional UNet: `labels` (n,) prompts row i with class labels[i], sampled with classifier-free
+    `guidance` (`hrf_core.rl.guidance.guided_eps`; 1 = the conditional model) against `null_label` (default:
+    the last class embedding). The same seed gives the same start noise whatever the labels and guidance.
     """
+    from hrf_core.rl.guidance import guided_eps
+
+    if labels is not None:
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.shape != (n,):
+            raise ValueError(f"labels has shape {tuple(labels.shape)} for {n} samples")
+        null_label = unet.config.num_class_embeds - 1 if null_label is None else null_label
     dev = next(unet.parameters()).device
     gen = torch.Generator(dev).manual_seed(seed)
     cfg = unet.config
@@ -219,7 +252,9 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
             shape = (min(batch, n - i), cfg.in_channels, cfg.sample_size, cfg.sample_size)
             x = torch.randn(shape, generator=gen, device=dev)
             for t in scheduler.timesteps:
-                x = scheduler.step(unet(x, t).sample, t, x, eta=eta, generator=gen).prev_sample
+                eps = (unet(x, t).sample if labels is None
+                       else guided_eps(unet, x, t, labels[i:i + len(x)], guidance, null_label))
+                x = scheduler.step(eps, t, x, eta=eta, generator=gen).prev_sample
             out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
 
@@ -245,14 +280,27 @@ def nn_distances(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x.flatten(1).double(), ref.flatten(1).double()).min(1).values.float()
 
 
-def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module) -> dict[str, Any]:
+def within_class_l2(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean L2 distance (in [-1,1] pixels) between two different images of the same class, averaged over classes."""
+    means = []
+    for c in labels.unique():
+        xc = x[labels == c].flatten(1).double()
+        if len(xc) > 1:
+            means.append(float(torch.cdist(xc, xc).sum()) / (len(xc) * (len(xc) - 1)))
+    return float(np.mean(means))
+
+
+def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module,
+                   labels: torch.Tensor | None = None) -> dict[str, Any]:
     """Quality of digit samples (N, 1, 16, 16) in [-1, 1] against the classifier and the real split.
 
     Returns IS (samples and real held-out), confident fraction (max prob > 0.9), class histogram
     (fractions), and median nearest-training-image L2 distances (samples vs real held-out).
+    With the prompted `labels` (N,) of a class-conditional model, also the classifier's accuracy on
+    the prompted class and the within-class diversity (`within_class_l2`), each beside the real held-out's.
     """
     x_train, _ = load_split("train")
-    x_ho, _ = load_split("heldout")
+    x_ho, y_ho = load_split("heldout")
     p, p_real = _probs(classifier, samples), _probs(classifier, x_ho)
     hist = torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / len(p)
     d_s, d_r = nn_distances(samples, x_train), nn_distances(x_ho, x_train)
@@ -266,11 +314,17 @@ def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module) -> dict[s
         "nn_train_l2_median_samples": round(float(d_s.median()), 4),
         "nn_train_l2_median_heldout": round(float(d_r.median()), 4),
     }
+    if labels is not None:
+        q["prompted_accuracy"] = round(float((p.argmax(1) == labels).double().mean()), 4)
+        q["prompted_accuracy_real_heldout"] = round(float((p_real.argmax(1) == y_ho).double().mean()), 4)
+        q["within_class_l2"] = round(within_class_l2(samples, labels), 4)
+        q["within_class_l2_real_heldout"] = round(within_class_l2(x_ho, y_ho), 4)
     q["passes"] = {
         "inception_score>=7.5": q["inception_score"] >= 7.5,
         "confident_fraction>=0.75": q["confident_fraction"] >= 0.75,
         "every_class>=5%": q["min_class_fraction"] >= 0.05,
         "no_memorisation": q["nn_train_l2_median_samples"] >= q["nn_train_l2_median_heldout"],
+        **({"prompted_accuracy>=0.9": q["prompted_accuracy"] >= 0.9} if labels is not None else {}),
     }
     return q
 
@@ -278,14 +332,70 @@ def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module) -> dict[s
 def digits_quality(model_dir: str | Path = CHECKPOINTS / "digits16",
                    classifier_dir: str | Path = CHECKPOINTS / "digits16-classifier",
                    **kw: Any) -> dict[str, Any]:
-    """Sample the DDPM in `model_dir` (defaults: 1,000 samples, 40 DDIM steps, eta 1, seed 0) and score it."""
+    """Sample the DDPM in `model_dir` (defaults: 1,000 samples, 40 DDIM steps, eta 1, seed 0) and score it.
+
+    A class-conditional model (digits16-cond) is measured by `guidance_sweep_quality` (kw `guidance`: scales).
+    """
     s = {**QUALITY_DEFAULTS, **kw}
     unet, sched = load_digits_ddpm(model_dir, s.pop("device", "cpu"))
+    if unet.config.num_class_embeds:
+        return guidance_sweep_quality(unet, sched, load_digit_classifier(classifier_dir), s,
+                                      classifier_name=Path(classifier_dir).name)
     t0 = time.time()
     samples = sample_ddim(unet, sched, s["n"], steps=s["steps"], eta=s["eta"], seed=s["seed"], batch=s["batch"])
     q = {"sampling": {k: s[k] for k in ("n", "steps", "eta", "seed")}, "sample_seconds": round(time.time() - t0, 1),
          "classifier": Path(classifier_dir).name}
     return {**q, **sample_quality(samples, load_digit_classifier(classifier_dir))}
+
+
+SWEEP_KEYS = ("prompted_accuracy", "inception_score", "confident_fraction", "min_class_fraction",
+              "within_class_l2", "nn_train_l2_median_samples", "sample_seconds")
+
+
+def pick_guidance(sweep: list[dict[str, Any]], slack: float = GUIDANCE_ACCURACY_SLACK) -> float:
+    """The smallest guidance scale whose prompted-class accuracy is within `slack` of the sweep's best.
+
+    More guidance only narrows each class, so past the point where accuracy stops rising it costs diversity.
+    """
+    best = max(row["prompted_accuracy"] for row in sweep)
+    return min(row["guidance"] for row in sweep if row["prompted_accuracy"] >= best - slack)
+
+
+def guidance_sweep_quality(unet: Any, scheduler: Any, classifier: torch.nn.Module, settings: dict[str, Any],
+                           classifier_name: str = "digits16-classifier") -> dict[str, Any]:
+    """Quality of a class-conditional digits model at each guidance scale of `settings["guidance"]`.
+
+    `settings`: QUALITY_DEFAULTS-like (n, steps, eta, seed, batch); n // 10 samples per class, prompted
+    0, 1, ..., 9, 0, 1, ... and sampled from the same seed (same start noise) at every scale. Returns the
+    `sample_quality` of the default scale (`pick_guidance`) at the top level, plus `guidance_sweep` rows.
+    """
+    scales = [float(g) for g in settings.get("guidance") or GUIDANCE_SWEEP]
+    per_class = settings["n"] // NUM_CLASSES
+    labels = torch.arange(NUM_CLASSES).repeat(per_class)
+    null_label = unet.config.num_class_embeds - 1
+    full, sweep = {}, []
+    for g in scales:
+        t0 = time.time()
+        x = sample_ddim(unet, scheduler, len(labels), steps=settings["steps"], eta=settings["eta"],
+                        seed=settings["seed"], batch=settings["batch"], labels=labels, guidance=g,
+                        null_label=null_label)
+        full[g] = {"sample_seconds": round(time.time() - t0, 1), **sample_quality(x, classifier, labels)}
+        sweep.append({"guidance": g, **{k: full[g][k] for k in SWEEP_KEYS}})
+        print(f"guidance {g}: " + ", ".join(f"{k} {full[g][k]}" for k in SWEEP_KEYS), flush=True)
+    default = pick_guidance(sweep)
+    q = full[default]
+    return {
+        "sampling": {"n": len(labels), "per_class": per_class, "steps": settings["steps"], "eta": settings["eta"],
+                     "seed": settings["seed"]},
+        "sample_seconds": q["sample_seconds"],
+        "classifier": classifier_name,
+        "null_label": null_label,
+        "default_guidance": default,
+        "default_guidance_rule": f"smallest scale within {GUIDANCE_ACCURACY_SLACK} of the sweep's best "
+                                 "prompted-class accuracy",
+        **{k: v for k, v in q.items() if k != "sample_seconds"},
+        "guidance_sweep": sweep,
+    }
 
 
 # ----------------------------------------------------------------------------- classifier
@@ -355,10 +465,13 @@ def _hash_table(folder: Path) -> list[str]:
 def write_ddpm_card(folder: Path) -> None:
     """(Re)write `folder/README.md` from `training.json` (recipe, time, quality) and the files' sha256."""
     info = json.loads((folder / "training.json").read_text())
-    r, q = info["recipe"], info.get("quality")
+    r, q, c = info["recipe"], info.get("quality"), info.get("conditioning")
+    name = info.get("model", "digits16")
     lines = [
-        "# digits16: a 16x16 DDPM of the UCI handwritten digits", "",
-        "The embedded default base model of HRF Explorer: runs offline on a CPU.", "",
+        f"# {name}: a 16x16 {'class-conditional ' if c else ''}DDPM of the UCI handwritten digits", "",
+        *([f"digits16 with class embeddings: prompt a digit 0-9, or the null class {c['null_label']} (no class), and "
+           "sample with classifier-free guidance (`hrf_core.rl.guidance.guided_eps`). Runs offline on a CPU.", ""] if c
+          else ["The embedded default base model of HRF Explorer: runs offline on a CPU.", ""]),
         "## Data",
         f"`sklearn.datasets.load_digits` (1,797 8x8 images, values 0..16), upsampled bilinearly to 16x16, "
         f"one channel, scaled to [-1, 1]. Trained on the fixed stratified train split only "
@@ -367,7 +480,11 @@ def write_ddpm_card(folder: Path) -> None:
         "## Model",
         f"diffusers `UNet2DModel`, {info['params']:,} parameters: sample_size 16, 1 channel, block_out_channels "
         "(32, 64, 64), layers_per_block 1, attention at 4x4 (`AttnDownBlock2D`/`AttnUpBlock2D` + mid block). "
-        "Weights are the EMA weights. `scheduler/` is a `DDIMScheduler` with the training betas, "
+        + (f"Class embeddings: `num_class_embeds={c['num_class_embeds']}` (digits 0-9, null class "
+           f"{c['null_label']}), an `nn.Embedding` added to the timestep embedding; call it with `class_labels` "
+           "(B,). "
+           if c else "")
+        + "Weights are the EMA weights. `scheduler/` is a `DDIMScheduler` with the training betas, "
         "`clip_sample=True` (range 1), `set_alpha_to_one=False`, `steps_offset=1` (non-zero variance at every "
         "step).", "",
         "## Recipe",
@@ -376,14 +493,20 @@ def write_ddpm_card(folder: Path) -> None:
         f"{r['min_lr_fraction']}x), weight decay {r['weight_decay']}, batch {r['batch_size']}, {r['steps']} steps, "
         f"grad-norm clip {r['grad_clip']}, EMA {r['ema_decay']}; light affine augmentation "
         f"(shift <= {r['augment']['max_shift']} px, rotation <= {r['augment']['max_rot_deg']} deg, "
-        f"scale +-{r['augment']['max_scale']}), no flips. Seed {info['seed']}.", "",
-        f"Reproduce: `python -m hrf_core.models.pretrain digits16` (final loss {info['final_loss']}).", "",
+        f"scale +-{r['augment']['max_scale']}), no flips. "
+        + (f"Each image's digit label is passed as `class_labels` and replaced by the null class {c['null_label']} "
+           f"with probability p_uncond = {c['p_uncond']} (classifier-free guidance training, Ho & Salimans 2022), "
+           "so the one network is also the unconditional model. " if c else "")
+        + f"Seed {info['seed']}.", "",
+        f"Reproduce: `python -m hrf_core pretrain {name}` (final loss {info['final_loss']}).", "",
         f"Training time (measured): {info['train_seconds']:.0f} s ({info['train_seconds'] / 60:.1f} min) on "
         f"{info['env']['machine']}; torch {info['env']['torch']}, diffusers {info['env']['diffusers']}.", "",
         *([info["notes"], ""] if info.get("notes") else []),
         "## Quality", "",
     ]
-    if q:
+    if q and c:
+        lines += _guidance_quality_lines(q, name)
+    elif q:
         s = q["sampling"]
         lines += [
             f"`python bench/digits_quality.py`: {s['n']} samples, {s['steps']} DDIM steps, eta {s['eta']}, seed "
@@ -404,6 +527,71 @@ def write_ddpm_card(folder: Path) -> None:
         lines += ["Not measured yet: run `python bench/digits_quality.py --update-card`.", ""]
     lines += ["## Files", "", *_hash_table(folder), ""]
     (folder / "README.md").write_text("\n".join(lines))
+
+
+def _guidance_reason(sweep: list[dict[str, Any]], g: float) -> str:
+    """One line on why the default guidance `g`, from the sweep's numbers."""
+    at = {row["guidance"]: row for row in sweep}
+    best = max(sweep, key=lambda row: (row["prompted_accuracy"], -row["guidance"]))
+    text = (f"Why: {at[g]['prompted_accuracy']:.3f} prompted-class accuracy (best {best['prompted_accuracy']:.3f} at "
+            f"{best['guidance']:g}) with IS {at[g]['inception_score']:.2f} at the sweep's least guidance that gets "
+            "there, so the least narrowing of each class"
+            + (" and one UNet forward per step, not two" if g == 1 else ""))
+    high = at[max(at)]
+    if high["guidance"] > g:
+        text += (f"; at {high['guidance']:g} accuracy is {high['prompted_accuracy']:.3f}, IS "
+                 f"{high['inception_score']:.2f}, and the samples sit further from the training digits (median L2 to "
+                 f"the nearest {high['nn_train_l2_median_samples']:.2f} vs {at[g]['nn_train_l2_median_samples']:.2f})")
+    return text + "."
+
+
+def _guidance_quality_lines(q: dict[str, Any], name: str) -> list[str]:
+    """The quality section of a class-conditional model's card: the guidance sweep and the default's numbers."""
+    s, g = q["sampling"], q["default_guidance"]
+    sweep = q["guidance_sweep"]
+    at = {row["guidance"]: row for row in sweep}
+    lines = [
+        f"Measured by `python -m hrf_core pretrain {name}` after training "
+        f"(`hrf_core.models.pretrain.guidance_sweep_quality`): n = {s['n']} samples "
+        f"({s['per_class']} prompted per class), "
+        f"{s['steps']} DDIM steps, eta {s['eta']}, seed {s['seed']} (the same start noise at every guidance scale), "
+        f"scored by the `{q['classifier']}` classifier: its accuracy on the prompted class, the classifier "
+        "Inception Score (max 10), the fraction with max class prob > 0.9, the smallest predicted-class fraction, "
+        "within-class diversity (mean L2 between two samples prompted with the same digit, [-1,1] pixels, 16x16) "
+        "and the median L2 to the nearest training image (memorisation).", "",
+        "### Guidance sweep", "",
+        "| guidance | prompted-class accuracy | classifier IS | max prob > 0.9 | smallest class | within-class L2 "
+        "| L2 to nearest train image | sampling s |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {row['guidance']:g}{' (default)' if row['guidance'] == g else ''} | {row['prompted_accuracy']:.3f} | "
+          f"{row['inception_score']:.3f} | {row['confident_fraction']:.3f} | {row['min_class_fraction']:.3f} | "
+          f"{row['within_class_l2']:.3f} | {row['nn_train_l2_median_samples']:.3f} | {row['sample_seconds']:.0f} |"
+          for row in sweep],
+        f"| real held-out | {q['prompted_accuracy_real_heldout']:.3f} | {q['inception_score_real_heldout']:.3f} | | | "
+        f"{q['within_class_l2_real_heldout']:.3f} | {q['nn_train_l2_median_heldout']:.3f} | |", "",
+        f"Default guidance: **{g:g}** (rule: the {q['default_guidance_rule']}). " + _guidance_reason(sweep, g), "",
+    ]
+    if 1.0 in at and g != 1.0:
+        lines += [f"At guidance 1 (the conditional model alone): prompted-class accuracy "
+                  f"{at[1.0]['prompted_accuracy']:.3f}, "
+                  f"IS {at[1.0]['inception_score']:.3f}; at the default {g:g}: {q['prompted_accuracy']:.3f}, "
+                  f"IS {q['inception_score']:.3f}.", ""]
+    lines += [
+        f"### At the default guidance {g:g}", "",
+        "| metric | samples | real held-out | target |", "|---|---|---|---|",
+        f"| prompted-class accuracy | {q['prompted_accuracy']:.3f} | {q['prompted_accuracy_real_heldout']:.3f} "
+        "| >= 0.9 |",
+        f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
+        "| >= 7.5 |",
+        f"| fraction with max class prob > 0.9 | {q['confident_fraction']:.3f} | | >= 0.75 |",
+        f"| smallest class fraction | {q['min_class_fraction']:.3f} | | >= 0.05 |",
+        f"| median L2 to nearest training image | {q['nn_train_l2_median_samples']:.3f} | "
+        f"{q['nn_train_l2_median_heldout']:.3f} | samples >= held-out |", "",
+        "Use: `eps = hrf_core.rl.guidance.guided_eps(unet, x, t, labels, scale, null_label="
+        f"{q['null_label']})` (both branches in one batched forward), or "
+        f"`hrf_core.models.pretrain.sample_ddim(unet, scheduler, n, labels=labels, guidance={g:g})`.", "",
+    ]
+    return lines
 
 
 def write_classifier_card(folder: Path) -> None:
@@ -449,16 +637,18 @@ def update_ddpm_quality(folder: Path, quality: dict[str, Any]) -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """`pretrain NAME [--out DIR] [--seed N] [--threads N] [--no-eval]`; returns an exit code."""
+    """`pretrain NAME [--out DIR] [--seed N] [--threads N] [--steps N] [--no-eval] [--eval-n N]`; an exit code."""
     ap = argparse.ArgumentParser(prog="python -m hrf_core pretrain", description="Pretrain an embedded default model.")
     ap.add_argument("name", choices=NAMES)
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: checkpoints/NAME)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--steps", type=int, default=None, help="digits16: training steps (default from the recipe)")
+    ap.add_argument("--steps", type=int, default=None, help="digits16(-cond): training steps (default from the recipe)")
     ap.add_argument("--classifier", type=Path, default=CHECKPOINTS / "digits16-classifier",
-                    help="digits16: classifier used for the quality section of the card")
-    ap.add_argument("--no-eval", action="store_true", help="digits16: skip the quality measurement")
+                    help="digits16(-cond): classifier used for the quality section of the card")
+    ap.add_argument("--no-eval", action="store_true", help="digits16(-cond): skip the quality measurement")
+    ap.add_argument("--eval-n", type=int, default=QUALITY_DEFAULTS["n"],
+                    help="digits16(-cond): samples for the quality measurement (digits16-cond: per guidance scale)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     np.random.seed(a.seed)
@@ -469,14 +659,15 @@ def cli_main(argv: list[str] | None = None) -> int:
         print(f"held-out accuracy {cfg['heldout_accuracy']:.4f}, real IS {cfg['inception_score_real_heldout']:.3f}, "
               f"{cfg['training']['train_seconds']:.0f} s -> {out}")
         return 0
-    info = train_ddpm(out, seed=a.seed, recipe={"steps": a.steps} if a.steps else None)
+    info = train_ddpm(out, seed=a.seed, recipe={"steps": a.steps} if a.steps else None,
+                      conditional=a.name == "digits16-cond")
     print(f"trained in {info['train_seconds']:.0f} s -> {out}", flush=True)
     write_ddpm_card(out)
     if not a.no_eval:
         if not (a.classifier / "model.safetensors").is_file():
             print(f"no classifier at {a.classifier}: skipping the quality measurement")
             return 0
-        q = digits_quality(out, a.classifier)
+        q = digits_quality(out, a.classifier, n=a.eval_n)
         update_ddpm_quality(out, q)
         print(json.dumps(q, indent=2))
     return 0
