@@ -197,11 +197,11 @@ def nobody_can(prefix: list[str], *command: str, **kwargs) -> subprocess.Complet
     return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120, **kwargs)
 
 
-def scratch_for_nobody(prefix: list[str]) -> Path:
+def scratch_for_nobody(prefix: list[str], name: str = "hrf-space-") -> Path:
     """A new folder of root's (mode 755) that 'nobody' can reach: under TMPDIR, or /tmp, or /var/tmp."""
     for base in dict.fromkeys((tempfile.gettempdir(), "/tmp", "/var/tmp")):
         if Path(base).is_dir() and nobody_can(prefix, "test", "-x", base).returncode == 0:
-            folder = Path(tempfile.mkdtemp(prefix="hrf-space-", dir=base))
+            folder = Path(tempfile.mkdtemp(prefix=name, dir=base))
             folder.chmod(0o755)
             return folder
     pytest.skip("no temporary folder that 'nobody' can reach (TMPDIR, /tmp, /var/tmp)")
