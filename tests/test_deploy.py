@@ -40,18 +40,22 @@ def small_config(model: str) -> TrainConfig:
                        eval_every=3)
 
 
+def app_env(env: dict) -> dict:
+    """This process's environment without the app's own settings, offline, one torch thread, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HRF_", "GRADIO_", "SPACE_"))}
+    return {**base, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+            "HRF_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
+
+
 class App:
     """``python app.py`` in a subprocess (its own process: it can be killed with -9)."""
 
-    def __init__(self, env: dict, user: list[str] | None = None, cwd: Path = REPO_ROOT):
+    def __init__(self, env: dict, user: list[str] | None = None, cwd: Path = REPO_ROOT, repo: Path = REPO_ROOT):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="hrf-app-", suffix=".log", delete=False)
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("HRF_", "GRADIO_", "SPACE_"))}
-        env = {**base, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",
-               "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "HRF_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
-        self.process = subprocess.Popen([*(user or []), sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=cwd,
+        env = app_env({"GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1", **env})
+        self.process = subprocess.Popen([*(user or []), sys.executable, str(repo / "app.py")], env=env, cwd=cwd,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         import httpx
 
@@ -171,7 +175,6 @@ def snapshot(folder: Path) -> dict:
     """Every file and folder below ``folder`` (without following links) with its size and modification time."""
     out = {}
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".pytest_cache", ".ruff_cache", ".venv")]
         for name in dirs + files:
             path = Path(root) / name
             stat = path.lstat()
@@ -190,29 +193,95 @@ def as_nobody() -> list[str] | None:
     return None
 
 
+def nobody_can(prefix: list[str], *command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def scratch_for_nobody(prefix: list[str], name: str = "hrf-space-") -> Path:
+    """A new folder of root's (mode 755) that 'nobody' can reach: under TMPDIR, or /tmp, or /var/tmp."""
+    for base in dict.fromkeys((tempfile.gettempdir(), "/tmp", "/var/tmp")):
+        if Path(base).is_dir() and nobody_can(prefix, "test", "-x", base).returncode == 0:
+            folder = Path(tempfile.mkdtemp(prefix=name, dir=base))
+            folder.chmod(0o755)
+            return folder
+    pytest.skip("no temporary folder that 'nobody' can reach (TMPDIR, /tmp, /var/tmp)")
+
+
+def read_only_copy_of_the_repository(target: Path) -> None:
+    """The files git would commit (tracked, and untracked unless ignored) copied into ``target``: root's,
+    readable by everyone, writable by no one else; symlinks stay links. Without git: the tree less .git, .venv,
+    runs and caches."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                            capture_output=True) if shutil.which("git") else None
+    if listed is not None and listed.returncode == 0:
+        names = sorted({name for name in listed.stdout.decode().split("\0") if name})
+    else:
+        names = []
+        for root, dirs, files in os.walk(REPO_ROOT):
+            dirs[:] = [d for d in dirs if d not in (".git", ".venv", "runs", "__pycache__", ".pytest_cache",
+                                                    ".ruff_cache")]
+            names += [str(Path(root, name).relative_to(REPO_ROOT)) for name in files]
+    target.mkdir(mode=0o755)
+    for name in names:
+        source, copy = REPO_ROOT / name, target / name
+        if not (source.is_symlink() or source.is_file()):  # deleted, or a folder (a submodule)
+            continue
+        for folder in reversed(copy.relative_to(target).parents[:-1]):
+            (target / folder).mkdir(exist_ok=True)
+            (target / folder).chmod(0o755)
+        shutil.copy2(source, copy, follow_symlinks=False)
+        if not copy.is_symlink():
+            copy.chmod(0o755 if source.stat().st_mode & 0o100 else 0o644)
+    target.chmod(0o755)
+
+
+IMPORTS = "import gradio, importlib.util as u; assert all(u.find_spec(m) for m in ('torch', 'diffusers', 'open_clip'))"
+
+
+def nobody_with_this_python(prefix: list[str], env: dict, cwd: Path) -> list[str]:
+    """``prefix``, if 'nobody' can run this interpreter and import the app's packages with it; else (a venv or
+    interpreter in a private folder, such as a clone under ``mktemp -d`` or root's home) ``prefix`` that also
+    grants CAP_DAC_READ_SEARCH: 'nobody' may then read any file, and still write only where 'nobody' may."""
+    tried = nobody_can(prefix, sys.executable, "-c", IMPORTS, env=env, cwd=cwd)
+    if tried.returncode == 0:
+        return prefix
+    if prefix[0] != "setpriv":
+        pytest.skip(f"'nobody' cannot run {sys.executable} with its packages, and runuser cannot lend it "
+                    f"the right to read them: {tried.stderr.strip()[-300:]}")
+    reading = [*prefix, "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    granted = nobody_can(reading, sys.executable, "-c", IMPORTS, env=env, cwd=cwd)
+    assert granted.returncode == 0, f"'nobody' cannot run {sys.executable}, even allowed to read every file:\n" \
+                                    f"{tried.stderr[-1000:]}\n{granted.stderr[-1000:]}"
+    return reading
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(as_nobody() is None, reason="needs root and setpriv or runuser to run the app as 'nobody'")
 def test_a_space_as_nobody_writes_nothing_into_the_repository(tiny_model_dir):
     """SPACE_ID set, persistent storage at the (injected) /data: runs go to /data/runs and the page says so once;
-    the shipped examples are served; a run trains; the repository (read-only for 'nobody') is unchanged."""
+    the shipped examples are served; a run trains; the repository (a copy of the checkout, read-only for 'nobody',
+    wherever the checkout lies) is unchanged."""
     import httpx
     from gradio_client import Client
 
     prefix = as_nobody()
-    scratch = Path(tempfile.mkdtemp(prefix="hrf-space-"))
+    scratch = scratch_for_nobody(prefix)
     try:
+        repo = scratch / "repo"
+        read_only_copy_of_the_repository(repo)
         for name in ("data", "home", "tmp"):
             (scratch / name).mkdir()
         shutil.copytree(tiny_model_dir, scratch / "model")
-        subprocess.run(["chown", "-R", "nobody:nogroup", str(scratch)], check=True)
-        scratch.chmod(0o755)
-        if subprocess.run([*prefix, "test", "-w", str(REPO_ROOT)]).returncode == 0:
-            pytest.skip("the repository is writable by 'nobody': it cannot stand for a read-only one here")
-        before = snapshot(REPO_ROOT)
+        for name in ("data", "home", "tmp", "model"):
+            subprocess.run(["chown", "-R", "nobody:nogroup", str(scratch / name)], check=True)
         env = {"SPACE_ID": "someone/hrf-explorer", "HRF_DATA_DIR": str(scratch / "data"), "HOME": str(scratch / "home"),
                "TMPDIR": str(scratch / "tmp"), "GRADIO_TEMP_DIR": str(scratch / "tmp" / "gradio"),
                "HF_HOME": str(scratch / "home" / "hf"), "MPLCONFIGDIR": str(scratch / "home" / "mpl")}
-        served = App(env, user=prefix, cwd=scratch / "home")
+        user = nobody_with_this_python(prefix, app_env(env), scratch / "home")
+        assert nobody_can(user, "test", "-r", str(repo / "app.py")).returncode == 0
+        assert nobody_can(user, "test", "-w", str(repo)).returncode != 0  # the repository is read-only for it
+        before = snapshot(repo)
+        served = App(env, user=user, cwd=scratch / "home", repo=repo)
         try:
             config = httpx.get(served.url + "config", timeout=30).text
             note = f"persistent storage ({scratch / 'data' / 'runs'})"
@@ -233,6 +302,6 @@ def test_a_space_as_nobody_writes_nothing_into_the_repository(tiny_model_dir):
             assert "Traceback" not in served.output(), served.output()
         finally:
             served.close()
-        assert snapshot(REPO_ROOT) == before  # nothing written into the repository
+        assert snapshot(repo) == before  # nothing written into the repository
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -22,8 +22,12 @@ def small_config(**changes) -> TrainConfig:
     return base.replace(**changes).validate()
 
 
+HOLD = 120  # seconds a gate holds a fake trainer at most (the test opens it; a failed test leaves no thread for long)
+
+
 class FakeTrainer:
-    """Writes rows and grids like the real trainer; ``mode``: done | stop | crash | crash-at-init."""
+    """Writes rows and grids like the real trainer; ``mode``: done | stop | crash | crash-at-init; a ``gate`` holds
+    it before each epoch until the test opens it."""
 
     def __init__(self, config, run, callbacks, stop_event, mode="done", gate=None):
         if mode == "crash-at-init":
@@ -46,7 +50,7 @@ class FakeTrainer:
         for epoch in range(1, self.config.epochs + 1):
             self.phase = f"epoch {epoch}: sampling"
             if self.gate is not None:
-                self.gate.wait(5)
+                self.gate.wait(HOLD)
             if self.stop_event.is_set():
                 self.run.set_status("stopped", epoch - 1, self.config.epochs, "stopped")
                 self.phase = "stopped"
@@ -87,7 +91,7 @@ def test_stopped_and_second_start_refused(tmp_path):
     gate = threading.Event()
     manager = make_manager(tmp_path, gate=gate)
     run_id = manager.start(small_config(epochs=50))
-    deadline = time.time() + 5
+    deadline = time.time() + 60
     while manager.snapshot().phase != "epoch 1: sampling" and time.time() < deadline:
         time.sleep(0.01)
     snap = manager.snapshot()
@@ -213,7 +217,7 @@ class FakeResume(FakeTrainer):
     def train(self) -> str:
         for epoch in range(self.at + 1, self.config.epochs + 1):
             if self.gate is not None:
-                self.gate.wait(5)
+                self.gate.wait(HOLD)
             self._log(epoch)
             self.run.checkpoint_dir(epoch).joinpath("unet").mkdir(parents=True)
         self.run.set_status("done", self.config.epochs, self.config.epochs, "finished")

@@ -5,7 +5,6 @@ grids, the GIF and the Results figures download; gradio_client works through the
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_deploy import as_nobody, scratch_for_nobody
 from test_jobs import FakeTrainer
 
 from explorer.server import free_port
@@ -38,10 +38,12 @@ def readme_location() -> str:
 
 
 class Nginx:
-    """Debian's nginx with a config of its own in a temporary folder, unprivileged (as 'nobody' when run by root)."""
+    """Debian's nginx with a config of its own in a temporary folder, unprivileged (as 'nobody' when run by root,
+    in a folder 'nobody' can reach)."""
 
     def __init__(self, app_port: int):
-        self.folder = Path(tempfile.mkdtemp(prefix="hrf-nginx-"))
+        prefix = as_nobody()
+        self.folder = scratch_for_nobody(prefix, "hrf-nginx-") if prefix else Path(tempfile.mkdtemp(prefix="hrf-nginx-"))
         self.port = free_port()
         location = readme_location().replace("127.0.0.1:7860", f"127.0.0.1:{app_port}")
         assert f"127.0.0.1:{app_port}" in location and "location /hrf/" in location
@@ -65,13 +67,11 @@ http {{
     }}
 }}
 """)
-        prefix = []
-        if os.geteuid() == 0 and shutil.which("setpriv"):
+        if prefix:
             subprocess.run(["chown", "-R", "nobody:nogroup", str(self.folder)], check=True)
-            prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        self.process = subprocess.Popen([*prefix, NGINX, "-p", str(self.folder), "-e", str(self.folder / "error.log"),
-                                         "-c", str(self.folder / "nginx.conf")], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([*(prefix or []), NGINX, "-p", str(self.folder), "-e",
+                                         str(self.folder / "error.log"), "-c", str(self.folder / "nginx.conf")],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.process.poll() is not None:
