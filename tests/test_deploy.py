@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,18 +19,13 @@ import torch
 from safetensors.torch import load_file
 
 from explorer.api import start_params
+from explorer.server import free_port
 from explorer.storage import runs_location
 from hrf_core import REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.store.runs import RunStore
 
 SECRET = "podium-41c7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def small_config(model: str) -> TrainConfig:

@@ -43,7 +43,8 @@ class Nginx:
 
     def __init__(self, app_port: int):
         prefix = as_nobody()
-        self.folder = scratch_for_nobody(prefix, "hrf-nginx-") if prefix else Path(tempfile.mkdtemp(prefix="hrf-nginx-"))
+        self.folder = (scratch_for_nobody(prefix, "hrf-nginx-") if prefix
+                       else Path(tempfile.mkdtemp(prefix="hrf-nginx-")))
         self.port = free_port()
         location = readme_location().replace("127.0.0.1:7860", f"127.0.0.1:{app_port}")
         assert f"127.0.0.1:{app_port}" in location and "location /hrf/" in location
