@@ -130,8 +130,9 @@ def map_files(value: Any, convert: Callable[[Path], Any]) -> Any:
 
 
 def plain_metrics(metrics: dict) -> dict:
-    """Metrics as JSON numbers: counts as int, the rest as float."""
-    return {key: int(value) if isinstance(value, int) else float(value) for key, value in metrics.items()}
+    """Metrics as JSON numbers: counts as int, the rest as float (nested: a prompted run's ``per_prompt``)."""
+    return {key: plain_metrics(value) if isinstance(value, dict) else int(value) if isinstance(value, int)
+            else float(value) for key, value in metrics.items()}
 
 
 class ScriptingApi:

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     base_metrics.add_argument("--rewards", nargs="+", default=["jpeg-compressibility", "jpeg-incompressibility"])
     base_metrics.add_argument("--device", default="cpu")
 
-    sub.add_parser("experiment", help="run frontier-digits (see python -m hrf_core experiment frontier-digits --help)")
+    sub.add_parser("experiment", help="run an experiment: frontier-digits or prompts-digits (see python -m hrf_core "
+                   "experiment NAME --help)")
     sub.add_parser("frontier", help="compare runs at matched reward and compute against DDPO "
                    "(see python -m hrf_core frontier --help)")
     sub.add_parser("animate", help="replay a run as a GIF (see python -m hrf_core animate --help)")
@@ -250,6 +251,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``experiment NAME``: each experiment's module.
+EXPERIMENTS = {"frontier-digits": "hrf_core.study.experiment", "prompts-digits": "hrf_core.study.prompts_experiment"}
 #: Subcommands whose arguments belong to their own module's parser (its ``cli_main``).
 FORWARDED = {
     "pretrain": "hrf_core.models.pretrain", "experiment": "hrf_core.study.experiment",
@@ -273,7 +276,9 @@ def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in FORWARDED:
         try:
-            module = importlib.import_module(FORWARDED[argv[0]])
+            name = EXPERIMENTS.get(argv[1] if len(argv) > 1 else "", FORWARDED[argv[0]]) \
+                if argv[0] == "experiment" else FORWARDED[argv[0]]
+            module = importlib.import_module(name)
             return module.cli_main(argv[1:])
         except ValueError as error:
             return _usage_error(error)

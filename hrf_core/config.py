@@ -28,6 +28,12 @@ class TrainConfig:
     siblings: int = 4  # B: re-noised copies per trajectory-of-interest image
     start_source: str = "policy"  # trajectory-of-interest images from the current policy or the frozen base
     outside_window: str = "tuned"  # steps before the window: the fine-tuned network, or the base model (window-only)
+    # Prompts (a prompted model): each sample draws one from the set; guidance; per-prompt advantage statistics.
+    prompts: tuple[str, ...] = ()
+    guidance: float = 1.0
+    guidance_grad: str = "both"  # both branches in the gradient, or "cond": the unconditional branch detached
+    prompt_buffer: int = 16  # adv_scope "prompt": the recent rewards kept per prompt (ddpo-pytorch's buffer)
+    prompt_min_count: int = 16  # ... and how many a prompt needs before its own statistics are used
     # HRF-D: candidate starts every `hrfd_stride` steps, deterministic probes, score weight beta.
     hrfd_stride: int = 2
     hrfd_beta: float = 0.5
@@ -105,12 +111,17 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
-        for key in ("window", "adam_betas", "eval_embeddings"):
+        for key in ("window", "adam_betas", "eval_embeddings", "prompts"):
             if key in data:
                 data[key] = tuple(data[key])
         if "clusters" in data:
             data["clusters"] = tuple(tuple(c) for c in data["clusters"])
         return cls(**data)
+
+    @property
+    def prompted(self) -> bool:
+        """Whether the run is prompted (a conditional model with a prompt set)."""
+        return bool(self.prompts)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -108,7 +108,9 @@ START_MODES = {"uniform": "uniform in the window (per batch)", "fixed": "fixed a
 #: re-noised from the same trajectory-of-interest image (HRF's analogue of DDPO's per-prompt statistics; the
 #: paper's code gets it from batch = B = 5). Rows started from pure noise share no image: under "image" they
 #: are standardised per batch.
-ADV_SCOPES = {"epoch": "the epoch", "batch": "its sampling batch", "image": "its re-noised image's siblings (HRF)"}
+ADV_SCOPES = {"epoch": "the epoch", "batch": "its sampling batch", "image": "its re-noised image's siblings (HRF)",
+              "prompt": "its prompt's recent rewards (ddpo-pytorch's per-prompt tracker)"}
+GUIDANCE_GRADS = {"both": "both branches (ddpo-pytorch, TRL)", "cond": "the conditional branch only (Flow-GRPO)"}
 START_SOURCES = {"policy": "the current policy", "base": "the frozen base model"}
 #: What samples the steps before a windowed run's window: the fine-tuned network ("tuned", the paper's HRF: one
 #: shared network at every step) or the frozen base model ("base": window-only sampling, so the steps the run
@@ -164,6 +166,20 @@ TABLE: dict[str, Setting] = {s.name: s for s in (
       flag="--eval-samples", form="number", api=True),
     S("kl_coef", "KL penalty to the base (DPOK; 0 = off)", "KL penalty to the frozen base model (DPOK), nats per "
       "pixel per trained step (0: off)", low=0.0, high=1000.0, flag="--kl-coef", form="number", api=True),
+    S("prompts", "Prompts", "the prompt set of a prompted model; each sample draws one, uniformly (a class-conditional "
+      "model: its classes, e.g. 3,7,8; several prompts: separated by commas, or one per line; empty: an "
+      "unconditional model)", kind="prompts", flag="--prompts", form="main", api=True, column="prompts"),
+    S("guidance_grad", "Guided log-prob's gradient through", "with guidance != 1: the gradient flows through both "
+      "branches of the guided eps (ddpo-pytorch, TRL) or the conditional one only (cond: Flow-GRPO)", kind="choice",
+      choices=GUIDANCE_GRADS, choose="the branches the gradient flows through", flag="--guidance-grad",
+      form="advanced", api=True),
+    S("guidance", "Guidance scale", "classifier-free guidance scale w in eps_u + w (eps_c - eps_u) (1: the conditional "
+      "model, one UNet call a step)", low=0.0, high=30.0, flag="--guidance", form="number", api=True),
+    S("prompt_buffer", "Per-prompt buffer", "adv_scope prompt: the recent rewards kept per prompt", kind="int", low=1,
+      high=100_000, flag="--prompt-buffer", form="number", api=True),
+    S("prompt_min_count", "Per-prompt minimum count", "adv_scope prompt: a prompt's own statistics once it has this "
+      "many rewards (before: the epoch's)", kind="int", low=1, high=100_000, flag="--prompt-min-count",
+      form="number", api=True),
     S("clusters", "Clusters", "HRF sliding cluster START:ENDxEPOCHS (repeat; the page makes two from its window)",
       kind="clusters", flag="--cluster"),
     S("start_source", "Start images from", "trajectory-of-interest images from the current policy or the frozen "
@@ -262,6 +278,26 @@ def fit_window(text: Any, num_steps: int) -> tuple[int, int]:
     return min(max(start, 0), end - 1), end
 
 
+def parse_prompts(value: Any) -> tuple[str, ...]:
+    """A prompt set: "3,7,8", one prompt per line, or a list; each stripped, none empty, none twice."""
+    if isinstance(value, str):
+        parts = value.splitlines() if "\n" in value.strip() else value.split(",")
+    elif isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    else:
+        raise SettingError(f"{{prompts}} must be text (3,7,8, or one prompt per line) or a list, got {value!r}")
+    prompts = tuple(p.strip() for p in parts if p.strip())
+    repeated = [p for i, p in enumerate(prompts) if p in prompts[:i]]
+    if repeated:
+        raise SettingError(f"{{prompts}} name {repeated[0]!r} twice")
+    return prompts
+
+
+def format_prompts(prompts: tuple[str, ...]) -> str:
+    """A prompt set as the page's field shows it: commas, or one per line when a prompt holds a comma."""
+    return ("\n" if any("," in p for p in prompts) else ",").join(prompts)
+
+
 def parse_cluster(text: str) -> tuple[int, int, int]:
     """``"0:20x10"`` -> (0, 20, 10): window 0:20 for 10 epochs."""
     try:
@@ -319,6 +355,8 @@ def parse(name: str, value: Any) -> Any:
             start, end = parse_window(value, 10**9)
             return (start, end)
         return tuple(int(v) for v in value)
+    if setting.kind == "prompts":
+        return parse_prompts(value)
     if setting.kind == "clusters":
         return tuple(parse_cluster(c) if isinstance(c, str) else tuple(int(v) for v in c) for c in value)
     return value
@@ -345,6 +383,12 @@ def check(config: TrainConfig) -> None:
          "outside its window")
     rule(config.adv_scope != "image" or (method.windowed and config.siblings >= 2),
          "{adv_scope} 'image' needs re-noised siblings (an HRF method with {siblings} >= 2)")
+    rule(config.adv_scope != "prompt" or config.prompted,
+         "{adv_scope} 'prompt' needs {prompts}: per-prompt statistics need a prompted run")
+    rule(config.guidance == 1 or config.prompted, "{guidance} needs {prompts}: an unconditional model has nothing "
+                                                  "to guide towards")
+    n, p = config.eval_samples, len(config.prompts)
+    rule(not p or n >= 2 * p, f"{{eval_samples}} ({n}) must give each of the {p} {{prompts}} at least 2 samples")
     s, b, sib = config.samples_per_epoch, config.batch_size, config.siblings
     rule(b <= s, f"{{batch_size}} ({b}) cannot exceed {{samples_per_epoch}} ({s})")
     rule(s % b == 0, f"{{samples_per_epoch}} ({s}) must be a multiple of {{batch_size}} ({b})")
@@ -372,9 +416,10 @@ def from_values(values: dict[str, Any], base: TrainConfig, none_is_empty: bool =
 
 def to_values(config: TrainConfig, surface: str = "form") -> dict[str, Any]:
     """The values of ``config``'s settings on a surface ("form" or "api"), the window as "start:end" the way the
-    window selector shows it (inverse of :func:`from_values`)."""
+    window selector shows it and the prompts as text (inverse of :func:`from_values`)."""
     from hrf_core import methods
 
     values = {s.name: getattr(config, s.name) for s in on(surface)}
     values["window"] = format_window(methods.get(config.method).form_window(config))
+    values["prompts"] = format_prompts(config.prompts)
     return values

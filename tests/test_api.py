@@ -24,7 +24,9 @@ from hrf_core.rewards import registry as rewards
 from hrf_core.store.runs import RunStore
 
 FORM = ["model", "reward", "method", "window_start", "window_end", "window", "start_mode", "adv_scope",
-        "outside_window", *settings.form_numbers(), "preset", "token"]
+        "outside_window", "epochs", "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range",
+        "adv_clip", "seed", "eval_every", "eval_samples", "kl_coef", "prompts", "guidance_grad", "guidance",
+        "prompt_buffer", "prompt_min_count", "preset", "token"]  # the prompts' parameters come last (#29)
 PARAMETERS = {
     "/start": FORM, "/duel": FORM, "/stop": ["token"], "/status": [],
     "/compare": ["a", "b", "a_run_id", "a_epoch", "b_run_id", "b_epoch", "n", "seed", "reward", "handover", "token"],

@@ -163,8 +163,10 @@ def test_the_settings_table_holds_every_field_and_drives_every_surface():
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     assert sorted(settings.TABLE) == sorted(fields)
     # the page's form
-    assert [s.name for s in settings.on("form")] == ["model", "reward", "method", "window", "start_mode",
-                                                      "adv_scope", "outside_window", *settings.form_numbers()]
+    shown = [s.name for s in settings.on("form")]
+    assert set(shown) == {"model", "reward", "method", "window", "start_mode", "adv_scope", "outside_window",
+                          "prompts", "guidance_grad", *settings.form_numbers()}
+    assert len(shown) == len(set(shown))
     # the API's parameters: every API setting (the window also by its two ends), then preset and token
     names = list(form_signature().parameters)
     expected = [n for s in settings.on("api") for n in (

@@ -37,7 +37,7 @@ def test_minus_one_is_black_not_clamped_garbage():
 
 
 def test_registry_and_unknown_reward(monkeypatch, tmp_path):
-    names = {"jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "aesthetic",
+    names = {"jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "aesthetic", "alignment",
              *(f"digit:{d}" for d in range(10))}
     assert set(REWARDS) == names
     with pytest.raises(ValueError, match="unknown reward 'nope'; choose one of: jpeg-compressibility"):
@@ -45,7 +45,8 @@ def test_registry_and_unknown_reward(monkeypatch, tmp_path):
     # what needs nothing, or only the shipped digits classifier, is available with no caveat, and scores images
     for name in sorted(names - {"aesthetic"}):
         assert REWARDS[name].available() == (True, ""), name
-        scores = make_reward(name)(-torch.ones(2, 1, 16, 16))
+        prompts = ["3", "7"] if REWARDS[name].prompted else None
+        scores = make_reward(name)(-torch.ones(2, 1, 16, 16), prompts)
         assert scores.shape == (2,) and bool(torch.isfinite(scores).all()), name
     # the aesthetic reward offline with empty caches: unavailable, saying which weights are missing
     from huggingface_hub import constants
@@ -168,3 +169,20 @@ def test_custom_rewards_cannot_shadow_built_ins(reward_file):
 
     with pytest.raises(ValueError, match="taken by a built-in"):
         rewards.register_reference(f"{reward_file}:brightness", "ink")
+
+
+def test_alignment_scores_the_prompted_digit_and_needs_prompts():
+    """alignment = p(prompted digit | x) under the classifier: the same images score each prompt's probability;
+    without prompts (an unprompted run) it refuses in one line."""
+    from hrf_core.models.digits import load_digit_classifier
+
+    images = torch.rand(3, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        probs = torch.softmax(load_digit_classifier()(images), dim=1)
+    reward = make_reward("alignment")
+    expected = [float(probs[0, 3]), float(probs[1, 0]), float(probs[2, 9])]
+    assert reward(images, ["3", "0", "9"]).tolist() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="alignment reads each image's prompt: it needs a prompted run"):
+        reward(images)
+    with pytest.raises(ValueError, match="digit prompts"):
+        reward(images, ["a cat", "3", "3"])

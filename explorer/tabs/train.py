@@ -213,6 +213,10 @@ class TrainTab:
                 c.compute = gr.Button("Compute profile", size="sm", elem_id="profile-btn", scale=0, min_width=150)
                 c.profile_note = gr.HTML("", elem_id="profile-note")
                 c.profile_timer = gr.Timer(1.0, active=False)
+            c.form["prompts"] = gr.Textbox(c.values["prompts"], label="Prompts", elem_id="prompts", lines=1,
+                                           info="a prompted model's prompt set: each sample draws one (digits16-cond: "
+                                                "digits, e.g. 3,7,8; one prompt per line for text); empty for an "
+                                                "unconditional model")
             with gr.Row(equal_height=False):
                 c.note = gr.Markdown(self.note(d.method, c.values["window"], c.k, d.epochs, d.start_mode),
                                      elem_id="window-note", elem_classes="hrf-note")

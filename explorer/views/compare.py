@@ -51,6 +51,15 @@ class Source:
     label: str
     reward: str | None = None
     num_steps: int | None = None  # the K its run was trained with
+    prompts: tuple[str, ...] = ()  # a prompted model's prompts: its run's, or (a base model) every one it knows
+    guidance: float = 1.0
+
+    def rows(self, n: int, prompts: tuple[str, ...] = ()) -> list[str] | None:
+        """Each of ``n`` samples' prompt (``prompts`` in turn, default this source's); None when unconditional."""
+        from hrf_core.rl.sampling import round_robin
+
+        chosen = prompts or self.prompts
+        return round_robin(chosen, n) if self.prompts and chosen else None
 
 
 def resolve_source(store: RunStore, value: str) -> Source:
@@ -59,7 +68,11 @@ def resolve_source(store: RunStore, value: str) -> Source:
         raise ValueError("choose what to sample from")
     if value.startswith("base:"):
         model = value[len("base:"):]
-        return Source(load=model, family=model, label=f"{Path(model).name} (base)")
+        from hrf_core.models.registry import conditioner_of
+
+        conditioner = conditioner_of(model) if model else None
+        return Source(load=model, family=model, label=f"{Path(model).name} (base)",
+                      prompts=conditioner.vocabulary if conditioner is not None else ())
     if value.startswith("ckpt:"):
         try:
             _, run_id, folder = value.split(":", 2)
@@ -71,15 +84,16 @@ def resolve_source(store: RunStore, value: str) -> Source:
                 epoch = checkpoint_epoch(folder)
                 return Source(load=str(checkpoint), family=str(run.config.get("model", "")),
                               label=f"{run_label(run.config)} · epoch {epoch}", reward=run.config.get("reward"),
-                              num_steps=run.config.get("num_steps"))
+                              num_steps=run.config.get("num_steps"), prompts=tuple(run.config.get("prompts") or ()),
+                              guidance=float(run.config.get("guidance", 1.0)))
         raise ValueError(f"run {run_id} has no checkpoint {folder}")
     raise ValueError(f"unknown sample source {value!r}")
 
 
 def sample_grid(store: RunStore, value: str, n: int = 16, seed: int = 0, num_steps: int | None = None):
     """A grid (PIL) of ``n`` samples from a base model or checkpoint with a fixed seed (K: its run's)."""
-    from hrf_core.imaging import image_grid
     from hrf_core.rl.sampling import sample_from
+    from hrf_core.rl.sampling import sample_grid as grid_of
 
     n = int(parse_bounded("Samples", n, 1, 256))
     seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
@@ -88,8 +102,9 @@ def sample_grid(store: RunStore, value: str, n: int = 16, seed: int = 0, num_ste
     num_steps = int(num_steps or source.num_steps or 40)
     with _MODEL_LOCK:
         base = cached_model(source.load)
-        images = sample_from(base, n, seed, num_steps=num_steps).cpu()
-    return image_grid(images, scale=max(1, 128 // images.shape[-1]))
+        prompts = source.rows(n)
+        images = sample_from(base, n, seed, num_steps=num_steps, prompts=prompts, guidance=source.guidance).cpu()
+    return grid_of(images, prompts, columns=max(1, n // len(source.prompts)) if prompts else 8, limit=n)
 
 
 
@@ -116,12 +131,14 @@ def _metric_name(key: str) -> str:
     if key in METRIC_NAMES:
         return METRIC_NAMES[key]
     name, _, n = key.partition("@")
+    within = name.endswith("_within")
+    name = name.removesuffix("_within")
     pretty = {"vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels; weak proxy)",
               "is_classifier": "Inception Score (classifier)", "class_entropy": "class entropy (bits)",
               "class_coverage": "class coverage", "is_inception": "Inception Score (Inception-v3)",
               "vendi_inception": "Vendi (Inception-v3 features)", "vendi_clip": "Vendi (CLIP ViT-L/14 features)"
               }.get(name, name)
-    return pretty
+    return f"{pretty} within prompt" if within else pretty
 
 
 def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int = 0, reward: str | None = None,
@@ -133,10 +150,10 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     (S = K gives the base model's samples exactly).
     """
 
-    from hrf_core.imaging import image_grid
     from hrf_core.measure.projection import project_pair, projection_figure
     from hrf_core.rewards.registry import REWARDS, make_reward
     from hrf_core.rl.sampling import sample_from
+    from hrf_core.rl.sampling import sample_grid as grid_of
 
     n = int(parse_bounded("Samples", n, 4, 256))
     seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
@@ -158,13 +175,18 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
         if model_a.sample_shape != model_b.sample_shape:
             raise ValueError("these two produce different image sizes: compare checkpoints of the same base model")
         early = cached_model(b.family) if handover else None
-        images_a = sample_from(model_a, n, seed, num_steps=num_steps).cpu()
-        images_b = sample_from(model_b, n, seed, num_steps=num_steps, early=early, handover=handover).cpu()
+        common = b.prompts if a.prompts and b.prompts else ()  # both prompted: B's prompts for both
+        prompts_a, prompts_b = a.rows(n, common), b.rows(n, common)
+        images_a = sample_from(model_a, n, seed, num_steps=num_steps, prompts=prompts_a, guidance=a.guidance).cpu()
+        images_b = sample_from(model_b, n, seed, num_steps=num_steps, early=early, handover=handover,
+                               prompts=prompts_b, guidance=b.guidance).cpu()
+    if REWARDS[reward].prompted and not (prompts_a and prompts_b):
+        raise ValueError(f"reward {reward} reads each sample's prompt: compare two prompted models")
     reward_fn = make_reward(reward, device="cpu")
     evaluator = cached_evaluator(model_a.sample_shape)
-    metrics_a = evaluator(images_a, reward_fn(images_a).float().cpu())
-    metrics_b = evaluator(images_b, reward_fn(images_b).float().cpu())
-    keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel")]
+    metrics_a = evaluator(images_a, reward_fn(images_a, prompts_a).float().cpu(), prompts=prompts_a)
+    metrics_b = evaluator(images_b, reward_fn(images_b, prompts_b).float().cpu(), prompts=prompts_b)
+    keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel", "per_prompt")]
     order = sorted(keys, key=lambda k: (not k.startswith("reward"), k))
     table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4),
               f"{float(metrics_b[k]) - float(metrics_a[k]):+.4f}"] for k in order]
@@ -174,8 +196,9 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
                                thumbnails=thumbnails and n <= 64,
                                thumb_size=32, title=f"Same seeds, joint PCA of {space}")
     figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 60, "b": 50})
-    scale = max(1, 128 // images_a.shape[-1])
     label_b = f"{b.label} · hand-over at step {handover}" if handover else b.label
-    return Comparison(image_grid(images_a, scale=scale), image_grid(images_b, scale=scale), a.label, label_b,
+    columns = max(1, n // len(common or a.prompts or b.prompts or "x"))
+    return Comparison(grid_of(images_a, prompts_a, columns, n), grid_of(images_b, prompts_b, columns, n), a.label,
+                      label_b,
                       table, figure, dict(metrics_a), dict(metrics_b), reward, num_steps)
 

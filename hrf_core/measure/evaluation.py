@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hrf_core.measure.metrics import evaluate_samples
+from hrf_core.measure.metrics import evaluate_samples, prompt_metrics
 
 #: The image shape the digits classifier reads: any model producing it gets classifier metrics.
 DIGITS_SHAPE = (1, 16, 16)
@@ -99,14 +99,23 @@ class Evaluator:
         """``"pixel Vendi: weak proxy"`` when no learned embedding measures these samples, else empty."""
         return PIXEL_PROXY if self.embeddings == ("pixel",) else ""
 
-    def __call__(self, images: torch.Tensor, rewards: torch.Tensor, arrays: dict | None = None) -> dict:
-        """Named metrics; ``arrays`` (a dict) receives the per-sample features, probabilities and rewards."""
+    def __call__(self, images: torch.Tensor, rewards: torch.Tensor, arrays: dict | None = None,
+                 prompts: Sequence[str] | None = None) -> dict:
+        """Named metrics; ``arrays`` (a dict) receives the per-sample features, probabilities and rewards.
+
+        ``prompts`` (each sample's, a prompted run): also the within-prompt metrics (``*_within@N``: each prompt's
+        samples on their own, averaged over the prompts) and each prompt's own (``per_prompt``); the arrays keep
+        each sample's prompt (``prompt_index``).
+        """
         specs = [self._extractors.get(name, name) for name in self.embeddings]
-        metrics = evaluate_samples(images, rewards, embeddings=specs, classifier=self.classifier, arrays=arrays,
+        kept = arrays if arrays is not None else {}
+        metrics = evaluate_samples(images, rewards, embeddings=specs, classifier=self.classifier, arrays=kept,
                                    device=self.device)
         n = images.shape[0]
         metrics["eval_samples"] = n
         metrics["vendi_pixel"] = metrics[f"vendi_pixel@{n}"]  # the run store's headline key
+        if prompts:
+            metrics.update(prompt_metrics(kept, prompts, n))
         return metrics
 
 

@@ -134,6 +134,8 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
 
     if name == "reward_mean":
         return float(arrays["rewards"][index].mean())
+    if name.endswith(metrics.WITHIN):
+        return metrics.within_prompt(name[: -len(metrics.WITHIN)], arrays, index)
     if name.startswith("vendi_") and "_q" not in name:
         feats = arrays.get(f"features.{name[len('vendi_'):]}")
         return metrics.vendi_score(feats[index]) if feats is not None else math.nan

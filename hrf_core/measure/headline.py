@@ -20,6 +20,11 @@ class MetricKeys:
 #: Diversity embeddings in order of preference, with their labels. Pixel Vendi is a weak proxy: it does
 #: not track class collapse on the digits model (docs/RESULTS.md), so it is labelled as such.
 DIVERSITY_LABELS = {
+    # a prompted run: diversity within each prompt (averaged over the prompts) comes first
+    "vendi_classifier_within": "Vendi within prompt (digit-classifier features)",
+    "vendi_clip_within": "Vendi within prompt (CLIP features)",
+    "vendi_inception_within": "Vendi within prompt (Inception features)",
+    "vendi_pixel_within": "Vendi within prompt (pixels) · weak proxy",
     "vendi_classifier": "Vendi (digit-classifier features)",
     "vendi_clip": "Vendi (CLIP features)",
     "vendi_inception": "Vendi (Inception features)",

@@ -46,6 +46,7 @@ from hrf_core import CHECKPOINTS_DIR
 from hrf_core.models.registry import BaseModel
 from hrf_core.rewards.registry import RewardFn
 from hrf_core.rl.policy import StopCheck, StopRequested, ddim_step_with_logprob, noise_like, rollout, unet_eps
+from hrf_core.rl.sampling import prompt_condition, round_robin
 
 #: the suggestion rule's default: the latest probed start that leaves at least this share undecided
 UNDECIDED_MIN = 0.25
@@ -64,6 +65,7 @@ class ProfileSettings:
     seed: int = 0
     resamples: int = 400
     batch_size: int = 512  # rows per UNet call
+    prompts: tuple[str, ...] = ()  # a prompted model: trunk i draws prompts[i % P] (empty: every one it knows)
 
     def validate(self) -> ProfileSettings:
         """Raise ValueError with one line for a bad value; return self with the probes filled in."""
@@ -102,10 +104,12 @@ def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck |
     early, handover = model.early, model.handover_at(k)
     generator = torch.Generator().manual_seed(s.seed)
     x = noise_like((n, *model.sample_shape), generator, model.device)
+    cond = prompt_condition(model, trunk_prompts(model, s), n)
     trunk = rollout(model.unet, model.scheduler, x, 0, s.eta, generator, stop=stop,
-                    early_unet=early.unet if early is not None and handover else None, handover=handover)
+                    early_unet=early.unet if early is not None and handover else None, handover=handover, cond=cond)
     # rows: probe-major, then trunk, then branch; row r starts at step index starts[r] from the trunk's state
     states = torch.cat([trunk.states[:, p].repeat_interleave(m, dim=0) for p in s.probes])
+    rows = None if cond is None else cond.cat([cond.repeat_interleave(m)] * len(s.probes))
     starts = torch.tensor(s.probes).repeat_interleave(n * m)
     branch_generator = torch.Generator().manual_seed(s.seed + 1_000_003)
     total_rows = int(sum((k - p) * n * m for p in s.probes))
@@ -120,7 +124,7 @@ def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck |
             for chunk in active.split(s.batch_size):
                 if stop is not None and stop():
                     raise StopRequested
-                parts.append(unet_eps(unet, states[chunk], int(t)))
+                parts.append(unet_eps(unet, states[chunk], int(t), cond=None if rows is None else rows[chunk]))
             eps = torch.cat(parts)
             states[active], _ = ddim_step_with_logprob(model.scheduler, eps, int(t), states[active], eta=s.eta,
                                                        generator=branch_generator)
@@ -193,11 +197,15 @@ def profile(model: BaseModel, rewards: dict[str, RewardFn], settings: ProfileSet
     flat = finals.reshape(p * n * m, *finals.shape[3:])
     k = s.num_steps
     rows = n * k + sum((k - q) * n * m for q in s.probes)
+    prompts = trunk_prompts(model, s)
+    branch_prompts = None if prompts is None else [q for _ in s.probes for q in prompts for _ in range(m)]
     out = {}
     for name, fn in rewards.items():
-        trunk_r = np.asarray(fn(trunk_final).float().cpu(), dtype=np.float64)
-        r = np.asarray(torch.cat([fn(c).float().cpu() for c in flat.split(s.batch_size)]),
-                       dtype=np.float64).reshape(p, n, m)
+        trunk_r = np.asarray((fn(trunk_final) if prompts is None else fn(trunk_final, prompts)).float().cpu(),
+                             dtype=np.float64)
+        r = np.asarray(torch.cat([(fn(c) if prompts is None else fn(c, branch_prompts[i:i + len(c)])).float().cpu()
+                                  for i, c in zip(range(0, len(flat), s.batch_size), flat.split(s.batch_size),
+                                                  strict=True)]), dtype=np.float64).reshape(p, n, m)
         decided, gain, total = decided_share(r, trunk_r)
         out[name] = {
             **(label or {}), "reward": name, "settings": asdict(s), "num_steps": k, "probes": list(s.probes),
@@ -206,7 +214,22 @@ def profile(model: BaseModel, rewards: dict[str, RewardFn], settings: ProfileSet
             "reward_sd": float(np.sqrt(max(total, 0.0))), "unet_rows": int(rows),
             "seconds": time.perf_counter() - started,
         }
+        if prompts is not None:  # pooled above; each prompt's own trunks here (a prompt decides part of the reward)
+            out[name]["per_prompt"] = {}
+            for prompt in dict.fromkeys(prompts):
+                mine = np.array([q == prompt for q in prompts])
+                if mine.sum() >= 2:
+                    d, g, _ = decided_share(r[:, mine], trunk_r[mine])
+                    out[name]["per_prompt"][prompt] = {"decided": d.tolist(), "gain": g.tolist(),
+                                                       "trunks": int(mine.sum())}
     return out
+
+
+def trunk_prompts(model: BaseModel, settings: ProfileSettings) -> list[str] | None:
+    """Each trunk's prompt (a prompted model: the settings' prompts, else every one it knows, in turn)."""
+    if model.conditioner is None:
+        return None
+    return round_robin(settings.prompts or model.conditioner.vocabulary, settings.trunks)
 
 
 # ------------------------------------------------------------------------------------------ reading it

@@ -177,3 +177,56 @@ def evaluate_samples(
         if arrays is not None:
             arrays["rewards"] = torch.as_tensor(r, dtype=torch.float32)
     return out
+
+
+#: The suffix of a metric computed within each prompt's samples and averaged over the prompts.
+WITHIN = "_within"
+
+
+def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None) -> float:
+    """Metric ``name`` (``vendi_<embedding>`` or ``is_<embedding>``) within each prompt's samples, averaged over the
+    prompts: what shows collapse *within* a prompt (every "3" the same 3), which the across-prompt value hides.
+
+    ``arrays``: an evaluation's saved arrays with ``prompt_index`` (N,) and ``features.<embedding>`` or
+    ``probs.<embedding>``; ``index``: the samples to use (a bootstrap replicate), default all. A prompt with fewer
+    than 2 of them is left out; NaN when none is left or the arrays lack the metric.
+    """
+    kind, _, embedding = name.partition("_")
+    source = arrays.get(f"{'features' if kind == 'vendi' else 'probs'}.{embedding}")
+    groups = arrays.get("prompt_index")
+    if source is None or groups is None or kind not in ("vendi", "is"):
+        return math.nan
+    source = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+    groups = groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)
+    if index is not None:
+        source, groups = source[index], groups[index]
+    values = []
+    for group in np.unique(groups):
+        rows = source[groups == group]
+        if len(rows) >= 2:
+            values.append(vendi_score(rows) if kind == "vendi" else inception_score(rows)[0])
+    return float(np.mean(values)) if values else math.nan
+
+
+def prompt_metrics(arrays: dict, prompts: Sequence[str], n: int) -> dict:
+    """The within-prompt metrics of an evaluation (``vendi_<embedding>_within@N``, ``is_<embedding>_within@N``) and
+    each prompt's own (``per_prompt``: {prompt: {reward_mean, vendi_<embedding>, is_<embedding>}}); records the
+    samples' prompts in ``arrays`` as ``prompt_index`` (indices into the prompts in first-seen order)."""
+    names = list(dict.fromkeys(prompts))
+    arrays["prompt_index"] = torch.tensor([names.index(p) for p in prompts], dtype=torch.long)
+    metric_names = [f"vendi_{key.split('.', 1)[1]}" for key in arrays if key.startswith("features.")]
+    metric_names += [f"is_{key.split('.', 1)[1]}" for key in arrays if key.startswith("probs.")]
+    out: dict = {f"{name}{WITHIN}@{n}": within_prompt(name, arrays) for name in metric_names}
+    group = arrays["prompt_index"].numpy()
+    per_prompt = {}
+    for i, prompt in enumerate(names):
+        rows = np.flatnonzero(group == i)
+        entry = {"samples": int(len(rows))}
+        if "rewards" in arrays:
+            entry["reward_mean"] = float(arrays["rewards"][rows].mean())
+        single = {"prompt_index": torch.zeros(len(rows), dtype=torch.long),
+                  **{k: v[rows] for k, v in arrays.items() if k.startswith(("features.", "probs."))}}
+        entry.update({name: within_prompt(name, single) for name in metric_names})
+        per_prompt[prompt] = entry
+    out["per_prompt"] = per_prompt
+    return out

@@ -60,9 +60,11 @@ class HRFD(Method):
         if trainer.dist.is_main:
             trainer.phase = f"epoch {epoch}: HRF-D probing start steps"
             probe = trainer.images_of(epoch, 0)[: c.hrfd_probe_images]
+            prompts = trainer.image_prompts(epoch, 0)
+            cond = trainer.condition(prompts[: c.hrfd_probe_images]) if prompts else None
             found = dynamic_start(trainer.unet, trainer.scheduler, probe, trainer.reward_fn, c.hrfd_stride,
                                   c.hrfd_beta, c.siblings, trainer.epoch_generator(epoch, "probe", trainer.device),
-                                  trainer.stop_check)
+                                  trainer.stop_check, cond)
         trainer.start_state.record(*trainer.dist.broadcast_object(found))
 
     def epoch_notes(self, state: StartState) -> dict:
@@ -91,11 +93,13 @@ def dynamic_start(
     copies: int,
     generator: torch.Generator,
     stop: StopCheck | None = None,
+    cond=None,
 ) -> tuple[int, dict]:
     """HRF-D's start index for trajectory-of-interest ``images`` (N, C, H, W) in [-1, 1] (see the module).
 
     All candidates share the DDIM time grid, so they are denoised together: at step i only the rows with
-    s <= i call the UNet. Returns (start, diagnostics with the candidates, R, D and scores).
+    s <= i call the UNet. ``cond``: the images' prompts (a prompted run), each probe row keeps its image's.
+    Returns (start, diagnostics with the candidates, R, D and scores).
     """
     import torch
 
@@ -107,13 +111,15 @@ def dynamic_start(
     with torch.inference_mode():
         x = torch.cat([renoise(scheduler, images, s, copies, generator) for s in candidates])
         starts = torch.tensor(candidates, device=images.device).repeat_interleave(rows_per_candidate)
+        rows = None if cond is None else cond.cat([cond.repeat_interleave(copies)] * len(candidates))
         for i, t in enumerate(scheduler.timesteps):
             active = (starts <= i).nonzero().squeeze(1)
             if stop is not None and stop():
                 raise StopRequested
-            eps = unet_eps(unet, x[active], int(t))
+            eps = unet_eps(unet, x[active], int(t), cond=None if rows is None else rows[active.cpu()])
             x[active], _ = ddim_step_with_logprob(scheduler, eps, int(t), x[active], eta=0.0)
-        rewards = reward_fn(x).float().cpu().reshape(len(candidates), n, copies).mean(dim=2)  # (S, N)
+        scored = reward_fn(x) if rows is None else reward_fn(x, list(rows.prompts))
+        rewards = scored.float().cpu().reshape(len(candidates), n, copies).mean(dim=2)  # (S, N)
         target = images.repeat_interleave(copies, dim=0).flatten(1).repeat(len(candidates), 1)
         cosine = torch.nn.functional.cosine_similarity(x.flatten(1), target, dim=1)
         distance = (1 - cosine).float().cpu().reshape(len(candidates), n, copies).mean(dim=2)  # (S, N)

@@ -24,11 +24,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.models.conditioning import conditioner_for
 from hrf_core.models.weights import (
     UNET_PICKLE,
     UNET_SAFETENSORS,
@@ -54,6 +56,8 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("digits16", "embedded", str(CHECKPOINTS_DIR / "digits16"),
                   "embedded 16x16 UCI-digits DDPM (1.1M params, CPU)"),
+        ModelSpec("digits16-cond", "embedded", str(CHECKPOINTS_DIR / "digits16-cond"),
+                  "embedded class-conditional 16x16 digits DDPM: prompts are the digits 0-9 (1.1M params, CPU)"),
         ModelSpec("google/ddpm-celebahq-256", "hub", "google/ddpm-celebahq-256",
                   "CelebA-HQ 256x256 DDPM (114M params, GPU)", needs_gpu=True),
         ModelSpec("google/ddpm-ema-celebahq-256", "hub", "google/ddpm-ema-celebahq-256",
@@ -85,6 +89,8 @@ class BaseModel:
     early: BaseModel | None = None
     handover: int = 0
     handover_steps: int = 0
+    # how the model reads prompts (:mod:`hrf_core.models.conditioning`); None: an unconditional model
+    conditioner: Any = None
 
     def handover_at(self, num_steps: int) -> int:
         """The window-only hand-over step for sampling with ``num_steps`` DDIM steps (0: no hand-over)."""
@@ -250,6 +256,13 @@ def sample_shape_of(folder: Path) -> tuple[int, int, int]:
     return (int(config.get("in_channels", 3)), int(h), int(w))
 
 
+def conditioner_of(name: str):
+    """The conditioner of a model (registry name, Hub id or folder) read from its UNet config, no weights loaded;
+    None for an unconditional model."""
+    unet_dir, _ = _diffusers_parts(model_folder(name))
+    return conditioner_for(_read_json(unet_dir / "config.json"))
+
+
 def load_scheduler(folder: Path) -> DDIMScheduler:
     """A DDIM scheduler from the model's scheduler config (DDPM configs are converted by diffusers)."""
     _, scheduler_dir = _diffusers_parts(folder)
@@ -314,7 +327,8 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
     unet_dir, _ = _diffusers_parts(folder)
     target = device if isinstance(device, torch.device) else resolve_device(device)
     unet = load_unet(unet_dir).to(target).eval()
-    model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target)
+    model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target,
+                      conditioner=conditioner_for(dict(unet.config)))
     handover, steps, base_name = window_only_of(folder) if window_only else (0, 0, "")
     if handover > 0:  # a window-only checkpoint samples its untrained steps with its base model
         model.early = load_base_model(base_name, target)

@@ -1,6 +1,9 @@
 """Reward registry: each reward is a factory returning ``fn(images) -> (N,) float tensor``.
 
-Images are [-1, 1] tensors of shape (N, C, H, W). Rewards run without gradient.
+Images are [-1, 1] tensors of shape (N, C, H, W). Rewards run without gradient. Every reward is called as
+``reward(images, prompts=None)``: a prompted reward (``RewardSpec.prompted``, e.g. ``alignment``) reads each
+image's prompt and refuses to run without them; the others ignore the prompts (a prompted run scores each
+sample the same way).
 
 - JPEG (in)compressibility and the LAION aesthetic score: the paper's tasks.
 - Visible rewards for the embedded digits model, chosen to show the hierarchy: ``ink`` and
@@ -27,7 +30,7 @@ import torch
 
 from hrf_core.imaging import to_pil, to_uint8
 
-RewardFn = Callable[[torch.Tensor], torch.Tensor]
+RewardFn = Callable[..., torch.Tensor]  # (images (N, C, H, W) in [-1, 1], prompts (N,) or None) -> (N,)
 
 
 def jpeg_size_kb(images: torch.Tensor, quality: int = 95) -> torch.Tensor:
@@ -91,6 +94,27 @@ def make_digit(digit: int, device: str = "cpu") -> RewardFn:
     return reward
 
 
+def make_alignment(device: str = "cpu") -> RewardFn:
+    """Reward = p(prompted digit | x) under the digits classifier, in [0, 1]: how far each sample is the digit it
+    was prompted with (the analogue of DDPO's prompt alignment, for the class-conditional digits model)."""
+    from hrf_core.models.digits import IMAGE_SIZE, load_digit_classifier
+
+    classifier = load_digit_classifier(device=device)
+
+    def reward(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        if tuple(images.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"alignment needs 1x{IMAGE_SIZE}x{IMAGE_SIZE} images (the digits models), got "
+                             f"{tuple(images.shape[1:])}")
+        if any(p not in {str(d) for d in range(10)} for p in prompts):
+            raise ValueError("alignment scores digit prompts (0-9): a class-conditional digits model's prompts")
+        digits = torch.tensor([int(p) for p in prompts], device=device)
+        with torch.inference_mode():
+            probs = torch.softmax(classifier(images.to(device, torch.float32)).float(), dim=1)
+            return probs.gather(1, digits[:, None])[:, 0].clone()
+
+    return reward
+
+
 def make_aesthetic(device: str = "cpu") -> RewardFn:
     """LAION improved-aesthetic-predictor score on CLIP ViT-L/14 embeddings (see :mod:`hrf_core.rewards.aesthetic`)."""
     from hrf_core.rewards.aesthetic import make_aesthetic_reward
@@ -116,6 +140,7 @@ class RewardSpec:
     factory: Callable[..., RewardFn]
     description: str
     available: Callable[[], tuple[bool, str]] = _always_available
+    prompted: bool = False  # it reads each image's prompt: only a prompted run can use it
 
 
 def _digits_available() -> tuple[bool, str]:
@@ -141,6 +166,9 @@ REWARDS: dict[str, RewardSpec] = {
         RewardSpec("symmetry", make_symmetry, "left-right symmetry: minus the mean |x - mirror(x)| "
                    "(0 = symmetric); late steps can even out strokes"),
         *(_digit_spec(d) for d in range(10)),
+        RewardSpec("alignment", make_alignment, "prompt alignment: the digits classifier's probability of the "
+                   "prompted digit (a prompted run of the class-conditional digits16-cond)", _digits_available,
+                   prompted=True),
         RewardSpec(
             "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available
         ),
@@ -152,7 +180,8 @@ def make_reward(name: str, device: str = "cpu") -> RewardFn:
     """Build the registered reward ``name``; raises ValueError for an unknown name (never imports code)."""
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}")
-    return checked(REWARDS[name].factory(device=device), name)
+    spec = REWARDS[name]
+    return checked(spec.factory(device=device), name, spec.prompted)
 
 
 #: The rewards that ship; custom ones may not take these names.
@@ -164,11 +193,27 @@ REFERENCE = re.compile(r"^(?P<target>[^:]+?)(?::(?P<function>[A-Za-z_][A-Za-z0-9
 ENV_VARIABLE = "HRF_EXTRA_REWARDS"
 
 
-def checked(fn: RewardFn, name: str) -> RewardFn:
-    """``fn`` with its output checked: a float tensor of shape (N,) for N images, all finite (else ValueError)."""
+def takes_prompts(fn: Callable) -> bool:
+    """Whether a reward function has a ``prompts`` parameter (a custom reward may)."""
+    import inspect
 
-    def reward(images: torch.Tensor) -> torch.Tensor:
-        out = fn(images)
+    try:
+        return "prompts" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def checked(fn: Callable, name: str, prompted: bool = False) -> RewardFn:
+    """``fn`` as ``reward(images, prompts=None)``, its output checked: a float tensor of shape (N,) for N images, all
+    finite (else ValueError). ``prompted``: ``fn`` takes ``(images, prompts)`` and prompts are required."""
+
+    def reward(images: torch.Tensor, prompts: list[str] | None = None) -> torch.Tensor:
+        if prompted and prompts is None:
+            raise ValueError(f"reward {name} reads each image's prompt: it needs a prompted run (a conditional "
+                             "model with prompts)")
+        if prompts is not None and len(prompts) != images.shape[0]:
+            raise ValueError(f"reward {name}: {len(prompts)} prompts for {images.shape[0]} images")
+        out = fn(images, list(prompts)) if prompted else fn(images)
         try:
             values = torch.as_tensor(out, dtype=torch.float32, device=images.device)
         except (TypeError, ValueError, RuntimeError):
@@ -231,7 +276,7 @@ def register_reference(reference: str, name: str | None = None) -> str:
     fn = load_function(reference)
     summary = (fn.__doc__ or "").strip().splitlines()
     description = f"custom: {summary[0] if summary else reference}"
-    REWARDS[name] = RewardSpec(name, lambda device="cpu": fn, description)
+    REWARDS[name] = RewardSpec(name, lambda device="cpu": fn, description, prompted=takes_prompts(fn))
     return name
 
 

@@ -54,16 +54,35 @@ def preflight(config: TrainConfig, trusted: bool = False) -> None:
             raise ValueError(f"model {config.model} is unavailable: {reason}")
     else:
         model_folder(config.model)  # a local diffusers folder (or, trusted, a registered model): validated
-    if trusted:
-        prepare_reward(config.reward, config.model)
-        return
+    check_prompts(config)
     from hrf_core.rewards.registry import REWARDS
 
-    if config.reward not in REWARDS:
-        raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
-    ok, reason = REWARDS[config.reward].available()
-    if not ok:
-        raise ValueError(f"reward {config.reward} is unavailable: {reason}")
+    if trusted:
+        prepare_reward(config.reward, config.model)
+    else:
+        if config.reward not in REWARDS:
+            raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
+        ok, reason = REWARDS[config.reward].available()
+        if not ok:
+            raise ValueError(f"reward {config.reward} is unavailable: {reason}")
+    if REWARDS[config.reward].prompted and not config.prompted:
+        raise ValueError(f"reward {config.reward} reads each sample's prompt: it needs a prompted run (a conditional "
+                         "model with prompts)")
+
+
+def check_prompts(config: TrainConfig) -> None:
+    """ValueError (one line) unless the config's prompts suit its model: an unconditional model takes none, a
+    prompted one needs some, each one it knows (read from the model's config: no weights are loaded)."""
+    from hrf_core.models.registry import conditioner_of
+
+    conditioner = conditioner_of(config.model)
+    if conditioner is None and config.prompted:
+        raise ValueError(f"model {config.model} is unconditional: it takes no prompts (clear the prompts)")
+    if conditioner is not None and not config.prompted:
+        raise ValueError(f"model {config.model} is prompted: give it prompts (its prompts: "
+                         f"{', '.join(conditioner.vocabulary[:12])})")
+    if conditioner is not None:
+        conditioner.check(config.prompts)
 
 
 def prepare_reward(name: str, model: str) -> None:

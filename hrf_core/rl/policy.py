@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
+from hrf_core.rl.guidance import Condition
+
 
 class StopRequested(Exception):
     """Raised inside a rollout or an update when the caller's stop event is set."""
@@ -193,6 +195,7 @@ class Trajectory:
     states: torch.Tensor
     log_probs: torch.Tensor
     timesteps: torch.Tensor
+    cond: Condition | None = None  # each row's prompt (a prompted model), None for an unconditional one
 
     @property
     def final(self) -> torch.Tensor:
@@ -200,11 +203,15 @@ class Trajectory:
         return self.states[:, -1]
 
 
-def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, autocast_bf16: bool = False):
+def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, autocast_bf16: bool = False,
+             cond: Condition | None = None):
     """eps_theta(x, t) as float32, optionally under bf16 autocast (CUDA; the CPU too, to measure its drift).
 
     ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
+    ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.rl.guidance`).
     """
+    if cond is not None:
+        return cond.eps(unet, x, timestep, autocast_bf16)
     if isinstance(timestep, int):
         t = torch.full((x.shape[0],), timestep, device=x.device)
     else:
@@ -229,6 +236,7 @@ def rollout(
     autocast_bf16: bool = False,
     early_unet: UNet2DModel | None = None,
     handover: int = 0,
+    cond: Condition | None = None,
 ) -> Trajectory:
     """Sample with the policy from state ``x_start`` at step index ``start`` to x_0, under inference_mode.
 
@@ -237,7 +245,7 @@ def rollout(
     With ``record=False`` only the final state is kept (states has 2 entries; no log-probs).
     Hand-over sampling: steps with index < ``handover`` call ``early_unet`` (e.g. the base model),
     the rest call ``unet``; with the same noise, handover = 0 gives ``unet``'s samples exactly and
-    handover = K ``early_unet``'s.
+    handover = K ``early_unet``'s. ``cond``: the rows' prompts (a prompted model), kept in the trajectory.
     """
     if handover and early_unet is None:
         raise ValueError("handover > 0 needs early_unet")
@@ -248,7 +256,7 @@ def rollout(
         for i, t in enumerate(timesteps, start=start):
             if stop is not None and stop():
                 raise StopRequested
-            eps = unet_eps(early_unet if i < handover else unet, x, int(t), autocast_bf16)
+            eps = unet_eps(early_unet if i < handover else unet, x, int(t), autocast_bf16, cond)
             x, log_prob = ddim_step_with_logprob(scheduler, eps, int(t), x, eta=eta, generator=generator)
             if record:
                 states.append(x)
@@ -261,6 +269,7 @@ def rollout(
         states=torch.stack(states, dim=1),
         log_probs=torch.stack(log_probs, dim=1) if log_probs else empty,
         timesteps=timesteps.clone(),
+        cond=cond,
     )
 
 

@@ -11,6 +11,9 @@ and eps_clip by (K - s) / K for a start index s (:func:`window_scale`).
 
 from __future__ import annotations
 
+from collections import deque
+
+import numpy as np
 import torch
 
 
@@ -60,3 +63,39 @@ def ppo_diagnostics(log_prob: torch.Tensor, old_log_prob: torch.Tensor, clip_ran
 def window_scale(start: int, num_steps: int) -> float:
     """HRF's clip scaling (K - s) / K for a window starting at step index s of K."""
     return (num_steps - start) / num_steps
+
+
+class PerPromptStats:
+    """ddpo-pytorch's per-prompt reward statistics: each prompt keeps its last ``buffer`` rewards across epochs,
+    and a reward is standardised against its prompt's buffer once that holds ``min_count`` rewards, before then
+    against all of this call's rewards. Advantages (r - mean) / (std + 1e-6), population std, as there.
+
+    The buffers are a run's state: :meth:`state` and :meth:`restore` keep them in checkpoints, so a resumed run
+    continues them exactly (ddpo-pytorch's resume loses them).
+    """
+
+    def __init__(self, buffer: int = 16, min_count: int = 16):
+        self.buffer, self.min_count = int(buffer), int(min_count)
+        self.stats: dict[str, deque] = {}
+
+    def update(self, prompts: list[str], rewards: torch.Tensor) -> torch.Tensor:
+        """Advantages (N,) of ``rewards`` (N,) whose rows have ``prompts``; adds the rewards to the buffers.
+
+        Prompts are taken in sorted order, each prompt's rewards in row order (ddpo-pytorch's ``np.unique``).
+        """
+        r = rewards.detach().double().cpu().numpy()
+        names = np.array(prompts, dtype=object)
+        advantages = np.empty_like(r)
+        for prompt in sorted(set(prompts)):
+            mask = names == prompt
+            kept = self.stats.setdefault(prompt, deque(maxlen=self.buffer))
+            kept.extend(r[mask].tolist())
+            pool = np.array(kept) if len(kept) >= self.min_count else r
+            advantages[mask] = (r[mask] - pool.mean()) / (pool.std() + 1e-6)
+        return torch.as_tensor(advantages, dtype=torch.float32)
+
+    def state(self) -> dict[str, list[float]]:
+        return {prompt: list(kept) for prompt, kept in self.stats.items()}
+
+    def restore(self, state: dict[str, list[float]]) -> None:
+        self.stats = {prompt: deque(values, maxlen=self.buffer) for prompt, values in state.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,35 @@ from hrf_core.rl.policy import StopCheck, noise_like, rollout, unet_eps
 from hrf_core.store.runs import atomic_path
 
 
+def round_robin(prompts: Sequence[str], n: int) -> list[str]:
+    """``n`` rows' prompts, the set in turn (row r: ``prompts[r % P]``): an evaluation set shares its samples
+    equally among the prompts, and the same seed gives each prompt the same noises at any n."""
+    return [prompts[r % len(prompts)] for r in range(n)]
+
+
+def sample_grid(images: torch.Tensor, prompts: Sequence[str] | None = None, columns: int = 8, limit: int = 64):
+    """The grid of a sample set: its first ``limit`` samples, or one row per prompt (its first ``columns``)."""
+    scale = max(1, 128 // images.shape[-1])
+    if not prompts:
+        return image_grid(images[:limit], scale=scale)
+    rows_of = {prompt: [j for j, p in enumerate(prompts) if p == prompt] for prompt in dict.fromkeys(prompts)}
+    order = [j for rows in rows_of.values() for j in rows[:columns]]
+    per_row = min(columns, max(prompts.count(p) for p in set(prompts)))
+    return image_grid(images[order], nrow=per_row, scale=scale)
+
+
 def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
                 batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False,
-                early: BaseModel | None = None, handover: int = 0) -> torch.Tensor:
+                early: BaseModel | None = None, handover: int = 0, prompts: Sequence[str] | None = None,
+                guidance: float = 1.0) -> torch.Tensor:
     """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same samples.
 
     This is the evaluation sampler of the trainer, the app and the experiments. Hand-over sampling:
     steps with index < ``handover`` use ``early`` (e.g. the base model), the rest ``base`` (e.g. a
     fine-tuned checkpoint); with the same seed, handover = 0 gives ``base``'s samples exactly and
     handover = K ``early``'s. A window-only checkpoint (``base.early`` set) samples that way by default,
-    its hand-over step rescaled to ``num_steps``.
+    its hand-over step rescaled to ``num_steps``. A prompted model samples row i from ``prompts[i]`` with
+    classifier-free ``guidance``; the same seed gives the same start noise whatever the prompts.
     """
     if early is None and not handover and base.early is not None:
         early, handover = base.early, base.handover_at(num_steps)
@@ -37,10 +57,26 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
     generator = torch.Generator().manual_seed(seed)
     x = noise_like((n, *base.sample_shape), generator, base.device)
     early_unet = early.unet if early is not None and handover else None
+    cond = prompt_condition(base, prompts, n, guidance)
     finals = [rollout(base.unet, base.scheduler, chunk, 0, eta, generator, stop=stop, record=False,
-                      autocast_bf16=autocast_bf16, early_unet=early_unet, handover=handover).final
-              for chunk in x.split(batch_size)]
+                      autocast_bf16=autocast_bf16, early_unet=early_unet, handover=handover,
+                      cond=None if cond is None else cond[i * batch_size:(i + 1) * batch_size]).final
+              for i, chunk in enumerate(x.split(batch_size))]
     return torch.cat(finals)
+
+
+def prompt_condition(base: BaseModel, prompts: Sequence[str] | None, n: int, guidance: float = 1.0):
+    """The condition of ``n`` rows with ``prompts`` for ``base`` (None: unconditional); one line when the model
+    and the prompts do not go together."""
+    if base.conditioner is None:
+        if prompts:
+            raise ValueError(f"model {base.name} is unconditional: it takes no prompts")
+        return None
+    if not prompts:
+        raise ValueError(f"model {base.name} is prompted: give prompts ({', '.join(base.conditioner.vocabulary[:12])})")
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts for {n} samples")
+    return base.conditioner.condition(list(prompts), guidance)
 
 
 def sample_images(name: str, n: int = 64, seed: int = 0, num_steps: int = 40, eta: float = 1.0,
@@ -65,18 +101,23 @@ def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None 
                 np.save(handle, to_unit(images).cpu().numpy().astype(np.float32))
 
 
-def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1) -> torch.Tensor:
+def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1,
+               prompts: Sequence[str] | None = None) -> torch.Tensor:
     """The model's prediction of x_0 at every DDIM step of ``n`` trajectories: (K, n, C, H, W) in [-1, 1].
 
-    Shows which step indices set coarse shape (early) and which set detail (late). One UNet call per step.
+    Shows which step indices set coarse shape (early) and which set detail (late). One UNet call per step. A
+    prompted model draws trajectory i from its i-th prompt (``prompts``, default the ones it knows, in turn).
     """
     base.scheduler.set_timesteps(num_steps)
     generator = torch.Generator().manual_seed(seed)
     x = noise_like((n, *base.sample_shape), generator, base.device)
+    if base.conditioner is not None:
+        prompts = round_robin(prompts or base.conditioner.vocabulary, n)
+    cond = prompt_condition(base, prompts, n)
     predictions = []
     with torch.inference_mode():
         for t in base.scheduler.timesteps:
-            eps = unet_eps(base.unet, x, int(t))
+            eps = unet_eps(base.unet, x, int(t), cond=cond)
             noise = noise_like(x.shape, generator, base.device)
             x, x0 = base.scheduler.step(eps, int(t), x, eta=1.0, variance_noise=noise, return_dict=False)
             predictions.append(x0.clamp(-1, 1))

@@ -23,7 +23,6 @@ from PIL import Image
 
 from hrf_core import methods
 from hrf_core.config import TrainConfig
-from hrf_core.imaging import image_grid
 from hrf_core.measure.evaluation import Evaluator
 from hrf_core.models.registry import BaseModel, load_base_model, resolve_device
 from hrf_core.rewards.registry import RewardFn, make_reward
@@ -40,7 +39,8 @@ from hrf_core.rl.policy import (
     stream_seed,
     trainable_steps,
 )
-from hrf_core.rl.sampling import sample_from
+from hrf_core.rl.ppo import PerPromptStats
+from hrf_core.rl.sampling import round_robin, sample_from, sample_grid
 from hrf_core.rl.update import Batch, PolicyUpdate
 from hrf_core.store import checkpoints
 from hrf_core.store.runs import Run, StoreFullError, check_store_limit, is_disk_full
@@ -109,13 +109,21 @@ class Trainer:
                                        if dist.is_main else None)
         if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
             self._record_embeddings()
+        self.conditioner = self.base.conditioner  # how the model reads prompts (None: unconditional)
+        if config.prompted != (self.conditioner is not None):
+            raise ValueError(f"model {config.model} is {'prompted' if self.conditioner else 'unconditional'}: "
+                             f"{'give it prompts' if self.conditioner else 'it takes no prompts'}")
+        if self.conditioner is not None:
+            self.conditioner.check(config.prompts)
+        self.prompt_stats = (PerPromptStats(config.prompt_buffer, config.prompt_min_count)
+                             if config.adv_scope == "prompt" else None)
         self.epoch = 0
         self.method = methods.get(config.method)
         self.start_state = methods.StartState()  # dynamically chosen start steps (HRF-D), kept in checkpoints
         self.phase = "idle"
         self._stepped_this_epoch = False
         self._saved_epoch = -1
-        self._images: dict[int, torch.Tensor] = {}  # trajectory-of-interest images of this epoch, per batch
+        self._images: dict[int, tuple[torch.Tensor, list[str] | None]] = {}  # this epoch's images (and prompts)
         self.compute = ComputeCounter((self.unet, self.frozen))  # UNet rows by kind (evaluation excluded)
         self.update = PolicyUpdate(self)
 
@@ -141,11 +149,44 @@ class Trainer:
         return self.method.handover(self.config, epoch, self.start_state)
 
     def _rollout(self, unet, x: torch.Tensor, start: int, eta: float, noise, record: bool = True,
-                 handover: int = 0) -> Trajectory:
-        """A rollout from step ``start``; steps < ``handover`` sample with the frozen base (window-only)."""
+                 handover: int = 0, prompts: list[str] | None = None) -> Trajectory:
+        """A rollout from step ``start``; steps < ``handover`` sample with the frozen base (window-only); each row
+        conditioned on its prompt (a prompted run)."""
         early = self.frozen if handover > start else None
         return rollout(unet, self.scheduler, x, start, eta, noise, self.stop_check, record, self.config.bf16,
-                       early_unet=early, handover=handover if early is not None else 0)
+                       early_unet=early, handover=handover if early is not None else 0, cond=self.condition(prompts))
+
+    def score(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
+        """The reward of each image (N,), float32 on the CPU; a prompted run passes each image's prompt."""
+        scored = self.reward_fn(images) if prompts is None else self.reward_fn(images, prompts)
+        return scored.float().cpu()
+
+    def condition(self, prompts: list[str] | None):
+        """The rows' condition (the run's guidance) for ``prompts``; None for an unconditional run."""
+        if prompts is None:
+            return None
+        c = self.config
+        return self.conditioner.condition(prompts, c.guidance, detach_uncond=c.guidance_grad == "cond")
+
+    def prompts_of(self, epoch: int, stream: str, first: int, count: int) -> list[str] | None:
+        """Each row's prompt, drawn uniformly from the run's prompt set by its own key (seed, epoch, stream,
+        global index), so it does not depend on how the epoch is split (None: an unconditional run)."""
+        prompts = self.config.prompts
+        if not prompts:
+            return None
+        keys = [stream_seed(self.config.seed, epoch, f"{stream}-prompt", first + r) for r in range(count)]
+        return [prompts[int(torch.randint(len(prompts), (1,), generator=torch.Generator().manual_seed(key)))]
+                for key in keys]
+
+    def batch_prompts(self, epoch: int, batch_index: int, start: int) -> list[str] | None:
+        """The prompts of a sampling batch's rows: re-noised siblings share their image's prompt; rows from pure
+        noise draw their own."""
+        c = self.config
+        if start > 0:
+            n = c.batch_size // c.siblings
+            images = self.prompts_of(epoch, "image", batch_index * n, n)
+            return None if images is None else [p for p in images for _ in range(c.siblings)]
+        return self.prompts_of(epoch, "sample", batch_index * c.batch_size, c.batch_size)
 
     def _row_noise(self, epoch: int, stream: str, first: int, count: int) -> RowNoise:
         """Streams keyed (seed, epoch, stream, global index) for ``count`` rows from ``first``."""
@@ -157,16 +198,24 @@ class Trainer:
 
     # -- sampling --------------------------------------------------------------------------------
     def images_of(self, epoch: int, batch_index: int) -> torch.Tensor:
-        """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base)."""
+        """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base),
+        each from its own prompt (:meth:`image_prompts`)."""
         if batch_index not in self._images:
             c = self.config
             n = c.batch_size // c.siblings
             noise = self._row_noise(epoch, "image", batch_index * n, n)
+            prompts = self.prompts_of(epoch, "image", batch_index * n, n)
             source = self.frozen if c.start_source == "base" else self.unet
             x = noise_like((n, *self.base.sample_shape), noise, self.device)
             handover = self.handover(epoch) if source is self.unet else 0
-            self._images[batch_index] = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover).final
-        return self._images[batch_index]
+            final = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover, prompts=prompts).final
+            self._images[batch_index] = (final, prompts)
+        return self._images[batch_index][0]
+
+    def image_prompts(self, epoch: int, batch_index: int) -> list[str] | None:
+        """The prompts of :meth:`images_of`'s images."""
+        self.images_of(epoch, batch_index)
+        return self._images[batch_index][1]
 
     def _starts(self, epoch: int, n_batches: int) -> list[int]:
         """The start step index of every batch of the epoch (the same on every rank)."""
@@ -182,10 +231,12 @@ class Trainer:
         else:
             x_start = noise_like((c.batch_size, *self.base.sample_shape), noise, self.device)
         self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
-        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise, handover=self.handover(epoch))
+        prompts = self.batch_prompts(epoch, batch_index, start)
+        trajectory = self._rollout(self.unet, x_start, start, c.eta, noise, handover=self.handover(epoch),
+                                   prompts=prompts)
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
-        rewards = self.reward_fn(trajectory.final).float().cpu()
+        rewards = self.score(trajectory.final, prompts)
         end = self.method.window_end(self.config, epoch)
         trained = [j for j in range(end - start) if self.trainable[start + j]]
         return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained)
@@ -207,14 +258,16 @@ class Trainer:
         c = self.config
         self.phase = "evaluating"
         handover = self.handover(self.epoch if epoch is None else epoch)
+        prompts = round_robin(c.prompts, c.eval_samples) if c.prompted else None
         with self.compute.paused():
             images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
                                  stop=self.stop_check, autocast_bf16=c.bf16,
-                                 early=self.frozen_model if handover else None, handover=handover)
-        rewards = self.reward_fn(images).float().cpu()
+                                 early=self.frozen_model if handover else None, handover=handover,
+                                 prompts=prompts, guidance=c.guidance)
+        rewards = self.score(images, prompts)
         arrays: dict = {}
-        metrics = self.evaluator(images, rewards, arrays=arrays)
-        return metrics, image_grid(images[:64], scale=max(1, 128 // images.shape[-1])), arrays
+        metrics = self.evaluator(images, rewards, arrays=arrays, prompts=prompts)
+        return metrics, sample_grid(images, prompts), arrays
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
@@ -233,9 +286,12 @@ class Trainer:
     def _state(self) -> dict:
         """What a checkpoint keeps of the trainer (its keys are read back by :meth:`load_checkpoint` and
         :func:`hrf_core.models.registry.window_only_of`)."""
-        return {"epoch": self.epoch, "hrfd_start": self.start_state.start, "hrfd_earliest": self.start_state.earliest,
-                "compute": self.compute.total, "handover": self.handover(self.epoch),
-                "num_steps": self.config.num_steps, "base_model": self.config.model}
+        state = {"epoch": self.epoch, "hrfd_start": self.start_state.start, "hrfd_earliest": self.start_state.earliest,
+                 "compute": self.compute.total, "handover": self.handover(self.epoch),
+                 "num_steps": self.config.num_steps, "base_model": self.config.model}
+        if self.prompt_stats is not None:  # per-prompt reward buffers: a resumed run continues them exactly
+            state["prompt_stats"] = self.prompt_stats.state()
+        return state
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore optimiser, epoch counter, compute totals and window-schedule position (weights: see resume).
@@ -248,6 +304,8 @@ class Trainer:
         self.start_state.start = state["hrfd_start"]
         self.start_state.earliest = state.get("hrfd_earliest")
         self.compute.restore(state.get("compute", {}))
+        if self.prompt_stats is not None:
+            self.prompt_stats.restore(state.get("prompt_stats", {}))
         self._saved_epoch = self.epoch
 
     # -- the loop --------------------------------------------------------------------------------
@@ -282,7 +340,8 @@ class Trainer:
         self._images = {}
         rewards = self._gather_rewards(batches, n_batches)
         sampled = time.perf_counter()
-        self.update.assign_advantages(batches, rewards, starts)
+        prompts = [self.batch_prompts(epoch, b, starts[b]) for b in range(n_batches)] if c.prompted else None
+        self.update.assign_advantages(batches, rewards, starts, prompts)
         update = self.update.run(batches, epoch)
         trained = time.perf_counter()
         window_end = self.method.window_end(self.config, epoch)
@@ -302,6 +361,10 @@ class Trainer:
             **self.compute.close_epoch(self.dist, self.device),
         }
         row.update(self.method.epoch_notes(self.start_state))
+        if prompts is not None:  # each prompt's mean training reward
+            flat, values = [p for batch in prompts for p in batch], rewards.reshape(-1).tolist()
+            row["prompt_rewards"] = {p: sum(v for q, v in zip(flat, values, strict=True) if q == p) / flat.count(p)
+                                     for p in sorted(set(flat))}
         grid = arrays = None
         if self.dist.is_main and (epoch % c.eval_every == 0 or epoch == c.epochs):
             eval_started = time.perf_counter()

@@ -97,8 +97,13 @@ class PolicyUpdate:
     def clip_scale(self, start: int) -> float:
         return ppo.window_scale(start, self.t.config.num_steps) if self.t.config.window_scaled_clip else 1.0
 
-    def assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int]) -> None:
-        """Standardise the epoch's rewards (n_batches, batch) per ``adv_scope`` group, exactly as one process would."""
+    def assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int],
+                          prompts: list[list[str]] | None = None) -> None:
+        """Standardise the epoch's rewards (n_batches, batch) per ``adv_scope`` group, exactly as one process would.
+
+        ``prompts``: every batch's rows' prompts (a prompted run); scope "prompt" standardises each reward against
+        its prompt's recent rewards (:class:`~hrf_core.rl.ppo.PerPromptStats`, the same on every rank).
+        """
         c = self.t.config
         n_batches = rewards.shape[0]
         groups = None
@@ -110,7 +115,11 @@ class PolicyUpdate:
             from_noise = torch.tensor(starts).repeat_interleave(c.batch_size) == 0
             groups = torch.where(from_noise, per_batch, per_image)
         clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self.clip_scale(s)) for s in starts])
-        advantages = ppo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
+        if c.adv_scope == "prompt":
+            flat = [p for batch_prompts in prompts for p in batch_prompts]
+            advantages = self.t.prompt_stats.update(flat, rewards.reshape(-1)).clamp(-clip, clip)
+        else:
+            advantages = ppo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
         for b, batch in batches.items():
             batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.t.device)
 
@@ -175,25 +184,26 @@ class PolicyUpdate:
         c = self.t.config
         traj = batch.trajectory
         t = traj.timesteps[j]  # on the host: the step reads it without a sync
+        cond = traj.cond[i] if traj.cond is not None else None  # the rows' prompts, guided as in sampling
         i, j = i.to(self.t.device, non_blocking=True), j.to(self.t.device, non_blocking=True)
         x = traj.states[i, j]
-        eps = unet_eps(self.t.unet, x, t, c.bf16)
+        eps = unet_eps(self.t.unet, x, t, c.bf16, cond)
         mean, sigma = ddim_step_mean(self.t.scheduler, eps, t, x, eta=c.eta)
         log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
         old = traj.log_probs[i, j]
         losses = ppo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
         if c.kl_coef > 0:
-            kl = self._kl_to_base(mean, sigma, x, t)
+            kl = self._kl_to_base(mean, sigma, x, t, cond)
             losses = losses + c.kl_coef * kl
             diagnostics.add_kl(kl)
         return losses, (log_prob.detach() - old).double()
 
-    def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t) -> torch.Tensor:
+    def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t, cond=None) -> torch.Tensor:
         """KL(policy step || frozen base step) per row (B,), in nats per pixel; the base is called on these rows
         only."""
         c = self.t.config
         with torch.no_grad():
             with self.t.compute.reference():
-                eps_base = unet_eps(self.t.frozen, x, t, c.bf16)
+                eps_base = unet_eps(self.t.frozen, x, t, c.bf16, cond)
             mean_base, _ = ddim_step_mean(self.t.scheduler, eps_base, t, x, eta=c.eta)
         return gaussian_kl(mean, mean_base, sigma)

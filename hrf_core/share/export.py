@@ -22,7 +22,7 @@ from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, open_run
 
 #: Licenses of the registered base models. digits16 was trained by this project (apache-2.0, the
 #: repository's license); the google DDPMs are apache-2.0 on the Hub.
-BASE_LICENSES = {"digits16": "apache-2.0", "google/ddpm-celebahq-256": "apache-2.0",
+BASE_LICENSES = {"digits16": "apache-2.0", "digits16-cond": "apache-2.0", "google/ddpm-celebahq-256": "apache-2.0",
                  "google/ddpm-ema-celebahq-256": "apache-2.0"}
 #: Row entries that describe the epoch's bookkeeping rather than the model (left out of the card's table).
 _BOOKKEEPING = re.compile(r"^(epoch|logged_at|seconds|.*_seconds|eval_samples|(cum_)?rows_.*|window_(start|end)|"
@@ -133,15 +133,53 @@ def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = 
         lines.append("")
     if grid:
         lines += ["## Samples", "", f"![evaluation samples of epoch {final.get('epoch', epoch)}]({grid})", ""]
-    lines += [
-        "## Use", "", "```python", "import torch", "from diffusers import DDIMPipeline", "",
-        f'pipe = DDIMPipeline.from_pretrained("{source}")',
-        f"images = pipe(batch_size=16, num_inference_steps={k}, eta={eta}, "
-        "generator=torch.Generator().manual_seed(0)).images",
-        "```", "",
-        "`DDPMPipeline.from_pretrained` loads it too (with this DDIM scheduler).", "",
-    ]
+    prompts = list(config.get("prompts") or ())
+    if prompts:
+        lines += prompted_use(source, prompts, float(config.get("guidance", 1.0)), k, eta, checkpoint)
+    else:
+        lines += [
+            "## Use", "", "```python", "import torch", "from diffusers import DDIMPipeline", "",
+            f'pipe = DDIMPipeline.from_pretrained("{source}")',
+            f"images = pipe(batch_size=16, num_inference_steps={k}, eta={eta}, "
+            "generator=torch.Generator().manual_seed(0)).images",
+            "```", "",
+            "`DDPMPipeline.from_pretrained` loads it too (with this DDIM scheduler).", "",
+        ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def prompted_use(source: str, prompts: list[str], guidance: float, k, eta, checkpoint: Path) -> list[str]:
+    """The card's "Use" section of a prompted (class-conditional) run: prompts, guidance and a sampling loop.
+
+    diffusers has no class-conditional pipeline for a ``UNet2DModel``: the folder loads as a ``DDIMPipeline``, but
+    sampling passes each image's class to the UNet, with classifier-free guidance against its null class.
+    """
+    from hrf_core.models.registry import load_unet
+
+    null = int(load_unet(checkpoint / "unet").config.num_class_embeds) - 1
+    return [
+        "## Prompts", "",
+        f"The run prompted each sample with one of {', '.join(f'`{p}`' for p in prompts)} (the class index), with "
+        f"classifier-free guidance {guidance:g} against the null class {null}; its metrics are also given within "
+        "each prompt (`*_within`).", "",
+        "## Use", "",
+        "A class-conditional `UNet2DModel`: `DDIMPipeline.from_pretrained` loads the folder, but its sampler passes "
+        "no class labels; sample with the UNet and the scheduler:", "",
+        "```python", "import torch", "from diffusers import DDIMPipeline", "",
+        f'pipe = DDIMPipeline.from_pretrained("{source}")',
+        f"unet, scheduler, w = pipe.unet, pipe.scheduler, {guidance:g}",
+        f"labels = torch.tensor([{', '.join(prompts)}] * 4)  # the prompts' classes",
+        f"scheduler.set_timesteps({k})",
+        "size = unet.config.sample_size",
+        "x = torch.randn(len(labels), unet.config.in_channels, size, size, generator=torch.Generator().manual_seed(0))",
+        "with torch.no_grad():",
+        "    for t in scheduler.timesteps:",
+        f"        eps = unet(torch.cat([x, x]), t, class_labels=torch.cat([torch.full_like(labels, {null}), labels]))"
+        ".sample",
+        "        eps_u, eps_c = eps.chunk(2)",
+        f"        x = scheduler.step(eps_u + w * (eps_c - eps_u), t, x, eta={eta}).prev_sample",
+        "```", "",
+    ]
 
 
 def _number(value) -> str:

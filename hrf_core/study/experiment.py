@@ -205,7 +205,7 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     from hrf_core.measure.evaluation import Evaluator
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
-    from hrf_core.rl.sampling import sample_from
+    from hrf_core.rl.sampling import round_robin, sample_from, sample_grid
 
     ddpo = Run(Path(root) / source)
     path = Path(root) / name
@@ -227,14 +227,15 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
     reward_fn = make_reward(config["reward"])
     evaluator = Evaluator(base.sample_shape)
+    prompts = round_robin(config["prompts"], config["eval_samples"]) if config.get("prompts") else None
     for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
         images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
-                             early=base, handover=handover)
+                             early=base, handover=handover, prompts=prompts, guidance=config.get("guidance", 1.0))
         arrays: dict = {}
-        metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
+        metrics = evaluator(images, reward_fn(images, prompts).float().cpu(), arrays=arrays, prompts=prompts)
         run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
                             **metrics})
-        run.save_grid(image_grid(images[:64], scale=2), order)
+        run.save_grid(sample_grid(images, prompts) if prompts else image_grid(images[:64], scale=2), order)
         run.save_eval(arrays, order)
     run.set_status("done", k, k, "finished")
     return {"run": name}

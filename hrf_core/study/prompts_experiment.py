@@ -1,0 +1,347 @@
+"""``prompts-digits``: which method keeps diversity *within a prompt* best, at matched reward?
+
+``python -m hrf_core experiment prompts-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+
+The class-conditional embedded model ``digits16-cond``, prompted with a set of digits (each sample draws one).
+Arms, every task and seed:
+
+- ``ddpo``: every step, advantages per prompt (ddpo-pytorch's per-prompt tracker, buffer 16, minimum 16): the
+  early-stopping frontier;
+- ``hrf[20,40)/image``: HRF on the window [20, 40), advantages over each re-noised image's siblings (which share
+  its prompt);
+- ``hrf[30,40)/image/wo``: window-only HRF [30, 40): the base model samples the steps before the window;
+- ``handover``: no training: the base model before S, the final DDPO checkpoint from S (S = K .. 0);
+- ``ddpo+kl0.1``: DDPO with the KL penalty to the base model (DPOK), 0.1 nats per pixel;
+- ``ddpo/epoch`` (on ``--tracker-tasks``): DDPO with advantages over the whole epoch: what the per-prompt tracker
+  changes.
+
+Tasks: ``alignment`` (the classifier's probability of the prompted digit), ``ink`` and ``jpeg-incompressibility``.
+``alignment`` is trained at guidance 0.5 (``--guidance``): at the model's default of 1 it starts at 1.000, with
+nothing to gain. Diversity within a prompt (Vendi on the digit classifier's features among the samples of one
+prompt, averaged over the prompts) is the headline; the across-prompt value is beside it. Units are resumable and
+run in parallel processes as in ``frontier-digits``; the report is ``docs/results/prompts.{md,json,png}``, and
+``docs/RESULTS.md`` includes its Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hrf_core import REPO_ROOT
+from hrf_core.config import TrainConfig
+from hrf_core.store.runs import Run, read_json, write_json
+from hrf_core.study.experiment import (
+    DDPO_ARM,
+    HANDOVER_ARM,
+    arm_overrides,
+    handover_unit,
+    run_name,
+    train_unit,
+    window_arm,
+)
+
+NAME = "prompts-digits"
+TASKS = ("alignment", "ink", "jpeg-incompressibility")
+#: The tracker's ablation: DDPO with advantages over the whole epoch instead of per prompt.
+EPOCH_ARM = f"{DDPO_ARM}/epoch"
+ARMS = (DDPO_ARM, f"{window_arm(20, 40)}/image", f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM,
+        f"{DDPO_ARM}+kl0.1")
+#: The metrics with intervals: within a prompt first (the question), then across prompts.
+HEADLINE = ("vendi_classifier_within", "vendi_classifier", "is_classifier", "vendi_pixel_within")
+LEVELS = (0.25, 0.5, 0.75)
+
+
+@dataclass
+class Settings:
+    """The experiment's shared settings."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    prompts: list[str] = field(default_factory=lambda: ["3", "7", "8"])
+    #: task -> guidance scale (tasks not named: 1, the model's default)
+    guidance: dict[str, float] = field(default_factory=lambda: {"alignment": 0.5})
+    tracker_tasks: list[str] = field(default_factory=lambda: ["alignment"])
+    epochs: int = 18
+    eval_every: int = 3
+    eval_samples: int = 96
+    samples: int = 32
+    batch_size: int = 16
+    siblings: int = 4
+    steps: int = 40
+    lr: float = 3e-4
+    handover_every: int = 5
+    model: str = "digits16-cond"
+
+
+def arms_of(task: str, settings: Settings) -> list[str]:
+    return [*ARMS, *([EPOCH_ARM] if task in settings.tracker_tasks else [])]
+
+
+def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+    """The config of one arm: the frontier experiment's arm grammar, with DDPO's advantages per prompt."""
+    s = settings
+    base = arm[: -len("/epoch")] if arm.endswith("/epoch") else arm
+    overrides = arm_overrides(base, s.steps, s.epochs)
+    scope = overrides.pop("adv_scope", "epoch" if arm.endswith("/epoch") else "prompt")
+    return TrainConfig(
+        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
+        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every, eval_samples=s.eval_samples,
+        checkpoint_every=s.epochs // 2, device=device, prompts=tuple(s.prompts), guidance=s.guidance.get(task, 1.0),
+        adv_scope=scope, extra={"experiment": NAME, "arm": arm, "task": task}, **overrides).validate()
+
+
+def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
+    """Every (task, arm, seed) unit, arm by arm (DDPO first: the hand-over waits for it)."""
+    from hrf_core.study.sweep import Unit
+
+    order = [DDPO_ARM, HANDOVER_ARM, EPOCH_ARM, *ARMS]
+    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
+                   key=lambda pair: order.index(pair[1]))
+    units = []
+    for task, arm in pairs:
+        for seed in settings.seeds:
+            name = run_name(task, arm, seed)
+            if arm == HANDOVER_ARM:
+                ddpo = run_name(task, DDPO_ARM, seed)
+                units.append(Unit(name, handover_unit, (ddpo, str(root), name, settings.handover_every),
+                                  after=(ddpo,)))
+            else:
+                config = arm_config(task, arm, seed, settings, device).to_dict()
+                units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
+    return units
+
+
+def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
+                   report_to: tuple[str, ...] = ()) -> dict:
+    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
+    from hrf_core.study.sweep import default_threads, run_units
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / "progress.json"
+    progress = read_json(progress_file, {}) or {}
+    progress.setdefault("units", {})
+    progress.update(settings=asdict(settings), jobs=jobs, threads=threads or default_threads(jobs))
+    started = time.time()
+    earlier = float(progress.get("wall_seconds", 0.0))
+
+    def done(unit) -> None:
+        progress["units"][unit.name] = {"seconds": unit.seconds, "error": (unit.error or "").splitlines()[:1]}
+        progress["wall_seconds"] = earlier + time.time() - started
+        write_json(progress_file, progress)
+        print(f"{unit.name}: {'failed' if unit.error else 'done'} in {unit.seconds:.0f} s", flush=True)
+
+    run_units(build_units(settings, out, device, report_to), jobs=jobs, threads=threads, on_done=done)
+    return progress
+
+
+# ---------------------------------------------------------------------------------------------- report
+def tracker_effect(runs: list[Run]) -> dict:
+    """DDPO with per-prompt advantages against DDPO with epoch advantages, per task: final reward gain and final
+    within-prompt Vendi (mean ± std over seeds, and every seed)."""
+    import statistics
+
+    out: dict = {}
+    for run in runs:
+        extra = run.config.get("extra") or {}
+        if extra.get("arm") not in (DDPO_ARM, EPOCH_ARM):
+            continue
+        rows = [r for r in run.metrics() if "reward_mean" in r]
+        if len(rows) < 2:
+            continue
+        key = next((k for k in rows[-1] if k.startswith("vendi_classifier_within@")), None)
+        entry = out.setdefault(extra["task"], {}).setdefault(extra["arm"], {"gain": [], "within": []})
+        entry["gain"].append(rows[-1]["reward_mean"] - rows[0]["reward_mean"])
+        entry["within"].append(rows[-1].get(key, float("nan")) if key else float("nan"))
+    for arms in out.values():
+        for entry in arms.values():
+            for name in ("gain", "within"):
+                values = entry[name]
+                entry[f"{name}_mean"] = statistics.fmean(values)
+                entry[f"{name}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
+    """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
+    from hrf_core.measure.frontier import format_value, frontier, standing_table, table
+
+    progress = read_json(out / "progress.json", {}) or {}
+    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
+    finished = [p for p in sorted(out.iterdir()) if Run(p).status_path.is_file()
+                and Run(p).status.get("state") == "done"]
+    result = frontier(finished, fractions=LEVELS, resamples=resamples, interval_names=HEADLINE)
+    order = [DDPO_ARM, HANDOVER_ARM, *ARMS, EPOCH_ARM]
+    for group in result["groups"].values():
+        group["arms"] = dict(sorted(group["arms"].items(), key=lambda item: (
+            order.index(item[0]) if item[0] in order else len(order), item[0])))
+    result["tracker"] = tracker_effect([Run(p) for p in finished])
+    results = docs / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    write_json(results / "prompts.json", result)
+    write_figure(result, out, results / "prompts.png")
+    wall = progress.get("wall_seconds", 0.0)
+    seeds = " ".join(map(str, settings.seeds))
+    guided = ", ".join(f"{t} at guidance {g:g}" for t, g in settings.guidance.items() if t in settings.tasks)
+    lines = [
+        "## Prompts: diversity within a prompt, at matched reward (`prompts-digits`)", "",
+        f"Generated by `hrf_core.study.prompts_experiment`; regenerate with `python -m hrf_core experiment {NAME} "
+        f"--seeds {seeds} --jobs 2` (wall time {wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} "
+        "processes).", "",
+        f"Setting: `{settings.model}` prompted with the digits {', '.join(settings.prompts)} (each sample draws one; "
+        f"the evaluation gives each prompt {settings.eval_samples // len(settings.prompts)} of its "
+        f"{settings.eval_samples} fixed-seed samples), K = {settings.steps}, {settings.samples} samples per epoch, "
+        f"{settings.epochs} epochs, lr {settings.lr:g}, seeds {seeds}; guidance 1 except {guided or 'none'}. "
+        "DDPO's advantages are per prompt (ddpo-pytorch's tracker: buffer 16, minimum count 16); HRF's per "
+        "re-noised image. **Within prompt**: Vendi on the digit classifier's features among one prompt's samples, "
+        "averaged over the prompts; it falls when every `3` becomes the same 3, which the across-prompt Vendi "
+        "(three prompts, three digits) hides. Cells as in the tables above: the value where a run's reward gain "
+        "first reaches the level (a fraction of DDPO's final gain), `Δ` against the same seed's DDPO, `mean ± std` "
+        f"[95% interval] ({result['interval']}).", "",
+    ]
+    rows, _ = standing_table([result], metric="vendi_classifier_within")
+    lines += ["### Which method keeps within-prompt diversity on or above early-stopped DDPO?", "",
+              "For each method, on how many tasks its within-prompt Vendi Δ to the same seed's DDPO at 25/50/75% of "
+              "DDPO's gain is on the frontier (interval spans 0), above it, below it, or not reached.", "",
+              *rows, ""]
+    for group in result["groups"].values():
+        lines += [f"### {group['reward']}", "",
+                  f"**Within-prompt Vendi (classifier features) at matched reward** (DDPO's mean final gain "
+                  f"{group['reference']['final_gain']:.4f})", ""]
+        lines += table(group, "vendi_classifier_within") + [""]
+        lines += ["**Across-prompt Vendi (classifier features) at matched reward**", ""]
+        lines += table(group, "vendi_classifier") + [""]
+        lines += ["| arm | final gain | % of DDPO's | within-prompt Vendi | across-prompt Vendi |",
+                  "|---|---|---|---|---|"]
+        ref = group["reference"]["final_gain"]
+        for arm, entry in group["arms"].items():
+            final = entry["final"]
+            share = final["gain"]["mean"] * 100 / ref if ref else float("nan")
+            lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
+                         f"{format_value(final.get('vendi_classifier_within'))} | "
+                         f"{format_value(final.get('vendi_classifier'))} |")
+        lines.append("")
+    if result["tracker"]:
+        lines += ["### The per-prompt tracker: DDPO with per-prompt against epoch advantages", "",
+                  "| task | advantages | final reward gain | final within-prompt Vendi | seeds |",
+                  "|---|---|---|---|---|"]
+        for task, arms in result["tracker"].items():
+            for arm, entry in arms.items():
+                lines.append(f"| {task} | {'per prompt' if arm == DDPO_ARM else 'epoch'} | "
+                             f"{entry['gain_mean']:+.4f} ± {entry['gain_std']:.4f} | "
+                             f"{entry['within_mean']:.2f} ± {entry['within_std']:.2f} | {len(entry['gain'])} |")
+        lines.append("")
+    lines += ["![within-prompt diversity against reward gain](results/prompts.png)", "",
+              "### Reading (generated from the tables)", "", *reading(result), ""]
+    report = results / "prompts.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def reading(result: dict) -> list[str]:
+    """The prose, built from the numbers it quotes (so it cannot drift from the tables)."""
+    from hrf_core.measure.frontier import format_value, position
+
+    lines = []
+    for group in result["groups"].values():
+        task = group["reward"]
+        verdicts = []
+        for arm, entry in group["arms"].items():
+            if arm == DDPO_ARM:
+                continue
+            cells = []
+            for level, row in zip(group["reward_levels"], entry["matched_reward"], strict=True):
+                delta = row["delta_vs_ddpo"].get("vendi_classifier_within")
+                where = position(delta, row["reached"], row["n"])
+                cells.append(f"{int(level['fraction'] * 100)}%: {where}"
+                             + (f" (Δ {format_value(delta)})" if delta and where in ("above", "below") else ""))
+            verdicts.append(f"{arm} — " + "; ".join(cells))
+        lines.append(f"- **{task}**: within-prompt Vendi against early-stopped DDPO, by level: "
+                     + " | ".join(verdicts) + ".")
+    return lines
+
+
+def write_figure(result: dict, root: Path, path: Path) -> None:
+    """Within-prompt Vendi against reward gain, one panel per task, every arm's seeds averaged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hrf_core.measure.frontier import load_trajectory
+
+    groups = list(result["groups"].values())
+    if not groups:
+        return
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.0), squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        for arm, entry in group["arms"].items():
+            points = []
+            for run_id in entry["runs"]:
+                t = load_trajectory(Run(root / run_id))
+                if t is not None and "vendi_classifier_within" in t.metrics:
+                    points.append((t.gains, t.metrics["vendi_classifier_within"]))
+            if not points:
+                continue
+            size = min(len(p[0]) for p in points)
+            gains = np.mean([p[0][:size] for p in points], axis=0)
+            within = np.mean([p[1][:size] for p in points], axis=0)
+            ax.plot(gains, within, marker="o", ms=3, lw=3 if arm == DDPO_ARM else 1.5,
+                    ls="--" if arm == HANDOVER_ARM else "-", label=arm)
+        ax.set_title(group["reward"])
+        ax.set_xlabel("reward gain over the base model")
+        ax.set_ylabel("Vendi within prompt (classifier)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Settings()
+    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=(NAME,))
+    parser.add_argument("--seeds", type=int, nargs="+", default=d.seeds)
+    parser.add_argument("--tasks", nargs="+", default=d.tasks)
+    parser.add_argument("--prompts", nargs="+", default=d.prompts)
+    parser.add_argument("--guidance", nargs="*", default=[f"{t}={g:g}" for t, g in d.guidance.items()],
+                        metavar="TASK=SCALE", help="guidance per task (others: 1)")
+    parser.add_argument("--tracker-tasks", nargs="*", default=d.tracker_tasks)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--eval-samples", type=int, default=d.eval_samples)
+    parser.add_argument("--samples", type=int, default=d.samples)
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--model", default=d.model)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resamples", type=int, default=400)
+    parser.add_argument("--out", default=f"runs/{NAME}")
+    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"))
+    parser.add_argument("--report-only", action="store_true")
+    return parser
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        guidance = {t: float(g) for t, g in (item.split("=", 1) for item in args.guidance)}
+    except ValueError:
+        raise ValueError("--guidance takes TASK=SCALE pairs, e.g. alignment=0.5") from None
+    settings = Settings(seeds=args.seeds, tasks=args.tasks, prompts=args.prompts, guidance=guidance,
+                        tracker_tasks=args.tracker_tasks, epochs=args.epochs, eval_every=args.eval_every,
+                        eval_samples=args.eval_samples, samples=args.samples, steps=args.steps, model=args.model)
+    for task in settings.tasks:  # a bad combination fails now, not in a worker an hour later
+        for arm in arms_of(task, settings):
+            if arm != HANDOVER_ARM:
+                arm_config(task, arm, settings.seeds[0], settings, args.device)
+    out = Path(args.out)
+    if not args.report_only:
+        run_experiment(settings, out, args.jobs, args.threads, args.device)
+    print(f"wrote {write_report(out, Path(args.docs), args.resamples)}")
+    return 0
