@@ -183,7 +183,7 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     if REWARDS[reward].prompted and not (prompts_a and prompts_b):
         raise ValueError(f"reward {reward} reads each sample's prompt: compare two prompted models")
     reward_fn = make_reward(reward, device="cpu")
-    evaluator = cached_evaluator(model_a.sample_shape)
+    evaluator = cached_evaluator(model_a.image_shape)
     metrics_a = evaluator(images_a, reward_fn(images_a, prompts_a).float().cpu(), prompts=prompts_a)
     metrics_b = evaluator(images_b, reward_fn(images_b, prompts_b).float().cpu(), prompts=prompts_b)
     keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel", "per_prompt")]

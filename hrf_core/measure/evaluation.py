@@ -145,7 +145,7 @@ def write_base_metrics(model: str, rewards: list[str], num_steps: int, eta: floa
 
     base = load_base_model(model, device)
     images = sample_from(base, samples, seed, num_steps=num_steps, eta=eta)
-    evaluator = Evaluator(base.sample_shape, base.device)
+    evaluator = Evaluator(base.image_shape, base.device)
     saved = load_base_metrics(base.folder)
     for reward in rewards:
         metrics = evaluator(images, make_reward(reward)(images).float().cpu())

@@ -93,7 +93,7 @@ def default_probes(k: int) -> tuple[int, ...]:
 # ------------------------------------------------------------------------------------------ sampling
 def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck | None = None,
                   progress: Callable[[float, str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final images of the trunks (N, C, H, W) and of every branch (P, N, M, C, H, W), in [-1, 1].
+    """Final images of the trunks (N, C, H, W) and of every branch (P, N, M, C, H, W), in [-1, 1] (decoded).
 
     A window-only checkpoint (``model.early``) samples its untrained steps with its base model, as
     everywhere else. ``stop`` is checked before every UNet call.
@@ -131,8 +131,8 @@ def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck |
             done += len(active)
             if progress is not None:
                 progress(done / total_rows, f"step {i + 1}/{k}")
-    shape = model.sample_shape
-    return trunk.final, states.reshape(len(s.probes), n, m, *shape)
+    finals = model.decode(states)  # what the rewards read (a latent model's decoded images)
+    return model.decode(trunk.final), finals.reshape(len(s.probes), n, m, *finals.shape[1:])
 
 
 # ------------------------------------------------------------------------------------------ estimation

@@ -62,8 +62,9 @@ class HRFD(Method):
             probe = trainer.images_of(epoch, 0)[: c.hrfd_probe_images]
             prompts = trainer.image_prompts(epoch, 0)
             cond = trainer.condition(prompts[: c.hrfd_probe_images]) if prompts else None
-            found = dynamic_start(trainer.unet, trainer.scheduler, probe, trainer.reward_fn, c.hrfd_stride,
-                                  c.hrfd_beta, c.siblings, trainer.epoch_generator(epoch, "probe", trainer.device),
+            reward = lambda x, *prompts: trainer.reward_fn(trainer.base.decode(x), *prompts)  # noqa: E731
+            found = dynamic_start(trainer.unet, trainer.scheduler, probe, reward, c.hrfd_stride, c.hrfd_beta,
+                                  c.siblings, trainer.epoch_generator(epoch, "probe", trainer.device),
                                   trainer.stop_check, cond)
         trainer.start_state.record(*trainer.dist.broadcast_object(found))
 

@@ -98,9 +98,19 @@ class BaseModel:
             return 0
         return round(self.handover * num_steps / self.handover_steps) if self.handover_steps else self.handover
 
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The images (N, C, H, W) in [-1, 1] of rollout finals ``x`` (a pixel model: ``x`` itself; a latent model
+        decodes them). Rewards, metrics and grids read these."""
+        return x
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one decoded image (a pixel model: its sample shape)."""
+        return self.sample_shape
+
     @property
     def sample_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample."""
+        """(C, H, W) of one sample: the state the rollouts denoise (a latent model: its latents)."""
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (self.unet.config.in_channels, h, w)

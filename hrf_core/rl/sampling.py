@@ -35,7 +35,8 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
                 batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False,
                 early: BaseModel | None = None, handover: int = 0, prompts: Sequence[str] | None = None,
                 guidance: float = 1.0) -> torch.Tensor:
-    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise; the same seed gives the same samples.
+    """``n`` samples (n, C, H, W) in [-1, 1] from pure noise (a latent model's decoded); the same seed gives the
+    same samples.
 
     This is the evaluation sampler of the trainer, the app and the experiments. Hand-over sampling:
     steps with index < ``handover`` use ``early`` (e.g. the base model), the rest ``base`` (e.g. a
@@ -62,7 +63,7 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
                       autocast_bf16=autocast_bf16, early_unet=early_unet, handover=handover,
                       cond=None if cond is None else cond[i * batch_size:(i + 1) * batch_size]).final
               for i, chunk in enumerate(x.split(batch_size))]
-    return torch.cat(finals)
+    return base.decode(torch.cat(finals))
 
 
 def prompt_condition(base: BaseModel, prompts: Sequence[str] | None, n: int, guidance: float = 1.0):
@@ -120,5 +121,5 @@ def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1,
             eps = unet_eps(base.unet, x, int(t), cond=cond)
             noise = noise_like(x.shape, generator, base.device)
             x, x0 = base.scheduler.step(eps, int(t), x, eta=1.0, variance_noise=noise, return_dict=False)
-            predictions.append(x0.clamp(-1, 1))
+            predictions.append(base.decode(x0).clamp(-1, 1))
     return torch.stack(predictions)

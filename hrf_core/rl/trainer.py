@@ -105,7 +105,7 @@ class Trainer:
         self.my_batches = list(range(dist.rank, config.batches_per_epoch, dist.world))  # this rank's share
         if config.grad_checkpointing:
             self.unet.enable_gradient_checkpointing()  # diffusers: recompute each block's activations in backward
-        self.evaluator = evaluator or (Evaluator(self.base.sample_shape, self.device, config.eval_embeddings)
+        self.evaluator = evaluator or (Evaluator(self.base.image_shape, self.device, config.eval_embeddings)
                                        if dist.is_main else None)
         if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
             self._record_embeddings()
@@ -236,7 +236,7 @@ class Trainer:
                                    prompts=prompts)
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
-        rewards = self.score(trajectory.final, prompts)
+        rewards = self.score(self.base.decode(trajectory.final), prompts)
         end = self.method.window_end(self.config, epoch)
         trained = [j for j in range(end - start) if self.trainable[start + j]]
         return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained)

@@ -226,7 +226,7 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     run = RunStore(root).create(config, name=name)
     tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
     reward_fn = make_reward(config["reward"])
-    evaluator = Evaluator(base.sample_shape)
+    evaluator = Evaluator(base.image_shape)
     prompts = round_robin(config["prompts"], config["eval_samples"]) if config.get("prompts") else None
     for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
         images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
