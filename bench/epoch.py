@@ -7,6 +7,8 @@ A ratio near 1 means the loop adds little beyond the UNet calls it must make.
     python bench/epoch.py                       # embedded digits16 on this CPU (32 samples, K = 40)
     python bench/epoch.py --celebahq --device cuda --samples 8 --batch 8   # CelebA-HQ 256 architecture, random weights
     python bench/epoch.py --report-to wandb --report-to trackio --report-to tensorboard  # + the trackers' cost
+    python bench/epoch.py --guided 2        # digits16-cond prompted with 3,7,8 at guidance 2 (both branches
+                                            # in one batched forward: the floor counts 2B rows per call)
 
 With ``--report-to``, more DDPO epochs run while reporting each one (its row and an evaluation grid, the
 worst case) to the trackers: their cost is the time of the report call against the epoch's (and, with
@@ -55,23 +57,31 @@ def time_call(fn, device, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def forward_time(base, batch: int, repeats: int, bf16: bool) -> float:
+def unet_call(base, x: torch.Tensor, t: torch.Tensor, guidance: float | None):
+    """One UNet call as the trainer makes it: plain, or guided (both branches in one batched forward)."""
+    if guidance is None:
+        return base.unet(x, t).sample
+    prompts = [base.conditioner.vocabulary[i % 3] for i in range(len(x))]
+    return base.conditioner.condition(prompts, guidance).eps(base.unet, x, t)
+
+
+def forward_time(base, batch: int, repeats: int, bf16: bool, guidance: float | None = None) -> float:
     x = torch.randn(batch, *base.sample_shape, device=base.device)
     t = torch.full((batch,), 500, device=base.device)
 
     def call():
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=bf16 and x.is_cuda):
-            base.unet(x, t)
+            unet_call(base, x, t, guidance)
     return time_call(call, base.device, repeats)
 
 
-def forward_backward_time(base, batch: int, repeats: int, bf16: bool) -> float:
+def forward_backward_time(base, batch: int, repeats: int, bf16: bool, guidance: float | None = None) -> float:
     x = torch.randn(batch, *base.sample_shape, device=base.device)
     t = torch.full((batch,), 500, device=base.device)
 
     def call():
         with torch.autocast("cuda", torch.bfloat16, enabled=bf16 and x.is_cuda):
-            out = base.unet(x, t).sample
+            out = unet_call(base, x, t, guidance)
         out.float().mean().backward()
     return time_call(call, base.device, repeats)
 
@@ -143,6 +153,8 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--report-to", action="append", default=[], help="also measure this tracker's cost (repeat)")
     parser.add_argument("--tracked-epochs", type=int, default=4, help="DDPO epochs reported to the trackers")
+    parser.add_argument("--guided", type=float, metavar="SCALE",
+                        help="the prompted digits16-cond (prompts 3,7,8) with classifier-free guidance SCALE")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,7 +168,8 @@ def main() -> None:
         os.environ.setdefault("WANDB_DIR", str(tmp))
         os.environ.setdefault("TRACKIO_DIR", str(tmp / "trackio"))
         os.environ.setdefault("HRF_TRACKER_PROJECT", "hrf-bench")
-    model = str(random_celebahq_folder(tmp / "celebahq")) if args.celebahq else args.model
+    model = str(random_celebahq_folder(tmp / "celebahq")) if args.celebahq else \
+        "digits16-cond" if args.guided is not None else args.model
     if not args.celebahq and model in MODELS and not Path(MODELS[model].location).is_dir():
         raise SystemExit(f"{model} is not built yet")
     base = load_base_model(model, args.device)
@@ -164,13 +177,14 @@ def main() -> None:
     k, n, b, tb = args.steps, args.samples, args.batch, args.train_batch
     results: dict = {"device": str(device), "model": "celebahq-256-architecture (random)" if args.celebahq else model,
                      "params_M": sum(p.numel() for p in base.unet.parameters()) / 1e6, "samples": n, "K": k,
-                     "batch": b, "train_batch": tb, "threads": torch.get_num_threads(), "bf16": args.bf16}
+                     "batch": b, "train_batch": tb, "threads": torch.get_num_threads(), "bf16": args.bf16,
+                     "guidance": args.guided}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name()
 
     images_per_batch = b // args.siblings
-    fwd = {size: forward_time(base, size, args.repeats, args.bf16) for size in {b, images_per_batch}}
-    fwd_bwd = forward_backward_time(base, tb, args.repeats, args.bf16)
+    fwd = {size: forward_time(base, size, args.repeats, args.bf16, args.guided) for size in {b, images_per_batch}}
+    fwd_bwd = forward_backward_time(base, tb, args.repeats, args.bf16, args.guided)
     base.unet.zero_grad(set_to_none=True)
     results["forward_s"] = {str(size): v for size, v in fwd.items()}
     results["forward_backward_s"] = fwd_bwd
@@ -179,7 +193,8 @@ def main() -> None:
         return TrainConfig(model=model, method=method, window=window, start_mode="fixed", num_steps=k, epochs=1000,
                            samples_per_epoch=n, batch_size=b, siblings=args.siblings, train_batch_size=tb,
                            updates_per_epoch=4, eval_every=1000, device=str(device),
-                           bf16=args.bf16, eval_samples=64 if not args.celebahq else 8)
+                           bf16=args.bf16, eval_samples=64 if not args.celebahq else 8,
+                           **(dict(prompts=("3", "7", "8"), guidance=args.guided) if args.guided is not None else {}))
 
     n_batches = n // b
     arms = {"ddpo": ("ddpo", (0, k)), "hrf_10_steps": ("hrf", (k - 10, k))}

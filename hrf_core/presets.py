@@ -26,6 +26,17 @@ PRESETS: dict[str, TrainConfig] = {
     "digits-renoise-fixed": TrainConfig(method="hrf", window=(20, 40), start_mode="fixed", epochs=15,
                                         eval_every=1),
     "digits-ddpo-kl": TrainConfig(method="ddpo", window=(0, 40), kl_coef=1.0, epochs=15, eval_every=1),
+    # the class-conditional embedded model, prompted with three digits (issue #29): each sample draws one; DDPO's
+    # advantages per prompt (ddpo-pytorch's tracker); alignment at guidance 0.5 (at 1 it starts saturated)
+    "digits-cond-ddpo": TrainConfig(model="digits16-cond", reward="alignment", method="ddpo", window=(0, 40),
+                                    prompts=("3", "7", "8"), guidance=0.5, adv_scope="prompt", epochs=15,
+                                    eval_every=1, eval_samples=63),
+    "digits-cond-hrf-late": TrainConfig(model="digits16-cond", reward="alignment", method="hrf", window=(20, 40),
+                                        prompts=("3", "7", "8"), guidance=0.5, adv_scope="image", epochs=15,
+                                        eval_every=1, eval_samples=63),
+    "digits-cond-hrf-window-only": TrainConfig(model="digits16-cond", reward="ink", method="hrf", window=(30, 40),
+                                               prompts=("3", "7", "8"), adv_scope="image", outside_window="base",
+                                               epochs=15, eval_every=1, eval_samples=63),
     "paper-ddpo": TrainConfig(
         model="google/ddpm-celebahq-256", method="ddpo", window=(0, 40), epochs=70, samples_per_epoch=10,
         batch_size=5, siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch",

@@ -63,3 +63,26 @@ def tiny_rgb_model_dir(tmp_path_factory):
     make_tiny_unet(channels=3).save_pretrained(folder / "unet", safe_serialization=True)
     make_scheduler().save_pretrained(folder / "scheduler")
     return folder
+
+
+def make_tiny_cond_unet(seed: int = 0, classes: int = 3) -> UNet2DModel:
+    """A tiny class-conditional UNet2DModel: ``classes`` classes plus the null class (random weights, the class
+    embedding scaled up so the classes matter)."""
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, num_class_embeds=classes + 1,
+    ).eval()
+    with torch.no_grad():
+        unet.class_embedding.weight.mul_(3.0)
+    return unet
+
+
+@pytest.fixture(scope="session")
+def tiny_cond_model_dir(tmp_path_factory):
+    """A local diffusers folder holding a tiny class-conditional model: prompts "0", "1", "2"; null class 3."""
+    folder = tmp_path_factory.mktemp("tiny-cond-model")
+    make_tiny_cond_unet().save_pretrained(folder / "unet", safe_serialization=True)
+    make_scheduler().save_pretrained(folder / "scheduler")
+    return folder
