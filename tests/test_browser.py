@@ -307,3 +307,41 @@ def test_continue_a_run_from_the_runs_tab(tmp_path, model, browser):
     finally:
         manager.wait(60)
         served.close()
+
+
+def test_prompts_typed_on_the_page_give_one_grid_row_per_prompt(browser, tmp_path, tiny_cond_model_dir):
+    """A prompted model: type the prompt set, Start, and the run samples those prompts; its evaluation grid has
+    one row per prompt, and the Live plot's diversity is within a prompt."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from explorer import server
+    from explorer.jobs import JobManager
+    from hrf_core.config import TrainConfig
+    from hrf_core.store.runs import RunStore
+
+    defaults = TrainConfig(model=str(tiny_cond_model_dir), method="hrf", window=(4, 10), num_steps=10, epochs=1,
+                           samples_per_epoch=8, batch_size=8, siblings=4, eval_samples=6, train_batch_size=8,
+                           updates_per_epoch=1, eval_every=1, prompts=("0", "1", "2"))
+    manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
+    served = server.serve(manager, defaults, port=free_port())
+    problems: list[str] = []
+    try:
+        page = watched_page(browser, problems)
+        page.goto(served.url)
+        prompts = page.locator("#prompts textarea")
+        expect(prompts).to_have_value("0,1,2", timeout=30_000)
+        prompts.fill("2, 0")
+        page.locator("#start-btn").click()
+        panel = page.locator("#hrf-live")
+        expect(panel.locator(".hl-status")).to_contain_text("Done", timeout=120_000)
+        run = manager.store.list()[0]
+        assert run.config["prompts"] == ["2", "0"]
+        with Image.open(run.latest_grid()) as grid:  # 2 prompts x 3 samples each: (8 + 1 padding) px cells x 16
+            assert (grid.height, grid.width) == ((2 * 9 + 1) * 16, (3 * 9 + 1) * 16)
+        expect(page.locator("#trajectory-plot")).to_contain_text("within prompt", timeout=10_000)
+        expect(panel.locator(".hl-grids img")).to_have_count(2)
+    finally:
+        manager.wait(60)
+        served.close()
+    assert not problems, problems
