@@ -532,6 +532,11 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     locality = results / "locality.md"
     if locality.is_file():  # python -m hrf_core locality-study
         lines += [locality.read_text().strip(), ""]
+    prompted = results / "prompts.md"
+    if prompted.is_file():  # python -m hrf_core experiment prompts-digits
+        from hrf_core.study.prompts_experiment import BEGIN, END
+
+        lines += [BEGIN, prompted.read_text().strip(), END, ""]
     lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
     if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
         from hrf_core.study.reading import report_sources, stale_numbers
