@@ -18,10 +18,13 @@ CELLS = {
                                    else str(config.get("model", "?"))),
     "method": lambda config, done: run_label(config),
     "epochs": lambda config, done: f"{done}/{config.get('epochs', '?')}",
+    "prompts": lambda config, done: ",".join(config.get("prompts") or ()) or "–",
 }
 #: The settings shown as columns (the settings table's ``column``), between the run's id and status and its metrics.
 SETTING_COLUMNS = settings.on("column")
 RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), "reward", "Vendi", "IS", "s/epoch"]
+#: The columns' widths (percent): the run id widest, each setting an equal share of what the others leave.
+RUN_WIDTHS = [22, 8, *[round(40 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 10, 9, 6, 5]
 
 
 def _arrow(rows: list[dict], key: str | None, digits: int = 2) -> str:

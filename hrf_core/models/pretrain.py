@@ -462,6 +462,16 @@ def _hash_table(folder: Path) -> list[str]:
     return rows
 
 
+def quality_rows(q: dict[str, Any]) -> list[str]:
+    """The quality table's rows every digits card shares (after its IS row), and a blank line."""
+    return [
+        f"| fraction with max class prob > 0.9 | {q['confident_fraction']:.3f} | | >= 0.75 |",
+        f"| smallest class fraction | {q['min_class_fraction']:.3f} | | >= 0.05 |",
+        f"| median L2 to nearest training image | {q['nn_train_l2_median_samples']:.3f} | "
+        f"{q['nn_train_l2_median_heldout']:.3f} | samples >= held-out |", "",
+    ]
+
+
 def write_ddpm_card(folder: Path) -> None:
     """(Re)write `folder/README.md` from `training.json` (recipe, time, quality) and the files' sha256."""
     info = json.loads((folder / "training.json").read_text())
@@ -516,10 +526,7 @@ def write_ddpm_card(folder: Path) -> None:
             "| metric | samples | real held-out | target |", "|---|---|---|---|",
             f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
             "| >= 7.5 |",
-            f"| fraction with max class prob > 0.9 | {q['confident_fraction']:.3f} | | >= 0.75 |",
-            f"| smallest class fraction | {q['min_class_fraction']:.3f} | | >= 0.05 |",
-            f"| median L2 to nearest training image | {q['nn_train_l2_median_samples']:.3f} | "
-            f"{q['nn_train_l2_median_heldout']:.3f} | samples >= held-out |", "",
+            *quality_rows(q),
             "Class histogram (fraction of samples predicted 0..9): "
             + ", ".join(f"{i}: {h:.3f}" for i, h in enumerate(q["class_histogram"])), "",
         ]
@@ -583,10 +590,7 @@ def _guidance_quality_lines(q: dict[str, Any], name: str) -> list[str]:
         "| >= 0.9 |",
         f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
         "| >= 7.5 |",
-        f"| fraction with max class prob > 0.9 | {q['confident_fraction']:.3f} | | >= 0.75 |",
-        f"| smallest class fraction | {q['min_class_fraction']:.3f} | | >= 0.05 |",
-        f"| median L2 to nearest training image | {q['nn_train_l2_median_samples']:.3f} | "
-        f"{q['nn_train_l2_median_heldout']:.3f} | samples >= held-out |", "",
+        *quality_rows(q),
         "Use: `eps = hrf_core.rl.guidance.guided_eps(unet, x, t, labels, scale, null_label="
         f"{q['null_label']})` (both branches in one batched forward), or "
         f"`hrf_core.models.pretrain.sample_ddim(unet, scheduler, n, labels=labels, guidance={g:g})`.", "",

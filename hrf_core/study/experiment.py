@@ -261,9 +261,11 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
     return units
 
 
-def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
-                   report_to: tuple[str, ...] = ()) -> dict:
-    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
+def run_experiment(settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
+                   report_to: tuple[str, ...] = (), build=None) -> dict:
+    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends. ``settings``: any
+    experiment's settings dataclass; ``build(settings, out, device, report_to)``: its units (default this
+    experiment's)."""
     from hrf_core.study.sweep import default_threads, run_units
 
     out.mkdir(parents=True, exist_ok=True)
@@ -286,7 +288,7 @@ def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None
         print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
               + (f"\n{unit.error}" if unit.error else ""), flush=True)
 
-    units = build_units(settings, out, device, report_to)
+    units = (build or build_units)(settings, out, device, report_to)
     run_units(units, jobs=jobs, threads=threads, on_done=on_done)
     write_json(progress_file, progress)
     return progress

@@ -26,8 +26,7 @@ run in parallel processes as in ``frontier-digits``; the report is ``docs/result
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrf_core import REPO_ROOT
@@ -38,6 +37,7 @@ from hrf_core.study.experiment import (
     HANDOVER_ARM,
     arm_overrides,
     handover_unit,
+    run_experiment,
     run_name,
     train_unit,
     window_arm,
@@ -112,29 +112,6 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
                 config = arm_config(task, arm, seed, settings, device).to_dict()
                 units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
     return units
-
-
-def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
-                   report_to: tuple[str, ...] = ()) -> dict:
-    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
-    from hrf_core.study.sweep import default_threads, run_units
-
-    out.mkdir(parents=True, exist_ok=True)
-    progress_file = out / "progress.json"
-    progress = read_json(progress_file, {}) or {}
-    progress.setdefault("units", {})
-    progress.update(settings=asdict(settings), jobs=jobs, threads=threads or default_threads(jobs))
-    started = time.time()
-    earlier = float(progress.get("wall_seconds", 0.0))
-
-    def done(unit) -> None:
-        progress["units"][unit.name] = {"seconds": unit.seconds, "error": (unit.error or "").splitlines()[:1]}
-        progress["wall_seconds"] = earlier + time.time() - started
-        write_json(progress_file, progress)
-        print(f"{unit.name}: {'failed' if unit.error else 'done'} in {unit.seconds:.0f} s", flush=True)
-
-    run_units(build_units(settings, out, device, report_to), jobs=jobs, threads=threads, on_done=done)
-    return progress
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -363,6 +340,6 @@ def cli_main(argv: list[str] | None = None) -> int:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
     out = Path(args.out)
     if not args.report_only:
-        run_experiment(settings, out, args.jobs, args.threads, args.device)
+        run_experiment(settings, out, args.jobs, args.threads, args.device, build=build_units)
     print(f"wrote {write_report(out, Path(args.docs), args.resamples)}")
     return 0
