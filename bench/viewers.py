@@ -648,6 +648,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 @dataclass
 class Bench:
+    """The viewer benchmark's measurements over one served app (about 390 lines: one method per measured
+    scenario, each sharing the app, the CPU probe and the results, as the README's table reads them)."""
+
     args: argparse.Namespace
     app: App
     info: AppInfo

@@ -152,7 +152,7 @@ def test_every_sample_keeps_the_prompt_it_was_sampled_with(tiny_cond_model_dir, 
     trainer.train()
     starts = run.metrics()[1]["starts"]
     for b, start in enumerate(starts):
-        drawn = trainer.batch_prompts(1, b, start)
+        drawn = trainer.prompts.batch(1, b, start)
         assert drawn in seen and drawn in conditioned and set(drawn) <= set(PROMPTS)
     evaluation = round_robin(PROMPTS, config.eval_samples)
     assert seen.count(evaluation) == 2  # epoch 0 and epoch 1

@@ -61,7 +61,7 @@ class HRFD(Method):
             trainer.phase = f"epoch {epoch}: HRF-D probing start steps"
             probe = trainer.images_of(epoch, 0)[: c.hrfd_probe_images]
             prompts = trainer.image_prompts(epoch, 0)
-            cond = trainer.condition(prompts[: c.hrfd_probe_images]) if prompts else None
+            cond = trainer.prompts.condition(prompts[: c.hrfd_probe_images]) if prompts else None
             reward = lambda x, *prompts: trainer.reward_fn(trainer.base.decode(x), *prompts)  # noqa: E731
             found = dynamic_start(trainer.unet, trainer.scheduler, probe, reward, c.hrfd_stride, c.hrfd_beta,
                                   c.siblings, trainer.epoch_generator(epoch, "probe", trainer.device),

@@ -40,6 +40,7 @@ from hrf_core.rl.policy import (
     trainable_steps,
 )
 from hrf_core.rl.ppo import PerPromptStats
+from hrf_core.rl.prompting import RunPrompts
 from hrf_core.rl.sampling import round_robin, sample_from, sample_grid
 from hrf_core.rl.update import Batch, PolicyUpdate
 from hrf_core.store import checkpoints
@@ -65,6 +66,10 @@ class Trainer:
     index) (:class:`~hrf_core.rl.policy.RowNoise`), and the start steps and the update order come from
     generators keyed by (seed, epoch), so a run's samples do not depend on how the epoch is split
     into processes (``dist``) and resuming needs no saved generator state.
+
+    Its size (about 340 lines) is the epoch's sampling, evaluation and the checkpoint round trip of everything
+    an epoch reads, kept together so a resume restores exactly that; the update (:mod:`hrf_core.rl.update`), the
+    prompts (:mod:`hrf_core.rl.prompting`) and each method's windows (:mod:`hrf_core.methods`) live apart.
     """
 
     def __init__(
@@ -109,12 +114,7 @@ class Trainer:
                                        if dist.is_main else None)
         if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
             self._record_embeddings()
-        self.conditioner = self.base.conditioner  # how the model reads prompts (None: unconditional)
-        if config.prompted != (self.conditioner is not None):
-            raise ValueError(f"model {config.model} is {'prompted' if self.conditioner else 'unconditional'}: "
-                             f"{'give it prompts' if self.conditioner else 'it takes no prompts'}")
-        if self.conditioner is not None:
-            self.conditioner.check(config.prompts)
+        self.prompts = RunPrompts(config, self.base.conditioner)  # each row's prompt (a prompted run)
         self.prompt_stats = (PerPromptStats(config.prompt_buffer, config.prompt_min_count)
                              if config.adv_scope == "prompt" else None)
         self.epoch = 0
@@ -154,39 +154,13 @@ class Trainer:
         conditioned on its prompt (a prompted run)."""
         early = self.frozen if handover > start else None
         return rollout(unet, self.scheduler, x, start, eta, noise, self.stop_check, record, self.config.bf16,
-                       early_unet=early, handover=handover if early is not None else 0, cond=self.condition(prompts))
+                       early_unet=early, handover=handover if early is not None else 0,
+                       cond=self.prompts.condition(prompts))
 
     def score(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         """The reward of each image (N,), float32 on the CPU; a prompted run passes each image's prompt."""
         scored = self.reward_fn(images) if prompts is None else self.reward_fn(images, prompts)
         return scored.float().cpu()
-
-    def condition(self, prompts: list[str] | None):
-        """The rows' condition (the run's guidance) for ``prompts``; None for an unconditional run."""
-        if prompts is None:
-            return None
-        c = self.config
-        return self.conditioner.condition(prompts, c.guidance, detach_uncond=c.guidance_grad == "cond")
-
-    def prompts_of(self, epoch: int, stream: str, first: int, count: int) -> list[str] | None:
-        """Each row's prompt, drawn uniformly from the run's prompt set by its own key (seed, epoch, stream,
-        global index), so it does not depend on how the epoch is split (None: an unconditional run)."""
-        prompts = self.config.prompts
-        if not prompts:
-            return None
-        keys = [stream_seed(self.config.seed, epoch, f"{stream}-prompt", first + r) for r in range(count)]
-        return [prompts[int(torch.randint(len(prompts), (1,), generator=torch.Generator().manual_seed(key)))]
-                for key in keys]
-
-    def batch_prompts(self, epoch: int, batch_index: int, start: int) -> list[str] | None:
-        """The prompts of a sampling batch's rows: re-noised siblings share their image's prompt; rows from pure
-        noise draw their own."""
-        c = self.config
-        if start > 0:
-            n = c.batch_size // c.siblings
-            images = self.prompts_of(epoch, "image", batch_index * n, n)
-            return None if images is None else [p for p in images for _ in range(c.siblings)]
-        return self.prompts_of(epoch, "sample", batch_index * c.batch_size, c.batch_size)
 
     def _row_noise(self, epoch: int, stream: str, first: int, count: int) -> RowNoise:
         """Streams keyed (seed, epoch, stream, global index) for ``count`` rows from ``first``."""
@@ -204,7 +178,7 @@ class Trainer:
             c = self.config
             n = c.batch_size // c.siblings
             noise = self._row_noise(epoch, "image", batch_index * n, n)
-            prompts = self.prompts_of(epoch, "image", batch_index * n, n)
+            prompts = self.prompts.images(epoch, batch_index)
             source = self.frozen if c.start_source == "base" else self.unet
             x = noise_like((n, *self.base.sample_shape), noise, self.device)
             handover = self.handover(epoch) if source is self.unet else 0
@@ -231,7 +205,7 @@ class Trainer:
         else:
             x_start = noise_like((c.batch_size, *self.base.sample_shape), noise, self.device)
         self.phase = f"epoch {epoch}: sampling batch {batch_index + 1}"
-        prompts = self.batch_prompts(epoch, batch_index, start)
+        prompts = self.prompts.batch(epoch, batch_index, start)
         trajectory = self._rollout(self.unet, x_start, start, c.eta, noise, handover=self.handover(epoch),
                                    prompts=prompts)
         # inference tensors cannot enter autograd: keep plain copies for the update
@@ -340,7 +314,7 @@ class Trainer:
         self._images = {}
         rewards = self._gather_rewards(batches, n_batches)
         sampled = time.perf_counter()
-        prompts = [self.batch_prompts(epoch, b, starts[b]) for b in range(n_batches)] if c.prompted else None
+        prompts = [self.prompts.batch(epoch, b, starts[b]) for b in range(n_batches)] if c.prompted else None
         self.update.assign_advantages(batches, rewards, starts, prompts)
         update = self.update.run(batches, epoch)
         trained = time.perf_counter()
