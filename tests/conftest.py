@@ -15,13 +15,14 @@ from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
 torch.set_num_threads(1)  # tiny models gain nothing from more; robust when the CPU is shared
 
 
-def make_tiny_unet(seed: int = 0, channels: int = 1, size: int = 8) -> UNet2DModel:
-    """A ~20k-parameter UNet2DModel with random weights (a stand-in for any diffusers UNet)."""
+def make_tiny_unet(seed: int = 0, channels: int = 1, size: int = 8, num_class_embeds: int | None = None) -> UNet2DModel:
+    """A ~20k-parameter UNet2DModel with random weights (a stand-in for any diffusers UNet); with
+    ``num_class_embeds``, a class-conditional one."""
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
         block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4, num_class_embeds=num_class_embeds,
     ).eval()
 
 
@@ -68,12 +69,7 @@ def tiny_rgb_model_dir(tmp_path_factory):
 def make_tiny_cond_unet(seed: int = 0, classes: int = 3) -> UNet2DModel:
     """A tiny class-conditional UNet2DModel: ``classes`` classes plus the null class (random weights, the class
     embedding scaled up so the classes matter)."""
-    torch.manual_seed(seed)
-    unet = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4, num_class_embeds=classes + 1,
-    ).eval()
+    unet = make_tiny_unet(seed, num_class_embeds=classes + 1)
     with torch.no_grad():
         unet.class_embedding.weight.mul_(3.0)
     return unet
