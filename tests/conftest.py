@@ -31,13 +31,17 @@ def make_scheduler(set_alpha_to_one: bool = False) -> DDIMScheduler:
                          set_alpha_to_one=set_alpha_to_one, steps_offset=1)
 
 
+def model_folder(folder, unet: UNet2DModel):
+    """``folder`` as a local diffusers model folder (unet/ + scheduler/) holding ``unet``."""
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    make_scheduler().save_pretrained(folder / "scheduler")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A local diffusers folder (unet/ + scheduler/) holding a tiny random model."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    make_tiny_unet().save_pretrained(folder / "unet", safe_serialization=True)
-    make_scheduler().save_pretrained(folder / "scheduler")
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-model"), make_tiny_unet())
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +64,7 @@ def tiny_clip_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_rgb_model_dir(tmp_path_factory):
     """A local diffusers folder holding a tiny random RGB model (3 x 8 x 8)."""
-    folder = tmp_path_factory.mktemp("tiny-rgb-model")
-    make_tiny_unet(channels=3).save_pretrained(folder / "unet", safe_serialization=True)
-    make_scheduler().save_pretrained(folder / "scheduler")
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-rgb-model"), make_tiny_unet(channels=3))
 
 
 def make_tiny_cond_unet(seed: int = 0, classes: int = 3) -> UNet2DModel:
@@ -78,7 +79,4 @@ def make_tiny_cond_unet(seed: int = 0, classes: int = 3) -> UNet2DModel:
 @pytest.fixture(scope="session")
 def tiny_cond_model_dir(tmp_path_factory):
     """A local diffusers folder holding a tiny class-conditional model: prompts "0", "1", "2"; null class 3."""
-    folder = tmp_path_factory.mktemp("tiny-cond-model")
-    make_tiny_cond_unet().save_pretrained(folder / "unet", safe_serialization=True)
-    make_scheduler().save_pretrained(folder / "scheduler")
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-cond-model"), make_tiny_cond_unet())
