@@ -190,6 +190,9 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
         lines += table(group, "vendi_classifier_within") + [""]
         lines += ["**Across-prompt Vendi (classifier features) at matched reward**", ""]
         lines += table(group, "vendi_classifier") + [""]
+        lines += ["**Within-prompt Vendi (pixels; a weak proxy, but blind to what the classifier was trained to "
+                  "ignore) at matched reward**", ""]
+        lines += table(group, "vendi_pixel_within") + [""]
         lines += ["| arm | final gain | % of DDPO's | within-prompt Vendi | across-prompt Vendi |",
                   "|---|---|---|---|---|"]
         ref = group["reference"]["final_gain"]
@@ -211,7 +214,15 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
                              f"{entry['within_mean']:.2f} ± {entry['within_std']:.2f} | {len(entry['gain'])} |")
         lines.append("")
     lines += ["![within-prompt diversity against reward gain](results/prompts.png)", "",
-              "### Reading (generated from the tables)", "", *reading(result), ""]
+              "### Reading", "", "Where each method stands against early-stopped DDPO on within-prompt Vendi, by level "
+              "(generated from the tables):", "", *reading(result), ""]
+    notes = results / "prompts-reading.md"  # written by hand; every interval and share it quotes must be in the tables
+    if notes.is_file():
+        from hrf_core.study.reading import stale_numbers
+
+        lines += [notes.read_text().strip(), ""]
+        for stale in stale_numbers(notes.read_text(), [result]):
+            print(f"warning: prompts-reading.md quotes a number the tables do not hold: {stale}")
     report = results / "prompts.md"
     report.write_text("\n".join(lines))
     include_in_results(docs / "RESULTS.md", report.read_text())

@@ -60,10 +60,11 @@ def window_only_shares(rows: list[dict]) -> set[int]:
 
 
 def report_sources(results: Path) -> tuple[list[dict], set[int]]:
-    """What the Reading may quote, from a report's ``results/`` folder: ``frontier.json`` and ``locality.json``
-    (their summaries and shares), and the shares of ``window-only.json`` (:func:`window_only_shares`)."""
-    sources = [json.loads((results / name).read_text()) for name in ("frontier.json", "locality.json")
-               if (results / name).is_file()]
+    """What the Reading may quote, from a report's ``results/`` folder: ``frontier.json``, ``locality.json`` and
+    ``prompts.json`` (their summaries and shares), and the shares of ``window-only.json``
+    (:func:`window_only_shares`)."""
+    names = ("frontier.json", "locality.json", "prompts.json")
+    sources = [json.loads((results / name).read_text()) for name in names if (results / name).is_file()]
     window_only = results / "window-only.json"
     shares = window_only_shares(json.loads(window_only.read_text())) if window_only.is_file() else set()
     return sources, shares
