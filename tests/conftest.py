@@ -63,3 +63,12 @@ def tiny_rgb_model_dir(tmp_path_factory):
     make_tiny_unet(channels=3).save_pretrained(folder / "unet", safe_serialization=True)
     make_scheduler().save_pretrained(folder / "scheduler")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A tiny random Stable Diffusion pipeline folder: UNet2DConditionModel, AutoencoderKL, CLIPTextModel, a CLIP
+    tokenizer written from a small vocabulary and merges file, DDIM with set_alpha_to_one=False."""
+    from hrf_core.models.latent import write_random_pipeline
+
+    return write_random_pipeline(tmp_path_factory.mktemp("tiny-sd"))
