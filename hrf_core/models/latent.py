@@ -129,15 +129,21 @@ def _load_part(cls, folder: Path, name: str):
     _read(part / "config.json")
     for path in sorted(part.glob("*.safetensors")):
         check_safetensors(path)
+    from transformers.utils import logging as transformers_logging
+
     log = logging.getLogger("diffusers.models.modeling_utils")
     held = _HeldRecords()
     log.addFilter(held)
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bar for a 16 MB text encoder
     try:
         return cls.from_pretrained(str(part), use_safetensors=True).eval()
     except Exception as error:  # noqa: BLE001 - diffusers/transformers raise many types for bad files
         raise ValueError(f"{part} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
     finally:
         log.removeFilter(held)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def load_text_to_image(name: str, folder: Path, device: torch.device) -> LatentModel:
