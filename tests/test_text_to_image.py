@@ -84,7 +84,8 @@ def test_ddpo_and_hrf_through_the_command_line(tiny_sd_dir, tmp_path, capsys):
     for name in ("ddpo", "hrf"):
         run = out / name
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch"] for r in rows] == [0, 1, 2] and json.loads((run / "status.json").read_text())["state"] == "done"
+        assert [r["epoch"] for r in rows] == [0, 1, 2]
+        assert json.loads((run / "status.json").read_text())["state"] == "done"
         checkpoint = run / "checkpoints" / "epoch-0002"
         assert (checkpoint / lora.ADAPTER_FILE).is_file() and not (checkpoint / "unet").exists()  # the adapter only
         assert any(k.startswith("vendi_") and k.endswith("_within@4") for k in rows[-1])  # within-prompt diversity
