@@ -1,4 +1,4 @@
-"""The prepared GPU check: the paper's setting end to end, memory, throughput and bf16 drift (under 8 minutes).
+"""The prepared GPU check: the paper's setting end to end, memory, throughput, bf16 drift and Stable Diffusion.
 
 On the CelebA-HQ 256 architecture (113.7M parameters, random weights: the real ones need a download)
 with the aesthetic reward on a CLIP ViT-L/14 and MLP head with random weights where the real ones are
@@ -12,10 +12,16 @@ not cached, it:
    8 and at the largest batch that fits (with and without gradient checkpointing), and the model FLOP
    utilisation (MFU) from the UNet's FLOPs (torch's FlopCounterMode; a backward counted as 2 forwards);
 4. measures bf16 drift on the embedded digits model: the importance ratio's deviation from 1 at the
-   first update, and the reward curve over a few epochs against fp32 (same seed).
+   first update, and the reward curve over a few epochs against fp32 (same seed);
+5. (``sd``) trains the Stable Diffusion 1.x architecture (859.5M-parameter UNet, random weights) at 512 px with
+   LoRA rank 4 and bf16, ddpo-pytorch's settings (50 DDIM steps, eta 1, guidance 5, sampling batch 8, 4 samples
+   per training call, 8 samples per optimiser step, per-prompt advantages over @animals): seconds per epoch of 64
+   samples for DDPO and HRF [K/2, K), peak memory beside the memory estimate (hrf_core.rl.memory), and samples per
+   GPU-minute against ddpo-pytorch's about 13 (target: at least 2x for DDPO on an H100-class GPU).
 
-    python bench/gpu_check.py --out gpu_check.json            # on a GPU
+    python bench/gpu_check.py --out gpu_check.json            # on a GPU (about 15 minutes, 5 of them Stable Diffusion)
     python bench/gpu_check.py --device cpu --tiny             # the same code paths in seconds (CI)
+    python bench/gpu_check.py --sections sd                   # the Stable Diffusion case alone
 
 Prints a markdown table and writes the figures as JSON.
 """
@@ -269,6 +275,60 @@ def check_drift(device: torch.device, tiny: bool, epochs: int, out: dict) -> Non
                          "fp32_reward_gain": fp32[-1] - fp32[0]}
 
 
+#: ddpo-pytorch's throughput: 256 samples an epoch on 8 A100s in about 2.4 minutes, training included.
+DDPO_PYTORCH_SAMPLES_PER_GPU_MINUTE = 256 / 8 / 2.4
+
+
+def check_sd(device: torch.device, tiny: bool, out: dict) -> None:
+    """Section 5: the SD 1.x architecture (random weights) at 512 px, LoRA rank 4, bf16: one epoch of 64 samples of
+    DDPO and of HRF [K/2, K) each; seconds, peak memory, the memory estimate, samples per GPU-minute."""
+    from hrf_core.config import TrainConfig
+    from hrf_core.models import latent
+    from hrf_core.rl.memory import estimate
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import RunStore
+
+    started = time.perf_counter()
+    configs = (latent.TINY_UNET_CONFIG, latent.TINY_VAE_CONFIG, latent.TINY_TEXT_CONFIG) if tiny else \
+        (latent.SD1_UNET_CONFIG, latent.SD1_VAE_CONFIG, latent.SD1_TEXT_CONFIG)
+    folder = latent.write_random_pipeline(Path(tempfile.mkdtemp(prefix="gpu-check-sd-")) / "sd", *configs)
+    k, samples = (6, 4) if tiny else (50, 64)
+    base = TrainConfig(model=str(folder), reward="jpeg-compressibility", prompts=("@animals",), guidance=5.0,
+                       num_steps=k, eta=1.0, samples_per_epoch=samples, batch_size=2 if tiny else 8,
+                       train_batch_size=2 if tiny else 4, updates_per_epoch=samples // (2 if tiny else 8),
+                       adv_scope="prompt", epochs=1, eval_every=100, eval_samples=4 if tiny else 8,
+                       checkpoint_every=100, bf16=device.type == "cuda", device=str(device), lora_rank=4)
+    # (bf16 on a GPU; a CPU's bf16 convolutions are too slow for the --tiny code-path check)
+    from hrf_core import settings
+
+    base = base.replace(prompts=settings.parse("prompts", "@animals"))
+    rows = []
+    for method, window in (("ddpo", (0, k)), ("hrf", (k // 2, k))):
+        config = base.replace(method=method, window=window, siblings=2 if tiny else 4).validate()
+        predicted = estimate(config, device).total_gb
+        reset_peak(device)
+        trainer = Trainer(config, RunStore(Path(tempfile.mkdtemp(prefix="gpu-check-sd-runs-"))).create(
+            config.to_dict()))
+        steps = trainer.steps()
+        next(steps)  # the base model's evaluation (not timed)
+        sync(device)
+        epoch_started = time.perf_counter()
+        next(steps)
+        sync(device)
+        seconds = time.perf_counter() - epoch_started
+        row = trainer.run.metrics()[-1]
+        rows.append({"method": method, "window": list(window), "epoch_seconds": seconds,
+                     "sample_seconds": row.get("sample_seconds"), "update_seconds": row.get("update_seconds"),
+                     "samples_per_gpu_minute": samples / seconds * 60,
+                     "vs_ddpo_pytorch": samples / seconds * 60 / DDPO_PYTORCH_SAMPLES_PER_GPU_MINUTE,
+                     "peak_gb": peak_memory_gb(device), "estimated_gb": predicted})
+        del trainer, steps
+    out["stable_diffusion"] = {"architecture": "tiny" if tiny else "SD 1.x (859.5M-parameter UNet), 512 px",
+                               "precision": base.precision,
+                               "samples_per_epoch": samples, "num_steps": k, "rows": rows,
+                               "setup_seconds": time.perf_counter() - started - sum(r["epoch_seconds"] for r in rows)}
+
+
 def table(out: dict) -> str:
     lines = [f"device: {out['device']}; total {out['seconds']:.0f} s", ""]
     job = out.get("job", {})
@@ -305,6 +365,17 @@ def table(out: dict) -> str:
                   f"bf16 {max(drift['bf16']['first_ratio_deviation']):.2e}; "
                   f"max reward difference over the curve {drift['max_reward_difference']:.4f} "
                   f"(fp32 gain {drift['fp32_reward_gain']:.4f})"]
+    sd = out.get("stable_diffusion")
+    if sd:
+        lines += ["", f"Stable Diffusion ({sd['architecture']}, random weights), LoRA r=4, {sd['precision']}, "
+                  f"K = {sd['num_steps']}, guidance 5, one epoch of {sd['samples_per_epoch']} samples:", "",
+                  "| method | s/epoch (sampling + update) | samples per GPU-minute | x ddpo-pytorch (~13) | peak GB | "
+                  "estimated GB |", "|---|---|---|---|---|---|"]
+        for r in sd["rows"]:
+            peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "n/a"
+            lines.append(f"| {r['method']} {r['window'][0]}:{r['window'][1]} | {r['epoch_seconds']:.1f} "
+                         f"({r['sample_seconds']:.1f} + {r['update_seconds']:.1f}) | {r['samples_per_gpu_minute']:.1f} "
+                         f"| {r['vs_ddpo_pytorch']:.2f}x | {peak} | {r['estimated_gb']:.1f} |")
     return "\n".join(lines)
 
 
@@ -314,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a tiny stand-in model: checks the code paths, not the GPU")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--drift-epochs", type=int, default=4)
-    parser.add_argument("--sections", nargs="+", default=["job", "memory", "throughput", "drift"])
+    parser.add_argument("--sections", nargs="+", default=["job", "memory", "throughput", "drift", "sd"])
     parser.add_argument("--out", default="gpu_check.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -328,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = {"job": lambda: check_job(folder, device, args.tiny, args.epochs, out),
                 "memory": lambda: check_memory(folder, device, args.tiny, out),
                 "throughput": lambda: check_throughput(folder, device, args.tiny, out),
-                "drift": lambda: check_drift(device, args.tiny, args.drift_epochs, out)}
+                "drift": lambda: check_drift(device, args.tiny, args.drift_epochs, out),
+                "sd": lambda: check_sd(device, args.tiny, out)}
     for name in args.sections:
         section_started = time.perf_counter()
         sections[name]()

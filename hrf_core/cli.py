@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a base model (DDPO / HRF / HRF sliding / HRF-D)")
     train.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (flags override it)")
     add_setting_flags(train)
+    train.add_argument("--prompts-file", metavar="FILE", help="read the prompts from a text file, one per line "
+                       "(instead of --prompts)")
     train.add_argument("--out", default="runs", help="run store folder (default runs)")
     train.add_argument("--name", help="run id (default: time stamp, method and reward)")
     train.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
@@ -78,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hand-over step S: steps < S sample with the base model, steps >= S with the checkpoint "
                              "(default 0: the checkpoint only; S = K gives the base model's samples)")
     sample.add_argument("--base", help="the base model for --handover (default: the checkpoint's run's model)")
+    sample.add_argument("--prompts", help="a prompted model's prompts, taken in turn (as --prompts of train; default: "
+                        "the checkpoint's run's)")
+    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's "
+                        "run's, else 1)")
     sample.add_argument("--out", required=True, help="output PNG grid")
     sample.add_argument("--array", help="also save the samples as .npy: float32 in [0,1], shape (n, C, H, W)")
 
@@ -107,6 +113,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of a ``train`` command line: the preset (or the defaults), then every flag that was given,
     each checked by the settings table (a refusal names the flag)."""
     config = PRESETS[args.preset] if args.preset else TrainConfig()
+    if getattr(args, "prompts_file", None):  # the command line alone reads files: the page and the API never do
+        from hrf_core.models.prompt_sets import read_prompt_file
+
+        if args.prompts is not None:
+            raise ValueError("give --prompts or --prompts-file, not both")
+        args.prompts = list(read_prompt_file(args.prompts_file))
     try:
         changes = {s.name: settings.parse(s.name, getattr(args, s.name)) for s in settings.on("cli")
                    if getattr(args, s.name) is not None}
@@ -195,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a new run; under ``torchrun`` every rank runs this, rank 0 creates and writes the run."""
     from hrf_core.models.registry import load_base_model
     from hrf_core.rl.distributed import layout
-    from hrf_core.rl.launch import start_run
+    from hrf_core.rl.launch import check_memory, start_run
     from hrf_core.store.runs import RunStore
 
     config = config_from_args(args)
@@ -204,6 +216,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     ranks = layout(dist, device)
     if dist.active:
         config = config.replace(extra={**config.extra, "distributed": ranks})
+    try:  # before the weights take their share of the GPU
+        check_memory(config, device, dist.world)
+    except settings.SettingError as error:
+        raise ValueError(error.render(settings.flag)) from None
     base = load_base_model(config.model, device)  # unreadable weights: one line, and no run folder is made
     launch = start_run(config, RunStore(args.out), args.name, report_to=report_to, trusted=True, dist=dist,
                        base=base)
@@ -233,19 +249,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n <= 0 or args.steps <= 1 or args.eta < 0:
         raise ValueError("--n must be >= 1, --steps >= 2 and --eta >= 0")
+    from hrf_core.rl.sampling import round_robin
+    from hrf_core.store.runs import run_of_checkpoint
+
     name = args.model or args.checkpoint
     base = None
+    run = run_of_checkpoint(args.checkpoint) if args.checkpoint else None
+    prompts, guidance = None, args.guidance
+    if args.prompts:
+        try:
+            prompts = settings.parse("prompts", args.prompts)
+        except settings.SettingError as error:
+            raise ValueError(error.render(settings.flag)) from None
+    elif run is not None and run.config.get("prompts"):  # a prompted run's checkpoint: its prompts and guidance
+        prompts = tuple(run.config["prompts"])
+        guidance = float(run.config.get("guidance", 1.0)) if guidance is None else guidance
     if args.handover:
-        from hrf_core.store.runs import run_of_checkpoint
-
         if not args.checkpoint:
             raise ValueError("--handover needs --checkpoint (the model for the steps >= S)")
-        run = run_of_checkpoint(args.checkpoint)
         base = args.base or (run.config.get("model") if run is not None else None)
         if not base:
             raise ValueError(f"{args.checkpoint} is not a run checkpoint: name the base model with --base")
+    rows = round_robin(prompts, args.n) if prompts else None
     images = sample_images(name, n=args.n, seed=args.seed, num_steps=args.steps, eta=args.eta, device=args.device,
-                           early=base, handover=args.handover)
+                           early=base, handover=args.handover, prompts=rows,
+                           guidance=1.0 if guidance is None else guidance)
     save_samples(images, Path(args.out), Path(args.array) if args.array else None)
     print(f"wrote {args.out}" + (f" and {args.array}" if args.array else ""))
     return 0

@@ -70,6 +70,12 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = False  # bf16 autocast for UNet calls (measure the drift first: bench/gpu_check.py, docs/METHOD.md)
     grad_checkpointing: bool = False  # recompute UNet activations in backward: less memory, slower updates
+    fp16: bool = False  # fp16 autocast with loss scaling (GPUs without bf16); trainable weights stay fp32
+    # What trains: LoRA adapters (peft; TRL's defaults) or every weight. auto: LoRA for a text-to-image model.
+    finetune: str = "auto"
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    lora_targets: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
     # evaluation embeddings; empty = the best available (digits: classifier; RGB: Inception + CLIP, else pixels).
     # The trainer records the ones it used here, so a resumed run keeps measuring the same way.
     eval_embeddings: tuple[str, ...] = ()
@@ -111,12 +117,21 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
-        for key in ("window", "adam_betas", "eval_embeddings", "prompts"):
+        for key in ("window", "adam_betas", "eval_embeddings", "prompts", "lora_targets"):
             if key in data:
                 data[key] = tuple(data[key])
         if "clusters" in data:
             data["clusters"] = tuple(tuple(c) for c in data["clusters"])
         return cls(**data)
+
+    def uses_lora(self, family: str) -> bool:
+        """Whether the run trains a LoRA adapter on a model of ``family`` ("pixel" or "text-to-image")."""
+        return self.finetune == "lora" or (self.finetune == "auto" and family == "text-to-image")
+
+    @property
+    def precision(self) -> str:
+        """The autocast precision of UNet calls: "bf16", "fp16" or "fp32" (none)."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
     @property
     def prompted(self) -> bool:

@@ -118,6 +118,9 @@ START_SOURCES = {"policy": "the current policy", "base": "the frozen base model"
 OUTSIDE_WINDOW = {"tuned": "the fine-tuned network (the paper's HRF)",
                   "base": "the base model (window-only: untrained steps stay the base model's)"}
 
+#: What trains. LoRA: peft adapters (hrf_core.models.lora), the base frozen; full: every weight of the UNet.
+FINETUNE = {"auto": "auto (LoRA on a text-to-image model)", "lora": "LoRA adapters", "full": "every weight"}
+
 S = Setting
 #: Every TrainConfig field, in the order the page and the API list them.
 TABLE: dict[str, Setting] = {s.name: s for s in (
@@ -167,7 +170,8 @@ TABLE: dict[str, Setting] = {s.name: s for s in (
     S("kl_coef", "KL penalty to the base (DPOK; 0 = off)", "KL penalty to the frozen base model (DPOK), nats per "
       "pixel per trained step (0: off)", low=0.0, high=1000.0, flag="--kl-coef", form="number", api=True),
     S("prompts", "Prompts", "the prompt set of a prompted model; each sample draws one, uniformly (a class-conditional "
-      "model: its classes, e.g. 3,7,8; several prompts: separated by commas, or one per line; empty: an "
+      "model: its classes, e.g. 3,7,8; a text-to-image model: any text, or a named set: @animals, "
+      "@imagenet-animals; several prompts: separated by commas, or one per line; empty: an "
       "unconditional model)", kind="prompts", flag="--prompts", form="main", api=True, column="prompts"),
     S("guidance_grad", "Guided log-prob's gradient through", "with guidance != 1: the gradient flows through both "
       "branches of the guided eps (ddpo-pytorch, TRL) or the conditional one only (cond: Flow-GRPO)", kind="choice",
@@ -199,17 +203,30 @@ TABLE: dict[str, Setting] = {s.name: s for s in (
     S("inner_epochs", "Inner epochs", "passes over an epoch's samples", kind="int", low=1, high=1000),
     S("updates_per_epoch", "Updates per epoch", "optimiser steps per epoch", kind="int", low=1, high=10**6,
       flag="--updates"),
-    S("train_batch_size", "Training batch", "(sample, step) rows per forward+backward UNet call", kind="int", low=1,
-      high=10**6),
+    S("train_batch_size", "Training batch", "(sample, step) rows per forward+backward UNet call (gradients "
+      "accumulate over the calls of an update: samples per update = samples per epoch / updates per epoch)",
+      kind="int", low=1, high=10**6, flag="--train-batch-size", form="number", api=True, phrase="the training batch"),
     S("eval_seed", "Evaluation seed", "the evaluation set's noise seed", kind="int", low=0, high=2**63 - 1),
     S("eval_eta", "Evaluation eta", "DDIM eta of the evaluation samples", low=0, high=10),
     S("checkpoint_every", "Checkpoint every (epochs)", "checkpoint every N epochs (the last is always saved)",
       kind="int", low=1, high=10**6, flag="--checkpoint-every"),
     S("device", "Device", "auto (cuda, then cpu), cpu or cuda[:N]", kind="text", flag="--device"),
-    S("bf16", "bf16", "bf16 autocast for the UNet in sampling and training (measure its drift: bench/gpu_check.py)",
-      kind="bool", flag="--bf16"),
+    S("bf16", "bf16", "bf16 autocast for the UNet in sampling and training (measure its drift: bench/gpu_check.py); "
+      "with LoRA the frozen weights are kept in bf16, the adapter in fp32", kind="bool", flag="--bf16",
+      form="advanced", api=True),
+    S("fp16", "fp16", "fp16 autocast with loss scaling, for GPUs without bf16; with LoRA the frozen weights are kept "
+      "in fp16, the adapter in fp32", kind="bool", flag="--fp16", form="advanced", api=True),
     S("grad_checkpointing", "Gradient checkpointing", "recompute the UNet's activations in the backward: less "
-      "memory, slower updates", kind="bool", flag="--grad-checkpointing"),
+      "memory, slower updates", kind="bool", flag="--grad-checkpointing", form="advanced", api=True),
+    S("finetune", "Fine-tune", "what trains: LoRA adapters (peft), every weight (full), or auto (LoRA on a "
+      "text-to-image model, every weight otherwise)", kind="choice", choices=FINETUNE, choose="what to fine-tune",
+      flag="--finetune", form="advanced", api=True),
+    S("lora_rank", "LoRA rank", "LoRA rank r (TRL and ddpo-pytorch: 4)", kind="int", low=1, high=1024,
+      flag="--lora-rank", form="number", api=True),
+    S("lora_alpha", "LoRA alpha", "LoRA alpha: the update is scaled by alpha / r (TRL: 4)", low=0, high=10_000,
+      above_low=True, flag="--lora-alpha", form="number", api=True),
+    S("lora_targets", "LoRA targets", "the UNet's linear layers that get an adapter, by name, separated by commas "
+      "(TRL: to_k,to_q,to_v,to_out.0: every attention projection)", kind="modules", flag="--lora-targets", api=True),
     S("eval_embeddings", "Evaluation embeddings", "the embeddings diversity is measured on (empty: the best "
       "available; a run records the ones it used)", kind="names"),
     S("extra", "Notes", "free-form notes (e.g. the experiment's arm)", kind="dict"),
@@ -279,14 +296,27 @@ def fit_window(text: Any, num_steps: int) -> tuple[int, int]:
 
 
 def parse_prompts(value: Any) -> tuple[str, ...]:
-    """A prompt set: "3,7,8", one prompt per line, or a list; each stripped, none empty, none twice."""
+    """A prompt set: "3,7,8", one prompt per line, or a list; each stripped, none empty, none twice. An entry
+    ``@name`` is a named set (:mod:`hrf_core.models.prompt_sets`: ``@animals``, ``@imagenet-animals``), expanded
+    here: a run's config holds the prompts themselves."""
+    from hrf_core.models import prompt_sets
+
     if isinstance(value, str):
         parts = value.splitlines() if "\n" in value.strip() else value.split(",")
     elif isinstance(value, (list, tuple)):
         parts = [str(v) for v in value]
     else:
         raise SettingError(f"{{prompts}} must be text (3,7,8, or one prompt per line) or a list, got {value!r}")
-    prompts = tuple(p.strip() for p in parts if p.strip())
+    expanded: list[str] = []
+    for part in parts:
+        if prompt_sets.is_set_name(part):
+            try:
+                expanded.extend(prompt_sets.expand(part))
+            except ValueError as error:
+                raise SettingError(f"{{prompts}}: {error}") from None
+        else:
+            expanded.append(part)
+    prompts = tuple(p.strip() for p in expanded if p.strip())
     repeated = [p for i, p in enumerate(prompts) if p in prompts[:i]]
     if repeated:
         raise SettingError(f"{{prompts}} name {repeated[0]!r} twice")
@@ -294,8 +324,29 @@ def parse_prompts(value: Any) -> tuple[str, ...]:
 
 
 def format_prompts(prompts: tuple[str, ...]) -> str:
-    """A prompt set as the page's field shows it: commas, or one per line when a prompt holds a comma."""
+    """A prompt set as the page's field shows it: a named set's ``@name``, else commas, or one per line when a prompt
+    holds a comma."""
+    from hrf_core.models.prompt_sets import set_name_of
+
+    named = set_name_of(tuple(prompts)) if prompts else None
+    if named:
+        return named
     return ("\n" if any("," in p for p in prompts) else ",").join(prompts)
+
+
+def parse_modules(value: Any) -> tuple[str, ...]:
+    """Module names ("to_k,to_q" or a list): each a dotted name, none twice, at least one."""
+    import re
+
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value] if isinstance(
+        value, (list, tuple)) else None
+    if parts is None:
+        raise SettingError(f"{{lora_targets}} must be module names separated by commas, got {value!r}")
+    names = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", n)]
+    if not names or bad:
+        raise SettingError(f"{{lora_targets}} must name modules such as to_k,to_q,to_v,to_out.0, got {value!r}")
+    return names
 
 
 def parse_cluster(text: str) -> tuple[int, int, int]:
@@ -357,6 +408,8 @@ def parse(name: str, value: Any) -> Any:
         return tuple(int(v) for v in value)
     if setting.kind == "prompts":
         return parse_prompts(value)
+    if setting.kind == "modules":
+        return parse_modules(value)
     if setting.kind == "clusters":
         return tuple(parse_cluster(c) if isinstance(c, str) else tuple(int(v) for v in c) for c in value)
     return value
@@ -388,7 +441,11 @@ def check(config: TrainConfig) -> None:
     rule(config.guidance == 1 or config.prompted, "{guidance} needs {prompts}: an unconditional model has nothing "
                                                   "to guide towards")
     n, p = config.eval_samples, len(config.prompts)
-    rule(not p or n >= 2 * p, f"{{eval_samples}} ({n}) must give each of the {p} {{prompts}} at least 2 samples")
+    # a large set (e.g. @imagenet-animals) is evaluated on an evenly spread subset (hrf_core.rl.sampling.eval_prompts)
+    rule(not p or n >= 2 * min(p, 2), f"{{eval_samples}} ({n}) must give {min(p, 2)} of the {{prompts}} at least 2 "
+                                      "samples each")
+    rule(not (config.bf16 and config.fp16), "{bf16} and {fp16} exclude each other: choose one")
+    parse("lora_targets", config.lora_targets)
     s, b, sib = config.samples_per_epoch, config.batch_size, config.siblings
     rule(b <= s, f"{{batch_size}} ({b}) cannot exceed {{samples_per_epoch}} ({s})")
     rule(s % b == 0, f"{{samples_per_epoch}} ({s}) must be a multiple of {{batch_size}} ({b})")

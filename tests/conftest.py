@@ -80,3 +80,12 @@ def make_tiny_cond_unet(seed: int = 0, classes: int = 3) -> UNet2DModel:
 def tiny_cond_model_dir(tmp_path_factory):
     """A local diffusers folder holding a tiny class-conditional model: prompts "0", "1", "2"; null class 3."""
     return model_folder(tmp_path_factory.mktemp("tiny-cond-model"), make_tiny_cond_unet())
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A tiny random Stable Diffusion pipeline folder: UNet2DConditionModel, AutoencoderKL, CLIPTextModel, a CLIP
+    tokenizer written from a small vocabulary and merges file, DDIM with set_alpha_to_one=False."""
+    from hrf_core.models.latent import write_random_pipeline
+
+    return write_random_pipeline(tmp_path_factory.mktemp("tiny-sd"))

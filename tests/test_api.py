@@ -26,7 +26,9 @@ from hrf_core.store.runs import RunStore
 FORM = ["model", "reward", "method", "window_start", "window_end", "window", "start_mode", "adv_scope",
         "outside_window", "epochs", "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range",
         "adv_clip", "seed", "eval_every", "eval_samples", "kl_coef", "prompts", "guidance_grad", "guidance",
-        "prompt_buffer", "prompt_min_count", "preset", "token"]  # the prompts' parameters come last (#29)
+        "prompt_buffer", "prompt_min_count",  # the prompts' parameters (#29)
+        "train_batch_size", "bf16", "fp16", "grad_checkpointing", "finetune", "lora_rank", "lora_alpha",
+        "lora_targets", "preset", "token"]  # memory and LoRA (#30)
 PARAMETERS = {
     "/start": FORM, "/duel": FORM, "/stop": ["token"], "/status": [],
     "/compare": ["a", "b", "a_run_id", "a_epoch", "b_run_id", "b_epoch", "n", "seed", "reward", "handover", "token"],

@@ -38,3 +38,13 @@ def test_locality_cost_code_path(tiny_model_dir):
                                     "4", "--rewards", "ink"])
     assert result["unet_rows"] == 2 * 4 + sum(2 * 2 * (4 - p) for p in (0, 3))  # trunks x K + branches
     assert result["ratio"] > 0 and result["probes"] == [0, 3]
+
+
+def test_gpu_check_stable_diffusion_case_code_path_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "gpu_check.json"
+    assert load("gpu_check").main(["--device", "cpu", "--tiny", "--sections", "sd", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["stable_diffusion"]
+    assert [r["method"] for r in result["rows"]] == ["ddpo", "hrf"]
+    assert all(r["epoch_seconds"] > 0 and r["samples_per_gpu_minute"] > 0 and r["estimated_gb"] >= 0
+               for r in result["rows"])
+    assert "samples per GPU-minute" in capsys.readouterr().out

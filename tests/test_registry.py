@@ -165,7 +165,8 @@ def test_the_settings_table_holds_every_field_and_drives_every_surface():
     # the page's form
     shown = [s.name for s in settings.on("form")]
     assert set(shown) == {"model", "reward", "method", "window", "start_mode", "adv_scope", "outside_window",
-                          "prompts", "guidance_grad", *settings.form_numbers()}
+                          "prompts", "guidance_grad", "bf16", "fp16", "grad_checkpointing", "finetune",
+                          *settings.form_numbers()}
     assert len(shown) == len(set(shown))
     # the API's parameters: every API setting (the window also by its two ends), then preset and token
     names = list(form_signature().parameters)
@@ -177,7 +178,7 @@ def test_the_settings_table_holds_every_field_and_drives_every_surface():
     flags = {o for action in train._actions for o in action.option_strings}
     assert {s.flag for s in settings.on("cli")} <= flags
     assert flags - {s.flag for s in settings.on("cli")} == {"-h", "--help", "--preset", "--out", "--name",
-                                                            "--report-to"}
+                                                            "--report-to", "--prompts-file"}
     # the Runs table's columns
     assert runs_view.RUN_COLUMNS[2:2 + len(settings.on("column"))] == [s.column for s in settings.on("column")]
 

@@ -82,6 +82,10 @@ class TrainTab:
                                            values["epochs"], values["start_mode"])
         return values
 
+    def memory(self, preset: str | None, values: dict[str, Any]) -> str:
+        """The memory the form's run needs (an estimate), under the form."""
+        return train.memory_line(values, preset, self.lab.defaults)
+
     def note(self, method, window, num_steps, epochs, start_mode="uniform"):
         return train.window_note(method, window, num_steps, epochs, start_mode)
 
@@ -222,8 +226,12 @@ class TrainTab:
                                      elem_id="window-note", elem_classes="hrf-note")
                 radio("start_mode")
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
-                for name in (s.name for s in settings.on("form") if s.form == "advanced"):
-                    radio(name)
+                for setting in (s for s in settings.on("form") if s.form == "advanced"):
+                    if setting.kind == "bool":
+                        c.form[setting.name] = gr.Checkbox(getattr(d, setting.name), label=setting.label,
+                                                           info=setting.help, elem_id=setting.name.replace("_", "-"))
+                    else:
+                        radio(setting.name)
                 with gr.Row():
                     for name in settings.form_numbers():
                         setting = settings.TABLE[name]
@@ -234,6 +242,7 @@ class TrainTab:
                 c.start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
                 c.duel = gr.Button("⚔ Duel: this vs DDPO", variant="secondary", elem_id="duel-btn", scale=2)
                 c.stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
+            c.memory = gr.Markdown("", elem_id="memory-estimate", elem_classes="hrf-info")
             c.train_status = gr.HTML(live.status_html(self.manager.snapshot()), elem_id="train-status")
             c.notice = gr.HTML("", elem_id="notice")
         c.form = {s.name: c.form[s.name] for s in settings.on("form")}  # the table's order
@@ -271,6 +280,10 @@ class TrainTab:
         quiet = dict(show_progress="hidden", api_visibility="private")
         sampling = dict(concurrency_id="sampling", concurrency_limit=1)
         c.preset.change(self._fill_event, {c.preset}, [*f.values(), c.note], **quiet)
+        memory = self._form_event(lambda token, preset, values: self.memory(preset, values))
+        for component in (c.preset, *f.values()):  # the estimate follows the form
+            component.change(memory, inputs, c.memory, concurrency_id="memory", concurrency_limit=1, **quiet)
+        demo.load(memory, inputs, c.memory, **quiet)
         f["model"].change(train.model_info, f["model"], c.model_info, **quiet).then(
             self.strip, [f["model"], f["num_steps"]], f["window"], **quiet, **sampling)
         f["reward"].change(train.reward_info, f["reward"], c.reward_info, **quiet)

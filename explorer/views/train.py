@@ -65,6 +65,20 @@ def window_note(method: str, window: Any, num_steps: Any, epochs: Any = None, st
     return chosen.note(span, k, epochs, start_mode)
 
 
+def memory_line(values: dict[str, Any], preset: str | None = None, base: TrainConfig | None = None) -> str:
+    """The Train tab's memory line: what the form's run needs on its device (an estimate before it starts:
+    :mod:`hrf_core.rl.memory`), and whether it fits; "" while the form does not describe a valid run."""
+    from hrf_core.rl.memory import estimate
+
+    try:
+        config = config_from_form(values, preset, base)
+        found = estimate(config)
+    except Exception:  # noqa: BLE001 - an incomplete form or an unreadable model: the start refuses it with its reason
+        return ""
+    line = found.line()
+    return line.format_map({name: settings.words(name) for name in settings.TABLE}) if "{" in line else line
+
+
 # ------------------------------------------------------------------------------------ availability
 def model_choices(extra: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(label, value) for the base-model dropdown: every registered model, marked when unavailable."""

@@ -3,8 +3,12 @@
 Sources:
 - ``digits16``: the embedded 16x16 digits DDPM in ``checkpoints/digits16`` (ships with the repo);
 - ``google/ddpm-celebahq-256`` and ``google/ddpm-ema-celebahq-256``: Hugging Face Hub repositories;
+- ``CompVis/stable-diffusion-v1-4`` and ``stabilityai/stable-diffusion-2-base``: latent text-to-image models
+  (:mod:`hrf_core.models.latent`), GPU only;
 - any local diffusers folder (``unet/`` + ``scheduler/`` subfolders, or a flat folder with
-  ``config.json`` and ``scheduler_config.json``), e.g. a fine-tuning checkpoint of the run store.
+  ``config.json`` and ``scheduler_config.json``), e.g. a fine-tuning checkpoint of the run store; a Stable
+  Diffusion pipeline folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``); a LoRA run
+  checkpoint (its adapter on the base model its trainer state names, :mod:`hrf_core.models.lora`).
 
 Weights are loaded from safetensors only (``use_safetensors=True``). A folder or Hub snapshot whose UNet
 has only a torch pickle (``diffusion_pytorch_model.bin``, as older diffusers repos ship) is converted once
@@ -24,7 +28,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
@@ -49,6 +53,9 @@ class ModelSpec:
     location: str  # a folder for "embedded", a repo id for "hub"
     description: str
     needs_gpu: bool = False
+    family: str = "pixel"  # "pixel" (a UNet2DModel) | "text-to-image" (hrf_core.models.latent)
+    download: str = "about 455 MB"  # what a first use downloads
+    cpu_note: str = "114M-parameter UNet: about 5 s per image step on a CPU"  # why it needs a GPU
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -62,6 +69,14 @@ MODELS: dict[str, ModelSpec] = {
                   "CelebA-HQ 256x256 DDPM (114M params, GPU)", needs_gpu=True),
         ModelSpec("google/ddpm-ema-celebahq-256", "hub", "google/ddpm-ema-celebahq-256",
                   "CelebA-HQ 256x256 DDPM, EMA weights (114M params, GPU)", needs_gpu=True),
+        ModelSpec("CompVis/stable-diffusion-v1-4", "hub", "CompVis/stable-diffusion-v1-4",
+                  "Stable Diffusion 1.4, text-to-image 512x512 (860M-param UNet; ddpo-pytorch's base; LoRA, GPU)",
+                  needs_gpu=True, family="text-to-image", download="about 4.3 GB",
+                  cpu_note="860M-parameter UNet at 64x64 latents: minutes per image on a CPU"),
+        ModelSpec("stabilityai/stable-diffusion-2-base", "hub", "stabilityai/stable-diffusion-2-base",
+                  "Stable Diffusion 2 base, text-to-image 512x512 (866M-param UNet, OpenCLIP-H text encoder; LoRA, "
+                  "GPU)", needs_gpu=True, family="text-to-image", download="about 5.2 GB",
+                  cpu_note="866M-parameter UNet at 64x64 latents: minutes per image on a CPU"),
     )
 }
 
@@ -91,6 +106,10 @@ class BaseModel:
     handover_steps: int = 0
     # how the model reads prompts (:mod:`hrf_core.models.conditioning`); None: an unconditional model
     conditioner: Any = None
+    #: "pixel" (rollouts in image space) or "text-to-image" (:class:`~hrf_core.models.latent.LatentModel`)
+    family: ClassVar[str] = "pixel"
+    #: samples per UNet call of an evaluation (:func:`hrf_core.rl.sampling.sample_from`'s default)
+    eval_batch: ClassVar[int] = 256
 
     def handover_at(self, num_steps: int) -> int:
         """The window-only hand-over step for sampling with ``num_steps`` DDIM steps (0: no hand-over)."""
@@ -153,30 +172,53 @@ HUB_PATTERNS = ["*.json", "*.safetensors"]
 HUB_PICKLE_PATTERNS = ["*.json", UNET_PICKLE, f"unet/{UNET_PICKLE}"]
 
 
-def _cached_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot of a Hub repo when it holds UNet weights (safetensors or pickle); no network."""
+def download_command(repo_id: str, family: str = "pixel") -> str:
+    """The shell command that caches what a run of ``repo_id`` needs (a text-to-image repo: its fp32 safetensors
+    components only, not its single-file checkpoints)."""
+    if family == "text-to-image":
+        from hrf_core.models.latent import HUB_PATTERNS as TEXT_TO_IMAGE_PATTERNS
+
+        return f"hf download {repo_id} --include " + " ".join(f"'{p}'" for p in TEXT_TO_IMAGE_PATTERNS)
+    return f"hf download {repo_id}"
+
+
+def _complete(folder: Path, family: str) -> bool:
+    """Whether a snapshot holds the weights its family needs (a pixel UNet's; every text-to-image component's)."""
+    if family == "text-to-image":
+        from hrf_core.models.latent import missing_weights
+
+        return not missing_weights(folder)
+    return bool(_unet_weights(_unet_dir(folder)))
+
+
+def _cached_snapshot(repo_id: str, family: str = "pixel") -> Path | None:
+    """The cached snapshot of a Hub repo when it holds the weights its family needs; no network."""
     from huggingface_hub import snapshot_download
 
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=["*.json"], local_files_only=True))
-        return folder if _unet_weights(_unet_dir(folder)) else None
+        return folder if _complete(folder, family) else None
     except Exception:  # not cached, incomplete, or not a diffusers snapshot
         return None
 
 
-def _hub_folder(repo_id: str) -> Path:
+def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
     """The local snapshot of a Hub repo (configs and safetensors, else the UNet's pickle); fetched if online."""
     from huggingface_hub import snapshot_download
 
-    cached = _cached_snapshot(repo_id)
+    cached = _cached_snapshot(repo_id, family)
     if cached is not None:
         return cached
     if _hub_offline():
         raise ValueError(
             f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-            f"run `hf download {repo_id}` once with network access, or unset HF_HUB_OFFLINE"
+            f"run `{download_command(repo_id, family)}` once with network access, or unset HF_HUB_OFFLINE"
         )
     try:
+        if family == "text-to-image":
+            from hrf_core.models.latent import HUB_PATTERNS as TEXT_TO_IMAGE_PATTERNS
+
+            return Path(snapshot_download(repo_id, allow_patterns=TEXT_TO_IMAGE_PATTERNS))
         folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
         if _unet_weights(_unet_dir(folder)) is None:  # an older repo: the UNet is a pickle only
             folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PICKLE_PATTERNS))
@@ -249,16 +291,42 @@ def model_folder(name: str) -> Path:
     """
     spec = MODELS.get(name)
     if spec is not None and spec.source == "hub":
-        return _safetensors_folder(_hub_folder(spec.location))
+        return _safetensors_folder(_hub_folder(spec.location, spec.family))
     path = Path(spec.location if spec is not None else name).expanduser()
     if not path.is_dir():
         known = ", ".join(MODELS)
         raise ValueError(f"unknown model {name!r}: use one of {known}, or a local diffusers folder")
+    if adapter_base_of(path):  # a LoRA checkpoint: its base model must resolve too
+        model_folder(adapter_base_of(path))
+        return path.resolve()
     return _safetensors_folder(path.resolve())
 
 
+def adapter_base_of(folder: Path) -> str:
+    """The base model a LoRA run checkpoint adapts (its trainer state's ``base_model``); "" for any other folder."""
+    from hrf_core.models.lora import ADAPTER_FILE
+
+    folder = Path(folder)
+    if not (folder / ADAPTER_FILE).is_file() or (folder / "unet" / "config.json").is_file():
+        return ""
+    base = _trainer_meta(folder).get("base_model") or ""
+    if not base:
+        raise ValueError(f"{folder} holds a LoRA adapter but names no base model (no trainer_state.safetensors)")
+    return base
+
+
+def _config_folder(name: str) -> Path:
+    """The folder whose configs describe ``name``'s network: its own, or a LoRA checkpoint's base model's."""
+    folder = model_folder(name)
+    base = adapter_base_of(folder)
+    return model_folder(base) if base else folder
+
+
 def sample_shape_of(folder: Path) -> tuple[int, int, int]:
-    """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded)."""
+    """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded); a latent
+    model's latents."""
+    base = adapter_base_of(Path(folder))
+    folder = model_folder(base) if base else folder
     unet_dir, _ = _diffusers_parts(Path(folder))
     config = _read_json(unet_dir / "config.json")
     size = config.get("sample_size", 32)
@@ -266,11 +334,35 @@ def sample_shape_of(folder: Path) -> tuple[int, int, int]:
     return (int(config.get("in_channels", 3)), int(h), int(w))
 
 
+def image_shape_of(folder: Path) -> tuple[int, int, int]:
+    """(C, H, W) of the images a model folder's samples decode to (a pixel model: its samples), configs only."""
+    from hrf_core.models.latent import image_shape_of as latent_image_shape
+    from hrf_core.models.latent import is_text_to_image
+
+    base = adapter_base_of(Path(folder))
+    folder = model_folder(base) if base else Path(folder)
+    return latent_image_shape(folder) if is_text_to_image(folder) else sample_shape_of(folder)
+
+
+def family_of(name: str) -> str:
+    """"text-to-image" or "pixel": the family of a model (registry name, Hub id, folder or checkpoint), configs only."""
+    spec = MODELS.get(name)
+    if spec is not None:
+        return spec.family
+    from hrf_core.models.latent import is_text_to_image
+
+    return "text-to-image" if is_text_to_image(_config_folder(name)) else "pixel"
+
+
 def conditioner_of(name: str):
-    """The conditioner of a model (registry name, Hub id or folder) read from its UNet config, no weights loaded;
-    None for an unconditional model."""
-    unet_dir, _ = _diffusers_parts(model_folder(name))
-    return conditioner_for(_read_json(unet_dir / "config.json"))
+    """The conditioner of a model (registry name, Hub id or folder) read from its UNet config, no weights loaded
+    (a text-to-image model's reads its tokenizer too); None for an unconditional model."""
+    folder = _config_folder(name)
+    unet_dir, _ = _diffusers_parts(folder)
+    config = _read_json(unet_dir / "config.json")
+    from hrf_core.models.latent import is_text_to_image, load_tokenizer
+
+    return conditioner_for(config, tokenizer=load_tokenizer(folder) if is_text_to_image(folder) else None)
 
 
 def load_scheduler(folder: Path) -> DDIMScheduler:
@@ -285,12 +377,15 @@ def load_scheduler(folder: Path) -> DDIMScheduler:
 
 
 def load_unet(unet_dir: Path) -> UNet2DModel:
-    """A diffusers UNet2DModel from a folder with safetensors weights (CPU, fp32).
+    """A diffusers UNet2DModel (a UNet2DConditionModel when its config says so) from a folder with safetensors
+    weights (CPU, fp32).
 
     Truncated or corrupt weights, a broken config or weights that do not fit it: ValueError with one line.
     """
     unet_dir = Path(unet_dir)
-    _read_json(unet_dir / "config.json")
+    cls = UNet2DModel
+    if _read_json(unet_dir / "config.json").get("_class_name") == "UNet2DConditionModel":
+        from diffusers import UNet2DConditionModel as cls
     files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
     if not files:
         raise ValueError(f"{unet_dir} has no {UNET_SAFETENSORS}")
@@ -300,10 +395,10 @@ def load_unet(unet_dir: Path) -> UNet2DModel:
     held = _HeldRecords()
     log.addFilter(held)  # diffusers logs missing weights as a warning: hold it, the error below says it once
     try:
-        unet, info = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False,
-                                                 output_loading_info=True)
+        unet, info = cls.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False,
+                                         output_loading_info=True)
     except Exception as error:  # diffusers raises OSError, RuntimeError, ValueError, TypeError... for bad files
-        raise ValueError(f"{unet_dir} could not be loaded as a UNet2DModel ({one_line(error)})") from None
+        raise ValueError(f"{unet_dir} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
     finally:
         log.removeFilter(held)
     missing = sorted(info.get("missing_keys") or [])
@@ -331,11 +426,20 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
     """Load a registered model, Hub id or local diffusers folder onto ``device`` (eval mode, fp32).
 
     A window-only run checkpoint also loads its base model as ``early`` (``window_only=False``: the
-    fine-tuned network alone, e.g. to resume training it).
+    fine-tuned network alone, e.g. to resume training it). A text-to-image pipeline folder loads as a
+    :class:`~hrf_core.models.latent.LatentModel`; a LoRA run checkpoint as its base model with the adapter attached
+    (window-only: the same UNet with the adapter disabled samples the early steps).
     """
     folder = model_folder(name)
-    unet_dir, _ = _diffusers_parts(folder)
     target = device if isinstance(device, torch.device) else resolve_device(device)
+    base_name = adapter_base_of(folder)
+    if base_name:
+        return _load_adapted(name, folder, base_name, target, window_only)
+    from hrf_core.models.latent import is_text_to_image, load_text_to_image
+
+    if is_text_to_image(folder):
+        return load_text_to_image(name, folder, target)
+    unet_dir, _ = _diffusers_parts(folder)
     unet = load_unet(unet_dir).to(target).eval()
     model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target,
                       conditioner=conditioner_for(dict(unet.config)))
@@ -346,27 +450,53 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
     return model
 
 
+def _load_adapted(name: str, folder: Path, base_name: str, device: torch.device, window_only: bool) -> BaseModel:
+    """A LoRA checkpoint: its base model with the adapter attached (and, window-only, the base as ``early``: the same
+    UNet with the adapter disabled)."""
+    import dataclasses
+
+    from hrf_core.models.lora import AdapterDisabled, load_adapter
+
+    model = load_base_model(base_name, device, window_only=False)
+    load_adapter(folder, model.unet)
+    model.unet.eval()
+    model = dataclasses.replace(model, name=name, folder=folder)
+    handover, steps, _ = window_only_of(folder) if window_only else (0, 0, "")
+    if handover > 0:
+        model.early = dataclasses.replace(model, unet=AdapterDisabled(model.unet), early=None, handover=0)
+        model.handover, model.handover_steps = handover, steps
+    return model
+
+
+def _trainer_meta(folder: Path) -> dict:
+    """A run checkpoint's trainer state (JSON metadata); {} for a folder without one."""
+    state = Path(folder) / "trainer_state.safetensors"
+    if not state.is_file():
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(state, "pt") as handle:
+            return json.loads((handle.metadata() or {}).get("trainer", "{}"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
+
+
 def window_only_of(folder: Path) -> tuple[int, int, str]:
     """(handover S, its K, base model name) of a window-only run checkpoint; (0, 0, "") for anything else.
 
     Read from the trainer state's metadata (no weights loaded); see docs/METHOD.md, "Window-only sampling".
     """
-    state = Path(folder) / "trainer_state.safetensors"
-    if not state.is_file():
+    meta = _trainer_meta(folder)
+    if not meta:
         return 0, 0, ""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(state, "pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("trainer", "{}"))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
     handover = int(meta.get("handover") or 0)
     if handover <= 0:
         return 0, 0, ""
     base_name = meta.get("base_model") or ""
     if not base_name:
-        raise ValueError(f"{state} marks a window-only checkpoint but names no base model")
+        raise ValueError(f"{Path(folder) / 'trainer_state.safetensors'} marks a window-only checkpoint but names no "
+                         "base model")
     return handover, int(meta.get("num_steps") or 0), base_name
 
 
@@ -376,12 +506,12 @@ def availability(name: str) -> tuple[bool, str]:
     if spec is None:
         return False, f"unknown model {name!r}"
     if spec.needs_gpu and not torch.cuda.is_available():
-        return False, "needs a CUDA GPU (114M-parameter UNet: about 5 s per image step on a CPU)"
+        return False, f"needs a CUDA GPU ({spec.cpu_note})"
     if spec.source == "embedded":
         ok = (Path(spec.location) / "unet" / "config.json").is_file()
         return ok, "" if ok else f"missing {spec.location}: run `python -m hrf_core pretrain digits16`"
-    if _cached_snapshot(spec.location) is not None:
+    if _cached_snapshot(spec.location, spec.family) is not None:
         return True, ""
     if _hub_offline():
-        return False, f"weights not cached and HF_HUB_OFFLINE is set: `hf download {spec.location}`"
-    return True, "weights will be downloaded on first use (about 455 MB)"
+        return False, f"weights not cached and HF_HUB_OFFLINE is set: `{download_command(spec.location, spec.family)}`"
+    return True, f"weights will be downloaded on first use ({spec.download})"

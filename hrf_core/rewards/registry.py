@@ -6,6 +6,8 @@ image's prompt and refuses to run without them; the others ignore the prompts (a
 sample the same way).
 
 - JPEG (in)compressibility and the LAION aesthetic score: the paper's tasks.
+- ``clip-alignment``: a text-to-image run's prompt alignment, the open_clip cosine similarity of each image and its
+  prompt (:mod:`hrf_core.rewards.clip_alignment`).
 - Visible rewards for the embedded digits model, chosen to show the hierarchy: ``ink`` and
   ``symmetry`` can be raised by the late (detail) steps without changing the digit; ``digit:<d>``
   needs the early steps, where the class is decided.
@@ -122,6 +124,19 @@ def make_aesthetic(device: str = "cpu") -> RewardFn:
     return make_aesthetic_reward(device=device)
 
 
+def make_clip_alignment(device: str = "cpu") -> RewardFn:
+    """Cosine similarity of each image's and its prompt's CLIP ViT-L/14 embeddings."""
+    from hrf_core.rewards.clip_alignment import make_clip_alignment as make
+
+    return make(device=device)
+
+
+def _clip_alignment_available() -> tuple[bool, str]:
+    from hrf_core.rewards.clip_alignment import clip_alignment_available
+
+    return clip_alignment_available()
+
+
 def _always_available() -> tuple[bool, str]:
     return True, ""
 
@@ -172,6 +187,9 @@ REWARDS: dict[str, RewardSpec] = {
         RewardSpec(
             "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available
         ),
+        RewardSpec("clip-alignment", make_clip_alignment, "prompt alignment of a text-to-image run: the cosine "
+                   "similarity of each image's and its prompt's CLIP ViT-L/14 embeddings", _clip_alignment_available,
+                   prompted=True),
     )
 }
 

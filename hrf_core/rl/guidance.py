@@ -34,6 +34,14 @@ def class_label_call(unet, x: torch.Tensor, t: torch.Tensor, labels: torch.Tenso
     return unet(x, t, class_labels=labels).sample
 
 
+def autocast_dtype(autocast: bool | torch.dtype | None) -> torch.dtype | None:
+    """An ``autocast_bf16`` argument as the dtype UNet calls autocast to: True -> bfloat16 (the historical flag), a
+    dtype (bfloat16 or float16) -> itself, False or None -> None (no autocast)."""
+    if autocast is True:
+        return torch.bfloat16
+    return autocast or None
+
+
 def timesteps_for(x: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
     """``t`` (an int, a 0-d or a (B,) tensor) as a (B,) tensor on ``x``'s device (a CPU tensor: no stream sync)."""
     if isinstance(t, int):
@@ -59,7 +67,8 @@ def guided(call: UNetCall, unet, x: torch.Tensor, t: int | torch.Tensor, rows: t
     else:
         nulls = null.to(device=x.device, dtype=rows.dtype).reshape(1, *rows.shape[1:]).expand_as(rows)
         x_in, t_in, c_in = torch.cat([x, x]), torch.cat([steps, steps]), torch.cat([nulls, rows])
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+    dtype = autocast_dtype(autocast_bf16)
+    with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         eps = call(unet, x_in, t_in, c_in)
     eps = eps.to(torch.promote_types(eps.dtype, torch.float32))
     if scale == 1:

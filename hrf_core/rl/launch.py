@@ -36,14 +36,15 @@ def default_torch_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def preflight(config: TrainConfig, trusted: bool = False) -> None:
+def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -> None:
     """Raise ValueError (one clear line) unless ``config`` is valid and its model and reward can run here now.
 
     A registered model must be available (a GPU when it needs one; its weights cached when offline); a local
     folder must be a diffusers model folder. The reward must be registered and available. ``trusted`` (the
     command line, never a browser): a registered model may be downloaded or run on a CPU, and the reward may be
     the user's own function (``path/to/file.py:function`` or ``module:function``), imported here and tried on
-    two random images of the model's shape, so a wrong output fails before a run starts.
+    two random images of the model's shape, so a wrong output fails before a run starts. ``memory``: also refuse a
+    run that would not fit its GPU (:func:`check_memory`; skipped when the model is already loaded on it).
     """
     config.validate()
     from hrf_core.models.registry import MODELS, availability, model_folder
@@ -68,6 +69,16 @@ def preflight(config: TrainConfig, trusted: bool = False) -> None:
     if REWARDS[config.reward].prompted and not config.prompted:
         raise ValueError(f"reward {config.reward} reads each sample's prompt: it needs a prompted run (a conditional "
                          "model with prompts)")
+    if memory:
+        check_memory(config)
+
+
+def check_memory(config: TrainConfig, device: Any = None, world: int = 1) -> None:
+    """A :class:`~hrf_core.settings.SettingError` (one line: the estimate, the free memory, what to lower) when the
+    run would not fit its GPU (:mod:`hrf_core.rl.memory`); nothing on a CPU."""
+    from hrf_core.rl.memory import check_fits
+
+    check_fits(config, device, world)
 
 
 def check_prompts(config: TrainConfig) -> None:
@@ -88,12 +99,12 @@ def check_prompts(config: TrainConfig) -> None:
 def prepare_reward(name: str, model: str) -> None:
     """Make ``name`` usable here: a registered name, or a code reference the user typed (imported now).
 
-    A custom reward is tried on two random images of the model's shape, so a wrong output shape or NaN
-    fails with one line before a run starts.
+    A custom reward is tried on two random images of the model's shape (a latent model's decoded images), with two
+    prompts when it reads them, so a wrong output shape or NaN fails with one line before a run starts.
     """
     import torch
 
-    from hrf_core.models.registry import model_folder, sample_shape_of
+    from hrf_core.models.registry import image_shape_of, model_folder
     from hrf_core.rewards.registry import (
         BUILT_IN,
         REWARDS,
@@ -110,7 +121,9 @@ def prepare_reward(name: str, model: str) -> None:
         raise ValueError(f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}, or give "
                          "path/to/file.py:function")
     if name not in BUILT_IN:
-        make_reward(name)(torch.rand(2, *sample_shape_of(model_folder(model))) * 2 - 1)
+        images = torch.rand(2, *image_shape_of(model_folder(model))) * 2 - 1
+        reward = make_reward(name)
+        reward(images, ["a photo", "a photo"]) if REWARDS[name].prompted else reward(images)
 
 
 def create_run(store: RunStore, config: TrainConfig, name: str | None = None, dist: Any = None) -> Run:
@@ -206,7 +219,7 @@ def open_trainer(config: TrainConfig, run: Run, *, report_to: Iterable[str] = ()
 def start_run(config: TrainConfig, store: RunStore, name: str | None = None, *, report_to: Iterable[str] = (),
               trusted: bool = False, dist: Any = None, **kwargs: Any) -> Launch:
     """Check ``config`` (:func:`preflight`), create its run and open its trainer (see :func:`open_trainer`)."""
-    preflight(config, trusted=trusted)
+    preflight(config, trusted=trusted, memory="base" not in kwargs)  # a loaded model: its memory was checked before
     if dist is not None:
         config.check_processes(dist.world)  # before a run folder is made
         kwargs["dist"] = dist

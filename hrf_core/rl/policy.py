@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
-from hrf_core.rl.guidance import Condition
+from hrf_core.rl.guidance import Condition, autocast_dtype
 
 
 class StopRequested(Exception):
@@ -208,6 +208,7 @@ def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, a
     """eps_theta(x, t) as float32, optionally under bf16 autocast (CUDA; the CPU too, to measure its drift).
 
     ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
+    ``autocast_bf16``: True (bf16), or the autocast dtype (``torch.bfloat16`` / ``torch.float16``).
     ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.rl.guidance`).
     """
     if cond is not None:
@@ -218,8 +219,8 @@ def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, a
         t = torch.as_tensor(timestep).to(x.device, non_blocking=True)
         if t.dim() == 0:
             t = t.expand(x.shape[0])
-    if autocast_bf16:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+    if autocast_dtype(autocast_bf16) is not None:
+        with torch.autocast(x.device.type, dtype=autocast_dtype(autocast_bf16)):
             return unet(x, t).sample.float()
     return unet(x, t).sample
 

@@ -20,6 +20,16 @@ def round_robin(prompts: Sequence[str], n: int) -> list[str]:
     return [prompts[r % len(prompts)] for r in range(n)]
 
 
+def eval_prompts(prompts: Sequence[str], n: int) -> list[str]:
+    """The prompts an evaluation of ``n`` samples covers: every prompt when each gets at least 2 samples, else
+    ``n // 2`` of them spread evenly over the set (a large set such as ``@imagenet-animals``), so within-prompt
+    metrics always have 2 samples a prompt."""
+    p, k = len(prompts), n // 2
+    if p <= k:
+        return list(prompts)
+    return [prompts[(i * p) // k] for i in range(k)]
+
+
 def sample_grid(images: torch.Tensor, prompts: Sequence[str] | None = None, columns: int = 8, limit: int = 64):
     """The grid of a sample set: its first ``limit`` samples, or one row per prompt (its first ``columns``)."""
     scale = max(1, 128 // images.shape[-1])
@@ -32,7 +42,7 @@ def sample_grid(images: torch.Tensor, prompts: Sequence[str] | None = None, colu
 
 
 def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: float = 1.0,
-                batch_size: int = 256, stop: StopCheck | None = None, autocast_bf16: bool = False,
+                batch_size: int | None = None, stop: StopCheck | None = None, autocast_bf16: bool = False,
                 early: BaseModel | None = None, handover: int = 0, prompts: Sequence[str] | None = None,
                 guidance: float = 1.0) -> torch.Tensor:
     """``n`` samples (n, C, H, W) in [-1, 1] from pure noise (a latent model's decoded); the same seed gives the
@@ -43,8 +53,10 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
     fine-tuned checkpoint); with the same seed, handover = 0 gives ``base``'s samples exactly and
     handover = K ``early``'s. A window-only checkpoint (``base.early`` set) samples that way by default,
     its hand-over step rescaled to ``num_steps``. A prompted model samples row i from ``prompts[i]`` with
-    classifier-free ``guidance``; the same seed gives the same start noise whatever the prompts.
+    classifier-free ``guidance``; the same seed gives the same start noise whatever the prompts. ``batch_size``:
+    samples per UNet call (default the model's ``eval_batch``).
     """
+    batch_size = batch_size or base.eval_batch
     if early is None and not handover and base.early is not None:
         early, handover = base.early, base.handover_at(num_steps)
     if not 0 <= handover <= num_steps:
@@ -81,14 +93,17 @@ def prompt_condition(base: BaseModel, prompts: Sequence[str] | None, n: int, gui
 
 
 def sample_images(name: str, n: int = 64, seed: int = 0, num_steps: int = 40, eta: float = 1.0,
-                  device: str = "auto", early: str | None = None, handover: int = 0) -> torch.Tensor:
+                  device: str = "auto", early: str | None = None, handover: int = 0,
+                  prompts: Sequence[str] | None = None, guidance: float = 1.0) -> torch.Tensor:
     """Load ``name`` (registry name, Hub id, local folder or run checkpoint) and sample from it.
 
-    With ``early`` and ``handover`` = S: steps < S sample with the model ``early`` names (hand-over sampling).
+    With ``early`` and ``handover`` = S: steps < S sample with the model ``early`` names (hand-over sampling). A
+    prompted model samples row i from ``prompts[i]`` with ``guidance``.
     """
     model = load_base_model(name, device)
     early_model = load_base_model(early, model.device) if early and handover else None
-    return sample_from(model, n, seed, num_steps, eta, early=early_model, handover=handover)
+    return sample_from(model, n, seed, num_steps, eta, early=early_model, handover=handover, prompts=prompts,
+                       guidance=guidance)
 
 
 def save_samples(images: torch.Tensor, grid_path: Path, array_path: Path | None = None) -> None:

@@ -24,6 +24,7 @@ from PIL import Image
 from hrf_core import methods
 from hrf_core.config import TrainConfig
 from hrf_core.measure.evaluation import Evaluator
+from hrf_core.models import lora
 from hrf_core.models.registry import BaseModel, load_base_model, resolve_device
 from hrf_core.rewards.registry import RewardFn, make_reward
 from hrf_core.rl.compute import ComputeCounter, zero_row
@@ -41,7 +42,7 @@ from hrf_core.rl.policy import (
 )
 from hrf_core.rl.ppo import PerPromptStats
 from hrf_core.rl.prompting import RunPrompts
-from hrf_core.rl.sampling import round_robin, sample_from, sample_grid
+from hrf_core.rl.sampling import eval_prompts, round_robin, sample_from, sample_grid
 from hrf_core.rl.update import Batch, PolicyUpdate
 from hrf_core.store import checkpoints
 from hrf_core.store.runs import Run, StoreFullError, check_store_limit, is_disk_full
@@ -96,14 +97,30 @@ class Trainer:
         self.scheduler.set_timesteps(config.num_steps)
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
+        # LoRA: an adapter trains on the frozen UNet (a resumed checkpoint's is already attached); else every weight
+        self.lora = config.uses_lora(self.base.family)
+        if self.lora and not lora.has_adapter(self.unet):
+            lora.add_lora(self.unet, config.lora_rank, config.lora_alpha, config.lora_targets,
+                          seed=stream_seed(config.seed, "lora"))
+        if not self.lora and lora.has_adapter(self.unet):
+            raise ValueError(f"{config.model} carries a LoRA adapter: continue it with LoRA (--finetune lora)")
+        self.trainable_params = lora.adapter_parameters(self.unet) if self.lora else list(self.unet.parameters())
+        # mixed precision: UNet calls autocast to bf16/fp16; frozen weights are kept in it, trainable ones in fp32
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        if self.autocast is not None:
+            self._keep_frozen_in(self.autocast)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.fp16)  # fp16's loss scaling
         self.frozen = None
         if config.needs_frozen_base:  # given (a resume loads it), else the base model before any update
-            self.frozen = (frozen if frozen is not None else copy.deepcopy(self.unet)).requires_grad_(False).eval()
+            if self.lora:  # the same UNet with its adapter disabled: no second copy
+                self.frozen = lora.AdapterDisabled(self.unet)
+            else:
+                self.frozen = (frozen if frozen is not None else copy.deepcopy(self.unet)).requires_grad_(False).eval()
         # the frozen base as a model to sample with (window-only sampling: steps before the window)
         self.frozen_model = (dataclasses.replace(self.base, unet=self.frozen, early=None, handover=0)
                              if self.frozen is not None else None)
         self.optimizer = torch.optim.AdamW(
-            self.unet.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
+            self.trainable_params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
             foreach=True,  # one fused pass over all parameters (CPU default is a per-tensor loop)
         )
         config.check_processes(dist.world)
@@ -124,10 +141,25 @@ class Trainer:
         self._stepped_this_epoch = False
         self._saved_epoch = -1
         self._images: dict[int, tuple[torch.Tensor, list[str] | None]] = {}  # this epoch's images (and prompts)
-        self.compute = ComputeCounter((self.unet, self.frozen))  # UNet rows by kind (evaluation excluded)
+        # UNet rows by kind (evaluation excluded); a LoRA run's frozen base calls the policy's UNet, counted there
+        self.compute = ComputeCounter((self.unet, self.frozen if isinstance(self.frozen, torch.nn.Module) else None))
         self.update = PolicyUpdate(self)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _keep_frozen_in(self, dtype: torch.dtype) -> None:
+        """Store the weights that never train in ``dtype`` (the autocast dtype): a latent model's VAE and text
+        encoder, and a LoRA run's base UNet (its adapter stays float32). Prompts are encoded again after."""
+        frozen = [getattr(self.base, "vae", None), getattr(self.base.conditioner, "text_encoder", None)]
+        for part in [*frozen, self.unet if self.lora else None]:
+            if part is None:
+                continue
+            for tensor in [*part.parameters(), *part.buffers()]:
+                if tensor.is_floating_point() and not tensor.requires_grad:  # the adapter stays float32
+                    tensor.data = tensor.data.to(dtype)
+        cache = getattr(self.base.conditioner, "_cache", None)
+        if cache is not None:
+            cache.clear()
+
     def _record_embeddings(self) -> None:
         """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
         self.config = self.config.replace(eval_embeddings=self.evaluator.embeddings)
@@ -153,7 +185,7 @@ class Trainer:
         """A rollout from step ``start``; steps < ``handover`` sample with the frozen base (window-only); each row
         conditioned on its prompt (a prompted run)."""
         early = self.frozen if handover > start else None
-        return rollout(unet, self.scheduler, x, start, eta, noise, self.stop_check, record, self.config.bf16,
+        return rollout(unet, self.scheduler, x, start, eta, noise, self.stop_check, record, self.autocast,
                        early_unet=early, handover=handover if early is not None else 0,
                        cond=self.prompts.condition(prompts))
 
@@ -232,10 +264,10 @@ class Trainer:
         c = self.config
         self.phase = "evaluating"
         handover = self.handover(self.epoch if epoch is None else epoch)
-        prompts = round_robin(c.prompts, c.eval_samples) if c.prompted else None
+        prompts = round_robin(eval_prompts(c.prompts, c.eval_samples), c.eval_samples) if c.prompted else None
         with self.compute.paused():
             images = sample_from(self.base, c.eval_samples, c.eval_seed, c.num_steps, c.eval_eta,
-                                 stop=self.stop_check, autocast_bf16=c.bf16,
+                                 stop=self.stop_check, autocast_bf16=self.autocast,
                                  early=self.frozen_model if handover else None, handover=handover,
                                  prompts=prompts, guidance=c.guidance)
         rewards = self.score(images, prompts)
@@ -253,7 +285,7 @@ class Trainer:
             return None
         with self.run.writing(f"the checkpoint of epoch {self.epoch}"):
             folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
-                                                 self.optimizer, self._state())
+                                                 self.optimizer, self._state(), adapter_only=self.lora)
         self._saved_epoch = self.epoch
         return folder
 
@@ -265,6 +297,8 @@ class Trainer:
                  "num_steps": self.config.num_steps, "base_model": self.config.model}
         if self.prompt_stats is not None:  # per-prompt reward buffers: a resumed run continues them exactly
             state["prompt_stats"] = self.prompt_stats.state()
+        if self.scaler.is_enabled():  # fp16's loss scale continues where it was
+            state["grad_scaler"] = self.scaler.state_dict()
         return state
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -280,6 +314,8 @@ class Trainer:
         self.compute.restore(state.get("compute", {}))
         if self.prompt_stats is not None:
             self.prompt_stats.restore(state.get("prompt_stats", {}))
+        if self.scaler.is_enabled() and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self._saved_epoch = self.epoch
 
     # -- the loop --------------------------------------------------------------------------------
@@ -427,8 +463,10 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
         config = config.replace(epochs=epochs)
     config.validate()
     device = device or resolve_device(config.device)
-    policy = load_base_model(str(checkpoint), device, window_only=False)
-    frozen = load_base_model(config.model, device).unet if config.needs_frozen_base else None
+    policy = load_base_model(str(checkpoint), device, window_only=False)  # a LoRA checkpoint: base + its adapter
+    frozen = None
+    if config.needs_frozen_base and not config.uses_lora(policy.family):  # LoRA: the adapter disabled, no copy
+        frozen = load_base_model(config.model, device).unet
     trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
     trainer.load_checkpoint(checkpoint)
     if trainer.epoch >= config.epochs:

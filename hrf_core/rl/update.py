@@ -141,9 +141,11 @@ class PolicyUpdate:
                 self.t.optimizer.zero_grad(set_to_none=True)
                 chunk_samples = [samples[i] for i in chunk.tolist()]
                 loss = self._chunk_backward(batches, chunk_samples, diagnostics, first=inner == 0 and chunk_index == 0)
-                self.t.dist.sum_gradients(self.t.unet.parameters())
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.t.unet.parameters(), c.max_grad_norm)
-                self.t.optimizer.step()
+                self.t.dist.sum_gradients(self.t.trainable_params)
+                self.t.scaler.unscale_(self.t.optimizer)  # fp16's loss scale off before the clip (else a no-op)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.t.trainable_params, c.max_grad_norm)
+                self.t.scaler.step(self.t.optimizer)  # fp16: skipped when a gradient overflowed
+                self.t.scaler.update()
                 self.t._stepped_this_epoch = True
                 diagnostics.add_step(loss, grad_norm)
         self.t.unet.eval()
@@ -172,7 +174,7 @@ class PolicyUpdate:
                     raise StopRequested
                 losses, log_ratio = self._rows_loss(batch, i, j, clip_range, diagnostics)
                 loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
-                loss.backward()
+                self.t.scaler.scale(loss).backward()
                 total_loss += loss.detach()
                 diagnostics.add_rows(log_ratio, clip_range, first)
         return total_loss
@@ -187,7 +189,7 @@ class PolicyUpdate:
         cond = traj.cond[i] if traj.cond is not None else None  # the rows' prompts, guided as in sampling
         i, j = i.to(self.t.device, non_blocking=True), j.to(self.t.device, non_blocking=True)
         x = traj.states[i, j]
-        eps = unet_eps(self.t.unet, x, t, c.bf16, cond)
+        eps = unet_eps(self.t.unet, x, t, self.t.autocast, cond)
         mean, sigma = ddim_step_mean(self.t.scheduler, eps, t, x, eta=c.eta)
         log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
         old = traj.log_probs[i, j]
@@ -204,6 +206,6 @@ class PolicyUpdate:
         c = self.t.config
         with torch.no_grad():
             with self.t.compute.reference():
-                eps_base = unet_eps(self.t.frozen, x, t, c.bf16, cond)
+                eps_base = unet_eps(self.t.frozen, x, t, self.t.autocast, cond)
             mean_base, _ = ddim_step_mean(self.t.scheduler, eps_base, t, x, eta=c.eta)
         return gaussian_kl(mean, mean_base, sigma)

@@ -7,6 +7,11 @@ run's evaluation grid) and ``README.md``, a model card: YAML metadata (library, 
 the Hub, license of the base, tags) and the reward, method, window, seeds, metrics and grid. It loads
 with ``DDIMPipeline.from_pretrained(DIR)`` and ``DDPMPipeline.from_pretrained(DIR)``. DIR is written
 atomically (a temporary folder renamed into place) and must not exist or be empty.
+
+A LoRA run's checkpoint (a text-to-image model) exports as its adapter: DIR holds
+``pytorch_lora_weights.safetensors`` in the layout ``StableDiffusionPipeline.load_lora_weights(DIR)`` reads (rank,
+alpha and targets in its metadata), ``grid.png`` and the model card (base model, prompts, reward, method, window,
+guidance and sampler); the base pipeline plus the adapter sample what ``python -m hrf_core sample`` samples.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, open_run
 #: Licenses of the registered base models. digits16 was trained by this project (apache-2.0, the
 #: repository's license); the google DDPMs are apache-2.0 on the Hub.
 BASE_LICENSES = {"digits16": "apache-2.0", "digits16-cond": "apache-2.0", "google/ddpm-celebahq-256": "apache-2.0",
-                 "google/ddpm-ema-celebahq-256": "apache-2.0"}
+                 "google/ddpm-ema-celebahq-256": "apache-2.0", "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
+                 "stabilityai/stable-diffusion-2-base": "openrail++"}
 #: Row entries that describe the epoch's bookkeeping rather than the model (left out of the card's table).
 _BOOKKEEPING = re.compile(r"^(epoch|logged_at|seconds|.*_seconds|eval_samples|(cum_)?rows_.*|window_(start|end)|"
                           r"sample_handover|trained_steps)$")
@@ -83,26 +89,33 @@ def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = 
     """The model card (a ``huggingface_hub.ModelCard``) of ``checkpoint``."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from hrf_core.models.lora import ADAPTER_FILE
     from hrf_core.models.registry import MODELS, window_only_of
 
     config = run.config
     base, reward, method = config.get("model", ""), config.get("reward", ""), config.get("method", "")
+    adapter = (checkpoint / ADAPTER_FILE).is_file()
     epoch = checkpoint_epoch(checkpoint)
     rows = run.metrics()
     evaluated = [r for r in rows if "reward_mean" in r and r.get("epoch", 0) <= epoch]
     final, first = (evaluated[-1], evaluated[0]) if evaluated else ({}, {})
     on_hub = base in MODELS and MODELS[base].source == "hub"
-    data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation",
+    task = "text-to-image" if adapter else "unconditional-image-generation"
+    data = ModelCardData(library_name="diffusers", pipeline_tag=task,
                          base_model=base if on_hub else None, license=_license(base),
-                         tags=list(dict.fromkeys(["diffusers", "unconditional-image-generation",
+                         tags=list(dict.fromkeys(["diffusers", task, *(["lora"] if adapter else []),
                                                   "reinforcement-learning", methods.reference().name, method,
                                                   "hrf-explorer"])))
     k, eta = config.get("num_steps"), config.get("eval_eta", 1.0)
     source = repo or "path/to/this/folder"
+    where = "" if on_hub else " (a local model, not on the Hub)" if adapter else \
+        " (the embedded base model of HRF Explorer, not on the Hub)"
+    what = (f"A LoRA adapter (rank {config.get('lora_rank')}, alpha {config.get('lora_alpha')}, on "
+            f"{', '.join(config.get('lora_targets') or ())}) for `{base}`{where} trained") if adapter else \
+        f"`{base}`{where} fine-tuned"
     lines = [
         f"# {run.run_id}", "",
-        f"`{base}`{'' if on_hub else ' (the embedded base model of HRF Explorer, not on the Hub)'} fine-tuned "
-        f"with reinforcement learning on the reward `{reward}` by HRF Explorer (`hrf_core`), "
+        f"{what} with reinforcement learning on the reward `{reward}` by HRF Explorer (`hrf_core`), "
         f"checkpoint of epoch {epoch} of {config.get('epochs')}.", "",
         f"- **Method**: {method}; trained steps: {_schedule(config)}",
         f"- **Reward**: `{reward}`",
@@ -134,7 +147,9 @@ def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = 
     if grid:
         lines += ["## Samples", "", f"![evaluation samples of epoch {final.get('epoch', epoch)}]({grid})", ""]
     prompts = list(config.get("prompts") or ())
-    if prompts:
+    if adapter:
+        lines += text_to_image_use(source, base, prompts, float(config.get("guidance", 1.0)), k, eta)
+    elif prompts:
         lines += prompted_use(source, prompts, float(config.get("guidance", 1.0)), k, eta, checkpoint)
     else:
         lines += [
@@ -182,6 +197,32 @@ def prompted_use(source: str, prompts: list[str], guidance: float, k, eta, check
     ]
 
 
+def text_to_image_use(source: str, base: str, prompts: list[str], guidance: float, k, eta) -> list[str]:
+    """The card's "Prompts" and "Use" sections of a LoRA text-to-image run: the base pipeline, the run's DDIM
+    sampler and guidance, and the adapter through ``load_lora_weights``."""
+    from hrf_core.settings import format_prompts
+
+    named = format_prompts(tuple(prompts))
+    shown = named if named.startswith("@") else ", ".join(f"`{p}`" for p in prompts[:20]) + (
+        f" and {len(prompts) - 20} more" if len(prompts) > 20 else "")
+    example = ", ".join(repr(p) for p in prompts[:2])
+    return [
+        "## Prompts", "",
+        f"Each training sample drew one of {len(prompts)} prompts ({shown}; `@` names a prompt set of HRF "
+        f"Explorer), with classifier-free guidance {guidance:g} against the empty prompt; the metrics are also given "
+        "within each prompt (`*_within`).", "",
+        "## Use", "",
+        "The base pipeline with this adapter and the run's sampler (DDIM, the same K, eta and guidance):", "",
+        "```python", "import torch", "from diffusers import DDIMScheduler, StableDiffusionPipeline", "",
+        f'pipe = StableDiffusionPipeline.from_pretrained("{base}", safety_checker=None)',
+        "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)",
+        f'pipe.load_lora_weights("{source}")',
+        f"images = pipe([{example}], num_inference_steps={k}, eta={eta}, guidance_scale={guidance:g},",
+        "             generator=torch.Generator().manual_seed(0)).images",
+        "```", "",
+    ]
+
+
 def _number(value) -> str:
     return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -190,14 +231,19 @@ def export_checkpoint(run: Run, checkpoint: Path, out: Path, repo: str | None = 
     """Write ``checkpoint`` of ``run`` as a diffusers pipeline folder with a model card at ``out`` (atomic)."""
     from diffusers import DDIMPipeline
 
+    from hrf_core.models.lora import ADAPTER_FILE, read_adapter
     from hrf_core.models.registry import load_scheduler, load_unet
 
     out = _empty_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        pipeline = DDIMPipeline(unet=load_unet(checkpoint / "unet"), scheduler=load_scheduler(checkpoint))
-        pipeline.save_pretrained(tmp, safe_serialization=True)
+        if (checkpoint / ADAPTER_FILE).is_file():  # a LoRA run: the adapter, in load_lora_weights' layout
+            read_adapter(checkpoint)  # validated
+            shutil.copyfile(checkpoint / ADAPTER_FILE, tmp / ADAPTER_FILE)
+        else:
+            pipeline = DDIMPipeline(unet=load_unet(checkpoint / "unet"), scheduler=load_scheduler(checkpoint))
+            pipeline.save_pretrained(tmp, safe_serialization=True)
         epoch = checkpoint_epoch(checkpoint)
         grids = [g for g in run.grids() if int(g.stem.split("-")[1]) <= epoch]
         if grids:

@@ -3,6 +3,9 @@
 Layout of ``<run>/checkpoints/epoch-NNNN/``:
 
     unet/, scheduler/           a diffusers folder (loadable as a base model)
+    pytorch_lora_weights.safetensors   instead of unet/ in a LoRA run: the adapter alone, in diffusers' LoRA
+                                layout (:mod:`hrf_core.models.lora`); the checkpoint loads as its base model
+                                (``base_model`` below) with the adapter attached
     optimizer.safetensors       the optimiser's per-parameter tensors; its param groups as JSON metadata
     trainer_state.safetensors   the trainer's state as JSON metadata ``trainer``: epoch, hrfd_start,
                                 hrfd_earliest, compute, handover, num_steps, base_model
@@ -28,8 +31,10 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.safetensors"
 
 
-def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimizer, state: dict) -> Path:
+def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimizer, state: dict,
+                    adapter_only: bool = False) -> Path:
     """Write the checkpoint ``folder``: weights, scheduler, optimiser and trainer ``state`` (JSON-able); returns it.
+    ``adapter_only`` (a LoRA run): the adapter's weights instead of the UNet's.
 
     Built in ``folder.tmp`` and renamed into place. Any failure (a full disk) removes the temporary folder
     and leaves every existing checkpoint, ``folder`` included, as it was.
@@ -38,7 +43,12 @@ def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimi
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        if adapter_only:
+            from hrf_core.models.lora import save_adapter
+
+            save_adapter(tmp, unet)
+        else:
+            unet.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
         optimizer_state = optimizer.state_dict()
         tensors = {f"state.{p}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else

@@ -183,7 +183,8 @@ class Run:
         folder = self.path / "checkpoints"
         if not folder.is_dir():
             return []
-        found = [p for p in folder.iterdir() if CHECKPOINT_PATTERN.match(p.name) and (p / "unet").is_dir()]
+        found = [p for p in folder.iterdir() if CHECKPOINT_PATTERN.match(p.name)
+                 and ((p / "unet").is_dir() or (p / "pytorch_lora_weights.safetensors").is_file())]  # LoRA: adapter
         return sorted(found, key=checkpoint_epoch)
 
     def grids(self) -> list[Path]:

@@ -1,0 +1,339 @@
+"""The device memory a run needs, estimated before it starts; a run that would not fit its GPU is refused.
+
+    total = 1.2 x (weights + training state + trajectories + the epoch's largest transient) + 1 GB
+
+- **weights**: every parameter of the UNet (and a latent model's VAE and text encoder) at the dtype it is kept in:
+  float32, or the autocast dtype (bf16/fp16: 2 bytes) for weights that never train (a LoRA run's base UNet, the
+  VAE, the text encoder); full fine-tuning that needs the base model (KL penalty, window-only sampling, base start
+  images) keeps a second float32 copy of the UNet;
+- **training state**: the trainable parameters (the LoRA adapter's, or the whole UNet's) x 12 bytes (float32
+  gradient and AdamW's two moments), plus the adapter's own float32 weights;
+- **trajectories**: the epoch's recorded rollout states on the device: samples_per_epoch x (K + 1) x the sample's
+  size x 4 bytes (divided among data-parallel processes);
+- **transient**: the largest of one training call (``train_batch_size`` rows, doubled by guidance, whose forward
+  activations are kept for the backward; with the KL penalty the base model's forward on top), one sampling call
+  (``batch_size`` rows, doubled by guidance), one evaluation call (the model's ``eval_batch``) and one VAE decode.
+  Activations are counted, not guessed: the UNet (and the VAE decoder) run once on PyTorch's meta device (shapes
+  only: no memory, no weights, well under a second for SD 1.x) while a dispatch mode adds up the bytes of the live
+  tensors; attention is counted as memory-efficient / flash attention keeps it (the outputs and log-sum-exp, not the
+  tokens x tokens matrix). Half precision halves the activations;
+- **1.2 x and 1 GB**: the caching allocator's fragmentation; the CUDA context and cuBLAS/cuDNN workspaces.
+
+Accuracy: not yet measured on a GPU; ``bench/gpu_check.py`` prints this estimate beside the measured peak of its
+Stable Diffusion case, and ``bench/README.md`` records the comparison. The estimate is meant to err high.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+
+from hrf_core.config import TrainConfig
+
+GB = 2**30
+OVERHEAD_GB = 1.0
+FRAGMENTATION = 1.2
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A run's estimated peak device memory, by part (GB), and what the device has free (None: not a GPU)."""
+
+    parts: dict[str, float]
+    device: str
+    free_gb: float | None = None
+    transient: str = ""  # which call sets the transient peak
+    suggestions: tuple[str, ...] = field(default=())
+
+    @property
+    def total_gb(self) -> float:
+        return FRAGMENTATION * sum(self.parts.values()) + (OVERHEAD_GB if self.device.startswith("cuda") else 0.0)
+
+    @property
+    def fits(self) -> bool:
+        return self.free_gb is None or self.total_gb <= self.free_gb
+
+    def line(self) -> str:
+        """One line for the Train tab: the total, its largest parts, and the device's free memory."""
+        largest = sorted(self.parts.items(), key=lambda kv: -kv[1])[:3]
+        detail = ", ".join(f"{name} {value:.1f}" for name, value in largest)
+        where = f"{self.device} has {self.free_gb:.1f} GB free" if self.free_gb is not None else \
+            "no GPU here: nothing is refused"
+        verdict = "" if self.fits else f" — does not fit: {', or '.join(self.suggestions) or 'lower the batches'}"
+        total = f"about {self.total_gb:.1f} GB" if self.total_gb >= 0.1 else "under 0.1 GB"
+        return f"Memory: {total} ({detail}; {where}){verdict}"
+
+
+def device_memory(device: torch.device) -> tuple[float, float] | None:
+    """(free GB, total GB) of a CUDA device; None for any other device."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    return free / GB, total / GB
+
+
+# ------------------------------------------------------------------------------------------ meta measurement
+class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Tracks the bytes of the live tensors ops create (views share their base's), and their peak."""
+
+    _VIEWS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "detach", "alias", "slice", "select",
+              "split", "split_with_sizes", "chunk", "unsqueeze", "squeeze", "as_strided", "unflatten", "unbind",
+              "reshape", "_reshape_alias", "lift_fresh"}
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func._overloadpacket.__name__ in self._VIEWS:
+            return out
+        for tensor in torch.utils._pytree.tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor._base is None:
+                size = tensor.numel() * tensor.element_size()
+                self.live += size
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(tensor, self._free, size)
+        return out
+
+    def _free(self, size: int) -> None:
+        self.live -= size
+
+
+class _FlashLikeAttention(torch.autograd.Function):
+    """Attention as memory-efficient kernels store it: q, k, v, the output and the log-sum-exp (meta only)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+        ctx.save_for_backward(q, k, v, out, q.new_empty(q.shape[:-1]))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, _, _ = ctx.saved_tensors
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+class _MetaAttnProcessor:
+    """diffusers' ``AttnProcessor2_0`` with :class:`_FlashLikeAttention` in place of SDPA (meta modules only)."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        residual = hidden_states
+        spatial = hidden_states.ndim == 4
+        if spatial:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        if encoder_hidden_states is not None and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        q, k, v = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+        batch, heads = q.shape[0], attn.heads
+        split = [x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2) for x in (q, k, v)]
+        out = _FlashLikeAttention.apply(*split).transpose(1, 2).reshape(batch, -1, heads * split[2].shape[-1])
+        out = attn.to_out[1](attn.to_out[0](out))
+        if spatial:
+            out = out.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+def _count_attention_like_flash(module: torch.nn.Module) -> None:
+    from diffusers.models.attention_processor import Attention
+
+    for sub in module.modules():
+        if isinstance(sub, Attention):
+            sub.set_processor(_MetaAttnProcessor())
+
+
+def _measure(fn) -> float:
+    """Peak live bytes (GB) of ``fn()`` on meta tensors."""
+    mode = _LiveBytes()
+    with mode:
+        fn()
+    return mode.peak / GB
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """What the estimate reads of a model: parameter counts and per-row activations (GB, float32)."""
+
+    unet_params: int
+    other_params: int  # VAE + text encoder
+    lora_params: int
+    sample_numel: int
+    train_row: float  # one row's forward activations kept for the backward
+    train_row_checkpointed: float
+    infer_row: float  # one row's no-grad forward peak
+    decode_row: float  # one latent's VAE decode peak (0: a pixel model)
+
+
+def _meta_modules(model: str):
+    """(UNet, VAE or None, text (length, width) or None) of ``model`` built on the meta device from its configs (a
+    registered text-to-image model whose weights are not cached: its known architecture)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
+
+    from hrf_core.models import latent
+    from hrf_core.models.registry import MODELS, _config_folder, _read_json, _unet_dir
+
+    spec = MODELS.get(model)
+    if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:
+        try:
+            folder = _config_folder(model)
+        except ValueError:  # not cached: the architecture it is known to have
+            unet_config, vae_config, text_config = latent.ARCHITECTURES[model]
+            with torch.device("meta"):
+                return (UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config),
+                        (text_config["max_position_embeddings"], text_config["hidden_size"]), text_config)
+    else:
+        folder = _config_folder(model)
+    unet_config = _read_json(_unet_dir(folder) / "config.json")
+    if latent.is_text_to_image(folder):
+        vae_config = _read_json(folder / "vae" / "config.json")
+        text_config = _read_json(folder / "text_encoder" / "config.json")
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(unet_config)
+            vae = AutoencoderKL.from_config(vae_config)
+        return unet, vae, (text_config.get("max_position_embeddings", 77), text_config["hidden_size"]), text_config
+    with torch.device("meta"):
+        return UNet2DModel.from_config(unet_config), None, None, None
+
+
+def _text_params(text_config: dict | None) -> int:
+    if not text_config:
+        return 0
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    keep = {k: v for k, v in text_config.items() if not k.startswith("_") and k not in ("architectures",)}
+    with torch.device("meta"):
+        return sum(p.numel() for p in CLIPTextModel(CLIPTextConfig(**keep)).parameters())
+
+
+@functools.lru_cache(maxsize=16)
+def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...]) -> _Architecture:
+    """Parameter counts and per-row activations of ``model`` (configs only; cached per model)."""
+    unet, vae, text, text_config = _meta_modules(model)
+    _count_attention_like_flash(unet)
+    sample = (unet.config.in_channels, *_size(unet.config.sample_size))
+    lora_params = sum(lora_rank * (m.in_features + m.out_features) for name, m in unet.named_modules()
+                      if isinstance(m, torch.nn.Linear) and any(name == t or name.endswith("." + t)
+                                                                 for t in lora_targets))
+
+    def forward(rows: int):
+        x = torch.zeros(rows, *sample, device="meta")
+        t = torch.zeros(rows, dtype=torch.long, device="meta")
+        kwargs = {}
+        if text is not None:
+            kwargs["encoder_hidden_states"] = torch.zeros(rows, *text, device="meta")
+        elif unet.config.get("num_class_embeds"):
+            kwargs["class_labels"] = torch.zeros(rows, dtype=torch.long, device="meta")
+        return unet(x, t, **kwargs).sample
+
+    unet.train()
+    unet.disable_gradient_checkpointing()
+    train_row = _measure(lambda: forward(1))
+    if getattr(unet, "_supports_gradient_checkpointing", False):
+        unet.enable_gradient_checkpointing()
+        checkpointed = _measure(lambda: forward(1))
+        unet.disable_gradient_checkpointing()
+    else:
+        checkpointed = train_row
+    with torch.no_grad():
+        infer_row = _measure(lambda: forward(1))
+        decode_row = 0.0
+        if vae is not None:
+            _count_attention_like_flash(vae)
+            decode_row = _measure(lambda: vae.decode(torch.zeros(1, *sample, device="meta")))
+    other = (sum(p.numel() for p in vae.parameters()) if vae is not None else 0) + _text_params(text_config)
+    return _Architecture(sum(p.numel() for p in unet.parameters()), other, lora_params,
+                         int(torch.Size(sample).numel()), train_row, checkpointed, infer_row, decode_row)
+
+
+def _size(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def estimate(config: TrainConfig, device: torch.device | None = None, world: int = 1) -> MemoryEstimate:
+    """The peak memory ``config`` needs on ``device`` (default: the config's; "auto" on a machine without a GPU: the
+    CPU), from its model's configs."""
+    from hrf_core.models.registry import family_of, resolve_device
+
+    device = device or (resolve_device(config.device) if config.device != "cuda" or torch.cuda.is_available()
+                        else torch.device("cuda"))
+    family = family_of(config.model)
+    lora = config.uses_lora(family)
+    arch = architecture(config.model, config.lora_rank if lora else 0, tuple(config.lora_targets))
+    half = config.precision != "fp32"
+    weight_bytes = 2 if half else 4
+    act = 0.5 if half else 1.0
+    cfg = 2 if config.guidance != 1 else 1
+    parts = {"UNet weights": arch.unet_params * (weight_bytes if lora else 4) / GB}
+    if arch.other_params:
+        parts["VAE and text encoder"] = arch.other_params * weight_bytes / GB
+    if lora:
+        parts["adapter, its gradients and AdamW"] = arch.lora_params * 16 / GB
+    else:
+        parts["gradients and AdamW"] = arch.unet_params * 12 / GB
+        if config.needs_frozen_base:
+            parts["frozen base copy"] = arch.unet_params * 4 / GB
+    parts["trajectories"] = config.samples_per_epoch / world * (config.num_steps + 1) * arch.sample_numel * 4 / GB
+    row = arch.train_row_checkpointed if config.grad_checkpointing else arch.train_row
+    from hrf_core.models.latent import DECODE_BATCH, LatentModel
+
+    eval_batch = LatentModel.eval_batch if family == "text-to-image" else 256
+    transients = {
+        "training call": config.train_batch_size * cfg * act * (row + (arch.infer_row if config.kl_coef > 0 else 0)),
+        "sampling call": config.batch_size * cfg * act * arch.infer_row,
+        "evaluation call": min(eval_batch, config.eval_samples) * cfg * act * arch.infer_row,
+        "VAE decode": min(DECODE_BATCH, config.batch_size) * act * arch.decode_row,
+    }
+    largest = max(transients, key=transients.get)
+    parts[f"activations ({largest})"] = transients[largest]
+    memory = device_memory(device)
+    return MemoryEstimate(parts, str(device), memory[0] if memory else None, largest,
+                          tuple(_suggestions(config, lora, largest, parts)))
+
+
+def _suggestions(config: TrainConfig, lora: bool, largest: str, parts: dict) -> list[str]:
+    """What to lower or turn on, the biggest saving first (setting names in ``{braces}``)."""
+    activations = largest in ("training call",)
+    out = []
+    if activations and config.train_batch_size > 1:
+        out.append(f"lower {{train_batch_size}} (now {config.train_batch_size})")
+    if activations and not config.grad_checkpointing:
+        out.append("turn on {grad_checkpointing}")
+    if largest in ("sampling call", "VAE decode") and config.batch_size > 1:
+        out.append(f"lower {{batch_size}} (now {config.batch_size})")
+    if config.precision == "fp32":
+        out.append("turn on {bf16}")
+    if not lora and parts.get("gradients and AdamW", 0) > 1:
+        out.append("train LoRA ({finetune} lora)")
+    return out
+
+
+def check_fits(config: TrainConfig, device: torch.device | None = None, world: int = 1) -> MemoryEstimate | None:
+    """The estimate; a :class:`~hrf_core.settings.SettingError` (one line naming what to lower) when the run would
+    not fit the GPU's free memory. Nothing is refused on a CPU."""
+    from hrf_core.models.registry import resolve_device
+    from hrf_core.settings import SettingError, words
+
+    device = device or resolve_device(config.device)
+    if device_memory(device) is None:  # a CPU run: nothing to compare with, nothing refused (and nothing built)
+        return None
+    found = estimate(config, device, world)
+    if not found.fits:
+        advice = ", or ".join(found.suggestions) or "lower {batch_size}"
+        template = (f"this run needs about {found.total_gb:.1f} GB on {found.device}, which has {found.free_gb:.1f} "
+                    f"GB free: {advice}")
+        page = template.format_map({name: words(name) for name in
+                                    ("train_batch_size", "grad_checkpointing", "batch_size", "bf16", "finetune")})
+        raise SettingError(template, page=page)
+    return found
