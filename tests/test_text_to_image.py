@@ -333,7 +333,7 @@ def test_half_precision_keeps_the_frozen_weights_half_and_the_adapter_fp32(tiny_
     assert trainer.scaler.is_enabled() == (precision == "fp16")  # fp16's loss scaling
     batches: dict[int, Batch] = {b: trainer._sample_batch(1, b, 0) for b in range(2)}
     rewards = torch.stack([batches[b].rewards for b in range(2)])
-    trainer.update.assign_advantages(batches, rewards, [0, 0], [trainer.batch_prompts(1, b, 0) for b in range(2)])
+    trainer.update.assign_advantages(batches, rewards, [0, 0], [trainer.prompts.batch(1, b, 0) for b in range(2)])
     before = [p.detach().clone() for p in trainer.trainable_params]
     diagnostics = trainer.update.run(batches, 1)
     assert diagnostics["first_ratio_deviation"] < 1e-5  # sampling and training autocast alike
