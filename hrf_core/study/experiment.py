@@ -35,6 +35,7 @@ import argparse
 import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
 from hrf_core.share import trackers
+from hrf_core.store import liveness
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
 
 NAME = "frontier-digits"
@@ -175,23 +177,57 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
 
 
 # ------------------------------------------------------------------------------------------------ units
+def is_done(path: Path) -> bool:
+    """Whether the run folder ``path`` holds a finished run (a unit cut off mid-run never says "done")."""
+    run = Run(path)
+    return run.status_path.is_file() and run.status.get("state") == "done"
+
+
+def finished_runs(out: Path) -> list[Path]:
+    """The store's finished runs: what the report reads (a unit cut off mid-run is left out, not half-read)."""
+    return [p for p in sorted(out.iterdir()) if is_done(p)]
+
+
+@contextmanager
+def claimed(path: Path):
+    """Hold the unit's run lock (:mod:`hrf_core.store.liveness`) while it is decided and written, so two drivers
+    never work on one unit: the second gets :class:`~hrf_core.store.liveness.RunBusy`. The folder is made first
+    (empty: :meth:`RunStore.create` takes a folder whose lock this process holds)."""
+    path.mkdir(parents=True, exist_ok=True)
+    liveness.hold(path)
+    try:
+        yield
+    finally:
+        liveness.release(path)
+
+
+def clear(path: Path) -> None:
+    """Empty a claimed unit's folder of an unfinished run that cannot continue; its lock file stays (held)."""
+    import shutil
+
+    for item in path.iterdir():
+        if item.name != liveness.LOCK_NAME:
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+
+
 def train_unit(config: dict, root: str, name: str, report_to: tuple[str, ...] = ()) -> dict:
-    """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
+    """Train one arm to the end, under its run lock: a finished run is skipped, an unfinished one continues from
+    its latest checkpoint before the last epoch (the same numbers as an uninterrupted run), else starts again."""
     from hrf_core.rl.launch import continue_run, start_run
 
     config = TrainConfig.from_dict(config)
     path = Path(root) / name
-    if is_run_folder(path):
-        run = Run(path)
-        if run.status.get("state") == "done":
-            return {"run": name, "skipped": True}
-        if run.checkpoints():
-            continue_run(run, report_to=report_to).train()
-            return {"run": name, "resumed": True}
-        import shutil
-
-        shutil.rmtree(path)
-    start_run(config, RunStore(root), name, report_to=report_to).train()
+    with claimed(path):
+        if is_run_folder(path):
+            run = Run(path)
+            if is_done(path):
+                return {"run": name, "skipped": True}
+            saved = [c for c in run.checkpoints() if checkpoint_epoch(c) < config.epochs]
+            if saved:
+                continue_run(run, checkpoint=saved[-1], report_to=report_to).train()
+                return {"run": name, "resumed": checkpoint_epoch(saved[-1])}
+        clear(path)
+        start_run(config, RunStore(root), name, report_to=report_to).train()
     return {"run": name}
 
 
@@ -199,7 +235,8 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
 
     Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
-    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's.
+    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's. Under its run
+    lock; "done" only once every row is written; refused while ``source`` is unfinished.
     """
     from hrf_core.imaging import image_grid
     from hrf_core.measure.evaluation import Evaluator
@@ -209,34 +246,34 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
 
     ddpo = Run(Path(root) / source)
     path = Path(root) / name
-    if Run(path).status_path.is_file() and Run(path).status.get("state") == "done":
-        return {"run": name, "skipped": True}
-    config = dict(ddpo.config)
-    k = int(config["num_steps"])
-    checkpoint = ddpo.checkpoints()[-1]
-    rows = ddpo.metrics()
-    trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
-    config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
-                       "source_checkpoint": checkpoint.name}
-    config["method"] = Handover.name
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    run = RunStore(root).create(config, name=name)
-    tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
-    reward_fn = make_reward(config["reward"])
-    evaluator = Evaluator(base.sample_shape)
-    for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
-        images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
-                             early=base, handover=handover)
-        arrays: dict = {}
-        metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
-        run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
-                            **metrics})
-        run.save_grid(image_grid(images[:64], scale=2), order)
-        run.save_eval(arrays, order)
-    run.set_status("done", k, k, "finished")
+    with claimed(path):
+        if is_done(path):
+            return {"run": name, "skipped": True}
+        if not is_done(ddpo.path):
+            raise ValueError(f"hand-over {name} needs its DDPO run {source} finished first")
+        config = dict(ddpo.config)
+        k = int(config["num_steps"])
+        checkpoint = ddpo.checkpoints()[-1]
+        rows = ddpo.metrics()
+        trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
+        config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
+                           "source_checkpoint": checkpoint.name}
+        config["method"] = Handover.name
+        clear(path)
+        run = RunStore(root).create(config, name=name)
+        tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
+        reward_fn = make_reward(config["reward"])
+        evaluator = Evaluator(base.sample_shape)
+        for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
+            images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
+                                 early=base, handover=handover)
+            arrays: dict = {}
+            metrics = evaluator(images, reward_fn(images).float().cpu(), arrays=arrays)
+            run.append_metrics({"epoch": order, "order": order, "handover": handover,
+                                "compute": trained["compute"], **metrics})
+            run.save_grid(image_grid(images[:64], scale=2), order)
+            run.save_eval(arrays, order)
+        run.set_status("done", k, k, "finished")
     return {"run": name}
 
 
@@ -402,9 +439,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 
     progress = read_json(out / "progress.json", {}) or {}
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    finished = [p for p in sorted(out.iterdir()) if Run(p).status_path.is_file()
-                and Run(p).status.get("state") == "done"]  # a unit cut off mid-run is left out, not half-read
-    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    result = frontier(finished_runs(out), resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
     earlier = read_json(previous, None) if previous is not None else None
     if earlier:
         result = merge_earlier(result, earlier)
