@@ -63,3 +63,15 @@ def tiny_rgb_model_dir(tmp_path_factory):
     make_tiny_unet(channels=3).save_pretrained(folder / "unet", safe_serialization=True)
     make_scheduler().save_pretrained(folder / "scheduler")
     return folder
+
+
+@pytest.fixture(scope="session")
+def serial_experiment(tiny_model_dir, tmp_path_factory):
+    """The 4-unit experiment of ``tests/small_experiment.py`` run with ``--jobs 1``: its folder (runs/, docs/)."""
+    from small_experiment import args
+
+    from hrf_core.study.experiment import cli_main
+
+    root = tmp_path_factory.mktemp("serial-experiment")
+    assert cli_main([*args(tiny_model_dir, root), "--jobs", "1"]) == 0
+    return root

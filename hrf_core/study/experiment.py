@@ -45,6 +45,7 @@ from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
 from hrf_core.share import trackers
 from hrf_core.store import liveness
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
+from hrf_core.study.backends import BACKENDS
 
 NAME = "frontier-digits"
 #: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
@@ -297,35 +298,110 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
     return units
 
 
-def run_experiment(settings: Settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
-                   report_to: tuple[str, ...] = ()) -> dict:
-    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends."""
-    from hrf_core.study.sweep import default_threads, run_units
+def progress_name(shard: tuple[int, int] | None = None) -> str:
+    """The progress file of a sitting: ``progress.json``, or one per shard (``progress-shard-1-of-4.json``), so
+    shards that share a store never rewrite each other's."""
+    return "progress.json" if shard is None else f"progress-shard-{shard[0]}-of-{shard[1]}.json"
+
+
+def run_experiment(settings: Settings, out: Path, backend, device: str = "cpu", report_to: tuple[str, ...] = (),
+                   shard: tuple[int, int] | None = None) -> dict:
+    """Run every unit (of ``shard`` i/N only, when given) on ``backend`` (:mod:`hrf_core.study.backends`),
+    skipping finished ones; rewrites the sitting's progress file as each ends and prints each with an ETA.
+
+    The progress file records the backend, its workers, threads, nodes and CPUs, and the wall time (earlier
+    sittings' included); each unit its seconds, attempts and errors, where it ran, and its result.
+    """
+    from hrf_core.study.sweep import run_units
+    from hrf_core.study.sweep import shard as shard_of
 
     out.mkdir(parents=True, exist_ok=True)
-    progress_file = out / "progress.json"
+    progress_file = out / progress_name(shard)
     progress = read_json(progress_file, {}) or {}
     progress.setdefault("units", {})
     progress["settings"] = asdict(settings)
-    progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    progress.update(backend=backend.name, workers=backend.workers, threads=backend.threads, nodes=backend.nodes,
+                    cpus=backend.cpus, shard=list(shard) if shard else None)
+    progress.pop("jobs", None)  # written by earlier versions: now "workers"
     # earlier sittings count up to their last finished unit; this one adds its own time as units finish
     previous_wall = progress.get("wall_seconds", 0.0)
     progress.pop("previous_wall", None)  # written by earlier versions: it only repeated wall_seconds
     started = time.time()
 
+    units = build_units(settings, out, device, report_to)
+    if shard is not None:
+        units = shard_of(units, *shard)
+    finished = {u.name for u in units if is_done(out / u.name)}
+    for name in finished:  # skipped here, not sent to a worker
+        progress["units"][name] = {"seconds": 0.0, "error": None, "result": {"run": name, "skipped": True},
+                                   "attempts": 0, "finished": started}
+    units = [u for u in units if u.name not in finished]
+    for unit in units:
+        unit.after = tuple(d for d in unit.after if d not in finished)
+    count = {"done": 0}
+    print(f"{len(units)} units to run ({len(finished)} finished already) on the {backend.name} backend: "
+          f"{backend.workers} at once, {backend.threads} thread(s) each"
+          + (f", shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
+
+    def on_retry(unit) -> None:
+        print(f"[{time.time() - started:7.0f}s] {unit.name}: failed on {unit.where or '?'}, trying again\n"
+              f"{unit.error}", flush=True)
+
     def on_done(unit) -> None:
         progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
+                                        "attempts": unit.attempts, "errors": unit.errors, "where": unit.where,
                                         "finished": time.time()}
-        progress["wall_seconds"] = previous_wall + time.time() - started
+        elapsed = time.time() - started
+        progress["wall_seconds"] = previous_wall + elapsed
         write_json(progress_file, progress)
+        count["done"] += 1
+        left = len(units) - count["done"]
+        eta = f", ETA {elapsed / count['done'] * left / 60:.1f} min" if left else ""
         state = "failed" if unit.error else "done"
-        print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
+        print(f"[{elapsed:7.0f}s] {count['done']}/{len(units)} {unit.name}: {state} in {unit.seconds:.0f}s"
+              + (f" on {unit.where}" if unit.where else "") + eta
               + (f"\n{unit.error}" if unit.error else ""), flush=True)
 
-    units = build_units(settings, out, device, report_to)
-    run_units(units, jobs=jobs, threads=threads, on_done=on_done)
+    run_units(units, backend, on_done=on_done, on_retry=on_retry)
+    progress["wall_seconds"] = previous_wall + time.time() - started
     write_json(progress_file, progress)
     return progress
+
+
+def read_progress(out: Path) -> dict:
+    """Every sitting's progress file in ``out`` (shards too) as one: the settings, the units (the latest record
+    of each) and ``sittings``, one per file (backend, workers, threads, nodes, CPUs, shard, wall seconds)."""
+    merged: dict = {"units": {}, "sittings": []}
+    for file in sorted(out.glob("progress*.json")):
+        data = read_json(file, {}) or {}
+        if data.get("settings"):
+            if "settings" in merged and merged["settings"] != data["settings"]:
+                print(f"warning: {file.name} was run with other settings than the first progress file")
+            merged.setdefault("settings", data["settings"])
+        for name, unit in data.get("units", {}).items():
+            if unit.get("finished", 0) >= merged["units"].get(name, {}).get("finished", 0):
+                merged["units"][name] = unit
+        merged["sittings"].append({"file": file.name, "backend": data.get("backend", "pool"),
+                                   "workers": data.get("workers", data.get("jobs")), "threads": data.get("threads"),
+                                   "nodes": data.get("nodes", 1), "cpus": data.get("cpus"), "shard": data.get("shard"),
+                                   "wall_seconds": data.get("wall_seconds", 0.0)})
+    return merged
+
+
+def execution_note(sittings: list[dict]) -> str:
+    """What ran the experiment, for the report: wall time, backend, workers and threads of each sitting."""
+    parts = []
+    for s in sittings:
+        if s["backend"] == "ray":
+            where = (f"a Ray cluster of {s['nodes']} node(s) with {s['cpus']} CPUs, {s['workers']} units at once "
+                     f"of {s['threads']} thread(s)")
+        else:
+            machine = f"one {s['cpus']}-core machine" if s.get("cpus") else "one machine"
+            where = f"{machine}, {s['workers']} process(es) of {s['threads']} thread(s)"
+        shard = f"shard {s['shard'][0]}/{s['shard'][1]}: " if s.get("shard") else ""
+        wall = s["wall_seconds"]
+        parts.append(f"{shard}{f'{wall / 3600:.1f} h' if wall >= 3600 else f'{wall / 60:.0f} min'} on {where}")
+    return "wall time " + ("; ".join(parts) if parts else "unknown")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -437,9 +513,10 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     """
     from hrf_core.measure.frontier import format_value, frontier, handover_rows, standing_table, table
 
-    progress = read_json(out / "progress.json", {}) or {}
+    progress = read_progress(out)
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
     result = frontier(finished_runs(out), resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    result["execution"] = progress["sittings"]
     earlier = read_json(previous, None) if previous is not None else None
     if earlier:
         result = merge_earlier(result, earlier)
@@ -461,14 +538,12 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 
             write_ddpm_card(folder)  # its file table lists every file's sha256
     seeds = " ".join(str(s) for s in settings.seeds)
-    wall = progress.get("wall_seconds", 0.0)
     lines = [
         "# Results: what does each method's reward cost in diversity, at matched reward?",
         "",
         f"Generated by `hrf_core.study.experiment` from the runs; regenerate with "
-        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` (wall time "
-        f"{wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} processes of "
-        f"{progress.get('threads', '?')} thread(s)).",
+        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` "
+        f"({execution_note(progress['sittings'])}).",
         "",
         f"Setting: `{settings.model}`, K = {settings.steps} DDIM steps, eta = 1, {settings.samples} samples per epoch "
         f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
@@ -631,8 +706,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
-    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / jobs)")
+    parser.add_argument("--backend", choices=BACKENDS, default="pool",
+                        help="where units run: processes on this machine (pool) or a Ray cluster (ray; "
+                             "pip install -r requirements-cluster.txt)")
+    parser.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else the one `ray start` "
+                                          "started on this machine)")
+    parser.add_argument("--jobs", type=int,
+                        help="units at once: pool processes (default 1); on Ray a cap (default: what the cluster "
+                             "holds)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per unit, and on Ray its CPUs (default: pool cores / jobs, Ray 1)")
+    parser.add_argument("--gpus-per-unit", type=float,
+                        help="GPUs each Ray task asks for; a fraction shares one (default: 0 with --device cpu, "
+                             "else 1)")
+    parser.add_argument("--shard", help="run only the i-th of N disjoint parts of the units, as i/N (default: "
+                                        "a SLURM job array's task, from $SLURM_ARRAY_TASK_ID)")
     parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
     parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
@@ -654,7 +742,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         if task not in REWARDS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
-    if args.epochs < 2 or args.jobs < 1:
+    if args.epochs < 2 or (args.jobs is not None and args.jobs < 1):
         raise ValueError("--epochs must be >= 2 and --jobs >= 1")
     settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
@@ -666,12 +754,25 @@ def cli_main(argv: list[str] | None = None) -> int:
         for arm in arms_of(task, settings):
             if arm != HANDOVER_ARM:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
-    out = Path(args.out)
+    if args.backend != "ray" and (args.address or args.gpus_per_unit is not None):
+        raise ValueError("--address and --gpus-per-unit are for --backend ray")
+    out = Path(args.out).resolve()  # a worker on another node or in another folder finds the same store
     if not args.report_only:
-        progress = run_experiment(settings, out, args.jobs, args.threads, args.device, report_to)
+        from hrf_core.study.backends import open_backend
+        from hrf_core.study.sweep import parse_shard
+
+        shard = parse_shard(args.shard)
+        gpus = args.gpus_per_unit if args.gpus_per_unit is not None else float(args.device != "cpu")
+        with open_backend(args.backend, jobs=args.jobs, threads=args.threads, address=args.address, gpus=gpus,
+                          shared=out) as backend:
+            progress = run_experiment(settings, out, backend, args.device, report_to, shard)
         failed = [name for name, unit in progress["units"].items() if unit.get("error")]
         if failed:
             print(f"{len(failed)} units failed: {', '.join(failed)}")
+        if shard is not None:  # shards end at different times: one report, once, over the shared store
+            print(f"shard {shard[0]}/{shard[1]} finished; once every shard has, merge them with: python -m hrf_core "
+                  f"experiment {NAME} --report-only --out {out} (and this run's settings)")
+            return 0
     report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples,
                           Path(args.previous) if args.previous else None)
     print(f"wrote {report}")
