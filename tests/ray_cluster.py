@@ -5,15 +5,17 @@ session of its own under ``timeout``, so every process of a node (raylet, agents
 session id: a node is ended, or killed mid-unit, by the ids of exactly the processes it started (never
 ``ray stop``, which would end other people's clusters too).
 
-Everything binds to 127.0.0.1. Ray on Linux turns a node address of 127.0.0.1 into the machine's outward IP
-and then listens there; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps 127.0.0.1, but Ray's CLI refuses to
-start a worker node under it (a guard meant for macOS and Windows), so worker nodes are started by
-:data:`NODE_MAIN`: the same ``ray start`` with that guard lifted. Drivers get the same variable (:data:`ENV`).
+Everything binds to 127.0.0.1, and joining takes the cluster's own token (:data:`ENV`). Ray on Linux turns a
+node address of 127.0.0.1 into the machine's outward IP and then listens there;
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps 127.0.0.1, but Ray's CLI refuses to start a worker node under it
+(a guard meant for macOS and Windows), so the nodes are started by :data:`NODE_MAIN`: the same ``ray
+start`` with that guard lifted. Drivers get the same variable (:data:`ENV`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,8 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-#: The environment of the nodes and of drivers that join them.
-ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+#: The environment of the nodes and of drivers that join them: a token of their own (so neither another local
+#: user nor a token left in ~/.ray by another Ray user changes who may join).
+ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+       "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 #: ``ray start`` for a node at 127.0.0.1 (see the module docstring); run as ``python -c NODE_MAIN start ...``.
 NODE_MAIN = """
 import sys, types
