@@ -149,3 +149,13 @@ def test_backend_ray_without_ray_is_one_line(monkeypatch, capsys, tiny_model_dir
     assert code == 2 and err.count("\n") == 0
     assert err == "error: --backend ray needs Ray, an optional extra: pip install -r requirements-cluster.txt"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_ray_task_refuses_a_store_its_node_does_not_see(tmp_path):
+    """Units write the store themselves: a node that does not mount it fails the unit with one clear reason."""
+    from hrf_core.study.backends import _ray_call
+
+    marker = tmp_path / ".ray-driver-0123"
+    result, error, _, _ = _ray_call(flaky, ({}, "x", 0), 1, str(marker))
+    assert result is None and error.startswith("SharedStoreError: this node") and str(tmp_path) in error
+    assert "--out must be a folder every node mounts at the same path" in error
