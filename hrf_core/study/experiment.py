@@ -45,7 +45,7 @@ from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
 from hrf_core.share import trackers
 from hrf_core.store import liveness
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
-from hrf_core.study.backends import BACKENDS
+from hrf_core.study.backends import add_backend_arguments
 
 NAME = "frontier-digits"
 #: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
@@ -304,10 +304,12 @@ def progress_name(shard: tuple[int, int] | None = None) -> str:
     return "progress.json" if shard is None else f"progress-shard-{shard[0]}-of-{shard[1]}.json"
 
 
-def run_experiment(settings: Settings, out: Path, backend, device: str = "cpu", report_to: tuple[str, ...] = (),
-                   shard: tuple[int, int] | None = None) -> dict:
+def run_experiment(settings, out: Path, backend, device: str = "cpu", report_to: tuple[str, ...] = (),
+                   shard: tuple[int, int] | None = None, build=None) -> dict:
     """Run every unit (of ``shard`` i/N only, when given) on ``backend`` (:mod:`hrf_core.study.backends`),
     skipping finished ones; rewrites the sitting's progress file as each ends and prints each with an ETA.
+    ``settings``: any experiment's settings dataclass; ``build(settings, out, device, report_to)``: its units, each
+    named after the run folder it writes (default this experiment's).
 
     The progress file records the backend, its workers, threads, nodes and CPUs, and the wall time (earlier
     sittings' included); each unit its seconds, attempts and errors, where it ran, and its result.
@@ -328,7 +330,7 @@ def run_experiment(settings: Settings, out: Path, backend, device: str = "cpu", 
     progress.pop("previous_wall", None)  # written by earlier versions: it only repeated wall_seconds
     started = time.time()
 
-    units = build_units(settings, out, device, report_to)
+    units = (build or build_units)(settings, out, device, report_to)
     if shard is not None:
         units = shard_of(units, *shard)
     finished = {u.name for u in units if is_done(out / u.name)}
@@ -706,21 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--backend", choices=BACKENDS, default="pool",
-                        help="where units run: processes on this machine (pool) or a Ray cluster (ray; "
-                             "pip install -r requirements-cluster.txt)")
-    parser.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else the one `ray start` "
-                                          "started on this machine)")
-    parser.add_argument("--jobs", type=int,
-                        help="units at once: pool processes (default 1); on Ray a cap (default: what the cluster "
-                             "holds)")
-    parser.add_argument("--threads", type=int,
-                        help="torch threads per unit, and on Ray its CPUs (default: pool cores / jobs, Ray 1)")
-    parser.add_argument("--gpus-per-unit", type=float,
-                        help="GPUs each Ray task asks for; a fraction shares one (default: 0 with --device cpu, "
-                             "else 1)")
-    parser.add_argument("--shard", help="run only the i-th of N disjoint parts of the units, as i/N (default: "
-                                        "a SLURM job array's task, from $SLURM_ARRAY_TASK_ID)")
+    add_backend_arguments(parser)
     parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
     parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
     parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
@@ -754,17 +742,13 @@ def cli_main(argv: list[str] | None = None) -> int:
         for arm in arms_of(task, settings):
             if arm != HANDOVER_ARM:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
-    if args.backend != "ray" and (args.address or args.gpus_per_unit is not None):
-        raise ValueError("--address and --gpus-per-unit are for --backend ray")
     out = Path(args.out).resolve()  # a worker on another node or in another folder finds the same store
     if not args.report_only:
-        from hrf_core.study.backends import open_backend
+        from hrf_core.study.backends import backend_from_arguments
         from hrf_core.study.sweep import parse_shard
 
         shard = parse_shard(args.shard)
-        gpus = args.gpus_per_unit if args.gpus_per_unit is not None else float(args.device != "cpu")
-        with open_backend(args.backend, jobs=args.jobs, threads=args.threads, address=args.address, gpus=gpus,
-                          shared=out) as backend:
+        with backend_from_arguments(args, out) as backend:
             progress = run_experiment(settings, out, backend, args.device, report_to, shard)
         failed = [name for name, unit in progress["units"].items() if unit.get("error")]
         if failed:
