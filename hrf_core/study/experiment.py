@@ -1,6 +1,7 @@
 """``frontier-digits``: every method at matched reward and compute against DDPO's own trajectory.
 
-``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2 | --backend ray] [--shard i/N]
+[--report-only]``
 
 Arms (all on the embedded digits model, the same samples per epoch, epochs and evaluations):
 
@@ -23,10 +24,11 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
 The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``, ``symmetry``) the DDPO, HRF
-and hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
-skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
-unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
-``--report-only`` at any time).
+and hand-over arms. Units run on a backend (:mod:`hrf_core.study.backends`: ``--jobs`` processes here, or
+``--backend ray`` on a Ray cluster), or one shard at a time (``--shard i/N``, a SLURM job array), and are
+resumable: a finished run is skipped, an unfinished one continues from its checkpoint, a failed unit is tried
+once more. ``progress.json`` (one per shard) is rewritten as each unit ends; ``docs/RESULTS.md`` and its figures
+are generated from the runs at the end (or with ``--report-only`` at any time, which merges the shards).
 """
 
 from __future__ import annotations
