@@ -38,3 +38,8 @@ def test_locality_cost_code_path(tiny_model_dir):
                                     "4", "--rewards", "ink"])
     assert result["unet_rows"] == 2 * 4 + sum(2 * 2 * (4 - p) for p in (0, 3))  # trunks x K + branches
     assert result["ratio"] > 0 and result["probes"] == [0, 3]
+
+
+def test_backend_dispatch_code_path():
+    result = load("backends").dispatch("pool", 3, jobs=1, threads=1)
+    assert result["workers"] == 1 and result["first_round_s"] > 0 and result["per_unit_ms"] > 0
