@@ -48,3 +48,8 @@ def test_gpu_check_stable_diffusion_case_code_path_on_the_cpu(tmp_path, capsys):
     assert all(r["epoch_seconds"] > 0 and r["samples_per_gpu_minute"] > 0 and r["estimated_gb"] >= 0
                for r in result["rows"])
     assert "samples per GPU-minute" in capsys.readouterr().out
+
+
+def test_backend_dispatch_code_path():
+    result = load("backends").dispatch("pool", 3, jobs=1, threads=1)
+    assert result["workers"] == 1 and result["first_round_s"] > 0 and result["per_unit_ms"] > 0

@@ -137,3 +137,30 @@ def test_arm_overrides_compose_suffixes():
     assert arm_overrides("hrf[20,40)/image/wo+kl0.1", 40) == dict(
         method="hrf", window=(20, 40), adv_scope="image", outside_window="base", kl_coef=0.1)
     assert arm_overrides("ddpo+kl1", 40) == dict(method="ddpo", window=(0, 40), kl_coef=1.0)
+
+
+@pytest.mark.slow
+def test_a_cut_off_unit_continues_or_starts_again_to_the_same_numbers(tiny_model_dir, tmp_path):
+    """A unit cut off after its last checkpoint (before "done") continues from the checkpoint before it; one cut
+    off before any checkpoint starts again in its own folder; both end as an uninterrupted run."""
+    import shutil
+
+    import small_experiment
+
+    from hrf_core.study.experiment import Settings, arm_config, train_unit
+
+    settings = Settings(model=str(tiny_model_dir), epochs=2, steps=10, samples=8, batch_size=4, siblings=2,
+                        eval_every=1, eval_samples=8)
+    config = arm_config("jpeg-compressibility", "ddpo", 0, settings).to_dict()
+    name = "jpeg-compressibility-ddpo-seed0"
+    assert train_unit(config, str(tmp_path / "whole"), name) == {"run": name}
+    assert train_unit(config, str(tmp_path / "whole"), name)["skipped"]
+    for case, cut in (("late", lambda run: None), ("early", lambda run: shutil.rmtree(run / "checkpoints"))):
+        run = tmp_path / case / name
+        shutil.copytree(tmp_path / "whole" / name, run)
+        (run / "status.json").write_text(json.dumps({"state": "running"}))  # its process died
+        cut(run)
+        result = train_unit(config, str(tmp_path / case), name)
+        assert result == ({"run": name, "resumed": 1} if case == "late" else {"run": name})
+        assert [p.name for p in (tmp_path / case).iterdir()] == [name]  # the same folder, no "-1"
+        small_experiment.assert_same_runs(tmp_path / case, tmp_path / "whole", [name])

@@ -280,3 +280,38 @@ def test_the_tools_work_with_prompts(tiny_cond_model_dir, tmp_path):
     assert manager.wait(120) and manager.snapshot().state == "done"
     for run_id in (first, second):
         assert json.loads(store.get(run_id).config_path.read_text())["prompts"] == list(PROMPTS)
+
+
+def test_the_prompts_experiment_runs_every_arm_and_reports_within_prompt(tiny_cond_model_dir, tmp_path):
+    """``experiment prompts-digits`` at its smallest, as a user starts it: every arm trains (the hand-over after
+    DDPO), the report has the within-prompt table for every arm and the tracker's ablation; a shard writes none."""
+    import subprocess
+    import sys
+
+    from hrf_core import REPO_ROOT
+    from hrf_core.study.experiment import run_name
+
+    def experiment(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "hrf_core", "experiment", "prompts-digits", "--model", str(tiny_cond_model_dir),
+             "--tasks", "ink", "--prompts", *PROMPTS, "--guidance", "--tracker-tasks", "ink", "--epochs", "2",
+             "--steps", "8", "--samples", "8", "--batch-size", "4", "--siblings", "2", "--eval-every", "1",
+             "--eval-samples", "6", "--seeds", "0", "--threads", "1", "--resamples", "20",
+             "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"), *extra],
+            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+
+    sharded = experiment("--shard", "1/2")
+    assert sharded.returncode == 0, sharded.stderr
+    assert "shard 1/2 finished" in sharded.stdout and not (tmp_path / "docs").exists()
+    done = experiment()
+    assert done.returncode == 0, done.stderr
+    arms = ["ddpo", "handover", "ddpo/epoch", "hrf[20,40)/image", "hrf[30,40)/image/wo", "ddpo+kl0.1"]
+    for arm in arms:
+        status = json.loads((tmp_path / "runs" / run_name("ink", arm, 0) / "status.json").read_text())
+        assert status["state"] == "done", arm
+    report = (tmp_path / "docs" / "results" / "prompts.md").read_text()
+    within = report.split("**Within-prompt Vendi (classifier features) at matched reward**")[1].split("**")[0]
+    assert all(f"| {arm} |" in within for arm in arms), within
+    result = json.loads((tmp_path / "docs" / "results" / "prompts.json").read_text())
+    assert set(result["tracker"]) == {"ink"}
+    assert report.count("1 process(es) of 1 thread(s)") == 2  # both sittings: the shard's and the rest

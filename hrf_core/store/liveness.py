@@ -57,7 +57,7 @@ def hold(folder: str | Path, wait: float = 1.0) -> None:
                                   "stop it there first") from None
                 time.sleep(0.02)  # a probe holds its shared lock for microseconds
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # for people; nothing reads it
+        os.write(fd, f"{os.getpid()}\n".encode())  # for people (and tests); the library never reads it
         _HELD[key] = fd
 
 

@@ -327,6 +327,9 @@ class RunStore:
     def create(self, config: dict, name: str | None = None) -> Run:
         """A new run folder with ``config.json``; the id is time-stamped and unique.
 
+        A folder ``name`` that exists is taken only when it is claimed: empty but for its training lock, held by
+        this process (an experiment's unit claims its folder before deciding to start, continue or skip it).
+
         Refused (:class:`StoreFullError`, no folder left behind) when the store is over ``HRF_MAX_STORE_GB``
         or its disk is full.
         """
@@ -341,7 +344,8 @@ class RunStore:
                 try:
                     (self.root / run_id).mkdir()
                 except FileExistsError:
-                    continue
+                    if not self._claimed(run_id):
+                        continue
                 run = Run(self.root / run_id)
                 try:
                     run.write_config(config)
@@ -355,6 +359,11 @@ class RunStore:
                                      "free some space") from error
             raise
         raise RuntimeError(f"could not create a unique run folder for {base!r}")
+
+    def _claimed(self, run_id: str) -> bool:
+        path = self.root / run_id
+        return (liveness.holder(path) == liveness.HERE
+                and all(item.name == liveness.LOCK_NAME for item in path.iterdir()))
 
     def get(self, run_id: str) -> Run:
         validate_run_id(run_id)

@@ -1,6 +1,7 @@
 """``frontier-digits``: every method at matched reward and compute against DDPO's own trajectory.
 
-``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+``python -m hrf_core experiment frontier-digits [--seeds 0 1 2] [--jobs 2 | --backend ray] [--shard i/N]
+[--report-only]``
 
 Arms (all on the embedded digits model, the same samples per epoch, epochs and evaluations):
 
@@ -23,10 +24,11 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
 
 The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``, ``symmetry``) the DDPO, HRF
-and hand-over arms. Units run in parallel processes (``--jobs``) and are resumable: a finished run is
-skipped, an unfinished one continues from its checkpoint. ``progress.json`` is rewritten as each
-unit ends; ``docs/RESULTS.md`` and its figures are generated from the runs at the end (or with
-``--report-only`` at any time).
+and hand-over arms. Units run on a backend (:mod:`hrf_core.study.backends`: ``--jobs`` processes here, or
+``--backend ray`` on a Ray cluster), or one shard at a time (``--shard i/N``, a SLURM job array), and are
+resumable: a finished run is skipped, an unfinished one continues from its checkpoint, a failed unit is tried
+once more. ``progress.json`` (one per shard) is rewritten as each unit ends; ``docs/RESULTS.md`` and its figures
+are generated from the runs at the end (or with ``--report-only`` at any time, which merges the shards).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,7 +45,9 @@ from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
 from hrf_core.share import trackers
+from hrf_core.store import liveness
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
+from hrf_core.study.backends import add_backend_arguments
 
 NAME = "frontier-digits"
 #: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
@@ -175,23 +180,57 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
 
 
 # ------------------------------------------------------------------------------------------------ units
+def is_done(path: Path) -> bool:
+    """Whether the run folder ``path`` holds a finished run (a unit cut off mid-run never says "done")."""
+    run = Run(path)
+    return run.status_path.is_file() and run.status.get("state") == "done"
+
+
+def finished_runs(out: Path) -> list[Path]:
+    """The store's finished runs: what the report reads (a unit cut off mid-run is left out, not half-read)."""
+    return [p for p in sorted(out.iterdir()) if is_done(p)]
+
+
+@contextmanager
+def claimed(path: Path):
+    """Hold the unit's run lock (:mod:`hrf_core.store.liveness`) while it is decided and written, so two drivers
+    never work on one unit: the second gets :class:`~hrf_core.store.liveness.RunBusy`. The folder is made first
+    (empty: :meth:`RunStore.create` takes a folder whose lock this process holds)."""
+    path.mkdir(parents=True, exist_ok=True)
+    liveness.hold(path)
+    try:
+        yield
+    finally:
+        liveness.release(path)
+
+
+def clear(path: Path) -> None:
+    """Empty a claimed unit's folder of an unfinished run that cannot continue; its lock file stays (held)."""
+    import shutil
+
+    for item in path.iterdir():
+        if item.name != liveness.LOCK_NAME:
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+
+
 def train_unit(config: dict, root: str, name: str, report_to: tuple[str, ...] = ()) -> dict:
-    """Train one arm to the end (continuing an unfinished run from its checkpoint); returns its summary."""
+    """Train one arm to the end, under its run lock: a finished run is skipped, an unfinished one continues from
+    its latest checkpoint before the last epoch (the same numbers as an uninterrupted run), else starts again."""
     from hrf_core.rl.launch import continue_run, start_run
 
     config = TrainConfig.from_dict(config)
     path = Path(root) / name
-    if is_run_folder(path):
-        run = Run(path)
-        if run.status.get("state") == "done":
-            return {"run": name, "skipped": True}
-        if run.checkpoints():
-            continue_run(run, report_to=report_to).train()
-            return {"run": name, "resumed": True}
-        import shutil
-
-        shutil.rmtree(path)
-    start_run(config, RunStore(root), name, report_to=report_to).train()
+    with claimed(path):
+        if is_run_folder(path):
+            run = Run(path)
+            if is_done(path):
+                return {"run": name, "skipped": True}
+            saved = [c for c in run.checkpoints() if checkpoint_epoch(c) < config.epochs]
+            if saved:
+                continue_run(run, checkpoint=saved[-1], report_to=report_to).train()
+                return {"run": name, "resumed": checkpoint_epoch(saved[-1])}
+        clear(path)
+        start_run(config, RunStore(root), name, report_to=report_to).train()
     return {"run": name}
 
 
@@ -199,7 +238,8 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
     """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
 
     Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
-    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's.
+    S = 0 (the DDPO checkpoint), so its reward gain grows along the rows like a training run's. Under its run
+    lock; "done" only once every row is written; refused while ``source`` is unfinished.
     """
     from hrf_core.imaging import image_grid
     from hrf_core.measure.evaluation import Evaluator
@@ -209,35 +249,36 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
 
     ddpo = Run(Path(root) / source)
     path = Path(root) / name
-    if Run(path).status_path.is_file() and Run(path).status.get("state") == "done":
-        return {"run": name, "skipped": True}
-    config = dict(ddpo.config)
-    k = int(config["num_steps"])
-    checkpoint = ddpo.checkpoints()[-1]
-    rows = ddpo.metrics()
-    trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
-    config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
-                       "source_checkpoint": checkpoint.name}
-    config["method"] = Handover.name
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    run = RunStore(root).create(config, name=name)
-    tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
-    reward_fn = make_reward(config["reward"])
-    evaluator = Evaluator(base.image_shape)
-    prompts = round_robin(config["prompts"], config["eval_samples"]) if config.get("prompts") else None
-    for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
-        images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
-                             early=base, handover=handover, prompts=prompts, guidance=config.get("guidance", 1.0))
-        arrays: dict = {}
-        metrics = evaluator(images, reward_fn(images, prompts).float().cpu(), arrays=arrays, prompts=prompts)
-        run.append_metrics({"epoch": order, "order": order, "handover": handover, "compute": trained["compute"],
-                            **metrics})
-        run.save_grid(sample_grid(images, prompts) if prompts else image_grid(images[:64], scale=2), order)
-        run.save_eval(arrays, order)
-    run.set_status("done", k, k, "finished")
+    with claimed(path):
+        if is_done(path):
+            return {"run": name, "skipped": True}
+        if not is_done(ddpo.path):
+            raise ValueError(f"hand-over {name} needs its DDPO run {source} finished first")
+        config = dict(ddpo.config)
+        k = int(config["num_steps"])
+        checkpoint = ddpo.checkpoints()[-1]
+        rows = ddpo.metrics()
+        trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
+        config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
+                           "source_checkpoint": checkpoint.name}
+        config["method"] = Handover.name
+        clear(path)
+        run = RunStore(root).create(config, name=name)
+        tuned, base = load_base_model(str(checkpoint), "cpu"), load_base_model(config["model"], "cpu")
+        reward_fn = make_reward(config["reward"])
+        evaluator = Evaluator(base.image_shape)
+        prompts = round_robin(config["prompts"], config["eval_samples"]) if config.get("prompts") else None
+        for order, handover in enumerate(range(k, -1, -every) if k % every == 0 else [*range(k, 0, -every), 0]):
+            images = sample_from(tuned, config["eval_samples"], config["eval_seed"], k, config["eval_eta"],
+                                 early=base, handover=handover, prompts=prompts,
+                                 guidance=config.get("guidance", 1.0))
+            arrays: dict = {}
+            metrics = evaluator(images, reward_fn(images, prompts).float().cpu(), arrays=arrays, prompts=prompts)
+            run.append_metrics({"epoch": order, "order": order, "handover": handover,
+                                "compute": trained["compute"], **metrics})
+            run.save_grid(sample_grid(images, prompts) if prompts else image_grid(images[:64], scale=2), order)
+            run.save_eval(arrays, order)
+        run.set_status("done", k, k, "finished")
     return {"run": name}
 
 
@@ -261,37 +302,112 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
     return units
 
 
-def run_experiment(settings, out: Path, jobs: int, threads: int | None, device: str = "cpu",
-                   report_to: tuple[str, ...] = (), build=None) -> dict:
-    """Run every unit (skipping finished ones), writing ``progress.json`` as each ends. ``settings``: any
-    experiment's settings dataclass; ``build(settings, out, device, report_to)``: its units (default this
-    experiment's)."""
-    from hrf_core.study.sweep import default_threads, run_units
+def progress_name(shard: tuple[int, int] | None = None) -> str:
+    """The progress file of a sitting: ``progress.json``, or one per shard (``progress-shard-1-of-4.json``), so
+    shards that share a store never rewrite each other's."""
+    return "progress.json" if shard is None else f"progress-shard-{shard[0]}-of-{shard[1]}.json"
+
+
+def run_experiment(settings, out: Path, backend, device: str = "cpu", report_to: tuple[str, ...] = (),
+                   shard: tuple[int, int] | None = None, build=None) -> dict:
+    """Run every unit (of ``shard`` i/N only, when given) on ``backend`` (:mod:`hrf_core.study.backends`),
+    skipping finished ones; rewrites the sitting's progress file as each ends and prints each with an ETA.
+    ``settings``: any experiment's settings dataclass; ``build(settings, out, device, report_to)``: its units, each
+    named after the run folder it writes (default this experiment's).
+
+    The progress file records the backend, its workers, threads, nodes and CPUs, and the wall time (earlier
+    sittings' included); each unit its seconds, attempts and errors, where it ran, and its result.
+    """
+    from hrf_core.study.sweep import run_units
+    from hrf_core.study.sweep import shard as shard_of
 
     out.mkdir(parents=True, exist_ok=True)
-    progress_file = out / "progress.json"
+    progress_file = out / progress_name(shard)
     progress = read_json(progress_file, {}) or {}
     progress.setdefault("units", {})
     progress["settings"] = asdict(settings)
-    progress["jobs"], progress["threads"] = jobs, threads or default_threads(jobs)
+    progress.update(backend=backend.name, workers=backend.workers, threads=backend.threads, nodes=backend.nodes,
+                    cpus=backend.cpus, shard=list(shard) if shard else None)
+    progress.pop("jobs", None)  # written by earlier versions: now "workers"
     # earlier sittings count up to their last finished unit; this one adds its own time as units finish
     previous_wall = progress.get("wall_seconds", 0.0)
     progress.pop("previous_wall", None)  # written by earlier versions: it only repeated wall_seconds
     started = time.time()
 
+    units = (build or build_units)(settings, out, device, report_to)
+    if shard is not None:
+        units = shard_of(units, *shard)
+    finished = {u.name for u in units if is_done(out / u.name)}
+    for name in finished:  # skipped here, not sent to a worker
+        progress["units"][name] = {"seconds": 0.0, "error": None, "result": {"run": name, "skipped": True},
+                                   "attempts": 0, "finished": started}
+    units = [u for u in units if u.name not in finished]
+    for unit in units:
+        unit.after = tuple(d for d in unit.after if d not in finished)
+    count = {"done": 0}
+    print(f"{len(units)} units to run ({len(finished)} finished already) on the {backend.name} backend: "
+          f"{backend.workers} at once, {backend.threads} thread(s) each"
+          + (f", shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
+
+    def on_retry(unit) -> None:
+        print(f"[{time.time() - started:7.0f}s] {unit.name}: failed on {unit.where or '?'}, trying again\n"
+              f"{unit.error}", flush=True)
+
     def on_done(unit) -> None:
         progress["units"][unit.name] = {"seconds": unit.seconds, "error": unit.error, "result": unit.result,
+                                        "attempts": unit.attempts, "errors": unit.errors, "where": unit.where,
                                         "finished": time.time()}
-        progress["wall_seconds"] = previous_wall + time.time() - started
+        elapsed = time.time() - started
+        progress["wall_seconds"] = previous_wall + elapsed
         write_json(progress_file, progress)
+        count["done"] += 1
+        left = len(units) - count["done"]
+        eta = f", ETA {elapsed / count['done'] * left / 60:.1f} min" if left else ""
         state = "failed" if unit.error else "done"
-        print(f"[{time.time() - started:7.0f}s] {unit.name}: {state} in {unit.seconds:.0f}s"
+        print(f"[{elapsed:7.0f}s] {count['done']}/{len(units)} {unit.name}: {state} in {unit.seconds:.0f}s"
+              + (f" on {unit.where}" if unit.where else "") + eta
               + (f"\n{unit.error}" if unit.error else ""), flush=True)
 
-    units = (build or build_units)(settings, out, device, report_to)
-    run_units(units, jobs=jobs, threads=threads, on_done=on_done)
+    run_units(units, backend, on_done=on_done, on_retry=on_retry)
+    progress["wall_seconds"] = previous_wall + time.time() - started
     write_json(progress_file, progress)
     return progress
+
+
+def read_progress(out: Path) -> dict:
+    """Every sitting's progress file in ``out`` (shards too) as one: the settings, the units (the latest record
+    of each) and ``sittings``, one per file (backend, workers, threads, nodes, CPUs, shard, wall seconds)."""
+    merged: dict = {"units": {}, "sittings": []}
+    for file in sorted(out.glob("progress*.json")):
+        data = read_json(file, {}) or {}
+        if data.get("settings"):
+            if "settings" in merged and merged["settings"] != data["settings"]:
+                print(f"warning: {file.name} was run with other settings than the first progress file")
+            merged.setdefault("settings", data["settings"])
+        for name, unit in data.get("units", {}).items():
+            if unit.get("finished", 0) >= merged["units"].get(name, {}).get("finished", 0):
+                merged["units"][name] = unit
+        merged["sittings"].append({"file": file.name, "backend": data.get("backend", "pool"),
+                                   "workers": data.get("workers", data.get("jobs")), "threads": data.get("threads"),
+                                   "nodes": data.get("nodes", 1), "cpus": data.get("cpus"), "shard": data.get("shard"),
+                                   "wall_seconds": data.get("wall_seconds", 0.0)})
+    return merged
+
+
+def execution_note(sittings: list[dict]) -> str:
+    """What ran the experiment, for the report: wall time, backend, workers and threads of each sitting."""
+    parts = []
+    for s in sittings:
+        if s["backend"] == "ray":
+            where = (f"a Ray cluster of {s['nodes']} node(s) with {s['cpus']} CPUs, {s['workers']} units at once "
+                     f"of {s['threads']} thread(s)")
+        else:
+            machine = f"one {s['cpus']}-core machine" if s.get("cpus") else "one machine"
+            where = f"{machine}, {s['workers']} process(es) of {s['threads']} thread(s)"
+        shard = f"shard {s['shard'][0]}/{s['shard'][1]}: " if s.get("shard") else ""
+        wall = s["wall_seconds"]
+        parts.append(f"{shard}{f'{wall / 3600:.1f} h' if wall >= 3600 else f'{wall / 60:.0f} min'} on {where}")
+    return "wall time " + ("; ".join(parts) if parts else "unknown")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -403,11 +519,10 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     """
     from hrf_core.measure.frontier import format_value, frontier, handover_rows, standing_table, table
 
-    progress = read_json(out / "progress.json", {}) or {}
+    progress = read_progress(out)
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    finished = [p for p in sorted(out.iterdir()) if Run(p).status_path.is_file()
-                and Run(p).status.get("state") == "done"]  # a unit cut off mid-run is left out, not half-read
-    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    result = frontier(finished_runs(out), resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    result["execution"] = progress["sittings"]
     earlier = read_json(previous, None) if previous is not None else None
     if earlier:
         result = merge_earlier(result, earlier)
@@ -429,14 +544,12 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 
             write_ddpm_card(folder)  # its file table lists every file's sha256
     seeds = " ".join(str(s) for s in settings.seeds)
-    wall = progress.get("wall_seconds", 0.0)
     lines = [
         "# Results: what does each method's reward cost in diversity, at matched reward?",
         "",
         f"Generated by `hrf_core.study.experiment` from the runs; regenerate with "
-        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` (wall time "
-        f"{wall / 3600:.1f} h on this 2-core CPU, {progress.get('jobs', '?')} processes of "
-        f"{progress.get('threads', '?')} thread(s)).",
+        f"`python -m hrf_core experiment {NAME} --seeds {seeds} --jobs 2` "
+        f"({execution_note(progress['sittings'])}).",
         "",
         f"Setting: `{settings.model}`, K = {settings.steps} DDIM steps, eta = 1, {settings.samples} samples per epoch "
         f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
@@ -579,11 +692,10 @@ def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Settings()
-    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=(NAME,))
+def add_sitting_arguments(parser, name: str, defaults) -> None:
+    """The flags every experiment shares: seeds, schedule, batches, model, device, backend, where the runs and the
+    report go. ``defaults``: the experiment's settings dataclass instance."""
+    parser.add_argument("name", choices=(name,))
     parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
     parser.add_argument("--tasks", nargs="+", default=defaults.tasks)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -592,8 +704,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=defaults.samples, help="samples per epoch (every arm)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--siblings", type=int, default=defaults.siblings)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--device", default="cpu")
+    add_backend_arguments(parser)
+    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
+    parser.add_argument("--out", default=f"runs/{name}", help="the experiment's run store")
+    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
+    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
+
+
+def run_sitting(args, settings, name: str, build=None, report_to: tuple[str, ...] = ()) -> bool:
+    """Run this sitting's units on the backend the flags name (unless ``--report-only``). Returns whether the
+    report should be written now: not after one shard, which ends before the others."""
+    if args.epochs < 2:
+        raise ValueError("--epochs must be >= 2")
+    if args.report_only:
+        return True
+    from hrf_core.study.backends import backend_from_arguments
+    from hrf_core.study.sweep import parse_shard
+
+    out = Path(args.out).resolve()  # a worker on another node or in another folder finds the same store
+    shard = parse_shard(args.shard)
+    with backend_from_arguments(args, out) as backend:
+        progress = run_experiment(settings, out, backend, args.device, report_to, shard, build=build)
+    failed = [unit_name for unit_name, unit in progress["units"].items() if unit.get("error")]
+    if failed:
+        print(f"{len(failed)} units failed: {', '.join(failed)}")
+    if shard is not None:  # shards end at different times: one report, once, over the shared store
+        print(f"shard {shard[0]}/{shard[1]} finished; once every shard has, merge them with: python -m hrf_core "
+              f"experiment {name} --report-only --out {out} (and this run's settings)")
+        return False
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
+                                     description=__doc__.splitlines()[0])
+    add_sitting_arguments(parser, NAME, defaults)
     parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
     parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
     parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
@@ -602,16 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tasks that also run the window-only arms")
     parser.add_argument("--arms", nargs="*", default=[],
                         help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
-    parser.add_argument("--model", default=defaults.model)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (arms and seeds are independent)")
-    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / jobs)")
-    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
-    parser.add_argument("--out", default=f"runs/{NAME}", help="the experiment's run store")
-    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
     parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
                         help="where the app's DDPO reference curves go ('' for nowhere)")
-    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
     parser.add_argument("--previous",
                         help="an earlier sitting's frontier.json: the arms this store lacks join every table")
     parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
@@ -627,8 +769,6 @@ def cli_main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         if task not in REWARDS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
-    if args.epochs < 2 or args.jobs < 1:
-        raise ValueError("--epochs must be >= 2 and --jobs >= 1")
     settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
                         siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
@@ -639,14 +779,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         for arm in arms_of(task, settings):
             if arm != HANDOVER_ARM:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
-    out = Path(args.out)
-    if not args.report_only:
-        progress = run_experiment(settings, out, args.jobs, args.threads, args.device, report_to)
-        failed = [name for name, unit in progress["units"].items() if unit.get("error")]
-        if failed:
-            print(f"{len(failed)} units failed: {', '.join(failed)}")
-    report = write_report(out, Path(args.docs), Path(args.reference) if args.reference else None, args.resamples,
-                          Path(args.previous) if args.previous else None)
+    if not run_sitting(args, settings, NAME, report_to=report_to):
+        return 0
+    report = write_report(Path(args.out).resolve(), Path(args.docs), Path(args.reference) if args.reference else None,
+                          args.resamples, Path(args.previous) if args.previous else None)
     print(f"wrote {report}")
     return 0
-
