@@ -140,13 +140,16 @@ def test_shipped_example_runs():
 
     store = RunStore(EXAMPLES_DIR.parent / "no-such-store", examples=EXAMPLES_DIR)
     runs = store.list()
-    expected = {f"example-{d.order + half}": (d.reward, method,
+    expected = {f"example-{d.order + half}": (d.reward, PRESETS[preset].method, PRESETS[preset].model,
                                               PRESETS[d.preset].outside_window if half == 0 else "tuned")
-                for d in DUELS for half, method in ((0, PRESETS[d.preset].method), (1, "ddpo"))}
+                for d in DUELS for half, preset in ((0, d.preset), (1, d.partner))}
     found = {r.run_id.split("-", 2)[0] + "-" + r.run_id.split("-", 2)[1]:
-             (r.config["reward"], r.config["method"], r.config.get("outside_window", "tuned")) for r in runs}
+             (r.config["reward"], r.config["method"], r.config["model"], r.config.get("outside_window", "tuned"))
+             for r in runs}
     assert found == expected
-    assert any(outside == "base" for _, _, outside in found.values())  # a window-only duel ships
+    assert any(outside == "base" for *_, outside in found.values())  # a window-only duel ships
+    prompted = [r for r in runs if r.config.get("prompts")]  # a prompted duel ships, with per-prompt DDPO
+    assert len(prompted) == 2 and {r.config["adv_scope"] for r in prompted} == {"image", "prompt"}
     size = sum(p.stat().st_size for p in EXAMPLES_DIR.rglob("*") if p.is_file())
     assert size < 3e6
     for run in runs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hrf_core.study.reading import report_sources, stale_numbers
@@ -11,7 +12,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def test_every_interval_and_share_in_the_reading_is_in_the_tables():
     sources, extra = report_sources(DOCS / "results")
-    assert len(sources) == 2 and extra  # frontier.json and locality.json; window-only.json's shares
+    assert len(sources) == 3 and extra  # frontier.json, locality.json and prompts.json; window-only.json's shares
     stale = stale_numbers((DOCS / "results" / "reading.md").read_text(), sources, extra)
     assert not stale, "stale numbers in docs/results/reading.md:\n" + "\n".join(stale)
 
@@ -19,6 +20,15 @@ def test_every_interval_and_share_in_the_reading_is_in_the_tables():
 def test_the_report_carries_the_reading_verbatim():
     reading = (DOCS / "results" / "reading.md").read_text().strip()
     assert reading in (DOCS / "RESULTS.md").read_text()
+
+
+def test_the_prompts_reading_quotes_only_its_tables_and_is_in_the_report():
+    """docs/results/prompts-reading.md (by hand) against prompts.json alone, the tables it sits under."""
+    notes = (DOCS / "results" / "prompts-reading.md").read_text()
+    stale = stale_numbers(notes, [json.loads((DOCS / "results" / "prompts.json").read_text())])
+    assert not stale, "stale numbers in docs/results/prompts-reading.md:\n" + "\n".join(stale)
+    assert notes.strip() in (DOCS / "results" / "prompts.md").read_text()
+    assert notes.strip() in (DOCS / "RESULTS.md").read_text()
 
 
 def test_a_stale_number_names_itself():

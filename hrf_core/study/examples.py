@@ -1,9 +1,9 @@
 """The example runs that ship with the app: finished duels on the visible rewards, metrics and grids only.
 
 ``python -m hrf_core examples`` trains, through the job manager, the duels of :data:`DUELS` (a preset
-against DDPO, same seed and settings as the app's digits presets) and copies each half into
+against DDPO, same seed and settings as the app's presets) and copies each half into
 ``checkpoints/examples/`` without weights or evaluation arrays, grids downscaled, so a fresh app (or a
-Space whose run store was wiped) shows finished DDPO-vs-HRF comparisons at once. ``--only REWARD``
+Space whose run store was wiped) shows finished DDPO-vs-HRF comparisons at once. ``--only NAME``
 retrains one duel and keeps the others' folders.
 """
 
@@ -27,19 +27,38 @@ EXAMPLES_DIR = CHECKPOINTS_DIR / "examples"
 
 @dataclass(frozen=True)
 class Duel:
-    """One shipped duel: ``preset`` against ``digits-ddpo`` on ``reward``; its halves are numbered
-    ``order`` and ``order + 1`` (the Runs table lists examples by that number)."""
+    """One shipped duel: ``preset`` against ``partner`` (a DDPO preset of the same model) on ``reward``; its
+    halves are numbered ``order`` and ``order + 1`` (the Runs table lists examples by that number)."""
 
     reward: str
     order: int
     preset: str = "digits-hrf-late"
     window: tuple[int, int] | None = None  # the preset's window unless given
+    partner: str = "digits-ddpo"
+    guidance: float | None = None  # both halves' guidance scale (a conditional model); the preset's unless given
+    label: str = ""  # the name ``--only`` takes; the reward unless given
+
+    @property
+    def name(self) -> str:
+        return self.label or self.reward
+
+    def configs(self, epochs: int, seed: int) -> tuple:
+        """The two halves' configs: (the preset's, its DDPO partner's)."""
+        hrf = PRESETS[self.preset].replace(reward=self.reward, epochs=epochs, seed=seed)
+        if self.window is not None:
+            hrf = hrf.replace(window=self.window)
+        if self.guidance is not None:
+            hrf = hrf.replace(guidance=self.guidance)
+        return hrf, PRESETS[self.partner].replace(reward=self.reward, epochs=epochs, seed=seed, guidance=hrf.guidance)
 
 
 DUELS = (Duel("ink", 1), Duel("digit:3", 3),
          # window-only HRF where the frontier experiment found it helps most: [30,40) on JPEG incompressibility,
          # above early-stopped DDPO at 25, 50 and 75% of its gain (docs/RESULTS.md, point 9)
-         Duel("jpeg-incompressibility", 5, "digits-hrf-window-only", window=(30, 40)))
+         Duel("jpeg-incompressibility", 5, "digits-hrf-window-only", window=(30, 40)),
+         # prompted: HRF [20,40) against DDPO with per-prompt advantages on the class-conditional model, where the
+         # prompts experiment found HRF's within-prompt diversity on or above early-stopped DDPO's (RESULTS.md)
+         Duel("ink", 7, "digits-cond-hrf-late", partner="digits-cond-ddpo", guidance=1.0, label="prompted-ink"))
 GRID_SIZE = 192  # pixels: grids are downscaled to at most this
 
 
@@ -71,9 +90,9 @@ def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
 
     from hrf_core.rl.launch import create_runs, default_torch_threads, duel, open_trainer, preflight
 
-    duels = [d for d in DUELS if not only or d.reward in only]
+    duels = [d for d in DUELS if not only or d.name in only]
     if not duels:
-        raise ValueError(f"no shipped duel on {', '.join(only)}; choose from {', '.join(d.reward for d in DUELS)}")
+        raise ValueError(f"no shipped duel named {', '.join(only)}; choose from {', '.join(d.name for d in DUELS)}")
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         store = RunStore(scratch)
@@ -82,19 +101,16 @@ def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
         for duel_spec in duels:
             for old in [*target.glob(f"example-{duel_spec.order}-*"), *target.glob(f"example-{duel_spec.order + 1}-*")]:
                 shutil.rmtree(old)
-            hrf = PRESETS[duel_spec.preset].replace(reward=duel_spec.reward, epochs=epochs, seed=seed)
-            if duel_spec.window is not None:
-                hrf = hrf.replace(window=duel_spec.window)
-            ddpo = PRESETS["digits-ddpo"].replace(reward=duel_spec.reward, epochs=epochs, seed=seed)
+            hrf, ddpo = duel_spec.configs(epochs, seed)
             for config in (hrf, ddpo):
                 preflight(config)
             runs = create_runs(store, [hrf, ddpo])
             started = time.time()
             result = duel([open_trainer(config, run).steps() for config, run in zip((hrf, ddpo), runs, strict=True)])
             if result != "done":
-                raise RuntimeError(f"the {duel_spec.reward} duel ended {result}")
+                raise RuntimeError(f"the {duel_spec.name} duel ended {result}")
             first, second = (run.run_id for run in runs)
-            print(f"{duel_spec.reward}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
+            print(f"{duel_spec.name}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
             orders = {first: str(duel_spec.order), second: str(duel_spec.order + 1)}
             names = {run_id: f"example-{order}-{run_id.split('-', 2)[-1]}" for run_id, order in orders.items()}
             for run_id, order in orders.items():
@@ -115,8 +131,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(EXAMPLES_DIR), help=f"where the examples go (default {EXAMPLES_DIR})")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="+", default=(), metavar="REWARD",
-                        help=f"retrain only these duels ({', '.join(d.reward for d in DUELS)}); keep the others")
+    parser.add_argument("--only", nargs="+", default=(), metavar="NAME",
+                        help=f"retrain only these duels ({', '.join(d.name for d in DUELS)}); keep the others")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         raise ValueError("--epochs must be >= 1")

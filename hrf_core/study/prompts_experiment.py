@@ -286,7 +286,9 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
     groups = list(result["groups"].values())
     if not groups:
         return
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups) + 1.6, 4.0), squeeze=False,
+                             layout="constrained")
+    colours: dict[str, str] = {}  # one colour per arm across the panels
     for ax, group in zip(axes[0], groups, strict=True):
         for arm, entry in group["arms"].items():
             points = []
@@ -299,13 +301,13 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
             size = min(len(p[0]) for p in points)
             gains = np.mean([p[0][:size] for p in points], axis=0)
             within = np.mean([p[1][:size] for p in points], axis=0)
-            ax.plot(gains, within, marker="o", ms=3, lw=3 if arm == DDPO_ARM else 1.5,
-                    ls="--" if arm == HANDOVER_ARM else "-", label=arm)
+            ax.plot(gains, within, marker="o", ms=3, lw=3 if arm == DDPO_ARM else 1.5, color=colours.setdefault(
+                arm, f"C{len(colours)}"), ls="--" if arm == HANDOVER_ARM else "-", label=arm)
         ax.set_title(group["reward"])
         ax.set_xlabel("reward gain over the base model")
         ax.set_ylabel("Vendi within prompt (classifier)")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}  # every arm once, whichever panel has it
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
