@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from hrf_core.models.registry import BaseModel, _HeldRecords, load_scheduler, load_unet
+from hrf_core.models.registry import BaseModel, _HeldRecords, load_scheduler, load_unet, read_json_config
 from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors, one_line
 
 #: The components of a pipeline folder and the safetensors file each one's weights are in.
@@ -68,16 +68,6 @@ class LatentModel(BaseModel):
         return (int(self.vae.config.out_channels), h * self.vae_scale_factor, w * self.vae_scale_factor)
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a readable JSON config ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a JSON object")
-    return data
-
-
 def is_text_to_image(folder: Path) -> bool:
     """Whether ``folder`` is a text-to-image pipeline folder (a text-conditioned UNet beside a VAE and a text
     encoder); configs only."""
@@ -87,7 +77,7 @@ def is_text_to_image(folder: Path) -> bool:
         return False
     from hrf_core.models.conditioning import is_text_conditioned
 
-    return is_text_conditioned(_read(config))
+    return is_text_conditioned(read_json_config(config))
 
 
 def missing_weights(folder: Path) -> list[str]:
@@ -106,7 +96,7 @@ def missing_weights(folder: Path) -> list[str]:
 def image_shape_of(folder: Path) -> tuple[int, int, int]:
     """(C, H, W) of a text-to-image folder's decoded images, from its UNet and VAE configs."""
     folder = Path(folder)
-    unet, vae = _read(folder / "unet" / "config.json"), _read(folder / "vae" / "config.json")
+    unet, vae = read_json_config(folder / "unet" / "config.json"), read_json_config(folder / "vae" / "config.json")
     size = unet.get("sample_size", 64)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     factor = 2 ** (len(vae.get("block_out_channels", (1,))) - 1)
@@ -126,7 +116,7 @@ def load_tokenizer(folder: Path):
 def _load_part(cls, folder: Path, name: str):
     """A component (``cls.from_pretrained(folder/name)``, safetensors only, fp32); one line when it cannot load."""
     part = Path(folder) / name
-    _read(part / "config.json")
+    read_json_config(part / "config.json")
     for path in sorted(part.glob("*.safetensors")):
         check_safetensors(path)
     from transformers.utils import logging as transformers_logging

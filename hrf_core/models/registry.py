@@ -230,7 +230,7 @@ def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
     return folder
 
 
-def _read_json(path: Path) -> dict:
+def read_json_config(path: Path) -> dict:
     """A config file as a dict; ValueError with one line when it is not a JSON object."""
     try:
         data = json.loads(path.read_text())
@@ -263,10 +263,10 @@ def _diffusers_parts(folder: Path) -> tuple[Path, Path]:
     unet_dir = _unet_dir(folder)
     if unet_dir is None:
         raise ValueError(f"{folder} is not a diffusers model folder (no unet/config.json or config.json)")
-    _read_json(unet_dir / "config.json")
+    read_json_config(unet_dir / "config.json")
     for candidate in (folder / "scheduler", folder):
         if (candidate / "scheduler_config.json").is_file():
-            _read_json(candidate / "scheduler_config.json")
+            read_json_config(candidate / "scheduler_config.json")
             return unet_dir, candidate
     raise ValueError(f"{folder} has no scheduler_config.json")
 
@@ -328,7 +328,7 @@ def sample_shape_of(folder: Path) -> tuple[int, int, int]:
     base = adapter_base_of(Path(folder))
     folder = model_folder(base) if base else folder
     unet_dir, _ = _diffusers_parts(Path(folder))
-    config = _read_json(unet_dir / "config.json")
+    config = read_json_config(unet_dir / "config.json")
     size = config.get("sample_size", 32)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     return (int(config.get("in_channels", 3)), int(h), int(w))
@@ -359,7 +359,7 @@ def conditioner_of(name: str):
     (a text-to-image model's reads its tokenizer too); None for an unconditional model."""
     folder = _config_folder(name)
     unet_dir, _ = _diffusers_parts(folder)
-    config = _read_json(unet_dir / "config.json")
+    config = read_json_config(unet_dir / "config.json")
     from hrf_core.models.latent import is_text_to_image, load_tokenizer
 
     return conditioner_for(config, tokenizer=load_tokenizer(folder) if is_text_to_image(folder) else None)
@@ -368,7 +368,7 @@ def conditioner_of(name: str):
 def load_scheduler(folder: Path) -> DDIMScheduler:
     """A DDIM scheduler from the model's scheduler config (DDPM configs are converted by diffusers)."""
     _, scheduler_dir = _diffusers_parts(folder)
-    config = _read_json(scheduler_dir / "scheduler_config.json")
+    config = read_json_config(scheduler_dir / "scheduler_config.json")
     try:
         return DDIMScheduler.from_config(config)
     except (TypeError, ValueError, KeyError) as error:
@@ -384,7 +384,7 @@ def load_unet(unet_dir: Path) -> UNet2DModel:
     """
     unet_dir = Path(unet_dir)
     cls = UNet2DModel
-    if _read_json(unet_dir / "config.json").get("_class_name") == "UNet2DConditionModel":
+    if read_json_config(unet_dir / "config.json").get("_class_name") == "UNet2DConditionModel":
         from diffusers import UNet2DConditionModel as cls
     files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
     if not files:

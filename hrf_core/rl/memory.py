@@ -182,7 +182,7 @@ def _meta_modules(model: str):
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 
     from hrf_core.models import latent
-    from hrf_core.models.registry import MODELS, _config_folder, _read_json, _unet_dir
+    from hrf_core.models.registry import MODELS, _config_folder, _unet_dir, read_json_config
 
     spec = MODELS.get(model)
     if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:
@@ -195,10 +195,10 @@ def _meta_modules(model: str):
                         (text_config["max_position_embeddings"], text_config["hidden_size"]), text_config)
     else:
         folder = _config_folder(model)
-    unet_config = _read_json(_unet_dir(folder) / "config.json")
+    unet_config = read_json_config(_unet_dir(folder) / "config.json")
     if latent.is_text_to_image(folder):
-        vae_config = _read_json(folder / "vae" / "config.json")
-        text_config = _read_json(folder / "text_encoder" / "config.json")
+        vae_config = read_json_config(folder / "vae" / "config.json")
+        text_config = read_json_config(folder / "text_encoder" / "config.json")
         with torch.device("meta"):
             unet = UNet2DConditionModel.from_config(unet_config)
             vae = AutoencoderKL.from_config(vae_config)
