@@ -21,7 +21,7 @@ from hrf_core.measure.locality import (
     suggest_window,
     summary_line,
 )
-from hrf_core.models.registry import BaseModel
+from hrf_core.models.base import BaseModel
 
 K = 10
 REPO = Path(__file__).resolve().parent.parent

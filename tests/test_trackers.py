@@ -195,7 +195,7 @@ class ReportingTrainer:
         return "done"
 
     def train(self) -> str:
-        from hrf_core.rl.launch import drive
+        from hrf_core.rl.trainer import drive
 
         return drive(self.steps())
 

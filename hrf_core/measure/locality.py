@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from hrf_core import CHECKPOINTS_DIR
-from hrf_core.models.registry import BaseModel
+from hrf_core.models.base import BaseModel
 from hrf_core.rewards.registry import RewardFn
 from hrf_core.rl.policy import StopCheck, StopRequested, ddim_step_with_logprob, noise_like, rollout, unet_eps
 from hrf_core.rl.sampling import prompt_condition, round_robin

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from hrf_core.models.registry import BaseModel, _HeldRecords, load_scheduler, load_unet, read_json_config
+from hrf_core.models.base import BaseModel, _HeldRecords, load_scheduler, load_unet, read_json_config
 from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors, one_line
 
 #: The components of a pipeline folder and the safetensors file each one's weights are in.

@@ -24,21 +24,25 @@ with one line, never a traceback from diffusers.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.models.base import (
+    BaseModel,
+    _diffusers_parts,
+    _unet_dir,
+    load_scheduler,
+    load_unet,
+    read_json_config,
+)
 from hrf_core.models.conditioning import conditioner_for
 from hrf_core.models.weights import (
     UNET_PICKLE,
     UNET_SAFETENSORS,
-    check_safetensors,
     converted_folder,
     one_line,
 )
@@ -89,65 +93,6 @@ CELEBAHQ_UNET_CONFIG = dict(
     up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
     downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6,
 )
-
-
-@dataclass
-class BaseModel:
-    """A loaded diffusion model: the UNet (eval mode, on ``device``) and its DDIM scheduler."""
-
-    name: str
-    unet: UNet2DModel
-    scheduler: DDIMScheduler
-    folder: Path
-    device: torch.device
-    # window-only checkpoints: steps with index < handover (of handover_steps DDIM steps) sample with ``early``
-    early: BaseModel | None = None
-    handover: int = 0
-    handover_steps: int = 0
-    # how the model reads prompts (:mod:`hrf_core.models.conditioning`); None: an unconditional model
-    conditioner: Any = None
-    #: "pixel" (rollouts in image space) or "text-to-image" (:class:`~hrf_core.models.latent.LatentModel`)
-    family: ClassVar[str] = "pixel"
-    #: samples per UNet call of an evaluation (:func:`hrf_core.rl.sampling.sample_from`'s default)
-    eval_batch: ClassVar[int] = 256
-
-    def handover_at(self, num_steps: int) -> int:
-        """The window-only hand-over step for sampling with ``num_steps`` DDIM steps (0: no hand-over)."""
-        if self.early is None or not self.handover:
-            return 0
-        return round(self.handover * num_steps / self.handover_steps) if self.handover_steps else self.handover
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """The images (N, C, H, W) in [-1, 1] of rollout finals ``x`` (a pixel model: ``x`` itself; a latent model
-        decodes them). Rewards, metrics and grids read these."""
-        return x
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one decoded image (a pixel model: its sample shape)."""
-        return self.sample_shape
-
-    @property
-    def sample_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample: the state the rollouts denoise (a latent model: its latents)."""
-        size = self.unet.config.sample_size
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (self.unet.config.in_channels, h, w)
-
-
-def load_checked(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a missing, truncated or corrupt file is a ValueError with one clear line."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"missing weight file {path}")
-    try:
-        return load_file(str(path), device=device)
-    except (SafetensorError, OSError, RuntimeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt: {reason})") from None
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -230,24 +175,6 @@ def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
     return folder
 
 
-def read_json_config(path: Path) -> dict:
-    """A config file as a dict; ValueError with one line when it is not a JSON object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a readable JSON config ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a JSON object (got {type(data).__name__})")
-    return data
-
-
-def _unet_dir(folder: Path) -> Path | None:
-    for candidate in (folder / "unet", folder):
-        if (candidate / "config.json").is_file():
-            return candidate
-    return None
-
-
 def _unet_weights(unet_dir: Path | None) -> str | None:
     """"safetensors", "pickle" or None: the UNet weights a folder holds (single file or sharded index)."""
     if unet_dir is None:
@@ -256,19 +183,6 @@ def _unet_weights(unet_dir: Path | None) -> str | None:
         if (unet_dir / name).is_file() or (unet_dir / f"{name}.index.json").is_file():
             return kind
     return None
-
-
-def _diffusers_parts(folder: Path) -> tuple[Path, Path]:
-    """(unet folder, scheduler config folder) of a diffusers model folder, either layout; configs validated."""
-    unet_dir = _unet_dir(folder)
-    if unet_dir is None:
-        raise ValueError(f"{folder} is not a diffusers model folder (no unet/config.json or config.json)")
-    read_json_config(unet_dir / "config.json")
-    for candidate in (folder / "scheduler", folder):
-        if (candidate / "scheduler_config.json").is_file():
-            read_json_config(candidate / "scheduler_config.json")
-            return unet_dir, candidate
-    raise ValueError(f"{folder} has no scheduler_config.json")
 
 
 def _safetensors_folder(folder: Path) -> Path:
@@ -363,63 +277,6 @@ def conditioner_of(name: str):
     from hrf_core.models.latent import is_text_to_image, load_tokenizer
 
     return conditioner_for(config, tokenizer=load_tokenizer(folder) if is_text_to_image(folder) else None)
-
-
-def load_scheduler(folder: Path) -> DDIMScheduler:
-    """A DDIM scheduler from the model's scheduler config (DDPM configs are converted by diffusers)."""
-    _, scheduler_dir = _diffusers_parts(folder)
-    config = read_json_config(scheduler_dir / "scheduler_config.json")
-    try:
-        return DDIMScheduler.from_config(config)
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{scheduler_dir / 'scheduler_config.json'} is not a usable scheduler config "
-                         f"({one_line(error)})") from None
-
-
-def load_unet(unet_dir: Path) -> UNet2DModel:
-    """A diffusers UNet2DModel (a UNet2DConditionModel when its config says so) from a folder with safetensors
-    weights (CPU, fp32).
-
-    Truncated or corrupt weights, a broken config or weights that do not fit it: ValueError with one line.
-    """
-    unet_dir = Path(unet_dir)
-    cls = UNet2DModel
-    if read_json_config(unet_dir / "config.json").get("_class_name") == "UNet2DConditionModel":
-        from diffusers import UNet2DConditionModel as cls
-    files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
-    if not files:
-        raise ValueError(f"{unet_dir} has no {UNET_SAFETENSORS}")
-    for path in files:
-        check_safetensors(path)
-    log = logging.getLogger("diffusers.models.modeling_utils")
-    held = _HeldRecords()
-    log.addFilter(held)  # diffusers logs missing weights as a warning: hold it, the error below says it once
-    try:
-        unet, info = cls.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False,
-                                         output_loading_info=True)
-    except Exception as error:  # diffusers raises OSError, RuntimeError, ValueError, TypeError... for bad files
-        raise ValueError(f"{unet_dir} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
-    finally:
-        log.removeFilter(held)
-    missing = sorted(info.get("missing_keys") or [])
-    if missing:
-        raise ValueError(f"{unet_dir}: the weights lack {len(missing)} of the UNet's tensors (e.g. {missing[0]}), "
-                         "which would start from random values")
-    for record in held.records:
-        log.handle(record)
-    return unet
-
-
-class _HeldRecords(logging.Filter):
-    """A logging filter that keeps records instead of passing them on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
-        return False
 
 
 def load_base_model(name: str, device: str | torch.device = "auto", window_only: bool = True) -> BaseModel:

@@ -240,15 +240,6 @@ def continue_run(run: Run, epochs: int | None = None, checkpoint: Path | None = 
     return Launch(trainer, trackers)
 
 
-def drive(steps: Generator[int, None, str]) -> str:
-    """Advance an epoch generator (:meth:`Launch.steps`, :meth:`Trainer.steps`) to its end; its result."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as end:
-            return end.value
-
-
 def duel(steps: Sequence[Generator[int, None, str]]) -> str:
     """Alternate the epochs of two (or more) runs until all end; "stopped" if any was stopped."""
     results: dict[int, str] = {}

@@ -182,7 +182,8 @@ def _meta_modules(model: str):
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 
     from hrf_core.models import latent
-    from hrf_core.models.registry import MODELS, _config_folder, _unet_dir, read_json_config
+    from hrf_core.models.base import _unet_dir, read_json_config
+    from hrf_core.models.registry import MODELS, _config_folder
 
     spec = MODELS.get(model)
     if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from hrf_core.imaging import image_grid, to_unit
-from hrf_core.models.registry import BaseModel, load_base_model
+from hrf_core.models.base import BaseModel
+from hrf_core.models.registry import load_base_model
 from hrf_core.rl.policy import StopCheck, noise_like, rollout, unet_eps
 from hrf_core.store.runs import atomic_path
 

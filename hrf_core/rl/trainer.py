@@ -25,11 +25,11 @@ from hrf_core import methods
 from hrf_core.config import TrainConfig
 from hrf_core.measure.evaluation import Evaluator
 from hrf_core.models import lora
-from hrf_core.models.registry import BaseModel, load_base_model, resolve_device
+from hrf_core.models.base import BaseModel
+from hrf_core.models.registry import load_base_model, resolve_device
 from hrf_core.rewards.registry import RewardFn, make_reward
 from hrf_core.rl.compute import ComputeCounter, zero_row
 from hrf_core.rl.distributed import SINGLE, Dist
-from hrf_core.rl.launch import drive
 from hrf_core.rl.policy import (
     RowNoise,
     StopRequested,
@@ -58,6 +58,16 @@ class EpochReport:
     epochs: int
     metrics: dict
     grid: Image.Image | None = None
+
+
+def drive(steps: Generator[int, None, str]) -> str:
+    """Advance an epoch generator (:meth:`Trainer.steps`, :meth:`~hrf_core.rl.launch.Launch.steps`) to its end;
+    its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
 
 
 class Trainer:

@@ -169,7 +169,7 @@ def prompted_use(source: str, prompts: list[str], guidance: float, k, eta, check
     diffusers has no class-conditional pipeline for a ``UNet2DModel``: the folder loads as a ``DDIMPipeline``, but
     sampling passes each image's class to the UNet, with classifier-free guidance against its null class.
     """
-    from hrf_core.models.registry import load_unet
+    from hrf_core.models.base import load_unet
 
     null = int(load_unet(checkpoint / "unet").config.num_class_embeds) - 1
     return [
@@ -231,8 +231,8 @@ def export_checkpoint(run: Run, checkpoint: Path, out: Path, repo: str | None = 
     """Write ``checkpoint`` of ``run`` as a diffusers pipeline folder with a model card at ``out`` (atomic)."""
     from diffusers import DDIMPipeline
 
+    from hrf_core.models.base import load_scheduler, load_unet
     from hrf_core.models.lora import ADAPTER_FILE, read_adapter
-    from hrf_core.models.registry import load_scheduler, load_unet
 
     out = _empty_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)

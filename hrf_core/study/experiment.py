@@ -649,9 +649,8 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         lines += [locality.read_text().strip(), ""]
     prompted = results / "prompts.md"
     if prompted.is_file():  # python -m hrf_core experiment prompts-digits
-        from hrf_core.study.prompts_experiment import BEGIN, END
-
-        lines += [BEGIN, prompted.read_text().strip(), END, ""]
+        begin, end = section_markers(prompted.name)
+        lines += [begin, prompted.read_text().strip(), end, ""]
     lines += ["## Reading", "", notes.read_text().strip() if notes.is_file() else "_No reading written yet._", ""]
     if notes.is_file():  # the prose may quote only what the tables hold (tests/test_reading.py)
         from hrf_core.study.reading import report_sources, stale_numbers
@@ -662,6 +661,30 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     report = docs / "RESULTS.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def section_markers(source: str) -> tuple[str, str]:
+    """The markers around a section of ``docs/RESULTS.md`` that another study generates as ``results/<source>``
+    (this report keeps it when it rewrites the file)."""
+    return f"<!-- generated from results/{source} -->", f"<!-- /results/{source} -->"
+
+
+def include_in_results(results_md: Path, source: str, section: str) -> None:
+    """Put ``section`` (``results/<source>``) into ``docs/RESULTS.md`` between its markers (replacing an earlier
+    one), before the Reading."""
+    if not results_md.is_file():
+        return
+    begin, end = section_markers(source)
+    text = results_md.read_text()
+    block = f"{begin}\n{section.strip()}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    elif "\n## Reading" in text:
+        at = text.index("\n## Reading")
+        text = text[:at] + "\n" + block + "\n" + text[at:]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    results_md.write_text(text)
 
 
 def merge_earlier(result: dict, earlier: dict) -> dict:

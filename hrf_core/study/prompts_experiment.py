@@ -38,6 +38,7 @@ from hrf_core.study.experiment import (
     arm_overrides,
     execution_note,
     handover_unit,
+    include_in_results,
     read_progress,
     run_name,
     run_sitting,
@@ -226,28 +227,10 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
             print(f"warning: prompts-reading.md quotes a number the tables do not hold: {stale}")
     report = results / "prompts.md"
     report.write_text("\n".join(lines))
-    include_in_results(docs / "RESULTS.md", report.read_text())
+    include_in_results(docs / "RESULTS.md", report.name, report.read_text())
     return report
 
 
-BEGIN, END = f"<!-- {NAME}: generated from results/prompts.md -->", f"<!-- /{NAME} -->"
-
-
-def include_in_results(results_md: Path, section: str) -> None:
-    """Put ``section`` into ``docs/RESULTS.md`` between its markers (replacing an earlier one), before the
-    Reading; the frontier experiment's report keeps it when it rewrites the file."""
-    if not results_md.is_file():
-        return
-    text = results_md.read_text()
-    block = f"{BEGIN}\n{section.strip()}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    elif "\n## Reading" in text:
-        at = text.index("\n## Reading")
-        text = text[:at] + "\n" + block + "\n" + text[at:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    results_md.write_text(text)
 
 
 def reading(result: dict) -> list[str]:
