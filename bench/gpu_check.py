@@ -282,6 +282,7 @@ DDPO_PYTORCH_SAMPLES_PER_GPU_MINUTE = 256 / 8 / 2.4
 def check_sd(device: torch.device, tiny: bool, out: dict) -> None:
     """Section 5: the SD 1.x architecture (random weights) at 512 px, LoRA rank 4, bf16: one epoch of 64 samples of
     DDPO and of HRF [K/2, K) each; seconds, peak memory, the memory estimate, samples per GPU-minute."""
+    from hrf_core import settings
     from hrf_core.config import TrainConfig
     from hrf_core.models import latent
     from hrf_core.rl.memory import estimate
@@ -293,15 +294,13 @@ def check_sd(device: torch.device, tiny: bool, out: dict) -> None:
         (latent.SD1_UNET_CONFIG, latent.SD1_VAE_CONFIG, latent.SD1_TEXT_CONFIG)
     folder = latent.write_random_pipeline(Path(tempfile.mkdtemp(prefix="gpu-check-sd-")) / "sd", *configs)
     k, samples = (6, 4) if tiny else (50, 64)
-    base = TrainConfig(model=str(folder), reward="jpeg-compressibility", prompts=("@animals",), guidance=5.0,
+    base = TrainConfig(model=str(folder), reward="jpeg-compressibility", prompts=settings.parse("prompts", "@animals"),
+                       guidance=5.0,
                        num_steps=k, eta=1.0, samples_per_epoch=samples, batch_size=2 if tiny else 8,
                        train_batch_size=2 if tiny else 4, updates_per_epoch=samples // (2 if tiny else 8),
                        adv_scope="prompt", epochs=1, eval_every=100, eval_samples=4 if tiny else 8,
                        checkpoint_every=100, bf16=device.type == "cuda", device=str(device), lora_rank=4)
     # (bf16 on a GPU; a CPU's bf16 convolutions are too slow for the --tiny code-path check)
-    from hrf_core import settings
-
-    base = base.replace(prompts=settings.parse("prompts", "@animals"))
     rows = []
     for method, window in (("ddpo", (0, k)), ("hrf", (k // 2, k))):
         config = base.replace(method=method, window=window, siblings=2 if tiny else 4).validate()

@@ -59,8 +59,6 @@ def backend_from_arguments(args, shared: Path):
     store, which every Ray node must see."""
     if args.backend != "ray" and (args.address or args.gpus_per_unit is not None):
         raise ValueError("--address and --gpus-per-unit are for --backend ray")
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError("--jobs must be >= 1")
     device = getattr(args, "device", "cpu")
     gpus = args.gpus_per_unit if args.gpus_per_unit is not None else float(device != "cpu")
     return open_backend(args.backend, jobs=args.jobs, threads=args.threads, address=args.address, gpus=gpus,
@@ -202,7 +200,7 @@ class RayBackend:
         except Exception as error:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line either way
             raise ValueError(f"cannot join the Ray cluster at {address}: {' '.join(str(error).split())[:300]}") \
                 from None
-        self._ray, self.threads, self.gpus, self.capacity = ray, threads, gpus, jobs
+        self._ray, self.threads, self.capacity = ray, threads, jobs
         resources = ray.cluster_resources()
         self.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         self.cpus = int(resources.get("CPU", 0))

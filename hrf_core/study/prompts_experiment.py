@@ -1,6 +1,7 @@
 """``prompts-digits``: which method keeps diversity *within a prompt* best, at matched reward?
 
-``python -m hrf_core experiment prompts-digits [--seeds 0 1 2] [--jobs 2] [--report-only]``
+``python -m hrf_core experiment prompts-digits [--seeds 0 1 2] [--jobs 2 | --backend ray] [--shard i/N]
+[--report-only]``
 
 The class-conditional embedded model ``digits16-cond``, prompted with a set of digits (each sample draws one).
 Arms, every task and seed:
@@ -19,8 +20,8 @@ Tasks: ``alignment`` (the classifier's probability of the prompted digit), ``ink
 ``alignment`` is trained at guidance 0.5 (``--guidance``): at the model's default of 1 it starts at 1.000, with
 nothing to gain. Diversity within a prompt (Vendi on the digit classifier's features among the samples of one
 prompt, averaged over the prompts) is the headline; the across-prompt value is beside it. Units are resumable and
-run in parallel processes as in ``frontier-digits``; the report is ``docs/results/prompts.{md,json,png}``, and
-``docs/RESULTS.md`` includes its Markdown.
+run on a backend or a shard, with one retry, as in ``frontier-digits``; the report is
+``docs/results/prompts.{md,json,png}``, and ``docs/RESULTS.md`` includes its Markdown.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from hrf_core.study.experiment import (
     add_sitting_arguments,
     arm_overrides,
     execution_note,
+    finished_runs,
     handover_unit,
     include_in_results,
     read_progress,
@@ -150,8 +152,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
 
     progress = read_progress(out)
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    finished = [p for p in sorted(out.iterdir()) if Run(p).status_path.is_file()
-                and Run(p).status.get("state") == "done"]
+    finished = finished_runs(out)
     result = frontier(finished, fractions=LEVELS, resamples=resamples, interval_names=HEADLINE)
     order = [DDPO_ARM, HANDOVER_ARM, *ARMS, EPOCH_ARM]
     for group in result["groups"].values():

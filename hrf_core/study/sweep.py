@@ -46,7 +46,6 @@ class Unit:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     where: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 class Backend(Protocol):
