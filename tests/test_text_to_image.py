@@ -233,6 +233,23 @@ def test_the_memory_estimate_follows_the_settings():
     assert estimate(sd.replace(train_batch_size=8, grad_checkpointing=True), cpu).total_gb < bigger.total_gb
 
 
+def test_the_memory_estimate_never_downloads(monkeypatch):
+    """The Train tab asks for an estimate on every change: an uncached Hub model is its known architecture (or no
+    estimate), never a download, even online."""
+    from hrf_core.models import registry
+    from hrf_core.rl.memory import estimate
+
+    def download(*args, **kwargs):
+        raise AssertionError("the estimate started a download")
+
+    monkeypatch.setattr(registry, "_hub_folder", download)
+    monkeypatch.setattr(registry, "_cached_snapshot", lambda repo_id, family="pixel": None)  # nothing cached
+    sd = TrainConfig(model="CompVis/stable-diffusion-v1-4", prompts=("cat",), guidance=5.0, bf16=True)
+    assert estimate(sd, torch.device("cpu")).total_gb > 3  # SD 1.4's known architecture
+    with pytest.raises(ValueError, match="not in the local cache"):
+        estimate(TrainConfig(model="google/ddpm-celebahq-256"), torch.device("cpu"))
+
+
 def test_a_run_that_does_not_fit_is_refused_with_one_line_naming_what_to_lower(tiny_sd_dir, tmp_path, monkeypatch,
                                                                                 capsys):
     from hrf_core.rl import memory

@@ -229,11 +229,22 @@ def adapter_base_of(folder: Path) -> str:
     return base
 
 
-def _config_folder(name: str) -> Path:
-    """The folder whose configs describe ``name``'s network: its own, or a LoRA checkpoint's base model's."""
-    folder = model_folder(name)
+def _config_folder(name: str, download: bool = True) -> Path:
+    """The folder whose configs describe ``name``'s network: its own, or a LoRA checkpoint's base model's.
+    ``download=False`` (a browser's question): a Hub model must already be cached, else a ValueError; no network."""
+    spec = MODELS.get(name)
+    if download:
+        folder = model_folder(name)
+    elif spec is not None and spec.source == "hub":
+        folder = _cached_snapshot(spec.location, spec.family)
+        if folder is None:
+            raise ValueError(f"{name} is not in the local cache")
+    else:
+        folder = Path(spec.location if spec is not None else name).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"unknown model {name!r}")
     base = adapter_base_of(folder)
-    return model_folder(base) if base else folder
+    return _config_folder(base, download) if base else folder
 
 
 def sample_shape_of(folder: Path) -> tuple[int, int, int]:
@@ -265,7 +276,7 @@ def family_of(name: str) -> str:
         return spec.family
     from hrf_core.models.latent import is_text_to_image
 
-    return "text-to-image" if is_text_to_image(_config_folder(name)) else "pixel"
+    return "text-to-image" if is_text_to_image(_config_folder(name, download=False)) else "pixel"
 
 
 def conditioner_of(name: str):

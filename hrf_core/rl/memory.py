@@ -188,14 +188,14 @@ def _meta_modules(model: str):
     spec = MODELS.get(model)
     if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:
         try:
-            folder = _config_folder(model)
+            folder = _config_folder(model, download=False)
         except ValueError:  # not cached: the architecture it is known to have
             unet_config, vae_config, text_config = latent.ARCHITECTURES[model]
             with torch.device("meta"):
                 return (UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config),
                         (text_config["max_position_embeddings"], text_config["hidden_size"]), text_config)
     else:
-        folder = _config_folder(model)
+        folder = _config_folder(model, download=False)  # the Train tab asks on every change: never a download
     unet_config = read_json_config(_unet_dir(folder) / "config.json")
     if latent.is_text_to_image(folder):
         vae_config = read_json_config(folder / "vae" / "config.json")
