@@ -261,9 +261,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             prompts = settings.parse("prompts", args.prompts)
         except settings.SettingError as error:
             raise ValueError(error.render(settings.flag)) from None
-    elif run is not None and run.config.get("prompts"):  # a prompted run's checkpoint: its prompts and guidance
+    elif run is not None and run.config.get("prompts"):  # a prompted run's checkpoint: its prompts
         prompts = tuple(run.config["prompts"])
-        guidance = float(run.config.get("guidance", 1.0)) if guidance is None else guidance
+    if guidance is None:  # the checkpoint's run's guidance, whoever chose the prompts
+        guidance = float(run.config.get("guidance", 1.0)) if run is not None else 1.0
     if args.handover:
         if not args.checkpoint:
             raise ValueError("--handover needs --checkpoint (the model for the steps >= S)")
@@ -273,7 +274,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rows = round_robin(prompts, args.n) if prompts else None
     images = sample_images(name, n=args.n, seed=args.seed, num_steps=args.steps, eta=args.eta, device=args.device,
                            early=base, handover=args.handover, prompts=rows,
-                           guidance=1.0 if guidance is None else guidance)
+                           guidance=guidance)
     save_samples(images, Path(args.out), Path(args.array) if args.array else None)
     print(f"wrote {args.out}" + (f" and {args.array}" if args.array else ""))
     return 0

@@ -18,7 +18,7 @@ CELLS = {
                                    else str(config.get("model", "?"))),
     "method": lambda config, done: run_label(config),
     "epochs": lambda config, done: f"{done}/{config.get('epochs', '?')}",
-    "prompts": lambda config, done: ",".join(config.get("prompts") or ()) or "–",
+    "prompts": lambda config, done: settings.format_prompts(tuple(config.get("prompts") or ())) or "–",
 }
 #: The settings shown as columns (the settings table's ``column``), between the run's id and status and its metrics.
 SETTING_COLUMNS = settings.on("column")

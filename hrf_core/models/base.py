@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
+from hrf_core.models.conditioning import is_text_conditioned
 from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors, one_line
 
 
@@ -125,7 +126,7 @@ def load_unet(unet_dir: Path) -> UNet2DModel:
     """
     unet_dir = Path(unet_dir)
     cls = UNet2DModel
-    if read_json_config(unet_dir / "config.json").get("_class_name") == "UNet2DConditionModel":
+    if is_text_conditioned(read_json_config(unet_dir / "config.json")):
         from diffusers import UNet2DConditionModel as cls
     files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
     if not files:

@@ -44,6 +44,9 @@ class ClassLabels:
             raise ValueError(f"unknown prompt {unknown[0]!r} for this class-conditional model: its prompts are "
                              f"{', '.join(self.names)}")
 
+    def forget(self) -> None:
+        """Nothing is cached: class labels need no encoding."""
+
     def condition(self, prompts: Sequence[str], scale: float = 1.0, detach_uncond: bool = False) -> Condition:
         """The rows' condition: their class labels (B,) against the null class."""
         self.check(prompts)
@@ -67,23 +70,23 @@ class TextPrompts:
     folder's configs only) it checks prompts but cannot encode them.
     """
 
-    kind = "text"
-
-    def __init__(self, tokenizer, text_encoder=None, vocabulary: Sequence[str] = ()):
+    def __init__(self, tokenizer, text_encoder=None):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.max_length = int(tokenizer.model_max_length)
-        self._vocabulary = tuple(vocabulary)
         self._cache: dict[str, torch.Tensor] = {}
+        self._checked: set[str] = set()
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
         """Example prompts (the ``@animals`` set): a text model knows any prompt."""
-        if not self._vocabulary:
-            from hrf_core.models.prompt_sets import SIMPLE_ANIMALS
+        from hrf_core.models.prompt_sets import SIMPLE_ANIMALS
 
-            return SIMPLE_ANIMALS
-        return self._vocabulary
+        return SIMPLE_ANIMALS
+
+    def forget(self) -> None:
+        """Drop the encoded prompts (after the text encoder's weights change dtype: they are encoded again)."""
+        self._cache.clear()
 
     def check(self, prompts: Sequence[str]) -> None:
         """ValueError (one line) for an empty prompt or one longer than the text encoder reads."""
@@ -112,7 +115,9 @@ class TextPrompts:
 
     def condition(self, prompts: Sequence[str], scale: float = 1.0, detach_uncond: bool = False) -> Condition:
         """The rows' condition: their prompts' embeddings (B, L, D) against the empty prompt's (1, L, D)."""
-        self.check(prompts)
+        unchecked = [p for p in dict.fromkeys(prompts) if p not in self._checked]  # tokenised once per prompt
+        self.check(unchecked)
+        self._checked.update(unchecked)
         return Condition(tuple(prompts), self.embed(prompts), self.embed([""]), text_call, scale, detach_uncond)
 
 

@@ -166,9 +166,8 @@ class Trainer:
             for tensor in [*part.parameters(), *part.buffers()]:
                 if tensor.is_floating_point() and not tensor.requires_grad:  # the adapter stays float32
                     tensor.data = tensor.data.to(dtype)
-        cache = getattr(self.base.conditioner, "_cache", None)
-        if cache is not None:
-            cache.clear()
+        if self.base.conditioner is not None:
+            self.base.conditioner.forget()
 
     def _record_embeddings(self) -> None:
         """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
