@@ -21,6 +21,7 @@ from hrf_core.measure.metrics import (
     inception_score,
     metric_key,
     vendi_score,
+    within_prompt,
 )
 
 
@@ -106,6 +107,20 @@ def test_vendi_nan_features_give_nan() -> None:
 
 
 # ------------------------------------------------------------------------------------- inception score
+def test_within_prompt_vendi_and_is_by_hand() -> None:
+    """Prompt 0: three identical samples (Vendi 1); prompt 1: two orthogonal ones (Vendi 2); within-prompt = their
+    mean 1.5, where the across-prompt Vendi of all five sees more. IS within: prompt 0 one confident class (IS 1),
+    prompt 1 two confident classes (IS 2). A prompt with one sample in the replicate is left out."""
+    features = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    probs = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    arrays = {"features.x": features, "probs.x": probs, "prompt_index": torch.tensor([0, 0, 0, 1, 1])}
+    assert within_prompt("vendi_x", arrays) == pytest.approx(1.5)
+    assert vendi_score(features.numpy()) > 1.5 + 0.5
+    assert within_prompt("is_x", arrays) == pytest.approx(1.5, abs=1e-4)
+    assert within_prompt("vendi_x", arrays, index=np.array([0, 1, 3])) == pytest.approx(1.0)  # prompt 1: 1 sample
+    assert math.isnan(within_prompt("vendi_y", arrays))
+
+
 def test_one_confident_class_gives_is_one() -> None:
     probs = torch.zeros(32, 10)
     probs[:, 3] = 1.0
