@@ -72,6 +72,22 @@ def test_a_folder_without_weights_and_a_registered_model_without_a_gpu_are_refus
         assert not ok and reason and "\n" not in reason  # no GPU here, or no cached weights
 
 
+def test_a_vae_that_lacks_a_tensor_is_refused_in_one_line(tiny_sd_dir, tmp_path):
+    """Each pipeline part loads through base.load_component: a weight file missing a tensor is refused (it would
+    start from random values), as a UNet's is."""
+    from safetensors.torch import save_file
+
+    broken = tmp_path / "vae-lacks-a-tensor"
+    shutil.copytree(tiny_sd_dir, broken)
+    path = broken / "vae" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(path))
+    dropped = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != dropped}, str(path))
+    with pytest.raises(ValueError, match="lack 1 of the AutoencoderKL's tensors") as error:
+        load_base_model(str(broken), "cpu")
+    assert "\n" not in str(error.value)
+
+
 # ----------------------------------------------------------------------------------- training end to end
 @pytest.mark.slow
 def test_ddpo_and_hrf_through_the_command_line(tiny_sd_dir, tmp_path, capsys):

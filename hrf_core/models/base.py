@@ -128,28 +128,35 @@ def load_unet(unet_dir: Path) -> UNet2DModel:
     cls = UNet2DModel
     if is_text_conditioned(read_json_config(unet_dir / "config.json")):
         from diffusers import UNet2DConditionModel as cls
-    files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors"))
-    if not files:
+    if not list(unet_dir.glob("diffusion_pytorch_model*.safetensors")):
         raise ValueError(f"{unet_dir} has no {UNET_SAFETENSORS}")
-    for path in files:
+    return load_component(cls, unet_dir, low_cpu_mem_usage=False)
+
+
+def load_component(cls, folder: Path, **kwargs):
+    """``cls.from_pretrained(folder)`` (a diffusers or transformers model; safetensors only, CPU, fp32), with every
+    weight file checked first. Truncated or corrupt weights, a broken config or weights that do not fit it (a
+    missing tensor would start from random values): ValueError with one line."""
+    folder = Path(folder)
+    read_json_config(folder / "config.json")
+    for path in sorted(folder.glob("*.safetensors")):
         check_safetensors(path)
     log = logging.getLogger("diffusers.models.modeling_utils")
     held = _HeldRecords()
     log.addFilter(held)  # diffusers logs missing weights as a warning: hold it, the error below says it once
     try:
-        unet, info = cls.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False,
-                                         output_loading_info=True)
-    except Exception as error:  # diffusers raises OSError, RuntimeError, ValueError, TypeError... for bad files
-        raise ValueError(f"{unet_dir} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
+        model, info = cls.from_pretrained(str(folder), use_safetensors=True, output_loading_info=True, **kwargs)
+    except Exception as error:  # noqa: BLE001 - diffusers/transformers raise many types for bad files
+        raise ValueError(f"{folder} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
     finally:
         log.removeFilter(held)
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        raise ValueError(f"{unet_dir}: the weights lack {len(missing)} of the UNet's tensors (e.g. {missing[0]}), "
-                         "which would start from random values")
+        raise ValueError(f"{folder}: the weights lack {len(missing)} of the {cls.__name__}'s tensors "
+                         f"(e.g. {missing[0]}), which would start from random values")
     for record in held.records:
         log.handle(record)
-    return unet
+    return model
 
 
 class _HeldRecords(logging.Filter):

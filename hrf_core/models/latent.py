@@ -18,15 +18,14 @@ A model family is (what :func:`is_text_to_image` detects, what :func:`load_text_
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from hrf_core.models.base import BaseModel, _HeldRecords, load_scheduler, load_unet, read_json_config
-from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors, one_line
+from hrf_core.models.base import BaseModel, load_component, load_scheduler, load_unet, read_json_config
+from hrf_core.models.weights import UNET_SAFETENSORS, one_line
 
 #: The components of a pipeline folder and the safetensors file each one's weights are in.
 COMPONENTS = {"unet": UNET_SAFETENSORS, "vae": UNET_SAFETENSORS, "text_encoder": "model.safetensors"}
@@ -115,23 +114,13 @@ def load_tokenizer(folder: Path):
 
 def _load_part(cls, folder: Path, name: str):
     """A component (``cls.from_pretrained(folder/name)``, safetensors only, fp32); one line when it cannot load."""
-    part = Path(folder) / name
-    read_json_config(part / "config.json")
-    for path in sorted(part.glob("*.safetensors")):
-        check_safetensors(path)
     from transformers.utils import logging as transformers_logging
 
-    log = logging.getLogger("diffusers.models.modeling_utils")
-    held = _HeldRecords()
-    log.addFilter(held)
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # no "Loading weights" bar for a 16 MB text encoder
     try:
-        return cls.from_pretrained(str(part), use_safetensors=True).eval()
-    except Exception as error:  # noqa: BLE001 - diffusers/transformers raise many types for bad files
-        raise ValueError(f"{part} could not be loaded as a {cls.__name__} ({one_line(error)})") from None
+        return load_component(cls, Path(folder) / name).eval()
     finally:
-        log.removeFilter(held)
         if bars:
             transformers_logging.enable_progress_bar()
 
