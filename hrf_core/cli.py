@@ -207,7 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a new run; under ``torchrun`` every rank runs this, rank 0 creates and writes the run."""
     from hrf_core.models.registry import load_base_model
     from hrf_core.rl.distributed import layout
-    from hrf_core.rl.launch import check_memory, start_run
+    from hrf_core.rl.launch import start_run
+    from hrf_core.rl.memory import check_fits
     from hrf_core.store.runs import RunStore
 
     config = config_from_args(args)
@@ -217,12 +218,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if dist.active:
         config = config.replace(extra={**config.extra, "distributed": ranks})
     try:  # before the weights take their share of the GPU
-        check_memory(config, device, dist.world)
+        check_fits(config, device, dist.world)
     except settings.SettingError as error:
         raise ValueError(error.render(settings.flag)) from None
     base = load_base_model(config.model, device)  # unreadable weights: one line, and no run folder is made
     launch = start_run(config, RunStore(args.out), args.name, report_to=report_to, trusted=True, dist=dist,
-                       base=base)
+                       memory=False, base=base)  # its fit was checked above, on this device and these ranks
     return _train(launch)
 
 

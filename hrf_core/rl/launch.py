@@ -44,7 +44,8 @@ def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -
     command line, never a browser): a registered model may be downloaded or run on a CPU, and the reward may be
     the user's own function (``path/to/file.py:function`` or ``module:function``), imported here and tried on
     two random images of the model's shape, so a wrong output fails before a run starts. ``memory``: also refuse a
-    run that would not fit its GPU (:func:`check_memory`; skipped when the model is already loaded on it).
+    run that would not fit its GPU (:func:`hrf_core.rl.memory.check_fits`; the command line checks it itself, on its
+    device and ranks, before it loads the model).
     """
     config.validate()
     from hrf_core.models.registry import MODELS, availability, model_folder
@@ -70,15 +71,9 @@ def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -
         raise ValueError(f"reward {config.reward} reads each sample's prompt: it needs a prompted run (a conditional "
                          "model with prompts)")
     if memory:
-        check_memory(config)
+        from hrf_core.rl.memory import check_fits
 
-
-def check_memory(config: TrainConfig, device: Any = None, world: int = 1) -> None:
-    """A :class:`~hrf_core.settings.SettingError` (one line: the estimate, the free memory, what to lower) when the
-    run would not fit its GPU (:mod:`hrf_core.rl.memory`); nothing on a CPU."""
-    from hrf_core.rl.memory import check_fits
-
-    check_fits(config, device, world)
+        check_fits(config)
 
 
 def check_prompts(config: TrainConfig) -> None:
@@ -217,9 +212,10 @@ def open_trainer(config: TrainConfig, run: Run, *, report_to: Iterable[str] = ()
 
 
 def start_run(config: TrainConfig, store: RunStore, name: str | None = None, *, report_to: Iterable[str] = (),
-              trusted: bool = False, dist: Any = None, **kwargs: Any) -> Launch:
-    """Check ``config`` (:func:`preflight`), create its run and open its trainer (see :func:`open_trainer`)."""
-    preflight(config, trusted=trusted, memory="base" not in kwargs)  # a loaded model: its memory was checked before
+              trusted: bool = False, dist: Any = None, memory: bool = True, **kwargs: Any) -> Launch:
+    """Check ``config`` (:func:`preflight`; ``memory``: its fit on the GPU too), create its run and open its trainer
+    (see :func:`open_trainer`)."""
+    preflight(config, trusted=trusted, memory=memory)
     if dist is not None:
         config.check_processes(dist.world)  # before a run folder is made
         kwargs["dist"] = dist
