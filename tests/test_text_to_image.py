@@ -281,6 +281,11 @@ def test_a_run_that_does_not_fit_is_refused_with_one_line_naming_what_to_lower(t
         from hrf_core.rl.launch import preflight
 
         preflight(config_of(tiny_sd_dir))
+    with pytest.raises(settings.SettingError) as refused:
+        memory.check_fits(config_of(tiny_sd_dir))
+    page_line = memory.estimate(config_of(tiny_sd_dir)).line()  # the Train tab's line names the same settings
+    assert refused.value.sentence().split(": ", 1)[1] in page_line and "{" not in page_line
+    assert settings.words("train_batch_size") in page_line
     monkeypatch.setattr(memory, "device_memory", lambda device: (80.0, 80.0))
     assert memory.check_fits(config_of(tiny_sd_dir)).fits
 

@@ -75,8 +75,7 @@ def memory_line(values: dict[str, Any], preset: str | None = None, base: TrainCo
         found = estimate(config)
     except Exception:  # noqa: BLE001 - an incomplete form or an unreadable model: the start refuses it with its reason
         return ""
-    line = found.line()
-    return line.format_map({name: settings.words(name) for name in settings.TABLE}) if "{" in line else line
+    return found.line()
 
 
 # ------------------------------------------------------------------------------------ availability

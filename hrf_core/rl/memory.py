@@ -56,13 +56,19 @@ class MemoryEstimate:
     def fits(self) -> bool:
         return self.free_gb is None or self.total_gb <= self.free_gb
 
+    def advice(self) -> str:
+        """What to lower, settings as ``{field}`` placeholders (:class:`~hrf_core.settings.SettingError`'s)."""
+        return ", or ".join(self.suggestions) or "lower {batch_size}"
+
     def line(self) -> str:
-        """One line for the Train tab: the total, its largest parts, and the device's free memory."""
+        """One line for the Train tab: the total, its largest parts, and the device's free memory; settings named in
+        the page's words."""
+        from hrf_core.settings import SettingError
         largest = sorted(self.parts.items(), key=lambda kv: -kv[1])[:3]
         detail = ", ".join(f"{name} {value:.1f}" for name, value in largest)
         where = f"{self.device} has {self.free_gb:.1f} GB free" if self.free_gb is not None else \
             "no GPU here: nothing is refused"
-        verdict = "" if self.fits else f" — does not fit: {', or '.join(self.suggestions) or 'lower the batches'}"
+        verdict = "" if self.fits else f" — does not fit: {SettingError(self.advice()).sentence()}"
         total = f"about {self.total_gb:.1f} GB" if self.total_gb >= 0.1 else "under 0.1 GB"
         return f"Memory: {total} ({detail}; {where}){verdict}"
 
@@ -324,17 +330,13 @@ def check_fits(config: TrainConfig, device: torch.device | None = None, world: i
     """The estimate; a :class:`~hrf_core.settings.SettingError` (one line naming what to lower) when the run would
     not fit the GPU's free memory. Nothing is refused on a CPU."""
     from hrf_core.models.registry import resolve_device
-    from hrf_core.settings import SettingError, words
+    from hrf_core.settings import SettingError
 
     device = device or resolve_device(config.device)
     if device_memory(device) is None:  # a CPU run: nothing to compare with, nothing refused (and nothing built)
         return None
     found = estimate(config, device, world)
     if not found.fits:
-        advice = ", or ".join(found.suggestions) or "lower {batch_size}"
-        template = (f"this run needs about {found.total_gb:.1f} GB on {found.device}, which has {found.free_gb:.1f} "
-                    f"GB free: {advice}")
-        page = template.format_map({name: words(name) for name in
-                                    ("train_batch_size", "grad_checkpointing", "batch_size", "bf16", "finetune")})
-        raise SettingError(template, page=page)
+        raise SettingError(f"this run needs about {found.total_gb:.1f} GB on {found.device}, which has "
+                           f"{found.free_gb:.1f} GB free: {found.advice()}")
     return found
