@@ -281,9 +281,9 @@ class TrainTab:
         sampling = dict(concurrency_id="sampling", concurrency_limit=1)
         c.preset.change(self._fill_event, {c.preset}, [*f.values(), c.note], **quiet)
         memory = self._form_event(lambda token, preset, values: self.memory(preset, values))
-        for component in (c.preset, *f.values()):  # the estimate follows the form
-            component.change(memory, inputs, c.memory, concurrency_id="memory", concurrency_limit=1, **quiet)
-        demo.load(memory, inputs, c.memory, **quiet)
+        # the estimate follows the form: one event, so a preset that changes every field queues one estimate, not 20
+        gr.on([demo.load, c.preset.change, *(component.change for component in f.values())], memory, inputs,
+              c.memory, trigger_mode="always_last", concurrency_id="memory", concurrency_limit=1, **quiet)
         f["model"].change(train.model_info, f["model"], c.model_info, **quiet).then(
             self.strip, [f["model"], f["num_steps"]], f["window"], **quiet, **sampling)
         f["reward"].change(train.reward_info, f["reward"], c.reward_info, **quiet)
