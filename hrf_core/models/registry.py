@@ -210,8 +210,8 @@ def model_folder(name: str) -> Path:
     if not path.is_dir():
         known = ", ".join(MODELS)
         raise ValueError(f"unknown model {name!r}: use one of {known}, or a local diffusers folder")
-    if adapter_base_of(path):  # a LoRA checkpoint: its base model must resolve too
-        model_folder(adapter_base_of(path))
+    if base := adapter_base_of(path):  # a LoRA checkpoint: its base model must resolve too
+        model_folder(base)
         return path.resolve()
     return _safetensors_folder(path.resolve())
 
@@ -247,12 +247,16 @@ def _config_folder(name: str, download: bool = True) -> Path:
     return _config_folder(base, download) if base else folder
 
 
+def _network_folder(folder: Path) -> Path:
+    """``folder`` itself, or a LoRA checkpoint's base model's folder (the configs of the network it adapts)."""
+    base = adapter_base_of(Path(folder))
+    return model_folder(base) if base else Path(folder)
+
+
 def sample_shape_of(folder: Path) -> tuple[int, int, int]:
     """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded); a latent
     model's latents."""
-    base = adapter_base_of(Path(folder))
-    folder = model_folder(base) if base else folder
-    unet_dir, _ = _diffusers_parts(Path(folder))
+    unet_dir, _ = _diffusers_parts(_network_folder(folder))
     config = read_json_config(unet_dir / "config.json")
     size = config.get("sample_size", 32)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -264,8 +268,7 @@ def image_shape_of(folder: Path) -> tuple[int, int, int]:
     from hrf_core.models.latent import image_shape_of as latent_image_shape
     from hrf_core.models.latent import is_text_to_image
 
-    base = adapter_base_of(Path(folder))
-    folder = model_folder(base) if base else Path(folder)
+    folder = _network_folder(folder)
     return latent_image_shape(folder) if is_text_to_image(folder) else sample_shape_of(folder)
 
 
