@@ -217,7 +217,8 @@ class ScriptingApi:
         presenter.check(values.get("token"))
         config = self.config(values)
         run_id = self.manager.start(config)
-        return {"run_id": run_id, "config": config.to_dict(), "message": f"Started {run_id}."}
+        note = f" {self.manager.start_note}" if self.manager.start_note else ""
+        return {"run_id": run_id, "config": config.to_dict(), "message": f"Started {run_id}.{note}"}
 
     def _duel(self, values: dict) -> dict:
         presenter.check(values.get("token"))

@@ -65,11 +65,12 @@ TrainerFactory = Callable[[TrainConfig, Run, list, threading.Event], TrainerLike
 ResumeFactory = Callable[[Run, int, list, threading.Event], TrainerLike]
 
 
-def default_preflight(config: TrainConfig) -> None:
-    """Raise ValueError (one clear line) if the config, its model or its reward cannot run here now."""
+def default_preflight(config: TrainConfig) -> str:
+    """Raise ValueError (one clear line) if the config, its model or its reward cannot run here now; the line that
+    says its evaluation falls back to a proxy here ("" when it does not)."""
     from hrf_core.rl.launch import preflight
 
-    preflight(config)
+    return preflight(config)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class JobManager:
         self,
         store: RunStore,
         trainer_factory: TrainerFactory | None = None,
-        preflight: Callable[[TrainConfig], None] | None = default_preflight,
+        preflight: Callable[[TrainConfig], str | None] | None = default_preflight,
         torch_threads: int | None = None,
         report_to: tuple[str, ...] | None = None,
         resume_factory: ResumeFactory | None = None,
@@ -134,6 +135,8 @@ class JobManager:
         self.trainer_factory = trainer_factory
         self.resume_factory = resume_factory
         self.preflight = preflight
+        #: the latest start's one line about a proxy standing in for weights it could not have ("" for none)
+        self.start_note = ""
         self.torch_threads = torch_threads
         self.report_to = report_to  # None: HRF_REPORT_TO, read at each start
         self._lock = threading.Lock()
@@ -227,10 +230,12 @@ class JobManager:
         with self._lock:
             self._refuse_if_busy()
             report_to = trackers.require(trackers.from_env() if self.report_to is None else self.report_to)
+            notes = []
             for config in configs:
                 config.validate()
                 if self.preflight is not None:
-                    self.preflight(config)
+                    notes.append(self.preflight(config) or "")
+            self.start_note = next((note for note in notes if note), "")
             runs = create_runs(self.store, configs, names)
             job = _Job(run=runs[0], config=configs[0], stop_event=threading.Event(), started=time.time(),
                        partner=runs[1] if len(runs) > 1 else None,

@@ -1,6 +1,8 @@
 """``python -m hrf_core``: train, resume, sample, export, pretrain and experiment from the shell.
 
-Bad input prints one clear line (``error: ...``) and exits with code 2.
+Bad input prints one clear line (``error: ...``) and exits with code 2. ``--offline`` (anywhere on the line, any
+command) says the network is unreachable: nothing is downloaded, and weights that are not cached fall back to a
+labelled proxy or are refused before anything starts (:mod:`hrf_core.downloads`, docs/OFFLINE.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m hrf_core", description=__doc__.splitlines()[0])
+    parser.add_argument("--offline", action="store_true", help="never download: weights that are not cached fall "
+                        "back to a labelled proxy or are refused before a run starts (docs/OFFLINE.md)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="fine-tune a base model (DDPO / HRF / HRF sliding / HRF-D)")
@@ -304,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--offline" in argv:  # every command, its own parser or a forwarded one's
+        from hrf_core import downloads
+
+        argv = [arg for arg in argv if arg != "--offline"]
+        downloads.set_offline(True)
     if argv and argv[0] in FORWARDED:
         try:
             name = EXPERIMENTS.get(argv[1] if len(argv) > 1 else "", FORWARDED[argv[0]]) \

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hrf_core.downloads import Unavailable
 from hrf_core.measure.features import ClipFeatures
 from hrf_core.rewards import aesthetic
 from hrf_core.rewards.aesthetic import (
@@ -181,9 +182,9 @@ def test_offline_without_weights_is_unavailable_and_refused(offline: Path) -> No
     """No download attempted (how fast it fails: bench/fail_fast.py)."""
     ok, reason = aesthetic_available()
     assert not ok and "HF_HUB_OFFLINE" in reason and "aesthetic" in reason and "ViT-L-14" in reason
-    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(Unavailable, match="HF_HUB_OFFLINE"):
         make_aesthetic_reward()
-    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(Unavailable, match="HF_HUB_OFFLINE"):
         load_aesthetic_mlp()
 
 

@@ -254,7 +254,9 @@ def _empty_caches(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 def test_offline_extractors_fail_clearly(monkeypatch, tmp_path, name: str, needle: str) -> None:
     """No download attempted (how fast it fails: bench/fail_fast.py)."""
     _empty_caches(monkeypatch, tmp_path)
-    with pytest.raises(RuntimeError) as err:
+    from hrf_core.downloads import Unavailable
+
+    with pytest.raises(Unavailable) as err:  # a ValueError: the command line's one line, exit 2
         make_feature_extractor(name)
     assert needle in str(err.value) and "HF_HUB_OFFLINE" in str(err.value) and "python -c" in str(err.value)
 

@@ -45,7 +45,10 @@ class TrainTab:
             run_ids = go()
         except Exception as error:  # noqa: BLE001 - refusals and failures alike leave the page up
             return shown(error, "Not started: "), gr.Tabs()
-        return common.notice_html(f"Started {' and '.join(run_ids)}.", "ok"), gr.Tabs(selected="live")
+        note = self.manager.start_note  # a proxy stands in for weights this machine cannot have: one line
+        note = f" {note[:1].upper()}{note[1:]}." if note else ""
+        return common.notice_html(f"Started {' and '.join(run_ids)}.{note}", "warning" if note else "ok"), \
+            gr.Tabs(selected="live")
 
     def config(self, preset: str | None, values: dict[str, Any]):
         """The config the form describes (``values`` by setting name); ValueError naming the field."""

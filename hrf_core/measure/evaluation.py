@@ -4,8 +4,9 @@ The embeddings depend on the images: 1x16x16 digits are measured on the digits c
 features (Vendi, Inception Score, class coverage and entropy) and on pixels. Other (RGB) models are
 measured on learned embeddings whenever their weights are cached or can be downloaded: Inception-v3
 (Inception Score, and Vendi on its pool features) and CLIP ViT-L/14 (Vendi), as the paper measured
-IS and Vendi; offline without them, on pixels, which is a weak proxy for semantic diversity (pixel
-Vendi rose while the digits collapsed, docs/RESULTS.md) and is labelled as such.
+IS and Vendi; offline without them (:mod:`hrf_core.downloads` decides), on pixels, which is a weak proxy for
+semantic diversity (pixel Vendi rose while the digits collapsed, docs/RESULTS.md) and is labelled as such: one line
+(:func:`fallback_line`) in the run's log, on the page and in the run's config.
 """
 
 from __future__ import annotations
@@ -24,15 +25,22 @@ DIGITS_SHAPE = (1, 16, 16)
 RGB_EMBEDDINGS = ("inception", "clip")
 EMBEDDINGS = ("pixel", "classifier", *RGB_EMBEDDINGS)
 PIXEL_PROXY = "pixel Vendi: weak proxy"
+#: What each learned embedding measures, for the fallback line.
+LABELS = {"inception": "Inception-v3 (IS, Vendi)", "clip": "CLIP ViT-L/14 (Vendi)"}
 
 
 def embedding_available(name: str) -> bool:
     """Whether ``name``'s weights are cached, or may be downloaded (not offline); builds nothing."""
-    from hrf_core.measure.features import clip_checkpoint, hub_offline, inception_weights_file
+    from hrf_core import downloads
+    from hrf_core.measure.features import clip_checkpoint, inception_weights_file
 
     if name in ("pixel", "classifier"):
         return True
-    if not hub_offline():
+    if name == "inception" and inception_weights_file().is_file():
+        return True
+    if name == "clip" and clip_checkpoint() is not None:
+        return True
+    if not downloads.offline():
         return True
     if name == "inception":
         return inception_weights_file().is_file()
@@ -56,24 +64,69 @@ def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[st
     return ("pixel", *[name for name in RGB_EMBEDDINGS if embedding_available(name)])
 
 
+def fallback_line(missing: Sequence[str]) -> str:
+    """One line: the learned embeddings ``missing`` here and what the evaluation measures instead ("" for none)."""
+    if not missing:
+        return ""
+    from hrf_core import downloads
+
+    instead = "pixels, a weak proxy" if set(missing) >= set(RGB_EMBEDDINGS) else "the other embeddings"
+    return (f"evaluation on {instead}: {' and '.join(LABELS[name] for name in missing)} weights not cached and this "
+            f"machine is {downloads.reason() or 'offline'} (to fetch them: {downloads.GUIDE})")
+
+
+def evaluation_plan(sample_shape: tuple[int, int, int], requested: Sequence[str] = (),
+                    given: Sequence[str] = ()) -> tuple[tuple[str, ...], str]:
+    """Before a run: (the embeddings its evaluation will use, the fallback line or ""); builds and downloads nothing.
+
+    A ``requested`` embedding whose weights cannot be had (and whose extractor is not ``given``) is refused
+    (:class:`hrf_core.downloads.Unavailable`); the default choice falls back to what is at hand, with the line that
+    says so.
+    """
+    from hrf_core import downloads
+
+    chosen = choose_embeddings(sample_shape, requested)
+    if requested:
+        for name in chosen:
+            if name not in given and not embedding_available(name):
+                raise downloads.Unavailable(f"evaluation embeddings {name!r}: {_missing_line(name)}")
+        return chosen, ""
+    if tuple(sample_shape) == DIGITS_SHAPE:
+        return chosen, ""
+    return chosen, fallback_line([name for name in RGB_EMBEDDINGS if name not in chosen])
+
+
+def _missing_line(name: str) -> str:
+    from hrf_core import downloads
+    from hrf_core.measure.features import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, INCEPTION_FETCH, clip_weights
+
+    if name == "clip":
+        return downloads.missing(*clip_weights(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED))
+    return downloads.missing("Inception-v3 weights", INCEPTION_FETCH)
+
+
 class Evaluator:
     """Callable ``(images [-1,1] (N,C,H,W), rewards (N,)) -> dict`` of named metrics.
 
     ``embeddings``: names from :data:`EMBEDDINGS` (default: :func:`choose_embeddings`). 1x16x16
     samples (the embedded digits model and its checkpoints) are measured on the digits classifier:
     Vendi on its features, IS, class coverage/entropy. ``extractors`` injects prebuilt extractors by
-    name (e.g. random-weight Inception/CLIP for benchmarks); the others are built once, here.
+    name (e.g. random-weight Inception/CLIP for benchmarks); the others are built once, here. A default (not
+    requested) learned embedding whose weights cannot be had after all (a failed download) is left out, and
+    ``fallback`` is the one line that says so (see :func:`evaluation_plan`).
     """
 
     def __init__(self, sample_shape: tuple[int, int, int], device: torch.device | str = "cpu",
                  embeddings: Sequence[str] = (), extractors: dict | None = None):
+        from hrf_core import downloads
         from hrf_core.measure.features import make_feature_extractor
 
         self.device = torch.device(device)
         self.classifier = None
-        self.embeddings = choose_embeddings(sample_shape, embeddings)
+        chosen, self.fallback = evaluation_plan(sample_shape, embeddings, tuple(extractors or ()))
         self._extractors: dict = {}
-        for name in self.embeddings:
+        lost = []
+        for name in chosen:
             if extractors and name in extractors:
                 self._extractors[name] = extractors[name]
             elif name == "classifier":
@@ -81,7 +134,15 @@ class Evaluator:
 
                 self.classifier = load_digit_classifier(device=self.device)
             elif name != "pixel":
-                self._extractors[name] = make_feature_extractor(name, device=self.device)
+                try:
+                    self._extractors[name] = make_feature_extractor(name, device=self.device)
+                except downloads.Unavailable:
+                    if embeddings:  # asked for by name: no proxy stands in
+                        raise
+                    lost.append(name)
+        self.embeddings = tuple(name for name in chosen if name not in lost)
+        if lost:
+            self.fallback = fallback_line([name for name in RGB_EMBEDDINGS if name not in self.embeddings])
 
     def projection_embedding(self):
         """(extractor, label) of the most semantic embedding here, for the Compare tab's joint projection."""

@@ -19,8 +19,9 @@ Registered names (see :func:`make_feature_extractor`):
 
 Every extractor has ``name``, ``dim`` (None until known) and ``__call__(images) -> (N, D)`` float32 on
 CPU, run under ``torch.inference_mode``; the classifier and Inception extractors add ``probs`` and
-``features_and_probs``. Weights that are neither cached nor downloadable (``HF_HUB_OFFLINE=1``) raise a
-``RuntimeError`` at construction, at once, saying what is missing and how to fetch it.
+``features_and_probs``. Weights that are neither cached nor downloadable (offline: :mod:`hrf_core.downloads`)
+raise :class:`hrf_core.downloads.Unavailable` (a ``ValueError``) at construction, at once, saying what is missing
+and how to fetch it; a failed download does too.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from hrf_core import downloads
 from hrf_core.imaging import to_unit
 
 DEFAULT_CLIP_MODEL = "ViT-L-14"
 DEFAULT_CLIP_PRETRAINED = "openai"
 INCEPTION_WEIGHTS = "IMAGENET1K_V1"
+#: The command that caches the Inception-v3 weights under ``$TORCH_HOME`` (docs/OFFLINE.md).
+INCEPTION_FETCH = "python -c \"import torchvision; torchvision.models.inception_v3(weights='IMAGENET1K_V1')\""
 
 
 @runtime_checkable
@@ -47,14 +51,6 @@ class FeatureExtractor(Protocol):
     name: str
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set truthy now or was at import."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return env.strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
 
 
 def _infer(fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], images: torch.Tensor,
@@ -173,15 +169,13 @@ class InceptionFeatures:
         weights = Inception_V3_Weights[INCEPTION_WEIGHTS]
         if model is None:
             cached = inception_weights_file(model_dir)
-            if not cached.is_file() and hub_offline():
-                raise RuntimeError(
-                    f"Inception-v3 weights ({weights.url}) are not cached at {cached} and HF_HUB_OFFLINE=1: "
-                    "on a machine with network run `python -c \"import torchvision; "
-                    "torchvision.models.inception_v3(weights='IMAGENET1K_V1')\"` (or copy the file there), "
-                    "or unset HF_HUB_OFFLINE")
+            if not cached.is_file():  # torchvision's download ignores HF_HUB_OFFLINE: decided here
+                with downloads.guarded(f"Inception-v3 weights ({os.path.basename(weights.url)}, ~104 MB, for "
+                                       f"$TORCH_HOME/hub/checkpoints)", INCEPTION_FETCH):
+                    weights.get_state_dict(progress=False, check_hash=True, model_dir=str(cached.parent))
             model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-            state = weights.get_state_dict(progress=False, check_hash=True, model_dir=str(cached.parent))
-            model.load_state_dict(state)
+            model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True,
+                                                         model_dir=str(cached.parent)))
         self.device = torch.device(device)
         self.fc: nn.Module = model.fc
         model.fc = nn.Identity()
@@ -242,11 +236,15 @@ def clip_checkpoint(model_name: str = DEFAULT_CLIP_MODEL, pretrained: str = DEFA
     return None
 
 
+def clip_weights(model_name: str, pretrained: str) -> tuple[str, str]:
+    """(what, command): open_clip's weights for ``model_name``/``pretrained`` and the command that caches them."""
+    return (f"open_clip weights {model_name}/{pretrained}" + (" (~1.7 GB)" if model_name == "ViT-L-14" else ""),
+            f"python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{pretrained}')\"")
+
+
 def clip_missing_message(model_name: str, pretrained: str) -> str:
-    """One line: which open_clip weights are missing and how to fetch them."""
-    return (f"open_clip weights {model_name}/{pretrained} are not in the local cache and HF_HUB_OFFLINE=1: "
-            f"on a machine with network run `python -c \"import open_clip; open_clip.create_model("
-            f"'{model_name}', pretrained='{pretrained}')\"` (ViT-L-14 is ~1.7 GB), or unset HF_HUB_OFFLINE")
+    """One line: which open_clip weights are missing, why they cannot be downloaded, and how to fetch them."""
+    return downloads.missing(*clip_weights(model_name, pretrained))
 
 
 def load_clip_model(model_name: str = DEFAULT_CLIP_MODEL, pretrained: str = DEFAULT_CLIP_PRETRAINED,
@@ -259,17 +257,19 @@ def load_clip_model(model_name: str = DEFAULT_CLIP_MODEL, pretrained: str = DEFA
         raise ValueError(f"unknown open_clip weights {model_name!r}/{pretrained!r}")
     path = clip_checkpoint(model_name, pretrained, cache_dir)
     quick_gelu = bool(cfg.get("quick_gelu", False))
-    if path is None:
-        if hub_offline():
-            raise RuntimeError(clip_missing_message(model_name, pretrained))
-        model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
-                                       force_quick_gelu=quick_gelu, cache_dir=cache_dir)
-    else:  # cached: load the file directly (no network), with the tag's preprocessing and activation
-        from open_clip.transform import PreprocessCfg
+    if path is None:  # open_clip's own download (the Hub, or a URL that ignores HF_HUB_OFFLINE): decided here
+        from open_clip.pretrained import download_pretrained
 
-        pp = {k: v for k, v in cfg.items() if k in PreprocessCfg.__dataclass_fields__}
-        model = open_clip.create_model(model_name, pretrained=path, device=device, force_quick_gelu=quick_gelu,
-                                       force_preprocess_cfg=pp or None)
+        with downloads.guarded(*clip_weights(model_name, pretrained)):
+            path = download_pretrained(cfg, cache_dir=cache_dir)
+    if not path:
+        raise ValueError(f"open_clip has no weights file for {model_name!r}/{pretrained!r}")
+    from open_clip.transform import PreprocessCfg
+
+    # the cached file, loaded directly (no network), with the tag's preprocessing and activation
+    pp = {k: v for k, v in cfg.items() if k in PreprocessCfg.__dataclass_fields__}
+    model = open_clip.create_model(model_name, pretrained=path, device=device, force_quick_gelu=quick_gelu,
+                                   force_preprocess_cfg=pp or None)
     return model.eval()
 
 

@@ -24,7 +24,6 @@ with one line, never a traceback from diffusers.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +107,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
 #: Hub snapshot patterns: configs and safetensors, or (older repos) configs and the UNet's pickle.
 HUB_PATTERNS = ["*.json", "*.safetensors"]
 HUB_PICKLE_PATTERNS = ["*.json", UNET_PICKLE, f"unet/{UNET_PICKLE}"]
@@ -154,12 +149,9 @@ def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
     cached = _cached_snapshot(repo_id, family)
     if cached is not None:
         return cached
-    if _hub_offline():
-        raise ValueError(
-            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-            f"run `{download_command(repo_id, family)}` once with network access, or unset HF_HUB_OFFLINE"
-        )
-    try:
+    from hrf_core import downloads
+
+    with downloads.guarded(f"model {repo_id!r} (the Hugging Face Hub)", download_command(repo_id, family)):
         if family == "text-to-image":
             from hrf_core.models.latent import HUB_PATTERNS as TEXT_TO_IMAGE_PATTERNS
 
@@ -167,11 +159,6 @@ def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
         folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
         if _unet_weights(_unet_dir(folder)) is None:  # an older repo: the UNet is a pickle only
             folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PICKLE_PATTERNS))
-    except Exception as error:  # network errors come in many types
-        raise ValueError(
-            f"could not download {repo_id!r} from the Hugging Face Hub ({type(error).__name__}): "
-            "check the network, or download it once with `hf download`"
-        ) from error
     return folder
 
 
@@ -383,6 +370,8 @@ def availability(name: str) -> tuple[bool, str]:
         return ok, "" if ok else f"missing {spec.location}: run `python -m hrf_core pretrain digits16`"
     if _cached_snapshot(spec.location, spec.family) is not None:
         return True, ""
-    if _hub_offline():
-        return False, f"weights not cached and HF_HUB_OFFLINE is set: `{download_command(spec.location, spec.family)}`"
+    from hrf_core import downloads
+
+    if downloads.offline():
+        return False, downloads.missing("weights", download_command(spec.location, spec.family))
     return True, f"weights will be downloaded on first use ({spec.download})"

@@ -8,8 +8,8 @@ activations). The score is roughly 1..10 (higher = more aesthetic).
 Weights: ``sac+logos+ava1-l14-linearMSE.pth`` (3,714,759 bytes, sha256 ``21dd590f...d511bff0f1e0``) are
 fetched from the Hugging Face Hub on first use (``AESTHETIC_REPO``; never committed), verified against
 that sha256, loaded with ``torch.load(weights_only=True)`` and cached as safetensors in
-``$HRF_CACHE_DIR`` (default ``~/.cache/hrf-explorer``). Offline (``HF_HUB_OFFLINE=1``) and uncached:
-a ``RuntimeError`` at once; :func:`aesthetic_available` says so without raising.
+``$HRF_CACHE_DIR`` (default ``~/.cache/hrf-explorer``). Offline (:mod:`hrf_core.downloads`) and uncached:
+:class:`hrf_core.downloads.Unavailable` at once; :func:`aesthetic_available` says so without raising.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hrf_core import downloads
 from hrf_core.measure.features import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
     ClipFeatures,
     clip_checkpoint,
     clip_missing_message,
-    hub_offline,
 )
 
 AESTHETIC_FILENAME = "sac+logos+ava1-l14-linearMSE.pth"
@@ -96,24 +96,25 @@ def load_verified_pth(path: str | Path, sha256: str = AESTHETIC_SHA256) -> dict[
 
 
 def _hub_pth(repo_id: str, filename: str) -> Path:
-    """The checkpoint from the HF cache, or downloaded; RuntimeError at once when offline and missing."""
+    """The checkpoint from the HF cache, or downloaded; :class:`~hrf_core.downloads.Unavailable` at once when offline
+    and missing, or when the download fails."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     hit = try_to_load_from_cache(repo_id, filename)
     if isinstance(hit, str) and os.path.isfile(hit):
         return Path(hit)
-    if hub_offline():
-        raise RuntimeError(aesthetic_missing_message(repo_id, filename))
-    try:
+    with downloads.guarded(*_aesthetic_weights(repo_id, filename)):
         return Path(hf_hub_download(repo_id, filename))
-    except Exception as e:  # network, auth or missing-file errors: one clear line
-        raise RuntimeError(f"could not download {filename} from the Hub repo {repo_id}: {e}") from e
+
+
+def _aesthetic_weights(repo_id: str = AESTHETIC_REPO, filename: str = AESTHETIC_FILENAME) -> tuple[str, str]:
+    """(what, command): the MLP's weights and the command that caches them."""
+    return (f"LAION aesthetic MLP weights ({filename} from {repo_id}, sha256 {AESTHETIC_SHA256[:12]}...)",
+            "python -c \"from hrf_core.rewards.aesthetic import aesthetic_weights; aesthetic_weights()\"")
 
 
 def aesthetic_missing_message(repo_id: str = AESTHETIC_REPO, filename: str = AESTHETIC_FILENAME) -> str:
-    return (f"LAION aesthetic MLP weights are not cached and HF_HUB_OFFLINE=1: on a machine with network run "
-            f"`python -c \"from hrf_core.rewards.aesthetic import aesthetic_weights; aesthetic_weights()\"` "
-            f"(fetches {filename} from {repo_id}), or pass source= a local copy (sha256 {AESTHETIC_SHA256[:12]}...)")
+    return downloads.missing(*_aesthetic_weights(repo_id, filename))
 
 
 def aesthetic_weights(cache: str | Path | None = None, source: str | Path | None = None,
@@ -174,7 +175,7 @@ def aesthetic_available(cache: str | Path | None = None) -> tuple[bool, str]:
         return False, f"aesthetic reward unavailable: {e}"
     if mlp_ok and clip_ok:
         return True, ""
-    if hub_offline():
+    if downloads.offline():
         missing = ([] if mlp_ok else [aesthetic_missing_message()]) + (
             [] if clip_ok else [clip_missing_message(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)])
         return False, "; ".join(missing)

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from hrf_core import downloads
 from hrf_core.measure.features import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
     ClipFeatures,
     clip_checkpoint,
     clip_missing_message,
-    hub_offline,
 )
 
 
@@ -31,7 +31,7 @@ def clip_alignment_available() -> tuple[bool, str]:
         return False, f"CLIP alignment unavailable: {error}"
     if cached:
         return True, ""
-    if hub_offline():
+    if downloads.offline():
         return False, clip_missing_message(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
     return True, "weights will be downloaded on first use (CLIP ViT-L/14 ~1.7 GB)"
 

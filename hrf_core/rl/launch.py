@@ -3,7 +3,8 @@
 Every driver goes through here: the app's job manager (a run or a duel in a background thread), the command
 line (also one rank of torchrun) and the experiments (:mod:`hrf_core.study.experiment`).
 
-- :func:`preflight`: can the config's model and reward run here now (one line when not; nothing written);
+- :func:`preflight`: can the config's model and reward run here now (one line when not; nothing written), and
+  every download it needs decided (:mod:`hrf_core.downloads`): cached, fetched, a labelled proxy, or a refusal;
 - :func:`create_run`: the run folder (rank 0; every data-parallel rank gets its path) and its training lock;
   :func:`create_runs`: the folders of a job of one run or a duel (the app's);
 - :func:`open_trainer`: the trainer of a created run, its trackers attached (:class:`Launch`);
@@ -36,8 +37,14 @@ def default_torch_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -> None:
-    """Raise ValueError (one clear line) unless ``config`` is valid and its model and reward can run here now.
+def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -> str:
+    """Raise ValueError (one clear line) unless ``config`` is valid and its model and reward can run here now;
+    return the one line that says its evaluation falls back to a proxy here ("" when it does not).
+
+    Every download is decided here, before a run starts (:mod:`hrf_core.downloads`): weights that are cached are
+    used; weights that are not, while the network is unreachable, fall back to a labelled proxy where one exists
+    (the evaluation's learned embeddings: pixels) or are refused with one line naming what to fetch and how (the
+    model, the reward's weights, an evaluation embedding asked for by name).
 
     A registered model must be available (a GPU when it needs one; its weights cached when offline); a local
     folder must be a diffusers model folder. The reward must be registered and available. ``trusted`` (the
@@ -61,12 +68,11 @@ def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -
 
     if trusted:
         prepare_reward(config.reward, config.model)
-    else:
-        if config.reward not in REWARDS:
-            raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
-        ok, reason = REWARDS[config.reward].available()
-        if not ok:
-            raise ValueError(f"reward {config.reward} is unavailable: {reason}")
+    elif config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}: choose one of {', '.join(REWARDS)}")
+    ok, reason = REWARDS[config.reward].available()  # its weights cached, or downloadable: no proxy stands in
+    if not ok:
+        raise ValueError(f"reward {config.reward} is unavailable: {reason}")
     if REWARDS[config.reward].prompted and not config.prompted:
         raise ValueError(f"reward {config.reward} reads each sample's prompt: it needs a prompted run (a conditional "
                          "model with prompts)")
@@ -74,6 +80,10 @@ def preflight(config: TrainConfig, trusted: bool = False, memory: bool = True) -
         from hrf_core.rl.memory import check_fits
 
         check_fits(config)
+    from hrf_core.measure.evaluation import evaluation_plan
+    from hrf_core.models.registry import image_shape_of
+
+    return evaluation_plan(image_shape_of(model_folder(config.model)), config.eval_embeddings)[1]
 
 
 def check_prompts(config: TrainConfig) -> None:
@@ -220,7 +230,12 @@ def start_run(config: TrainConfig, store: RunStore, name: str | None = None, *, 
         config.check_processes(dist.world)  # before a run folder is made
         kwargs["dist"] = dist
     run = create_run(store, config, name, kwargs.get("dist"))
-    return open_trainer(config, run, report_to=report_to, **kwargs)
+    try:
+        return open_trainer(config, run, report_to=report_to, **kwargs)
+    except ValueError:  # refused before its first epoch (e.g. a download that failed): no run is left behind
+        if dist is None or dist.is_main:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def continue_run(run: Run, epochs: int | None = None, checkpoint: Path | None = None, *,

@@ -141,6 +141,8 @@ class Trainer:
                                        if dist.is_main else None)
         if self.evaluator is not None and tuple(config.eval_embeddings) != self.evaluator.embeddings:
             self._record_embeddings()
+        if self.evaluator is not None and getattr(self.evaluator, "fallback", ""):
+            log.warning(self.evaluator.fallback)  # the run's log: one line, before the first epoch
         self.prompts = RunPrompts(config, self.base.conditioner)  # each row's prompt (a prompted run)
         self.prompt_stats = (PerPromptStats(config.prompt_buffer, config.prompt_min_count)
                              if config.adv_scope == "prompt" else None)
@@ -170,10 +172,12 @@ class Trainer:
             self.base.conditioner.forget()
 
     def _record_embeddings(self) -> None:
-        """Write the evaluation embeddings in use (and the pixel-proxy note) into the run's config."""
+        """Write the evaluation embeddings in use (and the pixel-proxy note, and why) into the run's config."""
         self.config = self.config.replace(eval_embeddings=self.evaluator.embeddings)
-        self.run.update_config({"eval_embeddings": list(self.evaluator.embeddings)},
-                               {"evaluation_note": self.evaluator.note} if self.evaluator.note else None)
+        fallback = getattr(self.evaluator, "fallback", "")  # why: weights this machine cannot have (one line)
+        extra = {**({"evaluation_note": self.evaluator.note} if self.evaluator.note else {}),
+                 **({"evaluation_fallback": fallback} if fallback else {})}
+        self.run.update_config({"eval_embeddings": list(self.evaluator.embeddings)}, extra or None)
 
     def stop_check(self) -> bool:
         """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""

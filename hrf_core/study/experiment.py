@@ -175,7 +175,7 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
     return TrainConfig(
         model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
         batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every,
-        eval_samples=s.eval_samples, checkpoint_every=s.epochs // 2, device=device,
+        eval_samples=s.eval_samples, checkpoint_every=max(1, s.epochs // 2), device=device,
         extra={"experiment": NAME, "arm": arm, "task": task}, **arm_overrides(arm, s.steps, s.epochs)).validate()
 
 
@@ -741,8 +741,8 @@ def add_sitting_arguments(parser, name: str, defaults) -> None:
 def run_sitting(args, settings, name: str, build=None, report_to: tuple[str, ...] = ()) -> bool:
     """Run this sitting's units on the backend the flags name (unless ``--report-only``). Returns whether the
     report should be written now: not after one shard, which ends before the others."""
-    if args.epochs < 2:
-        raise ValueError("--epochs must be >= 2")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if args.report_only:
         return True
     from hrf_core.study.backends import backend_from_arguments

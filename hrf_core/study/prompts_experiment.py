@@ -94,8 +94,9 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
     return TrainConfig(
         model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
         batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every, eval_samples=s.eval_samples,
-        checkpoint_every=s.epochs // 2, device=device, prompts=tuple(s.prompts), guidance=s.guidance.get(task, 1.0),
-        adv_scope=scope, extra={"experiment": NAME, "arm": arm, "task": task}, **overrides).validate()
+        checkpoint_every=max(1, s.epochs // 2), device=device, prompts=tuple(s.prompts),
+        guidance=s.guidance.get(task, 1.0), adv_scope=scope, extra={"experiment": NAME, "arm": arm, "task": task},
+        **overrides).validate()
 
 
 def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
