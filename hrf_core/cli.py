@@ -127,6 +127,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         changes = {s.name: settings.parse(s.name, getattr(args, s.name)) for s in settings.on("cli")
                    if getattr(args, s.name) is not None}
         config = config.replace(**changes)
+        if "window" not in changes:  # a default (or preset) window the user never typed follows --steps, as on the page
+            config = config.replace(window=settings.fit_window(settings.format_window(config.window),
+                                                               config.num_steps))
         settings.check(config)
     except settings.SettingError as error:
         raise ValueError(error.render(settings.flag)) from None
