@@ -24,7 +24,13 @@ class _Answer:
         pass
 
 
-def patch_network(monkeypatch, tmp_path, probe_answers: bool) -> list[str]:
+class Calls(list):
+    """The download calls made; ``probe_answers``: whether the reachability probe got an answer."""
+
+    probe_answers = False
+
+
+def patch_network(monkeypatch, tmp_path, probe_answers: bool) -> Calls:
     """Every download raises a connection error (its calls are listed in the list returned); the caches empty;
     HF_HUB_OFFLINE unset; the reachability probe fails, or answers (``probe_answers``)."""
     import huggingface_hub
@@ -39,7 +45,8 @@ def patch_network(monkeypatch, tmp_path, probe_answers: bool) -> list[str]:
     monkeypatch.setenv("HRF_CACHE_DIR", str(tmp_path / "hrf"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("os.path.expanduser", lambda p: p.replace("~", str(tmp_path / "home")))
-    calls: list[str] = []
+    calls = Calls()
+    calls.probe_answers = probe_answers
 
     def refused(*args, **kwargs):
         calls.append(str(args[0]) if args else "")
@@ -91,6 +98,8 @@ def test_a_text_to_image_run_finishes_on_a_labelled_proxy(no_downloads, tiny_sd_
     assert "offline" in line and "docs/OFFLINE.md" in line and "\n" not in line
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [line]  # the run's log, once
     assert config["eval_embeddings"] == ["pixel"]
+    # decided before the run: without network nothing is tried; behind a firewall, the first download fails, no other
+    assert len(no_downloads) == (1 if no_downloads.probe_answers else 0), no_downloads
     assert json.loads((run / "status.json").read_text())["state"] == "done"
 
 
