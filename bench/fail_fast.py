@@ -71,15 +71,15 @@ def offline_aesthetic() -> None:
     ok, reason = aesthetic_available()
     if ok or "HF_HUB_OFFLINE" not in reason:
         raise AssertionError(f"aesthetic available offline with empty caches: {ok}, {reason!r}")
-    _refused(make_aesthetic_reward, RuntimeError, "HF_HUB_OFFLINE")
-    _refused(load_aesthetic_mlp, RuntimeError, "HF_HUB_OFFLINE")
+    _refused(make_aesthetic_reward, ValueError, "HF_HUB_OFFLINE")
+    _refused(load_aesthetic_mlp, ValueError, "HF_HUB_OFFLINE")
 
 
 def offline_extractor(name: str):
     def check() -> None:
         from hrf_core.measure.features import make_feature_extractor
 
-        _refused(lambda: make_feature_extractor(name), RuntimeError, "HF_HUB_OFFLINE")
+        _refused(lambda: make_feature_extractor(name), ValueError, "HF_HUB_OFFLINE")
 
     return check
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 from contextlib import contextmanager
@@ -316,6 +317,7 @@ def _main(argv: list[str] | None = None) -> int:
 
         argv = [arg for arg in argv if arg != "--offline"]
         downloads.set_offline(True)
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the experiments' worker processes and Ray tasks inherit the word
     if argv and argv[0] in FORWARDED:
         try:
             name = EXPERIMENTS.get(argv[1] if len(argv) > 1 else "", FORWARDED[argv[0]]) \

@@ -78,6 +78,8 @@ def offline() -> bool:
 
 def reason() -> str:
     """Why this machine counts as offline, in the user's terms ("" when online)."""
+    if _state["reason"]:  # said (--offline) or found out
+        return _state["reason"]
     if _env_offline():
         return "offline (HF_HUB_OFFLINE is set)"
     return (_state["reason"] or "") if offline() else ""

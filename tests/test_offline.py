@@ -131,8 +131,17 @@ def test_offline_is_found_out_once_and_an_explicit_word_needs_no_probe(monkeypat
     assert downloads.offline() and downloads.offline() and probes == [1]
     downloads.set_offline(True)
     assert downloads.offline() and downloads.reason() == "offline (--offline)" and probes == [1]
+    downloads.set_offline(None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert downloads.reason() == "offline (HF_HUB_OFFLINE is set)"
+    assert downloads.reason() == "offline (HF_HUB_OFFLINE is set)" and probes == [1]
+
+
+def test_the_command_lines_offline_word_needs_no_probe(monkeypatch, no_network, tiny_sd_dir, tmp_path, capsys):
+    probes = []
+    monkeypatch.setattr(downloads, "probe", lambda timeout=downloads.PROBE_SECONDS: probes.append(1) or "")
+    assert main(["--offline", "train", "--model", str(tiny_sd_dir), "--prompts", "cat", "--reward", "clip-alignment",
+                 "--out", str(tmp_path), *SMALL]) == 2
+    assert "offline (--offline)" in one_line(capsys.readouterr().err) and probes == [] and no_network == []
 
 
 def test_the_page_and_the_api_show_the_one_line_and_stay_up(no_network, tiny_sd_dir, tmp_path):

@@ -15,6 +15,7 @@ import torch
 from conftest import make_scheduler, make_tiny_unet
 from safetensors.torch import load_file
 
+from hrf_core import downloads
 from hrf_core.cli import main
 from hrf_core.models import registry as models
 from hrf_core.models import weights
@@ -178,6 +179,8 @@ def test_hub_download_falls_back_to_the_pickle_only_without_safetensors(rgb_dirs
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read at import, from conftest's "1"
+    monkeypatch.setattr(downloads, "_state", {"reason": ""})  # the network is reachable (no probe)
     monkeypatch.setitem(models.MODELS, "test/remote", models.ModelSpec("test/remote", "hub", "test/remote", "t"))
     assert availability("test/remote") == (True, "weights will be downloaded on first use (about 455 MB)")
     calls.clear()
