@@ -49,20 +49,35 @@ def _env_offline() -> bool:
 
 
 def probe(timeout: float = PROBE_SECONDS) -> str:
-    """"" when the Hub's endpoint answers within ``timeout`` seconds (any HTTP status), else why not (one line)."""
-    import urllib.error
-    import urllib.request
+    """"" when the Hub's endpoint answers within ``timeout`` seconds (any HTTP status), else why not (one line).
+
+    The request runs in a daemon thread joined for ``timeout``: a name lookup that hangs (urllib's timeout does not
+    cover it) is given up on too.
+    """
+    import threading
 
     from huggingface_hub import constants
 
     endpoint = constants.ENDPOINT
+    answer: list[str] = []
+    thread = threading.Thread(target=lambda: answer.append(_head(endpoint, timeout)), name="hrf-network-probe",
+                              daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return answer[0] if answer else f"{endpoint} did not answer within {timeout:g} s"
+
+
+def _head(url: str, timeout: float) -> str:
+    import urllib.error
+    import urllib.request
+
     try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
     except urllib.error.HTTPError:  # it answered
         return ""
     except Exception as error:  # noqa: BLE001 - DNS, refused, timeout, proxy: all mean "not reachable"
         why = getattr(error, "reason", None) or error  # urllib's URLError wraps the socket's error
-        return f"{endpoint} did not answer within {timeout:g} s: {' '.join(str(why).split())[:120]}"
+        return f"{url} did not answer within {timeout:g} s: {' '.join(str(why).split())[:120]}"
     return ""
 
 

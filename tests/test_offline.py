@@ -136,6 +136,18 @@ def test_offline_is_found_out_once_and_an_explicit_word_needs_no_probe(monkeypat
     assert downloads.reason() == "offline (HF_HUB_OFFLINE is set)" and probes == [1]
 
 
+def test_a_probe_that_hangs_is_given_up_on(monkeypatch):
+    """A name lookup or connection that hangs (urllib's timeout does not cover the lookup) is not waited for."""
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *args, **kwargs: release.wait(30))
+    try:
+        assert downloads.probe(0.1).endswith("did not answer within 0.1 s")
+    finally:
+        release.set()
+
+
 def test_the_command_lines_offline_word_needs_no_probe(monkeypatch, no_network, tiny_sd_dir, tmp_path, capsys):
     probes = []
     monkeypatch.setattr(downloads, "probe", lambda timeout=downloads.PROBE_SECONDS: probes.append(1) or "")
