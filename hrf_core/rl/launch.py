@@ -4,7 +4,7 @@ Every driver goes through here: the app's job manager (a run or a duel in a back
 line (also one rank of torchrun) and the experiments (:mod:`hrf_core.study.experiment`).
 
 - :func:`preflight`: can the config's model and reward run here now (one line when not; nothing written), and
-  every download it needs decided (:mod:`hrf_core.downloads`): cached, fetched, a labelled proxy, or a refusal;
+  every download it needs decided (:mod:`hrf_core.downloads`): cached, downloadable, a labelled proxy, or a refusal;
 - :func:`create_run`: the run folder (rank 0; every data-parallel rank gets its path) and its training lock;
   :func:`create_runs`: the folders of a job of one run or a duel (the app's);
 - :func:`open_trainer`: the trainer of a created run, its trackers attached (:class:`Launch`);
