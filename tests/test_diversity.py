@@ -209,12 +209,15 @@ def test_a_negative_weight_is_refused_in_one_line(tiny_model_dir, tmp_path, caps
     assert manager.store.list() == [] and not manager.busy
 
 
-def test_the_run_label_and_arms_name_the_weight():
+def test_the_run_label_the_live_plot_and_arms_name_the_weight(tmp_path):
+    from explorer.views import live
     from hrf_core import methods
     from hrf_core.study.experiment import Settings, arm_overrides, arms_of, handover_source
 
     config = {"method": "ddpo", "window": (0, 40), "num_steps": 40, "diversity_weight": 0.5}
     assert methods.run_label(config).endswith("· diversity λ=0.5")
+    run = RunStore(tmp_path).create(config)
+    assert live.run_payload(run, [])["label"] == "DDPO · diversity λ=0.5"  # the Live plot's legend
     assert "λ" not in methods.run_label({**config, "diversity_weight": 0.0})
     assert methods.arm_label({**config, "kl_coef": 0.1}) == "ddpo+kl0.1+div0.5"
     assert arm_overrides("hrf[30,40)/image/wo+div0.5", 40) == dict(
