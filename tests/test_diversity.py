@@ -228,3 +228,15 @@ def test_the_run_label_the_live_plot_and_arms_name_the_weight(tmp_path):
     arms = arms_of("ink", Settings(diversity_weights=[0.5]))
     assert {"ddpo+div0.5", "hrf[30,40)/image/wo+div0.5", "handover+div0.5"} <= set(arms)
     assert not any("+div" in arm for arm in arms_of("ink", Settings()))
+
+
+def test_the_hand_over_of_a_diversity_run_waits_for_it(tmp_path):
+    from hrf_core.study.experiment import Settings, build_units, handover_unit
+
+    units = {u.name: u for u in build_units(Settings(seeds=[0], tasks=["ink"], diversity_weights=[0.5]), tmp_path)}
+    handover = units["ink-handover-div0.5-seed0"]
+    assert handover.fn is handover_unit and handover.after == ("ink-ddpo-div0.5-seed0",)
+    assert handover.args[0] == "ink-ddpo-div0.5-seed0" and handover.args[-1] == "handover+div0.5"
+    assert units["ink-ddpo-div0.5-seed0"].args[0]["diversity_weight"] == 0.5
+    assert units["ink-hrf-30-40-image-wo-div0.5-seed0"].args[0]["outside_window"] == "base"
+    assert units["ink-handover-seed0"].after == ("ink-ddpo-seed0",)
