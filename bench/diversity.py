@@ -3,7 +3,8 @@
 Two runs of the same config, one with the bonus, advance their epochs in turn (alternated, one sitting, so the
 machine's load falls on both alike); an epoch's time is its sampling plus its update (the evaluation left out).
 The bonus itself (the kernel's features and the leave-one-out Vendi scores of every sampling batch) is also timed
-alone. Prints one line per method and writes ``--json``.
+alone, and (``--pixel-sizes``) on one batch of random RGB images of those sizes, the pixel kernel a CelebA-HQ or
+Stable Diffusion run would use. Prints one line per measurement and writes ``--json``.
 
     python bench/diversity.py                      # digits16 on this CPU: DDPO and HRF [30,40), K = 40
     python bench/diversity.py --epochs 6 --threads 2
@@ -68,6 +69,19 @@ def measure(config: TrainConfig, weight: float, epochs: int, root: Path) -> dict
             "bonus_alone_share": statistics.median(times["bonus_alone"]) / plain, "epochs": epochs}
 
 
+def pixel_bonus_seconds(size: int, batch: int, repeats: int = 3) -> float:
+    """Seconds of the bonus on one unconditional batch of ``batch`` random 3 x size x size images (pixel kernel)."""
+    from hrf_core.measure.diversity import group_bonus
+
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    groups = torch.zeros(batch, dtype=torch.long)
+    group_bonus(images, groups)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        group_bonus(images, groups)
+    return (time.perf_counter() - started) / repeats
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits16")
@@ -79,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--siblings", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--pixel-sizes", type=int, nargs="*", default=[256, 512],
+                        help="also time the bonus alone on a batch of random RGB images of these sizes")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -98,6 +114,11 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r['ratio_median']:.3f} (per pair {', '.join(f'{x:.3f}' for x in r['ratios'])}); the bonus alone "
                   f"{r['bonus_alone_s'] * 1000:.0f} ms ({r['bonus_alone_share'] * 100:.1f}% of a plain epoch)",
                   flush=True)
+    for size in args.pixel_sizes:
+        seconds = pixel_bonus_seconds(size, args.batch)
+        results[f"pixels_{size}"] = seconds
+        print(f"the bonus alone on {args.batch} RGB {size}x{size} images (pixel kernel): {seconds * 1000:.0f} ms "
+              "a batch", flush=True)
     results["settings"] = {**vars(args), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -28,16 +28,15 @@ def _classifier_features(device: str):
 
 
 def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
-    """K[i, j] = cos(f_i, f_j), float64 (N, N), from features (N, D); a zero vector is identical to other zero
-    vectors and orthogonal to the rest (as :func:`hrf_core.measure.metrics.vendi_score`)."""
-    x = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(
-        features, dtype=np.float64)
-    x = x.reshape(len(x), -1)
-    zero = ~(np.abs(x).sum(axis=1) > 0)
+    """K[i, j] = cos(f_i, f_j), float64 (N, N) numpy, from features (N, ...) flattened (computed in float64 on their
+    device); a zero vector is identical to other zero vectors and orthogonal to the rest (as
+    :func:`hrf_core.measure.metrics.vendi_score`)."""
+    x = torch.as_tensor(features).detach().flatten(1).double()
+    zero = ~(x.abs().sum(dim=1) > 0)
     if zero.any():
-        x = np.concatenate([x, zero[:, None].astype(np.float64)], axis=1)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return x @ x.T
+        x = torch.cat([x, zero[:, None].double()], dim=1)
+    x = x / x.norm(dim=1, keepdim=True)
+    return (x @ x.T).cpu().numpy()
 
 
 def diversity_kernel(images: torch.Tensor) -> np.ndarray:
@@ -47,12 +46,12 @@ def diversity_kernel(images: torch.Tensor) -> np.ndarray:
     other model on its pixels (cosine; a weak proxy, as in the evaluation). Re-point this one function to move
     the bonus to another measure.
     """
-    from hrf_core.measure.features import PixelFeatures
+    from hrf_core.imaging import to_unit
 
     if tuple(images.shape[1:]) == DIGITS_SHAPE:
         features = _classifier_features(str(images.device))(images)
-    else:
-        features = PixelFeatures()(images)
+    else:  # the pixel measure's features (measure.features.PixelFeatures), kept on the images' device
+        features = to_unit(images.detach())
     return cosine_kernel(features)
 
 
