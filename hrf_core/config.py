@@ -57,6 +57,9 @@ class TrainConfig:
     # KL regularisation to the frozen base model (DPOK): kl_coef times the mean over a sample's trained
     # steps of KL(policy step || base step), in nats per pixel (the log-prob's scale); 0 turns it off.
     kl_coef: float = 0.0
+    # The diversity bonus (docs/METHOD.md, "The diversity bonus"): A = A_reward + diversity_weight * z(b), b each
+    # sample's leave-one-out Vendi contribution to its group, z standardised within the group; 0 turns it off.
+    diversity_weight: float = 0.0
     inner_epochs: int = 1
     updates_per_epoch: int = 4  # optimiser steps per inner epoch
     train_batch_size: int = 64  # (sample, step) rows per forward+backward UNet call

@@ -169,6 +169,9 @@ TABLE: dict[str, Setting] = {s.name: s for s in (
       flag="--eval-samples", form="number", api=True),
     S("kl_coef", "KL penalty to the base (DPOK; 0 = off)", "KL penalty to the frozen base model (DPOK), nats per "
       "pixel per trained step (0: off)", low=0.0, high=1000.0, flag="--kl-coef", form="number", api=True),
+    S("diversity_weight", "Diversity weight λ (0 = off)", "weight of the diversity bonus in the advantage: each "
+      "sample's leave-one-out contribution to its group's Vendi score, standardised within the group (0: off)",
+      low=0.0, high=100.0, flag="--diversity-weight", form="number", api=True, phrase="the diversity weight"),
     S("prompts", "Prompts", "the prompt set of a prompted model; each sample draws one, uniformly (a class-conditional "
       "model: its classes, e.g. 3,7,8; a text-to-image model: any text, or a named set: @animals, "
       "@imagenet-animals; several prompts: separated by commas, or one per line; empty: an "
@@ -436,6 +439,9 @@ def check(config: TrainConfig) -> None:
          "outside its window")
     rule(config.adv_scope != "image" or (method.windowed and config.siblings >= 2),
          "{adv_scope} 'image' needs re-noised siblings (an HRF method with {siblings} >= 2)")
+    rule(config.diversity_weight == 0 or config.adv_scope != "image" or config.siblings >= 3,
+         "{diversity_weight} with {adv_scope} 'image' needs {siblings} >= 3: the bonus compares each image's "
+         "siblings, and in a group of two both add the same")
     rule(config.adv_scope != "prompt" or config.prompted,
          "{adv_scope} 'prompt' needs {prompts}: per-prompt statistics need a prompted run")
     rule(config.guidance == 1 or config.prompted, "{guidance} needs {prompts}: an unconditional model has nothing "

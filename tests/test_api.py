@@ -25,8 +25,8 @@ from hrf_core.store.runs import RunStore
 
 FORM = ["model", "reward", "method", "window_start", "window_end", "window", "start_mode", "adv_scope",
         "outside_window", "epochs", "samples_per_epoch", "batch_size", "siblings", "num_steps", "lr", "clip_range",
-        "adv_clip", "seed", "eval_every", "eval_samples", "kl_coef", "prompts", "guidance_grad", "guidance",
-        "prompt_buffer", "prompt_min_count",  # the prompts' parameters (#29)
+        "adv_clip", "seed", "eval_every", "eval_samples", "kl_coef", "diversity_weight",  # the diversity bonus (#37)
+        "prompts", "guidance_grad", "guidance", "prompt_buffer", "prompt_min_count",  # the prompts' parameters (#29)
         "train_batch_size", "bf16", "fp16", "grad_checkpointing", "finetune", "lora_rank", "lora_alpha",
         "lora_targets", "preset", "token"]  # memory and LoRA (#30)
 PARAMETERS = {

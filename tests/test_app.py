@@ -64,6 +64,7 @@ def lab(tmp_path, tiny_model_dir):
     ({"method": "sgd"}, "choose a method"),
     ({"start_mode": "sometimes"}, "choose a start mode"),
     ({"kl_coef": -1}, "KL penalty to the base"),
+    ({"diversity_weight": -1}, "The diversity weight must be between 0 and 100, got -1"),
 ])
 def test_start_validation(lab, changes, message):
     notice, tabs = lab.train.start(*form(lab.defaults, **changes))

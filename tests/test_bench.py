@@ -33,6 +33,14 @@ def test_gpu_check_code_paths_on_the_cpu(tmp_path, capsys):
 
 
 
+def test_diversity_cost_code_path(tiny_model_dir):
+    result = load("diversity").main(["--model", str(tiny_model_dir), "--steps", "4", "--samples", "8", "--batch", "4",
+                                     "--epochs", "1", "--reward", "ink", "--pixel-sizes", "8"])
+    for arm in ("ddpo", "hrf[30,40)/image"):
+        assert result[arm]["ratio_median"] > 0 and result[arm]["bonus_alone_s"] > 0
+    assert result["pixels_8"] > 0
+
+
 def test_locality_cost_code_path(tiny_model_dir):
     result = load("locality").main(["--model", str(tiny_model_dir), "--trunks", "2", "--branches", "2", "--steps",
                                     "4", "--rewards", "ink"])

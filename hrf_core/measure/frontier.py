@@ -269,10 +269,12 @@ def group_runs(trajectories: list[Trajectory]) -> dict[tuple[str, str], list[Tra
 
 
 def is_reference(trajectory: Trajectory) -> bool:
-    """DDPO with no KL penalty: the early-stopping frontier the other arms are compared with."""
+    """DDPO with no KL penalty and no diversity bonus: the early-stopping frontier the other arms are compared
+    with."""
     config = trajectory.config
     reference = methods.reference().name
-    return config.get("method") == reference and not float(config.get("kl_coef") or 0.0) and trajectory.arm == reference
+    return config.get("method") == reference and not float(config.get("kl_coef") or 0.0) and \
+        not float(config.get("diversity_weight") or 0.0) and trajectory.arm == reference
 
 
 def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,

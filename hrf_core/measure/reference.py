@@ -83,11 +83,13 @@ def _metric_series(rows: list[dict]) -> dict[str, list[float]]:
 
 
 def from_runs(runs: list[Run], samples: int, rows_of=None) -> ReferenceCurve | None:
-    """A curve from DDPO runs (no KL) evaluated on ``samples`` samples; None if there is none with two points."""
+    """A curve from DDPO runs (no KL, no diversity bonus) evaluated on ``samples`` samples; None if there is none
+    with two points."""
     seeds = []
     for run in runs:
         config = run.config
         if config.get("method") != methods.reference().name or float(config.get("kl_coef") or 0) or \
+                float(config.get("diversity_weight") or 0) or \
                 int(config.get("eval_samples") or 0) != samples:
             continue
         rows = [r for r in (rows_of(run) if rows_of else run.metrics()) if isinstance(r.get("reward_mean"), float)]

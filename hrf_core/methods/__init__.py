@@ -68,17 +68,20 @@ def color_of(name: str, default: str = "#333") -> str:
 
 
 def run_label(config: dict) -> str:
-    """A run's short description: its method's words, and "· window-only" when the steps before its window
-    sample with the base model."""
+    """A run's short description: its method's words, "· window-only" when the steps before its window sample
+    with the base model, and "· diversity λ=<w>" when its advantage has the diversity bonus."""
     method = METHODS.get(config.get("method", "?"))
     if method is None:
         return str(config.get("method", "?"))
     only = " · window-only" if config.get("outside_window") == "base" and method.windowed else ""
-    return method.run_label(config) + only
+    weight = float(config.get("diversity_weight") or 0.0)
+    diverse = f" · diversity λ={weight:g}" if weight > 0 else ""
+    return method.run_label(config) + only + diverse
 
 
 def arm_label(config: dict) -> str:
-    """A run's arm: the experiment's name for it, else its method's (window, start mode) and KL coefficient."""
+    """A run's arm: the experiment's name for it, else its method's (window, start mode), KL coefficient and
+    diversity weight (``+kl<c>``, ``+div<w>``)."""
     extra = config.get("extra") or {}
     if extra.get("arm"):
         return str(extra["arm"])
@@ -88,7 +91,8 @@ def arm_label(config: dict) -> str:
         return method.arm_label(config)
     label = method.arm_label(config) if method is not None else name
     kl = float(config.get("kl_coef") or 0.0)
-    return label + (f"+kl{kl:g}" if kl > 0 else "")
+    weight = float(config.get("diversity_weight") or 0.0)
+    return label + (f"+kl{kl:g}" if kl > 0 else "") + (f"+div{weight:g}" if weight > 0 else "")
 
 
 def window_only_split(config: dict) -> int | None:

@@ -29,11 +29,12 @@ class DDPO(Method):
         return config.replace(window=(0, config.num_steps), outside_window="tuned")
 
     def partner(self, config: TrainConfig) -> TrainConfig:
-        """HRF on the late half of the steps, starts uniform in it, no KL penalty."""
+        """HRF on the late half of the steps, starts uniform in it, no KL penalty, no diversity bonus."""
         from hrf_core.methods.hrf import HRF
 
         k = config.num_steps
-        return config.replace(method=HRF.name, window=(k // 2, k), start_mode="uniform", kl_coef=0.0).validate()
+        return config.replace(method=HRF.name, window=(k // 2, k), start_mode="uniform", kl_coef=0.0,
+                              diversity_weight=0.0).validate()
 
     def window(self, config: TrainConfig, epoch: int) -> tuple[int, int]:
         return (0, config.num_steps)

@@ -57,9 +57,10 @@ class HRF(Method):
 
 
 def ddpo_partner(config: TrainConfig) -> TrainConfig:
-    """A windowed method's Duel opponent: DDPO with the same settings (no KL; epoch advantages for per-image)."""
+    """A windowed method's Duel opponent: DDPO with the same settings (no KL, no diversity bonus; epoch advantages
+    for per-image)."""
     from hrf_core.methods.ddpo import DDPO
 
     scope = "epoch" if config.adv_scope == "image" else config.adv_scope  # DDPO has no re-noised images
-    return config.replace(method=DDPO.name, window=(0, config.num_steps), kl_coef=0.0, adv_scope=scope,
-                          outside_window="tuned").validate()
+    return config.replace(method=DDPO.name, window=(0, config.num_steps), kl_coef=0.0, diversity_weight=0.0,
+                          adv_scope=scope, outside_window="tuned").validate()

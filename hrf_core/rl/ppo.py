@@ -7,6 +7,10 @@ clipped to +-adv_clip; each trained step contributes the PPO-clip loss
 
 averaged over samples and trained steps. HRF's window-scaled clipping multiplies both adv_clip
 and eps_clip by (K - s) / K for a start index s (:func:`window_scale`).
+
+The diversity bonus (docs/METHOD.md, "The diversity bonus") adds lambda * z(b) to the reward's advantage before
+the clip, z(b) each sample's leave-one-out Vendi contribution standardised within its group
+(:func:`group_standardized`, :func:`with_diversity`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,40 @@ def standardized_advantages(
         r = rewards[mask]
         advantages[mask] = (r - r.mean()) / (r.std(unbiased=False) + eps)
     return advantages.clamp(-clip, clip)
+
+
+def group_standardized(values: torch.Tensor, groups: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    """z = (v - mean) / std within each group (population std), computed in float64: (N,) values, (N,) integer
+    ids -> (N,) float32. A group whose std is at most ``tol`` (one row, or all alike) gets 0: it says nothing."""
+    values = values.double()
+    z = torch.zeros_like(values)
+    for group in groups.unique():
+        mask = groups == group
+        v = values[mask]
+        std = v.std(unbiased=False)
+        if std > tol:
+            z[mask] = (v - v.mean()) / std
+    return z.float()
+
+
+def with_diversity(advantages: torch.Tensor, bonus: torch.Tensor, z: torch.Tensor,
+                   weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """A = A_reward + weight * z, before the clip; and what it did: the reward advantage's std, the raw bonus's
+    mean and std (Vendi units), the weighted term's std and the share of rows (A_reward != 0) whose sign it flips.
+
+    advantages, bonus, z: (N,); returns (N,) float32 and the notes of an epoch's metrics row.
+    """
+    term = weight * z
+    combined = advantages + term
+    moved = advantages != 0
+    flips = ((torch.sign(combined) != torch.sign(advantages)) & moved).sum() / max(int(moved.sum()), 1)
+    return combined, {
+        "adv_reward_std": float(advantages.std(unbiased=False)),
+        "diversity_bonus_mean": float(bonus.double().mean()),
+        "diversity_bonus_std": float(bonus.double().std(unbiased=False)),
+        "diversity_term_std": float(term.std(unbiased=False)),
+        "diversity_sign_flips": float(flips),
+    }
 
 
 def ppo_clip_loss(

@@ -255,14 +255,17 @@ class Trainer:
                                    prompts=prompts)
         # inference tensors cannot enter autograd: keep plain copies for the update
         trajectory.states, trajectory.log_probs = trajectory.states.clone(), trajectory.log_probs.clone()
-        rewards = self.score(self.base.decode(trajectory.final), prompts)
+        images = self.base.decode(trajectory.final)
+        rewards = self.score(images, prompts)
+        diversity = self.update.diversity_bonus(images, start, prompts) if c.diversity_weight > 0 else None
         end = self.method.window_end(self.config, epoch)
         trained = [j for j in range(end - start) if self.trainable[start + j]]
-        return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained)
+        return Batch(trajectory=trajectory, rewards=rewards, end=end, trained=trained, diversity=diversity)
 
-    def _gather_rewards(self, batches: dict[int, Batch], n_batches: int) -> torch.Tensor:
-        """Rewards of every batch of the epoch, (n_batches, batch_size), on every rank."""
-        local = torch.stack([batches[b].rewards for b in self.my_batches]).to(self.device)
+    def _gather_rewards(self, batches: dict[int, Batch], n_batches: int, field: str = "rewards") -> torch.Tensor:
+        """Rewards (or another per-row field of :class:`Batch`) of every batch of the epoch, (n_batches, ...), on
+        every rank."""
+        local = torch.stack([getattr(batches[b], field) for b in self.my_batches]).to(self.device)
         gathered = self.dist.all_gather(local).cpu()  # (world, my batches, batch): batch b = k * world + rank
         return torch.stack([gathered[b % self.dist.world, b // self.dist.world] for b in range(n_batches)])
 
@@ -364,7 +367,8 @@ class Trainer:
         rewards = self._gather_rewards(batches, n_batches)
         sampled = time.perf_counter()
         prompts = [self.prompts.batch(epoch, b, starts[b]) for b in range(n_batches)] if c.prompted else None
-        self.update.assign_advantages(batches, rewards, starts, prompts)
+        diversity = self._gather_rewards(batches, n_batches, "diversity") if c.diversity_weight > 0 else None
+        diversity_notes = self.update.assign_advantages(batches, rewards, starts, prompts, diversity)
         update = self.update.run(batches, epoch)
         trained = time.perf_counter()
         window_end = self.method.window_end(self.config, epoch)
@@ -381,6 +385,7 @@ class Trainer:
             "sample_seconds": sampled - started,
             "update_seconds": trained - sampled,
             **update,
+            **diversity_notes,
             **self.compute.close_epoch(self.dist, self.device),
         }
         row.update(self.method.epoch_notes(self.start_state))

@@ -1,13 +1,15 @@
 """The policy update of one epoch: advantages, then PPO-clip steps over the trained (sample, step) rows.
 
 The trainer (:mod:`hrf_core.rl.trainer`) samples; this module turns its batches' rewards into advantages
-(standardised per epoch, per sampling batch or per re-noised image) and updates the policy: each inner epoch walks
+(standardised per epoch, per sampling batch or per re-noised image; plus the diversity bonus when
+``diversity_weight`` > 0) and updates the policy: each inner epoch walks
 the epoch's samples in an order drawn per (seed, epoch), one optimiser step per chunk, the loss the PPO-clip
 surrogate (:mod:`hrf_core.rl.ppo`) plus the KL penalty to the frozen base model when ``kl_coef`` > 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,7 @@ class Batch:
     end: int  # window end (global step index); trained steps are trajectory.start .. end-1
     advantages: torch.Tensor | None = None
     trained: list[int] = field(default_factory=list)  # local step indices j (global = start + j)
+    diversity: torch.Tensor | None = None  # (2, batch): each row's diversity bonus b and its standardised z
 
 
 class UpdateDiagnostics:
@@ -97,12 +100,34 @@ class PolicyUpdate:
     def clip_scale(self, start: int) -> float:
         return ppo.window_scale(start, self.t.config.num_steps) if self.t.config.window_scaled_clip else 1.0
 
+    def diversity_groups(self, start: int, prompts: list[str] | None) -> torch.Tensor:
+        """The diversity bonus's groups within one sampling batch (batch,): rows of one prompt (every row of an
+        unconditional run), and under ``adv_scope`` "image" the siblings of one re-noised image (start > 0)."""
+        c = self.t.config
+        image = [i // c.siblings if c.adv_scope == "image" and start > 0 else 0 for i in range(c.batch_size)]
+        keys = list(zip(image, prompts or [None] * c.batch_size, strict=True))
+        ids = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+        return torch.tensor([ids[key] for key in keys])
+
+    def diversity_bonus(self, images: torch.Tensor, start: int, prompts: list[str] | None) -> torch.Tensor:
+        """(2, batch) float32 of one sampling batch's finals (batch, C, H, W) in [-1, 1]: each row's leave-one-out
+        Vendi contribution b to its group (:meth:`diversity_groups`) and b standardised within the group, z."""
+        from hrf_core.measure.diversity import group_bonus
+
+        groups = self.diversity_groups(start, prompts)
+        bonus = group_bonus(images, groups)
+        return torch.stack([bonus.float(), ppo.group_standardized(bonus, groups)])
+
     def assign_advantages(self, batches: dict[int, Batch], rewards: torch.Tensor, starts: list[int],
-                          prompts: list[list[str]] | None = None) -> None:
+                          prompts: list[list[str]] | None = None,
+                          diversity: torch.Tensor | None = None) -> dict[str, float]:
         """Standardise the epoch's rewards (n_batches, batch) per ``adv_scope`` group, exactly as one process would.
 
         ``prompts``: every batch's rows' prompts (a prompted run); scope "prompt" standardises each reward against
         its prompt's recent rewards (:class:`~hrf_core.rl.ppo.PerPromptStats`, the same on every rank).
+        ``diversity`` (n_batches, 2, batch): every batch's :meth:`diversity_bonus`, when ``diversity_weight`` > 0:
+        ``diversity_weight`` x z joins the reward's advantage before the clip. Returns the bonus's notes for the
+        epoch's metrics row ({} without it).
         """
         c = self.t.config
         n_batches = rewards.shape[0]
@@ -117,11 +142,17 @@ class PolicyUpdate:
         clip = torch.cat([torch.full((c.batch_size,), c.adv_clip * self.clip_scale(s)) for s in starts])
         if c.adv_scope == "prompt":
             flat = [p for batch_prompts in prompts for p in batch_prompts]
-            advantages = self.t.prompt_stats.update(flat, rewards.reshape(-1)).clamp(-clip, clip)
+            advantages = self.t.prompt_stats.update(flat, rewards.reshape(-1))
         else:
-            advantages = ppo.standardized_advantages(rewards.reshape(-1), clip=clip, groups=groups)
+            advantages = ppo.standardized_advantages(rewards.reshape(-1), clip=math.inf, groups=groups)
+        notes: dict[str, float] = {}
+        if diversity is not None:
+            bonus, z = diversity[:, 0].reshape(-1), diversity[:, 1].reshape(-1)
+            advantages, notes = ppo.with_diversity(advantages, bonus, z, c.diversity_weight)
+        advantages = advantages.clamp(-clip, clip)
         for b, batch in batches.items():
             batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.t.device)
+        return notes
 
     def run(self, batches: dict[int, Batch], epoch: int) -> dict:
         """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics.

@@ -122,7 +122,8 @@ def model_card(run: Run, checkpoint: Path, grid: str | None, repo: str | None = 
         f"- **Seeds**: training {config.get('seed')}, evaluation {config.get('eval_seed')}",
         f"- **Sampler**: DDIM, K = {k} steps, eta = {config.get('eta')} in training and {eta} in evaluation",
         f"- **Per epoch**: {config.get('samples_per_epoch')} samples, learning rate {config.get('lr')}, "
-        f"PPO clip {config.get('clip_range')}, KL coefficient {config.get('kl_coef', 0.0)}", "",
+        f"PPO clip {config.get('clip_range')}, KL coefficient {config.get('kl_coef', 0.0)}, "
+        f"diversity weight {config.get('diversity_weight', 0.0)}", "",
     ]
     handover, handover_k, handover_base = window_only_of(checkpoint)
     if handover:

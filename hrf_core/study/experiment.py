@@ -21,7 +21,10 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
   [30,40) with per-image advantages, the window the task's locality profile suggests
   (:func:`hrf_core.measure.locality.suggest_window`), and [20,40) with a KL penalty of 0.1 (``+kl0.1``);
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
-  >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run).
+  >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run);
+- ``<arm>+div<w>`` (each w of ``--diversity-weights``, none by default): the diversity bonus of weight w in the
+  advantage (docs/METHOD.md, "The diversity bonus"): ``ddpo+div<w>``, window-only ``hrf[30,40)/image/wo+div<w>``
+  and ``handover+div<w>``, the hand-over to the final checkpoint of ``ddpo+div<w>``.
 
 The JPEG tasks run every arm; the visible rewards (``ink``, ``digit:3``, ``symmetry``) the DDPO, HRF
 and hand-over arms. Units run on a backend (:mod:`hrf_core.study.backends`: ``--jobs`` processes here, or
@@ -95,6 +98,8 @@ class Settings:
     steps: int = 40
     lr: float = 3e-4
     kl_coefs: list[float] = field(default_factory=lambda: list(KL_COEFS))
+    #: the diversity bonus's weights: each adds the arms of :func:`diversity_arms` on every task (none by default)
+    diversity_weights: list[float] = field(default_factory=list)
     handover_every: int = 5
     model: str = "digits16"
     ablation_tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
@@ -110,8 +115,14 @@ def full_arms(settings: Settings) -> list[str]:
             HRFD_ARM, "random-start", "renoise-fixed", HANDOVER_ARM, SLIDING_ARM]
 
 
+def diversity_arms(weight: float) -> list[str]:
+    """The arms of one diversity weight: DDPO, window-only HRF [30,40) and the hand-over of the DDPO run."""
+    return [f"{arm}+div{weight:g}" for arm in (DDPO_ARM, f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM)]
+
+
 def arms_of(task: str, settings: Settings) -> list[str]:
     arms = full_arms(settings) if task in JPEG_TASKS else list(VISIBLE_ARMS)
+    arms += [arm for weight in settings.diversity_weights for arm in diversity_arms(weight)]
     ablation = [f"{arm}/image" for arm in arms if arm in ABLATION_BASES] if task in settings.ablation_tasks else []
     window_only: list[str] = []
     if task in settings.window_only_tasks:
@@ -142,12 +153,14 @@ def arm_priority(arm: str, settings: Settings) -> int:
 def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
     """The TrainConfig fields that make an arm (``handover`` trains nothing).
 
-    Suffixes, outermost first: ``+kl<c>`` the KL penalty c, ``/wo`` window-only sampling, ``/image``
-    per-image advantages (e.g. ``hrf[20,40)/image/wo+kl0.1``).
+    Suffixes, outermost first: ``+div<w>`` the diversity bonus of weight w and ``+kl<c>`` the KL penalty c (in
+    either order), ``/wo`` window-only sampling, ``/image`` per-image advantages (e.g.
+    ``hrf[20,40)/image/wo+kl0.1``, ``ddpo+div0.5``).
     """
-    kl = re.fullmatch(r"(.+)\+kl([0-9.eE+-]+)", arm)
-    if kl:
-        return {**arm_overrides(kl[1], k, epochs), "kl_coef": float(kl[2])}
+    for suffix, field_name in (("kl", "kl_coef"), ("div", "diversity_weight")):
+        coefficient = re.fullmatch(rf"(.+)\+{suffix}([0-9.eE+-]+)", arm)
+        if coefficient:
+            return {**arm_overrides(coefficient[1], k, epochs), field_name: float(coefficient[2])}
     if arm.endswith("/wo"):
         return {**arm_overrides(arm[: -len("/wo")], k, epochs), "outside_window": "base"}
     if arm.endswith("/image"):
@@ -162,6 +175,14 @@ def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
             "renoise-fixed": dict(method=HRF.name, window=(k // 2, k), start_mode="fixed"),
             SLIDING_ARM: dict(method=HRFSliding.name, clusters=((0, k // 2, half), (k // 2, k, max(1, epochs - half))))
             }[arm]
+
+
+def handover_source(arm: str) -> str | None:
+    """The trained arm whose final checkpoint a hand-over arm hands over to (``handover``: ``ddpo``;
+    ``handover+div0.5``: ``ddpo+div0.5``), or None for an arm that trains."""
+    if arm == HANDOVER_ARM or arm.startswith(HANDOVER_ARM + "+"):
+        return DDPO_ARM + arm[len(HANDOVER_ARM):]
+    return None
 
 
 def run_name(task: str, arm: str, seed: int) -> str:
@@ -234,7 +255,7 @@ def train_unit(config: dict, root: str, name: str, report_to: tuple[str, ...] = 
     return {"run": name}
 
 
-def handover_unit(source: str, root: str, name: str, every: int) -> dict:
+def handover_unit(source: str, root: str, name: str, every: int, arm: str = HANDOVER_ARM) -> dict:
     """Evaluate hand-over sampling from the final checkpoint of DDPO run ``source`` for S = K, K - every, ..., 0.
 
     Writes a derived run (method ``handover``) whose rows are ordered from S = K (the base model) to
@@ -259,7 +280,7 @@ def handover_unit(source: str, root: str, name: str, every: int) -> dict:
         checkpoint = ddpo.checkpoints()[-1]
         rows = ddpo.metrics()
         trained = next(r for r in reversed(rows) if r.get("epoch") == checkpoint_epoch(checkpoint))
-        config["extra"] = {**config.get("extra", {}), "arm": HANDOVER_ARM, "source_run": source,
+        config["extra"] = {**config.get("extra", {}), "arm": arm, "source_run": source,
                            "source_checkpoint": checkpoint.name}
         config["method"] = Handover.name
         clear(path)
@@ -292,10 +313,11 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
     for task, arm in pairs:
         for seed in settings.seeds:
             name = run_name(task, arm, seed)
-            if arm == HANDOVER_ARM:
-                units.append(Unit(name, handover_unit, (run_name(task, DDPO_ARM, seed), str(root), name,
-                                                        settings.handover_every),
-                                  after=(run_name(task, DDPO_ARM, seed),)))
+            source = handover_source(arm)
+            if source is not None:
+                units.append(Unit(name, handover_unit, (run_name(task, source, seed), str(root), name,
+                                                        settings.handover_every, arm),
+                                  after=(run_name(task, source, seed),)))
             else:
                 config = arm_config(task, arm, seed, settings, device).to_dict()
                 units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
@@ -768,6 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     add_sitting_arguments(parser, NAME, defaults)
     parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
+    parser.add_argument("--diversity-weights", type=float, nargs="*", default=defaults.diversity_weights,
+                        help="also run ddpo, window-only hrf[30,40) and the hand-over with each diversity weight")
     parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
     parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
                         help=f"tasks that also run {', '.join(ABLATION_BASES)} with per-image advantages")
@@ -795,12 +819,13 @@ def cli_main(argv: list[str] | None = None) -> int:
     settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
                         siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
+                        diversity_weights=args.diversity_weights,
                         handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks,
                         window_only_tasks=args.window_only_tasks, arms=args.arms,
                         suggested=suggested_starts(args.tasks, args.model, args.steps))
     for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
         for arm in arms_of(task, settings):
-            if arm != HANDOVER_ARM:
+            if handover_source(arm) is None:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
     if not run_sitting(args, settings, NAME, report_to=report_to):
         return 0

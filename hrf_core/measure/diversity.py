@@ -1,0 +1,82 @@
+"""What each sample adds to its group's diversity: the training's diversity bonus (docs/METHOD.md, "The diversity
+bonus").
+
+- :func:`diversity_kernel`: the similarity matrix (N, N) of a group's final images. The one place that decides
+  the space the bonus measures in: today the within-prompt measure's (the digits classifier's features for
+  1x16x16 digits, pixels otherwise), with the cosine kernel of :func:`hrf_core.measure.metrics.vendi_score`.
+- :func:`leave_one_out_vendi`: b_i = VS(K) - VS(K without row and column i), by vendi-score's ``score_K``.
+- :func:`group_bonus`: b within each group of a batch's rows (a row alone in its group: 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import torch
+
+from hrf_core.measure.evaluation import DIGITS_SHAPE
+
+
+@functools.lru_cache(maxsize=4)
+def _classifier_features(device: str):
+    from hrf_core.measure.features import ClassifierFeatures
+    from hrf_core.models.digits import load_digit_classifier
+
+    return ClassifierFeatures(load_digit_classifier(device=device))
+
+
+def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
+    """K[i, j] = cos(f_i, f_j), float64 (N, N) numpy, from features (N, ...) flattened (computed in float64 on their
+    device); a zero vector is identical to other zero vectors and orthogonal to the rest (as
+    :func:`hrf_core.measure.metrics.vendi_score`)."""
+    x = torch.as_tensor(features).detach().flatten(1).double()
+    zero = ~(x.abs().sum(dim=1) > 0)
+    if zero.any():
+        x = torch.cat([x, zero[:, None].double()], dim=1)
+    x = x / x.norm(dim=1, keepdim=True)
+    return (x @ x.T).cpu().numpy()
+
+
+def diversity_kernel(images: torch.Tensor) -> np.ndarray:
+    """The similarity (N, N), float64, of images in [-1, 1] (N, C, H, W) that the diversity bonus reads.
+
+    Today's within-prompt measure's space: 1x16x16 digits on the digits classifier's features (cosine), any
+    other model on its pixels (cosine; a weak proxy, as in the evaluation). Re-point this one function to move
+    the bonus to another measure.
+    """
+    from hrf_core.imaging import to_unit
+
+    if tuple(images.shape[1:]) == DIGITS_SHAPE:
+        features = _classifier_features(str(images.device))(images)
+    else:  # the pixel measure's features (measure.features.PixelFeatures), kept on the images' device
+        features = to_unit(images.detach())
+    return cosine_kernel(features)
+
+
+def leave_one_out_vendi(kernel: np.ndarray, q: float = 1.0) -> np.ndarray:
+    """Each sample's leave-one-out contribution to the group's Vendi score (order ``q``), (N,) float64:
+    b_i = VS(K) - VS(K without row and column i). Zeros for N < 2 (a group of one has nothing to compare)."""
+    from vendi_score import vendi
+
+    kernel = np.asarray(kernel, dtype=np.float64)
+    n = len(kernel)
+    if n < 2:
+        return np.zeros(n)
+    with warnings.catch_warnings():  # score_K touches the deprecated scipy.sparse.csr namespace
+        warnings.simplefilter("ignore", DeprecationWarning)
+        whole = vendi.score_K(kernel, q=q)
+        rest = [np.delete(np.delete(kernel, i, axis=0), i, axis=1) for i in range(n)]
+        return np.array([whole - vendi.score_K(k, q=q) for k in rest])
+
+
+def group_bonus(images: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each row's leave-one-out Vendi contribution within its group: images (N, C, H, W), groups (N,) integer
+    ids -> (N,) float64 on the CPU; the kernel is :func:`diversity_kernel` of the group's images."""
+    bonus = torch.zeros(len(images), dtype=torch.float64)
+    for group in groups.unique():
+        rows = (groups == group).nonzero().flatten()
+        if len(rows) > 1:
+            bonus[rows] = torch.from_numpy(leave_one_out_vendi(diversity_kernel(images[rows.to(images.device)])))
+    return bonus
