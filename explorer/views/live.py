@@ -194,7 +194,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
                     runs.append(run_payload(partner, manager.rows(partner), DUEL_COLORS[1]))
                 except ValueError:
                     pass
-    keys = metric_keys(main_rows or [r for run in runs for r in run["rows"]])
+    keys = metric_keys(main_rows or [r for run in runs for r in run["rows"]], config.get("reward"))
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)
     curve = None

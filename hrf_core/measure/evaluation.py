@@ -1,8 +1,10 @@
 """The evaluation used everywhere (trainer, app, benchmarks, experiments): metrics of a sample set.
 
 The embeddings depend on the images: 1x16x16 digits are measured on the digits classifier's
-features (Vendi, Inception Score, class coverage and entropy) and on pixels. Other (RGB) models are
-measured on learned embeddings whenever their weights are cached or can be downloaded: Inception-v3
+features (Vendi, Inception Score, class coverage and entropy), on pixels, and with the calibrated measure
+(Vendi with an RBF kernel on blurred pixels, :mod:`hrf_core.measure.calibrated`), which the plots lead with.
+Other (RGB) models are measured on learned embeddings whenever their weights are cached or can be
+downloaded: Inception-v3
 (Inception Score, and Vendi on its pool features) and CLIP ViT-L/14 (Vendi), as the paper measured
 IS and Vendi; offline without them, on pixels, which is a weak proxy for semantic diversity (pixel
 Vendi rose while the digits collapsed, docs/RESULTS.md) and is labelled as such.
@@ -22,7 +24,7 @@ from hrf_core.measure.metrics import evaluate_samples, prompt_metrics
 DIGITS_SHAPE = (1, 16, 16)
 #: Learned embeddings for RGB models, in the order they are tried.
 RGB_EMBEDDINGS = ("inception", "clip")
-EMBEDDINGS = ("pixel", "classifier", *RGB_EMBEDDINGS)
+EMBEDDINGS = ("pixel", "classifier", "rbf", *RGB_EMBEDDINGS)
 PIXEL_PROXY = "pixel Vendi: weak proxy"
 
 
@@ -30,7 +32,7 @@ def embedding_available(name: str) -> bool:
     """Whether ``name``'s weights are cached, or may be downloaded (not offline); builds nothing."""
     from hrf_core.measure.features import clip_checkpoint, hub_offline, inception_weights_file
 
-    if name in ("pixel", "classifier"):
+    if name in ("pixel", "classifier", "rbf"):
         return True
     if not hub_offline():
         return True
@@ -44,7 +46,8 @@ def embedding_available(name: str) -> bool:
 def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[str] = ()) -> tuple[str, ...]:
     """The embeddings an evaluation of these samples uses: ``requested``, or (empty) the best available.
 
-    Digits: pixel + classifier. RGB: pixel + Inception and CLIP where their weights can be had.
+    Digits: pixel + classifier + rbf (the calibrated measure, :mod:`hrf_core.measure.calibrated`).
+    RGB: pixel + Inception and CLIP where their weights can be had.
     """
     unknown = set(requested) - set(EMBEDDINGS)
     if unknown:
@@ -52,7 +55,7 @@ def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[st
     if requested:
         return tuple(dict.fromkeys(["pixel", *requested]))
     if tuple(sample_shape) == DIGITS_SHAPE:
-        return ("pixel", "classifier")
+        return ("pixel", "classifier", "rbf")
     return ("pixel", *[name for name in RGB_EMBEDDINGS if embedding_available(name)])
 
 

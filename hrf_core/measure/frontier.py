@@ -137,8 +137,9 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
     if name.endswith(metrics.WITHIN):
         return metrics.within_prompt(name[: -len(metrics.WITHIN)], arrays, index)
     if name.startswith("vendi_") and "_q" not in name:
-        feats = arrays.get(f"features.{name[len('vendi_'):]}")
-        return metrics.vendi_score(feats[index]) if feats is not None else math.nan
+        embedding = name[len('vendi_'):]
+        feats = arrays.get(f"features.{embedding}")
+        return metrics.embedding_vendi(embedding, feats[index]) if feats is not None else math.nan
     if name.startswith("is_"):
         probs = arrays.get(f"probs.{name[len('is_'):]}")
         return metrics.inception_score(probs[index])[0] if probs is not None else math.nan
