@@ -122,6 +122,54 @@ class Evaluator:
         return metrics
 
 
+def load_sample_array(path: str | Path, labels: str | Path | None = None) -> tuple[torch.Tensor, list[str] | None]:
+    """A ``sample --array`` file as images (n, C, H, W) in [-1, 1], and the labels file as n prompt strings;
+    ValueError with one line for anything else (no pickles)."""
+    import numpy as np
+
+    def read(file, what):
+        try:
+            return np.load(Path(file), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"cannot read {what} {file}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+    array = read(path, "the array")
+    if array.ndim != 4 or array.shape[0] < 2 or array.dtype.kind != "f":
+        raise ValueError(f"{path}: expected floats of shape (n >= 2, C, H, W), got {array.dtype} {array.shape}")
+    if not np.isfinite(array).all() or array.min() < -1e-3 or array.max() > 1 + 1e-3:
+        raise ValueError(f"{path}: expected values in [0, 1] (what `sample --array` writes)")
+    images = torch.from_numpy(np.clip(array.astype(np.float32), 0, 1)) * 2 - 1
+    if labels is None:
+        return images, None
+    rows = read(labels, "the labels")
+    if rows.ndim != 1 or rows.shape[0] != array.shape[0] or rows.dtype.kind not in "iu":
+        raise ValueError(f"{labels}: expected {array.shape[0]} integers (one per row of {path}), got "
+                         f"{rows.dtype} {rows.shape}")
+    return images, [str(int(v)) for v in rows]
+
+
+def measure_files(path: str | Path, labels: str | Path | None = None, model: str | None = None) -> dict:
+    """``python -m hrf_core measure``: every diversity measure the app shows of a sample array, by name (the
+    within-prompt ones averaged over the labels), and the names of the ones the Live plot uses."""
+    from hrf_core.measure.headline import metric_keys
+
+    images, prompts = load_sample_array(path, labels)
+    if model is not None:
+        from hrf_core.models.registry import load_base_model
+
+        shape = tuple(load_base_model(model, "cpu").image_shape)
+        if tuple(images.shape[1:]) != shape:
+            raise ValueError(f"{path}: images of shape {tuple(images.shape[1:])}, but {model} makes {shape}")
+    metrics = Evaluator(tuple(images.shape[1:]))(images, torch.zeros(images.shape[0]), prompts=prompts)
+    n = images.shape[0]
+    values = {k.split("@", 1)[0]: float(v) for k, v in metrics.items() if k.endswith(f"@{n}")}
+    across = metric_keys([{k: v for k, v in metrics.items() if "_within@" not in k}])
+    within = metric_keys([metrics]) if prompts else None
+    return {"samples": n, "values": values,
+            "primary_within_prompt": within.diversity.split("@", 1)[0] if within else None,
+            "primary_across": across.diversity.split("@", 1)[0]}
+
+
 BASE_METRICS_FILE = "base_metrics.json"
 
 
