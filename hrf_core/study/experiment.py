@@ -535,9 +535,11 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "frontier.json", result)
     write_figure(result, out, results / "frontier.png")
-    if reference_file is not None:
-        write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
-                                    "rewards": reference_curves(result, out)})
+    if reference_file is not None:  # only when asked (--reference): merged, never narrowed (reference.write_shipped)
+        from hrf_core.measure.reference import write_shipped
+
+        write_shipped(reference_file, {"experiment": NAME, "settings": asdict(settings),
+                                       "rewards": reference_curves(result, out)})
         folder = reference_file.parent
         if (folder / "training.json").is_file() and (folder / "README.md").is_file():  # a shipped model's card
             from hrf_core.models.pretrain import write_ddpm_card
@@ -775,8 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tasks that also run the window-only arms")
     parser.add_argument("--arms", nargs="*", default=[],
                         help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
-    parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
-                        help="where the app's DDPO reference curves go ('' for nowhere)")
+    parser.add_argument("--reference", default="",
+                        help="also write the app's DDPO reference curves here (e.g. "
+                        f"{CHECKPOINTS_DIR / 'digits16' / 'ddpo_reference.json'}), merged per reward and evaluation "
+                        "size into what the file has (a curve with more seeds is kept); default: nowhere")
     parser.add_argument("--previous",
                         help="an earlier sitting's frontier.json: the arms this store lacks join every table")
     parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
