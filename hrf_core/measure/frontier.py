@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
-INTERVAL_NOTE = ("95% intervals: percentiles of replicates that resample the seeds and the (paired, fixed-seed) "
-                 "evaluation samples, re-centred on the estimate")
+INTERVAL_NOTE = ("95% seed-level intervals of the mean: a t-interval on the per-seed values (per-seed Δ for a "
+                 "difference) below 8 seeds, a bootstrap over the seeds from 8; none with 1 seed")
 
 
 # ---------------------------------------------------------------------------------------- trajectories
@@ -242,22 +241,44 @@ def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[st
     return ReadOff(True, values, replicates)
 
 
+#: A claim the reading may make a headline of needs at least this many seeds.
+MIN_HEADLINE_SEEDS = 5
+#: Below this many seeds the interval is a t-interval; from it on, a percentile bootstrap over the seeds.
+BOOTSTRAP_MIN_SEEDS = 8
+LEVEL = 0.95
+
+
+def seed_interval(values: list[float], level: float = LEVEL, seed: int = 0) -> list[float] | None:
+    """The ``level`` interval of the mean of per-seed values (e.g. per-seed Δ to DDPO): a Student t-interval
+    (``scipy.stats.t``) below :data:`BOOTSTRAP_MIN_SEEDS` seeds, else a percentile bootstrap over the seeds
+    (``scipy.stats.bootstrap``); None with fewer than 2 seeds."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    n = len(x)
+    if n < 2:
+        return None
+    if n >= BOOTSTRAP_MIN_SEEDS:
+        res = stats.bootstrap((x,), np.mean, confidence_level=level, method="percentile", n_resamples=4000,
+                              random_state=np.random.default_rng(seed))
+        return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    if sem == 0.0:
+        return [mean, mean]
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return [float(low), float(high)]
+
+
 def summarise(estimates: list[float], replicate_sets: list[np.ndarray | None], rng: np.random.Generator) -> dict:
-    """Mean, std and n over seeds, and a 95% interval from seeds x samples resampling (re-centred)."""
+    """Mean, std and n over seeds, and the 95% seed-level interval of the mean (:func:`seed_interval`).
+
+    ``replicate_sets`` (per-seed resamples of the evaluation samples) no longer widen or narrow the interval: with
+    3 seeds a bootstrap has 10 distinct resamples and claims more than the seeds carry."""
     out = {"mean": statistics.fmean(estimates), "std": statistics.pstdev(estimates) if len(estimates) > 1 else 0.0,
            "n": len(estimates)}
-    if replicate_sets and all(r is not None for r in replicate_sets):
-        reps = np.stack(replicate_sets)  # (seeds, R)
-        seeds, resamples = reps.shape
-        pick = rng.integers(0, seeds, size=(resamples, seeds))  # seeds with replacement, per replicate
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a replicate where no picked seed reaches the level
-            draws = np.nanmean(reps[pick, np.arange(resamples)[:, None]], axis=1)
-        draws = draws[np.isfinite(draws)]
-        if len(draws) >= 20:
-            low, high = np.percentile(draws, [2.5, 97.5])
-            shift = out["mean"] - float(draws.mean())
-            out["ci"] = [float(low) + shift, float(high) + shift]
+    ci = seed_interval(estimates)
+    if ci is not None:
+        out["ci"] = ci
     return out
 
 
@@ -439,6 +460,8 @@ def format_value(entry: dict | None, digits: int = 2) -> str:
         text += f" ± {entry['std']:.{digits}f}"
     if "ci" in entry:
         text += f" [{entry['ci'][0]:.{digits}f}, {entry['ci'][1]:.{digits}f}]"
+    if "n" in entry:
+        text += f" n={entry['n']}"
     return text
 
 
@@ -505,11 +528,13 @@ def standing(row: dict, metric: str = "is_classifier") -> str:
 
 
 def position(delta: dict | None, reached: int, n: int) -> str:
-    """"above" / "below" / "on" for a Δ summary whose interval is above 0 / under 0 / spans it (no interval:
-    the sign); "not reached" when fewer than all ``n`` seeds reached the level."""
+    """"above" / "below" / "on" for a Δ summary whose seed-level interval is above 0 / under 0 / spans it,
+    "undetermined" without an interval (one seed); "not reached" when fewer than all ``n`` seeds reached the level."""
     if not reached or reached < n or not delta:
         return "not reached"
-    low, high = delta.get("ci", (delta["mean"], delta["mean"]))
+    if "ci" not in delta:  # one seed: no interval, no call
+        return "undetermined"
+    low, high = delta["ci"]
     return "above" if low > 0 else "below" if high < 0 else "on"
 
 
@@ -529,21 +554,38 @@ def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[
                     arms.setdefault(arm, {})[group["reward"]] = entry
     lines = ["| method | " + " | ".join(f"{int(f * 100)}%" for f in levels) + " |", "|---" * (len(levels) + 1) + "|"]
     scores = {}
+    calls = 0
     for arm, tasks in arms.items():
         cells, total = [], [0, 0]
         for i in range(len(levels)):
-            states = [standing(entry["matched_reward"][i], metric) for entry in tasks.values()]
-            counts = {s: states.count(s) for s in ("above", "on", "below", "not reached")}
+            rows = [entry["matched_reward"][i] for entry in tasks.values()]
+            states = [standing(row, metric) for row in rows]
+            counts = {s: states.count(s) for s in ("above", "on", "below", "undetermined", "not reached")}
             good = counts["above"] + counts["on"]
             total[0] += good
             total[1] += counts["above"]
-            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "not reached") if counts[s])
-            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else ""))
+            calls += len(states) - counts["not reached"]
+            seeds = sorted({row["n"] for row in rows})
+            low_n = seeds and seeds[0] < MIN_HEADLINE_SEEDS
+            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "undetermined", "not reached")
+                               if counts[s])
+            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else "")
+                         + f" n={'-'.join(str(n) for n in seeds[::max(1, len(seeds) - 1)])}"
+                         + (" · not a headline" if low_n else ""))
         scores[arm] = tuple(total)
         mark = " ¹" if any(entry.get("earlier") for entry in tasks.values()) else ""  # from an earlier sitting
         lines.append(f"| {arm}{mark} | " + " | ".join(cells) + " |")
     best = max(scores, key=lambda a: scores[a]) if scores else None
+    if calls:
+        lines += ["", chance_note(calls)]
     return lines, best
+
+
+def chance_note(cells: int, level: float = LEVEL) -> str:
+    """How many of ``cells`` intervals chance alone would put off 0 (an "above" or "below" with no effect)."""
+    return (f"Chance alone: with no difference anywhere, about {cells * (1 - level):.1f} of these {cells} "
+            f"{level:.0%} intervals would miss 0 (an \"above\" or \"below\" call). n: seeds behind each cell; a "
+            f"cell with fewer than {MIN_HEADLINE_SEEDS} is not a headline claim.")
 
 
 def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[str]:
