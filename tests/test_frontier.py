@@ -159,7 +159,7 @@ def test_standing_table_counts_tasks_on_or_above_ddpo():
     assert best == "wo"
     # 5 calls made (the "not reached" cell is none): chance alone puts about 0.25 of them off 0
     assert lines[-1].startswith("Chance alone: with no difference anywhere, about 0.3 of these 5 95% intervals")
-    five = {"groups": {"a": group("ink", {"hrf": {"matched_reward": [{**row(0.1, 0.2), "n": 5}] * 2}})}}
+    five = {"groups": {"a": group("ink", {"hrf": {"matched_reward": [{**row(0.1, 0.2, 5), "n": 5}] * 2}})}}
     assert standing_table([five])[0][2] == "| hrf | 1/1 (1 above) n=5 | 1/1 (1 above) n=5 |"
 
 
