@@ -81,6 +81,29 @@ def test_the_evaluation_logs_the_calibrated_measure_and_the_plots_lead_with_it(h
     assert metric_keys([unconditional]).diversity == "vendi_classifier@40"
     # a reward that reads the classifier never gets the classifier's axis
     assert metric_keys([unconditional], "digit:3").diversity == "vendi_rbf@40"
+    assert metric_keys([unconditional], "digit:3").inception is None  # the classifier's IS too
+    assert metric_keys([unconditional], "ink").inception == "is_classifier@40"
     old = {k: v for k, v in metrics.items() if "rbf" not in k}  # a run logged before the calibrated measure
     assert "uncalibrated" in metric_keys([old]).diversity_label
     assert evaluate_samples(x, embeddings=["rbf"])["vendi_rbf@40"] == pytest.approx(calibrated.vendi(x), rel=1e-5)
+
+
+def test_the_live_plot_of_a_prompted_run_stands_on_the_calibrated_measure(tmp_path):
+    from explorer.jobs import JobManager
+    from explorer.views import live
+    from hrf_core.store.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    for name, method, rewards, within in (("ddpo-a", "ddpo", [0.30, 0.32, 0.34], [3.0, 2.0, 1.0]),
+                                          ("hrf-b", "hrf", [0.30, 0.31], [3.0, 2.9])):
+        run = store.create({"model": "m", "reward": "ink", "method": method, "seed": 0, "eval_samples": 8,
+                            "epochs": 2, "window": [5, 10], "kl_coef": 0.0, "prompts": ["3", "7"]}, name=name)
+        for epoch, (reward, value) in enumerate(zip(rewards, within, strict=True)):
+            run.append_metrics({"epoch": epoch, "reward_mean": reward, "is_classifier@8": 9.0,
+                                "vendi_classifier_within@8": 1.5 + epoch, "vendi_rbf_within@8": value,
+                                "seconds": 1.0})
+        run.set_status("done", 2, 2, "finished")
+    state = live.live_state(JobManager(store, preflight=None), "hrf-b")
+    assert state["keys"]["diversity"] == "vendi_rbf_within@8"
+    assert "calibrated" in state["keys"]["diversity_label"]
+    assert "early-stopped DDPO had calibrated Vendi 2.50" in state["status"]["standing"]  # gain 0.01: 3 -> 2

@@ -59,7 +59,7 @@ def metric_keys(rows: list[dict], reward: str | None = None) -> MetricKeys:
                 return found[0]
         return None
 
-    inception = first(INCEPTION_LABELS)
+    inception = first([name for name in INCEPTION_LABELS if not (read and name.split("_")[1] == read)])
     for name, label in DIVERSITY_LABELS.items():
         if read and name.split("_")[1] == read:
             continue
