@@ -107,3 +107,12 @@ def test_the_live_plot_of_a_prompted_run_stands_on_the_calibrated_measure(tmp_pa
     assert state["keys"]["diversity"] == "vendi_rbf_within@8"
     assert "calibrated" in state["keys"]["diversity_label"]
     assert "early-stopped DDPO had calibrated Vendi 2.50" in state["status"]["standing"]  # gain 0.01: 3 -> 2
+
+
+@pytest.mark.slow
+def test_the_bandwidth_is_the_base_models_median_distance():
+    """calibrated.BANDWIDTH was fixed once on 256 samples of digits16 (seed 0, K = 40, eta = 1): it reproduces."""
+    from hrf_core.rl.sampling import sample_images
+
+    images = sample_images("digits16", n=256, seed=0, num_steps=40, eta=1.0, device="cpu")
+    assert calibrated.fit_bandwidth(images) == pytest.approx(calibrated.BANDWIDTH, abs=1e-3)
