@@ -470,18 +470,22 @@ def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
     levels = group["reward_levels"] if axis == "reward" else group["compute_levels"]
     head = "| arm | " + " | ".join(f"{int(lv['fraction'] * 100)}%" for lv in levels) + " |"
     lines = [head, "|---" * (len(levels) + 1) + "|"]
+    calls = 0
     for arm, entry in group["arms"].items():
         cells = []
         for row in entry[f"matched_{axis}"]:
             value = row["values"].get(metric)
             delta = row["delta_vs_ddpo"].get(metric)
-            cell = format_value(value)
+            cell = format_value(value) if value or not row["reached"] else "not measured"
             if delta and arm != methods.reference().name:
                 cell += f"; Δ {format_value(delta)}"
+                calls += "ci" in delta
             if row["reached"] < row["n"]:
                 cell += f" ({row['reached']}/{row['n']} seeds)"
             cells.append(cell if row["reached"] else "not reached")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if calls:
+        lines += ["", chance_note(calls)]
     return lines
 
 
@@ -599,6 +603,7 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
     """Markdown rows: every window-only arm against the hand-over at its own split S, per task (see
     :func:`versus_handover`); "above" where the matched-reward Δ interval is above 0. Empty without such arms."""
     lines = []
+    calls = 0
     for result in results:
         for group in result["groups"].values():
             for arm, entry in group["arms"].items():
@@ -609,8 +614,10 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
                 share = f"{final / handover * 100:.0f}%" if handover > 0 else "n/a"
                 delta = versus["delta"].get(metric)
                 where = position(delta, versus["reached"], versus["n"])
-                matched = (f"{format_value(delta)} ({where})" if where != "not reached" else
-                           f"not reached ({versus['reached']}/{versus['n']} seeds)")
+                calls += bool(delta and "ci" in delta and where != "not reached")
+                low_n = where in ("above", "below") and versus["n"] < MIN_HEADLINE_SEEDS
+                matched = (f"{format_value(delta)} ({where}{'; not a headline' if low_n else ''})"
+                           if where != "not reached" else f"not reached ({versus['reached']}/{versus['n']} seeds)")
                 lines.append(f"| {group['reward']} | {arm} | {versus['split']} | "
                              f"{format_value(versus['handover_gain'], 4)} "
                              f"| {format_value(versus['final_gain'], 4)} ({share}) | {matched} | "
@@ -618,4 +625,5 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
     if not lines:
         return []
     return ["| task | window-only arm | S | hand-over's gain at S | window-only's final gain (% of it) "
-            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines]
+            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines,
+            *(["", chance_note(calls)] if calls else [])]
