@@ -83,6 +83,9 @@ def test_the_evaluation_logs_the_calibrated_measure_and_the_plots_lead_with_it(h
     assert metric_keys([unconditional], "digit:3").diversity == "vendi_rbf@40"
     assert metric_keys([unconditional], "digit:3").inception is None  # the classifier's IS too
     assert metric_keys([unconditional], "ink").inception == "is_classifier@40"
+    rgb = {"vendi_clip@8": 3.0, "vendi_inception@8": 2.0, "vendi_pixel@8": 4.0}  # CLIP rewards read CLIP
+    assert metric_keys([rgb]).diversity == "vendi_clip@8"
+    assert metric_keys([rgb], "aesthetic").diversity == "vendi_inception@8"
     old = {k: v for k, v in metrics.items() if "rbf" not in k}  # a run logged before the calibrated measure
     assert "uncalibrated" in metric_keys([old]).diversity_label
     assert evaluate_samples(x, embeddings=["rbf"])["vendi_rbf@40"] == pytest.approx(calibrated.vendi(x), rel=1e-5)

@@ -156,7 +156,7 @@ class RewardSpec:
     description: str
     available: Callable[[], tuple[bool, str]] = _always_available
     prompted: bool = False  # it reads each image's prompt: only a prompted run can use it
-    #: the measure embedding whose network it reads ("classifier"): never the diversity axis of its runs
+    #: the measure embedding whose network it reads ("classifier", "clip"): never the diversity axis of its runs
     reads: str | None = None
 
 
@@ -187,11 +187,11 @@ REWARDS: dict[str, RewardSpec] = {
                    "prompted digit (a prompted run of the class-conditional digits16-cond)", _digits_available,
                    prompted=True, reads="classifier"),
         RewardSpec(
-            "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available
-        ),
+            "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available,
+            reads="clip"),
         RewardSpec("clip-alignment", make_clip_alignment, "prompt alignment of a text-to-image run: the cosine "
                    "similarity of each image's and its prompt's CLIP ViT-L/14 embeddings", _clip_alignment_available,
-                   prompted=True),
+                   prompted=True, reads="clip"),
     )
 }
 
