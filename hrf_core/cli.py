@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import threading
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "run's, else 1)")
     sample.add_argument("--out", required=True, help="output PNG grid")
     sample.add_argument("--array", help="also save the samples as .npy: float32 in [0,1], shape (n, C, H, W)")
+
+    measure = sub.add_parser("measure", help="the diversity measures the app shows, of a sample array, as one JSON "
+                             "object")
+    measure.add_argument("array", help="a .npy of float32 in [0, 1], shape (n, C, H, W) (what `sample --array` "
+                         "writes)")
+    measure.add_argument("--labels", help="a .npy of n integers: each row's prompt (within-prompt measures)")
+    measure.add_argument("--model", help="the base model the samples come from: their shape must be its images'")
 
     sub.add_parser("pretrain", help="train the embedded models (see python -m hrf_core pretrain --help)")
 
@@ -335,6 +343,11 @@ def _main(argv: list[str] | None = None) -> int:
             return cmd_resume(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "measure":
+            from hrf_core.measure.evaluation import measure_files
+
+            print(json.dumps(measure_files(args.array, args.labels, args.model)))
+            return 0
         if args.command == "base-metrics":
             from hrf_core.measure.evaluation import write_base_metrics
 

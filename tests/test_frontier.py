@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from hrf_core.measure import metrics
-from hrf_core.measure.frontier import cli_main, crossing, frontier
+from hrf_core.measure.frontier import (
+    cli_main,
+    crossing,
+    format_value,
+    frontier,
+    position,
+    seed_interval,
+    summarise,
+)
 from hrf_core.store.runs import RunStore
 
 
@@ -95,18 +103,26 @@ def test_paired_intervals_from_saved_arrays(tmp_path):
         (run.path / "metrics.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
     group = frontier([tmp_path], fractions=(0.5,), resamples=200)["groups"]["digits16|jpeg-compressibility"]
     row = group["arms"]["hrf[20,40)"]["matched_reward"][0]
-    interval = row["values"]["is_classifier"]["ci"]
-    assert interval[0] < row["values"]["is_classifier"]["mean"] < interval[1]
-    delta = row["delta_vs_ddpo"]["is_classifier"]
-    assert delta["mean"] == pytest.approx(0.0) and delta["ci"] == pytest.approx([0.0, 0.0])  # paired: no noise
-    assert "ci" in row["values"]["vendi_classifier"] and "ci" in row["values"]["gain"]
-    assert group["eval_samples"] == 8 and group["resamples"] == 200
-    # intervals for chosen metrics only: the others keep their point estimates, unchanged
-    only = frontier([tmp_path], fractions=(0.5,), resamples=200, interval_names=("is_classifier",))
-    narrow = only["groups"]["digits16|jpeg-compressibility"]["arms"]["hrf[20,40)"]["matched_reward"][0]
-    assert "ci" in narrow["values"]["is_classifier"]
-    assert "ci" not in narrow["values"]["vendi_classifier"] and "ci" in narrow["values"]["gain"]
-    assert narrow["values"]["vendi_classifier"]["mean"] == pytest.approx(row["values"]["vendi_classifier"]["mean"])
+    # one seed: no seed-level interval, so no "above" / "below" call however many samples it has
+    assert "ci" not in row["values"]["is_classifier"] and "ci" not in row["delta_vs_ddpo"]["is_classifier"]
+    assert row["delta_vs_ddpo"]["is_classifier"]["mean"] == pytest.approx(0.0)
+    assert position(row["delta_vs_ddpo"]["is_classifier"], 1, 1) == "undetermined"
+    assert group["eval_samples"] == 8
+
+
+def test_seed_level_intervals_hand_computed():
+    # 3 seeds: mean 2, sd 1, t(0.975, 2) = 4.302653: 2 -+ 4.302653 / sqrt(3)
+    assert seed_interval([1.0, 2.0, 3.0]) == pytest.approx([2 - 2.484138, 2 + 2.484138], abs=1e-5)
+    assert seed_interval([0.5]) is None and seed_interval([0.2, 0.2]) == [0.2, 0.2]
+    summary = summarise([1.0, 2.0, 3.0], [None, None, None], np.random.default_rng(0))
+    assert summary["n"] == 3 and summary["ci"] == pytest.approx(seed_interval([1.0, 2.0, 3.0]))
+    assert "n=3" in format_value(summary)
+    # from 8 seeds a percentile bootstrap over seeds: inside the range of the values, around the mean
+    values = [0.1, 0.4, 0.2, 0.5, 0.3, 0.6, 0.2, 0.3, 0.4]
+    low, high = seed_interval(values)
+    assert min(values) <= low < np.mean(values) < high <= max(values)
+    assert position({"mean": 2.0, "ci": [0.1, 3.9]}, 3, 3) == "above"
+    assert position({"mean": -2.0, "ci": [-3.9, -0.1]}, 3, 3) == "below"
 
 
 def test_cli_writes_json_and_a_table(tmp_path, capsys):
@@ -137,9 +153,14 @@ def test_standing_table_counts_tasks_on_or_above_ddpo():
     new = {"groups": {"a": group("ink", {"wo": {"matched_reward": [row(0.1, 0.2), row(0.2, 0.4)]},
                                          "hrf": {"matched_reward": [row(-0.5, -0.2), row(-0.3, -0.1)]}})}}
     lines, best = standing_table([old, new])
-    assert lines[2] == "| hrf | 1/2 (1 below) | 0/2 (1 below, 1 not reached) |"  # ink from the newer result
-    assert lines[3] == "| wo | 1/1 (1 above) | 1/1 (1 above) |"
+    low_n = " n=3 · not a headline"  # every cell says its seeds; fewer than 5 is never a headline
+    assert lines[2] == f"| hrf | 1/2 (1 below){low_n} | 0/2 (1 below, 1 not reached){low_n} |"  # ink: the newer
+    assert lines[3] == f"| wo | 1/1 (1 above){low_n} | 1/1 (1 above){low_n} |"
     assert best == "wo"
+    # 5 calls made (the "not reached" cell is none): chance alone puts about 0.25 of them off 0
+    assert lines[-1].startswith("Chance alone: with no difference anywhere, about 0.3 of these 5 95% intervals")
+    five = {"groups": {"a": group("ink", {"hrf": {"matched_reward": [{**row(0.1, 0.2, 5), "n": 5}] * 2}})}}
+    assert standing_table([five])[0][2] == "| hrf | 1/1 (1 above) n=5 | 1/1 (1 above) n=5 |"
 
 
 def test_window_only_against_the_hand_over_at_its_split_hand_computed(tmp_path):

@@ -310,8 +310,22 @@ def test_the_prompts_experiment_runs_every_arm_and_reports_within_prompt(tiny_co
         status = json.loads((tmp_path / "runs" / run_name("ink", arm, 0) / "status.json").read_text())
         assert status["state"] == "done", arm
     report = (tmp_path / "docs" / "results" / "prompts.md").read_text()
-    within = report.split("**Within-prompt Vendi (classifier features) at matched reward**")[1].split("**")[0]
+    # an 8x8 model has no calibrated measure (1x16x16 digits only): the report leads with pixels, and says so
+    lead = "**Within-prompt Vendi (pixels; a weak proxy) at matched reward**"
+    within = report.split(lead)[1].split("**")[0]
     assert all(f"| {arm} |" in within for arm in arms), within
+    assert "These runs have no calibrated measure" in report
     result = json.loads((tmp_path / "docs" / "results" / "prompts.json").read_text())
     assert set(result["tracker"]) == {"ink"}
     assert report.count("1 process(es) of 1 thread(s)") == 2  # both sittings: the shard's and the rest
+
+
+def test_the_prompts_report_leads_with_the_calibrated_measure_where_the_runs_logged_it():
+    from hrf_core.study.prompts_experiment import FALLBACK, PRIMARY, primary_within
+
+    def result(*names):
+        return {"groups": {"g": {"arms": {"ddpo": {"matched_reward": [{"values": {n: {} for n in names}}]}}}}}
+
+    assert primary_within(result("vendi_pixel_within", FALLBACK, PRIMARY)) == PRIMARY
+    assert primary_within(result("vendi_pixel_within", FALLBACK)) == FALLBACK  # a store logged before it
+    assert primary_within(result("vendi_pixel_within")) == "vendi_pixel_within"  # not 1x16x16 digits

@@ -41,3 +41,14 @@ def test_a_stale_number_names_itself():
     assert stale[0].startswith("+0.50 [+0.13, +0.90] (…HRF reaches 50% of DDPO's gain, IS Δ +0.50 [+0.12, +0.90]; "
                                "elsewhere")
     assert stale[1].startswith("60% of DDPO's")
+
+
+def test_a_seed_count_the_table_does_not_hold_names_itself():
+    """The prose may not claim more (or fewer) seeds than the summary it quotes was computed from."""
+    frontier = {"groups": {"g": {"reference": {"final_gain": 2.0}, "arms": {"hrf": {
+        "final": {"gain": {"mean": 1.0}},
+        "matched_reward": [{"delta_vs_ddpo": {"is_classifier": {"mean": 1.95, "ci": [0.73, 2.94], "n": 2}}}]}}}}}
+    assert not stale_numbers("IS Δ +1.95 [+0.73, +2.94] at 75% (2 seeds)", [frontier])
+    stale = stale_numbers("above it at 75% (IS Δ +1.95 [+0.73, +2.94], 3 seeds)", [frontier])
+    assert len(stale) == 1 and "the table has n = 2" in stale[0]
+    assert len(stale_numbers("IS Δ +1.95 [+0.73, +2.94] at 75% (3 seeds)", [frontier])) == 1

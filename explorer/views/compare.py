@@ -133,11 +133,14 @@ def _metric_name(key: str) -> str:
     name, _, n = key.partition("@")
     within = name.endswith("_within")
     name = name.removesuffix("_within")
-    pretty = {"vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels; weak proxy)",
+    pretty = {"vendi_rbf": "Vendi (RBF on blurred pixels; calibrated)",
+              "vendi_classifier": "Vendi (classifier)", "vendi_pixel": "Vendi (pixels; weak proxy)",
               "is_classifier": "Inception Score (classifier)", "class_entropy": "class entropy (bits)",
               "class_coverage": "class coverage", "is_inception": "Inception Score (Inception-v3)",
               "vendi_inception": "Vendi (Inception-v3 features)", "vendi_clip": "Vendi (CLIP ViT-L/14 features)"
               }.get(name, name)
+    if within and name == "vendi_classifier":
+        return f"{pretty} within prompt · uncalibrated (thicker strokes raise it)"
     return f"{pretty} within prompt" if within else pretty
 
 
@@ -150,6 +153,7 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     (S = K gives the base model's samples exactly).
     """
 
+    from hrf_core.measure.headline import metric_keys
     from hrf_core.measure.projection import project_pair, projection_figure
     from hrf_core.rewards.registry import REWARDS, make_reward
     from hrf_core.rl.sampling import sample_from
@@ -187,7 +191,8 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     metrics_a = evaluator(images_a, reward_fn(images_a, prompts_a).float().cpu(), prompts=prompts_a)
     metrics_b = evaluator(images_b, reward_fn(images_b, prompts_b).float().cpu(), prompts=prompts_b)
     keys = [k for k in metrics_a if k in metrics_b and k not in ("eval_samples", "vendi_pixel", "per_prompt")]
-    order = sorted(keys, key=lambda k: (not k.startswith("reward"), k))
+    lead = metric_keys([metrics_a], reward).diversity  # the calibrated measure first, as on the Live plot
+    order = sorted(keys, key=lambda k: (not k.startswith("reward"), k != lead, k))
     table = [[_metric_name(k), round(float(metrics_a[k]), 4), round(float(metrics_b[k]), 4),
               f"{float(metrics_b[k]) - float(metrics_a[k]):+.4f}"] for k in order]
     extractor, space = evaluator.projection_embedding()

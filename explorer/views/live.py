@@ -144,11 +144,12 @@ def standing(rows: list[dict], curve, keys, handover=None) -> str:
     if len(points) < 2:
         return f"Reference: early-stopped DDPO ({curve.source})."
     gain = points[-1]["reward_mean"] - points[0]["reward_mean"]
-    name = next((k.split("@")[0] for k in (keys.inception, keys.diversity) if k and
-                 k.split("@")[0] in curve.metrics), None)
+    # a prompted run stands on its plot's within-prompt measure (the calibrated one); an unconditional one on IS
+    order = (keys.diversity, keys.inception) if "_within@" in keys.diversity else (keys.inception, keys.diversity)
+    name = next((k.split("@")[0] for k in order if k and k.split("@")[0] in curve.metrics), None)
     if name is None:
         return f"Reference: early-stopped DDPO ({curve.source}); it has no {keys.diversity.split('@')[0]}."
-    label = "IS" if name.startswith("is_") else "Vendi"
+    label = "IS" if name.startswith("is_") else "calibrated Vendi" if name.startswith("vendi_rbf") else "Vendi"
     mine_key = keys.inception if name.startswith("is_") else keys.diversity
     mine = points[-1].get(mine_key)
     if gain <= 0:
@@ -194,7 +195,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
                     runs.append(run_payload(partner, manager.rows(partner), DUEL_COLORS[1]))
                 except ValueError:
                     pass
-    keys = metric_keys(main_rows or [r for run in runs for r in run["rows"]])
+    keys = metric_keys(main_rows or [r for run in runs for r in run["rows"]], config.get("reward"))
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)
     curve = None

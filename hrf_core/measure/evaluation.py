@@ -1,8 +1,10 @@
 """The evaluation used everywhere (trainer, app, benchmarks, experiments): metrics of a sample set.
 
 The embeddings depend on the images: 1x16x16 digits are measured on the digits classifier's
-features (Vendi, Inception Score, class coverage and entropy) and on pixels. Other (RGB) models are
-measured on learned embeddings whenever their weights are cached or can be downloaded: Inception-v3
+features (Vendi, Inception Score, class coverage and entropy), on pixels, and with the calibrated measure
+(Vendi with an RBF kernel on blurred pixels, :mod:`hrf_core.measure.calibrated`), which the plots lead with.
+Other (RGB) models are measured on learned embeddings whenever their weights are cached or can be
+downloaded: Inception-v3
 (Inception Score, and Vendi on its pool features) and CLIP ViT-L/14 (Vendi), as the paper measured
 IS and Vendi; offline without them (:mod:`hrf_core.downloads` decides), on pixels, which is a weak proxy for
 semantic diversity (pixel Vendi rose while the digits collapsed, docs/RESULTS.md) and is labelled as such: one line
@@ -23,7 +25,7 @@ from hrf_core.measure.metrics import evaluate_samples, prompt_metrics
 DIGITS_SHAPE = (1, 16, 16)
 #: Learned embeddings for RGB models, in the order they are tried.
 RGB_EMBEDDINGS = ("inception", "clip")
-EMBEDDINGS = ("pixel", "classifier", *RGB_EMBEDDINGS)
+EMBEDDINGS = ("pixel", "classifier", "rbf", *RGB_EMBEDDINGS)
 PIXEL_PROXY = "pixel Vendi: weak proxy"
 #: What each learned embedding measures, for the fallback line.
 LABELS = {"inception": "Inception-v3 (IS, Vendi)", "clip": "CLIP ViT-L/14 (Vendi)"}
@@ -34,7 +36,7 @@ def embedding_available(name: str) -> bool:
     from hrf_core import downloads
     from hrf_core.measure.features import clip_checkpoint, inception_weights_file
 
-    if name in ("pixel", "classifier"):
+    if name in ("pixel", "classifier", "rbf"):
         return True
     if name == "inception" and inception_weights_file().is_file():
         return True
@@ -52,7 +54,8 @@ def embedding_available(name: str) -> bool:
 def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[str] = ()) -> tuple[str, ...]:
     """The embeddings an evaluation of these samples uses: ``requested``, or (empty) the best available.
 
-    Digits: pixel + classifier. RGB: pixel + Inception and CLIP where their weights can be had.
+    Digits: pixel + classifier + rbf (the calibrated measure, :mod:`hrf_core.measure.calibrated`).
+    RGB: pixel + Inception and CLIP where their weights can be had.
     """
     unknown = set(requested) - set(EMBEDDINGS)
     if unknown:
@@ -60,7 +63,7 @@ def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[st
     if requested:
         return tuple(dict.fromkeys(["pixel", *requested]))
     if tuple(sample_shape) == DIGITS_SHAPE:
-        return ("pixel", "classifier")
+        return ("pixel", "classifier", "rbf")
     return ("pixel", *[name for name in RGB_EMBEDDINGS if embedding_available(name)])
 
 
@@ -178,6 +181,54 @@ class Evaluator:
         if prompts:
             metrics.update(prompt_metrics(kept, prompts, n))
         return metrics
+
+
+def load_sample_array(path: str | Path, labels: str | Path | None = None) -> tuple[torch.Tensor, list[str] | None]:
+    """A ``sample --array`` file as images (n, C, H, W) in [-1, 1], and the labels file as n prompt strings;
+    ValueError with one line for anything else (no pickles)."""
+    import numpy as np
+
+    def read(file, what):
+        try:
+            return np.load(Path(file), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"cannot read {what} {file}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+    array = read(path, "the array")
+    if array.ndim != 4 or array.shape[0] < 2 or array.dtype.kind != "f":
+        raise ValueError(f"{path}: expected floats of shape (n >= 2, C, H, W), got {array.dtype} {array.shape}")
+    if not np.isfinite(array).all() or array.min() < -1e-3 or array.max() > 1 + 1e-3:
+        raise ValueError(f"{path}: expected values in [0, 1] (what `sample --array` writes)")
+    images = torch.from_numpy(np.clip(array.astype(np.float32), 0, 1)) * 2 - 1
+    if labels is None:
+        return images, None
+    rows = read(labels, "the labels")
+    if rows.ndim != 1 or rows.shape[0] != array.shape[0] or rows.dtype.kind not in "iu":
+        raise ValueError(f"{labels}: expected {array.shape[0]} integers (one per row of {path}), got "
+                         f"{rows.dtype} {rows.shape}")
+    return images, [str(int(v)) for v in rows]
+
+
+def measure_files(path: str | Path, labels: str | Path | None = None, model: str | None = None) -> dict:
+    """``python -m hrf_core measure``: every diversity measure the app shows of a sample array, by name (the
+    within-prompt ones averaged over the labels), and the names of the ones the Live plot uses."""
+    from hrf_core.measure.headline import metric_keys
+
+    images, prompts = load_sample_array(path, labels)
+    if model is not None:
+        from hrf_core.models.registry import load_base_model
+
+        shape = tuple(load_base_model(model, "cpu").image_shape)
+        if tuple(images.shape[1:]) != shape:
+            raise ValueError(f"{path}: images of shape {tuple(images.shape[1:])}, but {model} makes {shape}")
+    metrics = Evaluator(tuple(images.shape[1:]))(images, torch.zeros(images.shape[0]), prompts=prompts)
+    n = images.shape[0]
+    values = {k.split("@", 1)[0]: float(v) for k, v in metrics.items() if k.endswith(f"@{n}")}
+    across = metric_keys([{k: v for k, v in metrics.items() if "_within@" not in k}])
+    within = metric_keys([metrics]) if prompts else None
+    return {"samples": n, "values": values,
+            "primary_within_prompt": within.diversity.split("@", 1)[0] if within else None,
+            "primary_across": across.diversity.split("@", 1)[0]}
 
 
 BASE_METRICS_FILE = "base_metrics.json"

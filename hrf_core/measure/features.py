@@ -12,6 +12,8 @@ Registered names (see :func:`make_feature_extractor`):
   ``ImageClassification`` preset). The model is constructed with ``transform_input=True`` as torchvision
   does for these weights. The TF graph of the original IS has 1008 classes and other weights: absolute
   values are comparable between our runs only, not with published numbers.
+- ``rbf``: the calibrated measure's features (:mod:`hrf_core.measure.calibrated`): per-image min-max pixels,
+  lightly blurred, D = C*H*W; its Vendi uses an RBF kernel with a fixed bandwidth, not the cosine.
 - ``clip``: open_clip image embedding (``ViT-L-14`` / ``openai`` by default, D = 768), L2-normalised.
   Preprocessing is open_clip's own eval transform for the model (size, interpolation, resize mode,
   mean/std from its preprocess config) applied to tensors; values are clamped to [0, 1] after the resize,
@@ -87,6 +89,19 @@ class PixelFeatures:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
         return to_unit(images).flatten(1).cpu()
+
+
+class CalibratedFeatures:
+    """The calibrated measure's features (:func:`hrf_core.measure.calibrated.features`): (N, C, H, W) -> (N, C*H*W)."""
+
+    name = "rbf"
+    dim: int | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from hrf_core.measure import calibrated
+
+        _check_images(images)
+        return calibrated.features(images).float()
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -325,6 +340,7 @@ class ClipFeatures:
 # -------------------------------------------------------------------------------------------- registry
 EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
     "pixel": lambda device="cpu", **kw: PixelFeatures(**kw),
+    "rbf": lambda device="cpu", **kw: CalibratedFeatures(**kw),
     "classifier": ClassifierFeatures,
     "inception": InceptionFeatures,
     "clip": ClipFeatures,
@@ -333,7 +349,7 @@ ALIASES = {"pixels": "pixel"}
 
 
 def make_feature_extractor(name: str, device: str | torch.device = "cpu", **kw: Any) -> FeatureExtractor:
-    """Build the extractor registered as ``name`` (pixel, classifier, inception, clip) on ``device``.
+    """Build the extractor registered as ``name`` (pixel, rbf, classifier, inception, clip) on ``device``.
 
     Extra keywords go to its constructor (e.g. ``classifier=``, ``model=``, ``model_name=``).
     """

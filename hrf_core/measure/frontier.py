@@ -10,14 +10,13 @@ interpolation at the first crossing: the first e with g_e < L <= g_{e+1} gives
 w = (L - g_e) / (g_{e+1} - g_e) and m(L) = (1 - w) m_e + w m_{e+1}. A run that never reaches L has
 no value there ("not reached").
 
-Uncertainty. Every evaluation of every run of a (model, reward) group uses the same fixed-seed
-noise, so the evaluation samples are paired across epochs, runs and methods. A replicate resamples
-the evaluation samples (the same indices everywhere) and the seeds (with replacement), recomputes
-rewards and metrics from the saved per-sample arrays (``evals/*.safetensors``) with the same
-functions the trainer uses, and re-reads the crossing. The 95% interval is the 2.5-97.5 percentile
-range of the replicates, re-centred on the estimate: resampling with replacement duplicates
-samples, which lowers Vendi by itself, and the re-centring removes that shift. Differences to DDPO
-(``delta``) are resampled in pairs, so their intervals are much narrower than those of the values.
+Uncertainty. Intervals are seed-level: the 95% interval of the mean over seeds is a Student t-interval on the
+per-seed values (per-seed differences to the same seed's DDPO for a ``delta``, so the pairing of the fixed-seed
+evaluation samples is kept), and a percentile bootstrap over seeds only from 8 seeds on (:func:`seed_interval`).
+One seed gives no interval and no "above" or "below" call. Resampling the evaluation samples within a seed (the
+earlier intervals) left 3 seeds with 10 distinct resamples and claimed more than they carry; :class:`Resampler`
+remains for callers that want those replicates, the comparison no longer uses it. Every cell carries its n; a call
+from fewer than :data:`MIN_HEADLINE_SEEDS` seeds is not a headline claim.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +39,8 @@ DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
-INTERVAL_NOTE = ("95% intervals: percentiles of replicates that resample the seeds and the (paired, fixed-seed) "
-                 "evaluation samples, re-centred on the estimate")
+INTERVAL_NOTE = ("95% seed-level intervals of the mean: a t-interval on the per-seed values (per-seed Δ for a "
+                 "difference) below 8 seeds, a bootstrap over the seeds from 8; none with 1 seed")
 
 
 # ---------------------------------------------------------------------------------------- trajectories
@@ -137,8 +135,9 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
     if name.endswith(metrics.WITHIN):
         return metrics.within_prompt(name[: -len(metrics.WITHIN)], arrays, index)
     if name.startswith("vendi_") and "_q" not in name:
-        feats = arrays.get(f"features.{name[len('vendi_'):]}")
-        return metrics.vendi_score(feats[index]) if feats is not None else math.nan
+        embedding = name[len('vendi_'):]
+        feats = arrays.get(f"features.{embedding}")
+        return metrics.embedding_vendi(embedding, feats[index]) if feats is not None else math.nan
     if name.startswith("is_"):
         probs = arrays.get(f"probs.{name[len('is_'):]}")
         return metrics.inception_score(probs[index])[0] if probs is not None else math.nan
@@ -241,22 +240,44 @@ def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[st
     return ReadOff(True, values, replicates)
 
 
+#: A claim the reading may make a headline of needs at least this many seeds.
+MIN_HEADLINE_SEEDS = 5
+#: Below this many seeds the interval is a t-interval; from it on, a percentile bootstrap over the seeds.
+BOOTSTRAP_MIN_SEEDS = 8
+LEVEL = 0.95
+
+
+def seed_interval(values: list[float], level: float = LEVEL, seed: int = 0) -> list[float] | None:
+    """The ``level`` interval of the mean of per-seed values (e.g. per-seed Δ to DDPO): a Student t-interval
+    (``scipy.stats.t``) below :data:`BOOTSTRAP_MIN_SEEDS` seeds, else a percentile bootstrap over the seeds
+    (``scipy.stats.bootstrap``); None with fewer than 2 seeds."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    n = len(x)
+    if n < 2:
+        return None
+    if n >= BOOTSTRAP_MIN_SEEDS:
+        res = stats.bootstrap((x,), np.mean, confidence_level=level, method="percentile", n_resamples=4000,
+                              random_state=np.random.default_rng(seed))
+        return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    if sem == 0.0:
+        return [mean, mean]
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return [float(low), float(high)]
+
+
 def summarise(estimates: list[float], replicate_sets: list[np.ndarray | None], rng: np.random.Generator) -> dict:
-    """Mean, std and n over seeds, and a 95% interval from seeds x samples resampling (re-centred)."""
+    """Mean, std and n over seeds, and the 95% seed-level interval of the mean (:func:`seed_interval`).
+
+    ``replicate_sets`` (per-seed resamples of the evaluation samples) no longer widen or narrow the interval: with
+    3 seeds a bootstrap has 10 distinct resamples and claims more than the seeds carry."""
     out = {"mean": statistics.fmean(estimates), "std": statistics.pstdev(estimates) if len(estimates) > 1 else 0.0,
            "n": len(estimates)}
-    if replicate_sets and all(r is not None for r in replicate_sets):
-        reps = np.stack(replicate_sets)  # (seeds, R)
-        seeds, resamples = reps.shape
-        pick = rng.integers(0, seeds, size=(resamples, seeds))  # seeds with replacement, per replicate
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a replicate where no picked seed reaches the level
-            draws = np.nanmean(reps[pick, np.arange(resamples)[:, None]], axis=1)
-        draws = draws[np.isfinite(draws)]
-        if len(draws) >= 20:
-            low, high = np.percentile(draws, [2.5, 97.5])
-            shift = out["mean"] - float(draws.mean())
-            out["ci"] = [float(low) + shift, float(high) + shift]
+    ci = seed_interval(estimates)
+    if ci is not None:
+        out["ci"] = ci
     return out
 
 
@@ -290,7 +311,8 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                          "per seed")
     sizes = {t.eval_samples for t in trajectories}
     n = max(sizes)
-    resampler = Resampler(n, resamples, seed, interval_names) if resamples > 0 and len(sizes) == 1 else None
+    # Intervals are seed-level (:func:`seed_interval`): resampling the evaluation samples would only cost time.
+    resampler = None
     names = sorted({k for t in trajectories for k in t.metrics})
     final_gain = statistics.fmean(float(t.gains[-1]) for t in references.values())
     final_compute = statistics.fmean(float(t.compute[-1]) for t in references.values())
@@ -440,6 +462,8 @@ def format_value(entry: dict | None, digits: int = 2) -> str:
         text += f" ± {entry['std']:.{digits}f}"
     if "ci" in entry:
         text += f" [{entry['ci'][0]:.{digits}f}, {entry['ci'][1]:.{digits}f}]"
+    if "n" in entry:
+        text += f" n={entry['n']}"
     return text
 
 
@@ -448,18 +472,22 @@ def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
     levels = group["reward_levels"] if axis == "reward" else group["compute_levels"]
     head = "| arm | " + " | ".join(f"{int(lv['fraction'] * 100)}%" for lv in levels) + " |"
     lines = [head, "|---" * (len(levels) + 1) + "|"]
+    calls = 0
     for arm, entry in group["arms"].items():
         cells = []
         for row in entry[f"matched_{axis}"]:
             value = row["values"].get(metric)
             delta = row["delta_vs_ddpo"].get(metric)
-            cell = format_value(value)
+            cell = format_value(value) if value or not row["reached"] else "not measured"
             if delta and arm != methods.reference().name:
                 cell += f"; Δ {format_value(delta)}"
+                calls += "ci" in delta
             if row["reached"] < row["n"]:
                 cell += f" ({row['reached']}/{row['n']} seeds)"
             cells.append(cell if row["reached"] else "not reached")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if calls:
+        lines += ["", chance_note(calls)]
     return lines
 
 
@@ -501,25 +529,33 @@ def cli_main(argv: list[str] | None = None) -> int:
 
 def standing(row: dict, metric: str = "is_classifier") -> str:
     """Where one arm stands against early-stopped DDPO at one level: "above" (the Δ interval is above 0),
-    "below" (under 0), "on" (it spans 0), or "not reached" (by some seed). Without an interval: the sign."""
+    "below" (under 0), "on" (it spans 0), "undetermined" (one seed), "not reached" (by some seed), or "not
+    measured" (the runs did not log ``metric``)."""
+    if row.get("reached", 0) and row["reached"] == row["n"] and metric not in row["delta_vs_ddpo"]:
+        return "not measured"
     return position(row["delta_vs_ddpo"].get(metric), row.get("reached", 0), row["n"])
 
 
 def position(delta: dict | None, reached: int, n: int) -> str:
-    """"above" / "below" / "on" for a Δ summary whose interval is above 0 / under 0 / spans it (no interval:
-    the sign); "not reached" when fewer than all ``n`` seeds reached the level."""
+    """"above" / "below" / "on" for a Δ summary whose seed-level interval is above 0 / under 0 / spans it,
+    "undetermined" without an interval (one seed); "not reached" when fewer than all ``n`` seeds reached the level."""
     if not reached or reached < n or not delta:
         return "not reached"
-    low, high = delta.get("ci", (delta["mean"], delta["mean"]))
+    if "ci" not in delta:  # one seed: no interval, no call
+        return "undetermined"
+    low, high = delta["ci"]
     return "above" if low > 0 else "below" if high < 0 else "on"
 
 
-def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[list[str], str | None]:
+def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is_classifier"
+                   ) -> tuple[list[str], str | None]:
     """Per arm and reward level: on how many tasks it is on or above early-stopped DDPO (Markdown rows), and
     the arm with the best row (most tasks on or above, summed over levels; then most above).
 
     ``results``: frontier results (``frontier()``); an arm in a later one replaces the same arm of an earlier one.
+    ``metric``: the Δ's metric, or a function of the task (reward) giving it (e.g. never one the reward reads).
     """
+    metric_of = metric if callable(metric) else (lambda reward: metric)
     arms: dict[str, dict[str, dict]] = {}  # arm -> task -> entry
     levels: list[float] = []
     for result in results:
@@ -530,27 +566,46 @@ def standing_table(results: list[dict], metric: str = "is_classifier") -> tuple[
                     arms.setdefault(arm, {})[group["reward"]] = entry
     lines = ["| method | " + " | ".join(f"{int(f * 100)}%" for f in levels) + " |", "|---" * (len(levels) + 1) + "|"]
     scores = {}
+    calls = 0
     for arm, tasks in arms.items():
         cells, total = [], [0, 0]
         for i in range(len(levels)):
-            states = [standing(entry["matched_reward"][i], metric) for entry in tasks.values()]
-            counts = {s: states.count(s) for s in ("above", "on", "below", "not reached")}
+            rows = [entry["matched_reward"][i] for entry in tasks.values()]
+            states = [standing(row, metric_of(task)) for task, row in zip(tasks, rows, strict=True)]
+            counts = {s: states.count(s) for s in ("above", "on", "below", "undetermined", "not reached",
+                                                   "not measured")}
             good = counts["above"] + counts["on"]
             total[0] += good
             total[1] += counts["above"]
-            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "not reached") if counts[s])
-            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else ""))
+            calls += len(states) - counts["not reached"] - counts["not measured"]
+            seeds = sorted({row["n"] for row in rows})
+            low_n = seeds and seeds[0] < MIN_HEADLINE_SEEDS
+            detail = ", ".join(f"{counts[s]} {s}" for s in ("above", "below", "undetermined", "not reached",
+                                                            "not measured") if counts[s])
+            cells.append(f"{good}/{len(states)}" + (f" ({detail})" if detail else "")
+                         + f" n={'-'.join(str(n) for n in seeds[::max(1, len(seeds) - 1)])}"
+                         + (" · not a headline" if low_n else ""))
         scores[arm] = tuple(total)
         mark = " ¹" if any(entry.get("earlier") for entry in tasks.values()) else ""  # from an earlier sitting
         lines.append(f"| {arm}{mark} | " + " | ".join(cells) + " |")
     best = max(scores, key=lambda a: scores[a]) if scores else None
+    if calls:
+        lines += ["", chance_note(calls)]
     return lines, best
+
+
+def chance_note(cells: int, level: float = LEVEL) -> str:
+    """How many of ``cells`` intervals chance alone would put off 0 (an "above" or "below" with no effect)."""
+    return (f"Chance alone: with no difference anywhere, about {cells * (1 - level):.1f} of these {cells} "
+            f"{level:.0%} intervals would miss 0 (an \"above\" or \"below\" call). n: seeds behind each cell; a "
+            f"cell with fewer than {MIN_HEADLINE_SEEDS} is not a headline claim.")
 
 
 def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[str]:
     """Markdown rows: every window-only arm against the hand-over at its own split S, per task (see
     :func:`versus_handover`); "above" where the matched-reward Δ interval is above 0. Empty without such arms."""
     lines = []
+    calls = 0
     for result in results:
         for group in result["groups"].values():
             for arm, entry in group["arms"].items():
@@ -561,8 +616,10 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
                 share = f"{final / handover * 100:.0f}%" if handover > 0 else "n/a"
                 delta = versus["delta"].get(metric)
                 where = position(delta, versus["reached"], versus["n"])
-                matched = (f"{format_value(delta)} ({where})" if where != "not reached" else
-                           f"not reached ({versus['reached']}/{versus['n']} seeds)")
+                calls += bool(delta and "ci" in delta and where != "not reached")
+                low_n = where in ("above", "below") and versus["n"] < MIN_HEADLINE_SEEDS
+                matched = (f"{format_value(delta)} ({where}{'; not a headline' if low_n else ''})"
+                           if where != "not reached" else f"not reached ({versus['reached']}/{versus['n']} seeds)")
                 lines.append(f"| {group['reward']} | {arm} | {versus['split']} | "
                              f"{format_value(versus['handover_gain'], 4)} "
                              f"| {format_value(versus['final_gain'], 4)} ({share}) | {matched} | "
@@ -570,4 +627,5 @@ def handover_rows(results: list[dict], metric: str = "is_classifier") -> list[st
     if not lines:
         return []
     return ["| task | window-only arm | S | hand-over's gain at S | window-only's final gain (% of it) "
-            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines]
+            "| Δ IS at the hand-over's gain | Δ IS, final vs hand-over |", "|---|---|---|---|---|---|---|", *lines,
+            *(["", chance_note(calls)] if calls else [])]

@@ -1,5 +1,12 @@
-"""The headline metrics of a run's rows: which diversity embedding and Inception Score the plots, the replay and
-the reports show (the best the rows have: classifier, CLIP, Inception, else pixels, labelled as a weak proxy)."""
+"""The headline metrics of a run's rows: which diversity measure and Inception Score the plots, the replay and
+the reports show.
+
+The order is the calibration suite's verdict (docs/METHOD.md, :mod:`hrf_core.measure.calibration`): within a
+prompt, the calibrated RBF Vendi (``vendi_rbf_within``) leads; the digit classifier's within-prompt Vendi fails the
+suite (thicker strokes raise it) and is shown only for runs logged before the calibrated measure existed, labelled
+so. Across an unconditional run's samples the classifier's Vendi passes the suite across classes and leads, then
+the calibrated one. A measure whose network the reward reads (``digit:N`` and ``alignment`` read the classifier)
+is never the axis of that reward's runs."""
 
 from __future__ import annotations
 
@@ -21,11 +28,14 @@ class MetricKeys:
 #: not track class collapse on the digits model (docs/RESULTS.md), so it is labelled as such.
 DIVERSITY_LABELS = {
     # a prompted run: diversity within each prompt (averaged over the prompts) comes first
-    "vendi_classifier_within": "Vendi within prompt (digit-classifier features)",
+    "vendi_rbf_within": "Vendi within prompt (RBF kernel on blurred pixels; calibrated)",
+    "vendi_classifier_within": "Vendi within prompt (digit-classifier features) · uncalibrated: thicker strokes "
+                               "raise it (a run logged before the calibrated measure)",
     "vendi_clip_within": "Vendi within prompt (CLIP features)",
     "vendi_inception_within": "Vendi within prompt (Inception features)",
     "vendi_pixel_within": "Vendi within prompt (pixels) · weak proxy",
-    "vendi_classifier": "Vendi (digit-classifier features)",
+    "vendi_classifier": "Vendi (digit-classifier features; calibrated across classes)",
+    "vendi_rbf": "Vendi (RBF kernel on blurred pixels; calibrated)",
     "vendi_clip": "Vendi (CLIP features)",
     "vendi_inception": "Vendi (Inception features)",
     "vendi_pixel": "Vendi (pixels) · weak proxy",
@@ -34,9 +44,13 @@ INCEPTION_LABELS = {"is_classifier": "Inception Score (digits classifier)", "is_
 PIXEL_PROXY_NOTE = "pixel Vendi: weak proxy (no learned embedding here: diversity is measured on raw pixels)"
 
 
-def metric_keys(rows: list[dict]) -> MetricKeys:
-    """The best diversity embedding the rows have (classifier, CLIP, Inception, else pixels) and the IS key."""
+def metric_keys(rows: list[dict], reward: str | None = None) -> MetricKeys:
+    """The best diversity measure the rows have (see the module's docstring) and the IS key; ``reward``: the
+    run's, whose network's features are left out."""
+    from hrf_core.rewards.registry import embedding_read_by
+
     keys = {k for row in rows for k in row}
+    read = embedding_read_by(reward) if reward else None
 
     def first(prefixes) -> str | None:
         for prefix in prefixes:
@@ -45,8 +59,10 @@ def metric_keys(rows: list[dict]) -> MetricKeys:
                 return found[0]
         return None
 
-    inception = first(INCEPTION_LABELS)
+    inception = first([name for name in INCEPTION_LABELS if not (read and name.split("_")[1] == read)])
     for name, label in DIVERSITY_LABELS.items():
+        if read and name.split("_")[1] == read:
+            continue
         key = first([name])
         if key:
             return MetricKeys(key, label, inception)

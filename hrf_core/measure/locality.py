@@ -320,11 +320,23 @@ class ProfileCache:
 
 
 def write_shipped(model: str, profiles: dict[str, dict]) -> Path:
-    """Write base-model profiles beside an embedded model (``checkpoints/<model>/locality.json``)."""
-    from hrf_core.store.runs import write_json
+    """Merge base-model profiles into those beside an embedded model (``checkpoints/<model>/locality.json``), per
+    reward; the other rewards' stay. Refuses (one line) to replace a profile with one of fewer trunks."""
+    from hrf_core.models.registry import MODELS
+    from hrf_core.store.runs import read_json, write_json
 
+    spec = MODELS.get(model)
+    if spec is None or spec.source != "embedded":
+        embedded = ", ".join(name for name, m in MODELS.items() if m.source == "embedded")
+        raise ValueError(f"--ship writes beside an embedded model ({embedded}), not {model!r}")
     path = CHECKPOINTS_DIR / model / SHIPPED_FILE
-    write_json(path, {"model": model, "rewards": profiles})
+    shipped = (read_json(path, {}) or {}).get("rewards", {})
+    for reward, new in profiles.items():
+        old = shipped.get(reward, {}).get("settings", {}).get("trunks", 0)
+        if new.get("settings", {}).get("trunks", 0) < old:
+            raise ValueError(f"{path} has a {old}-trunk profile of {reward}: refusing to replace it with a "
+                             f"{new['settings']['trunks']}-trunk one (write it elsewhere with --json)")
+    write_json(path, {"model": model, "rewards": {**shipped, **profiles}})
     return path
 
 

@@ -12,7 +12,8 @@
 - Class entropy: Shannon entropy in bits of the histogram of arg-max classes (0 .. log2 K; 3.32 for 10).
 
 :func:`evaluate_samples` returns these under keys that name the metric, the embedding and the sample
-count, e.g. ``vendi_pixel@64``, ``vendi_classifier@64``, ``is_classifier@64``, ``class_entropy@64``,
+count, e.g. ``vendi_pixel@64``, ``vendi_rbf@64`` (the calibrated measure),
+``vendi_classifier@64``, ``is_classifier@64``, ``class_entropy@64``,
 ``class_coverage@64``, plus ``reward_mean`` and ``reward_std``.
 """
 
@@ -69,6 +70,16 @@ def vendi_score(features: torch.Tensor | np.ndarray, q: float | str = 1.0) -> fl
         warnings.simplefilter("ignore", DeprecationWarning)
         value = vendi.score_dual(x, q=order, normalize=False) if d <= n else vendi.score_K(x @ x.T, q=order)
     return float(value)
+
+
+def embedding_vendi(embedding: str, features: torch.Tensor | np.ndarray, q: float | str = 1.0) -> float:
+    """Vendi of one embedding's features: the calibrated RBF kernel for ``rbf``
+    (:mod:`hrf_core.measure.calibrated`), the cosine kernel (:func:`vendi_score`) for every other."""
+    from hrf_core.measure import calibrated
+
+    if embedding == calibrated.NAME:
+        return calibrated.vendi_of_features(_as_float64(features, 2, "rbf features"), _vendi_order(q))
+    return vendi_score(features, q)
 
 
 def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 1) -> tuple[float, float]:
@@ -164,7 +175,7 @@ def evaluate_samples(
             if probs is not None:
                 arrays[f"probs.{name}"] = probs.detach().float().cpu()
         for q in vendi_orders:
-            out[metric_key("vendi", name, n, q)] = vendi_score(feats, q)
+            out[metric_key("vendi", name, n, q)] = embedding_vendi(name, feats, q)
         if probs is not None:
             out[metric_key("is", name, n)] = inception_score(probs, splits=is_splits)[0]
             if name == "classifier":
@@ -204,7 +215,7 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None) -> f
     for group in np.unique(groups):
         rows = source[groups == group]
         if len(rows) >= 2:
-            values.append(vendi_score(rows) if kind == "vendi" else inception_score(rows)[0])
+            values.append(embedding_vendi(embedding, rows) if kind == "vendi" else inception_score(rows)[0])
     return float(np.mean(values)) if values else math.nan
 
 

@@ -122,6 +122,44 @@ def shipped(folder: Path, reward: str, samples: int) -> ReferenceCurve | None:
                           seeds=seeds)
 
 
+def merge_shipped(old: dict, new: dict) -> dict:
+    """``ddpo_reference.json`` with ``new``'s curves merged into ``old``'s, per reward and evaluation size: a size's
+    curves come from the file whose curves there have more seeds (then more evaluated epochs; a tie goes to
+    ``new``), so a small experiment never replaces a wider reference, and rewards only ``old`` has stay."""
+    def by_size(entry: dict) -> dict[str, dict]:  # size -> {seed: (epochs, points)}
+        out: dict[str, dict] = {}
+        for curve in entry.get("curves", []):
+            for size, points in curve.get("samples", {}).items():
+                out.setdefault(size, {})[curve["seed"]] = (curve.get("epochs"), points)
+        return out
+
+    def width(seeds: dict) -> tuple[int, int]:
+        return len(seeds), min((len(points.get("gain", [])) for _, points in seeds.values()), default=0)
+
+    rewards = dict(old.get("rewards", {}))
+    for reward, entry in new.get("rewards", {}).items():
+        mine, theirs = by_size(rewards.get(reward, {})), by_size(entry)
+        sizes = {size: mine[size] if size in mine and (size not in theirs or width(mine[size]) > width(theirs[size]))
+                 else theirs[size] for size in {*mine, *theirs}}
+        curves: dict = {}
+        for size in sorted(sizes, key=int):
+            for seed, (epochs, points) in sizes[size].items():
+                curve = curves.setdefault(seed, {"seed": seed, "epochs": epochs, "samples": {}})
+                curve["samples"][size] = points
+        rewards[reward] = {**rewards.get(reward, {}), **{k: v for k, v in entry.items() if k != "curves"},
+                           "curves": [curves[seed] for seed in sorted(curves)]}
+    return {**old, **{k: v for k, v in new.items() if k != "rewards"}, "rewards": rewards}
+
+
+def write_shipped(path: Path, data: dict) -> Path:
+    """Merge ``data`` into the reference file at ``path`` (:func:`merge_shipped`) and write it atomically."""
+    from hrf_core.store.runs import read_json, write_json
+
+    old = read_json(Path(path), {}) or {}
+    write_json(Path(path), merge_shipped(old, data) if old else data)
+    return Path(path)
+
+
 def runs_of(store: RunStore, model: str, reward: str) -> list[Run]:
     """The store's own runs of this model and reward (one walk, for :func:`find` and :func:`handover_curve`)."""
     return [r for r in store.own_runs() if r.config.get("model") == model and r.config.get("reward") == reward]

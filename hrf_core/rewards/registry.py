@@ -156,6 +156,8 @@ class RewardSpec:
     description: str
     available: Callable[[], tuple[bool, str]] = _always_available
     prompted: bool = False  # it reads each image's prompt: only a prompted run can use it
+    #: the measure embedding whose network it reads ("classifier", "clip"): never the diversity axis of its runs
+    reads: str | None = None
 
 
 def _digits_available() -> tuple[bool, str]:
@@ -168,7 +170,7 @@ def _digits_available() -> tuple[bool, str]:
 def _digit_spec(digit: int) -> RewardSpec:
     return RewardSpec(f"digit:{digit}", lambda device="cpu": make_digit(digit, device),
                       f"log-probability of the digit {digit} under the digits classifier (digits16 only; "
-                      "needs the early steps that decide the class)", _digits_available)
+                      "needs the early steps that decide the class)", _digits_available, reads="classifier")
 
 
 REWARDS: dict[str, RewardSpec] = {
@@ -183,15 +185,21 @@ REWARDS: dict[str, RewardSpec] = {
         *(_digit_spec(d) for d in range(10)),
         RewardSpec("alignment", make_alignment, "prompt alignment: the digits classifier's probability of the "
                    "prompted digit (a prompted run of the class-conditional digits16-cond)", _digits_available,
-                   prompted=True),
+                   prompted=True, reads="classifier"),
         RewardSpec(
-            "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available
-        ),
+            "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available,
+            reads="clip"),
         RewardSpec("clip-alignment", make_clip_alignment, "prompt alignment of a text-to-image run: the cosine "
                    "similarity of each image's and its prompt's CLIP ViT-L/14 embeddings", _clip_alignment_available,
-                   prompted=True),
+                   prompted=True, reads="clip"),
     )
 }
+
+
+def embedding_read_by(reward: str) -> str | None:
+    """The measure embedding whose network ``reward`` reads (e.g. "classifier"), None for others and unknown names."""
+    spec = REWARDS.get(reward)
+    return spec.reads if spec is not None else None
 
 
 def make_reward(name: str, device: str = "cpu") -> RewardFn:

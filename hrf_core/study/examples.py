@@ -99,16 +99,16 @@ def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
         torch.set_num_threads(default_torch_threads())
         exported: list[Path] = []
         for duel_spec in duels:
-            for old in [*target.glob(f"example-{duel_spec.order}-*"), *target.glob(f"example-{duel_spec.order + 1}-*")]:
-                shutil.rmtree(old)
             hrf, ddpo = duel_spec.configs(epochs, seed)
             for config in (hrf, ddpo):
                 preflight(config)
             runs = create_runs(store, [hrf, ddpo])
             started = time.time()
             result = duel([open_trainer(config, run).steps() for config, run in zip((hrf, ddpo), runs, strict=True)])
-            if result != "done":
+            if result != "done":  # the shipped examples stay as they were
                 raise RuntimeError(f"the {duel_spec.name} duel ended {result}")
+            for old in [*target.glob(f"example-{duel_spec.order}-*"), *target.glob(f"example-{duel_spec.order + 1}-*")]:
+                shutil.rmtree(old)  # replaced only by a finished duel
             first, second = (run.run_id for run in runs)
             print(f"{duel_spec.name}: duel of {epochs} + {epochs} epochs in {time.time() - started:.0f} s")
             orders = {first: str(duel_spec.order), second: str(duel_spec.order + 1)}

@@ -70,7 +70,17 @@ VISIBLE_ARMS = (DDPO_ARM, window_arm(20, 40), window_arm(30, 40), HANDOVER_ARM)
 ABLATION_BASES = (window_arm(20, 40), window_arm(30, 40), HRFD_ARM)
 #: The KL coefficients swept (nats per pixel per trained step; see docs/METHOD.md for DPOK's units).
 KL_COEFS = (0.1, 1.0)
-HEADLINE = ("is_classifier", "vendi_classifier", "class_entropy")
+#: The report's metrics: the classifier's pass the calibration suite across classes (docs/METHOD.md); the calibrated
+#: vendi_rbf reads no network and stands in where the reward reads the classifier (:func:`standing_metric`).
+HEADLINE = ("is_classifier", "vendi_rbf", "vendi_classifier", "class_entropy")
+
+
+def standing_metric(reward: str) -> str:
+    """The metric a task's standing is read on: the classifier's IS, unless the reward reads the classifier
+    (``digit:N``), where it is the calibrated ``vendi_rbf``: never measure with the network a reward reads."""
+    from hrf_core.rewards.registry import embedding_read_by
+
+    return "vendi_rbf" if embedding_read_by(reward) == "classifier" else "is_classifier"
 #: The order units run in, arm by arm over every task and seed: the comparisons that matter most first,
 #: so a cut-off experiment leaves whole arms (arms not listed run last); the window the locality profile
 #: suggests runs right after the first window-only arm, since it is the window the app recommends.
@@ -87,7 +97,8 @@ WINDOW_ONLY_ARMS = (f"{window_arm(20, 40)}/image/wo", f"{window_arm(30, 40)}/ima
 class Settings:
     """The experiment's shared settings (every arm, every task)."""
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    #: a headline claim needs at least 5 seeds (hrf_core.measure.frontier.MIN_HEADLINE_SEEDS)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
     epochs: int = 24
     eval_every: int = 3
@@ -486,7 +497,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
         arms = list(group["arms"])
         final = group["reference"]["final_gain"]
         grid = np.linspace(0, final, 25) if final > 0 else np.linspace(final, 0, 25)
-        for row, metric in enumerate(("is_classifier", "vendi_classifier")):
+        for row, metric in enumerate(("is_classifier", "vendi_rbf")):
             ax = axes[row][col]
             for arm in arms:
                 curves = []
@@ -512,8 +523,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
                     ax.fill_between(grid, low, high, color=style["color"], alpha=0.12, lw=0)
             ax.set_title(f"{group['reward']}" if row == 0 else "")
             ax.set_xlabel("reward gain over the base model")
-            ax.set_ylabel({"is_classifier": "Inception Score (classifier)",
-                           "vendi_classifier": "Vendi (classifier features)"}[metric])
+            ax.set_ylabel(metric_title(metric))
             ax.grid(alpha=0.3)
     if legend:
         fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(7, len(legend)), fontsize=8,
@@ -529,6 +539,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
 
 def metric_title(name: str) -> str:
     return {"is_classifier": "Inception Score (classifier)", "vendi_classifier": "Vendi (classifier features)",
+            "vendi_rbf": "Vendi (RBF on blurred pixels; calibrated)",
             "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
 
 
@@ -557,9 +568,11 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "frontier.json", result)
     write_figure(result, out, results / "frontier.png")
-    if reference_file is not None:
-        write_json(reference_file, {"experiment": NAME, "settings": asdict(settings),
-                                    "rewards": reference_curves(result, out)})
+    if reference_file is not None:  # only when asked (--reference): merged, never narrowed (reference.write_shipped)
+        from hrf_core.measure.reference import write_shipped
+
+        write_shipped(reference_file, {"experiment": NAME, "settings": asdict(settings),
+                                       "rewards": reference_curves(result, out)})
         folder = reference_file.parent
         if (folder / "training.json").is_file() and (folder / "README.md").is_file():  # a shipped model's card
             from hrf_core.models.pretrain import write_ddpm_card
@@ -577,8 +590,10 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         f"(batch {settings.batch_size}, {settings.siblings} siblings per re-noised image), {settings.epochs} epochs, "
         f"AdamW lr {settings.lr:g}, seeds {seeds}. Every arm is evaluated every {settings.eval_every} epochs on the "
         f"same **{settings.eval_samples} fixed-seed samples** (the same noise for every arm and epoch). Diversity is "
-        "measured with the digits classifier: Inception Score, Vendi on its features, entropy of its class "
-        "histogram.",
+        "measured with the digits classifier (Inception Score, Vendi on its features, entropy of its class "
+        "histogram: they pass the calibration suite across classes, docs/METHOD.md) and with the calibrated Vendi "
+        "(RBF kernel on blurred pixels), which reads no network: a task whose reward reads the classifier "
+        "(`digit:N`) is judged on it.",
         "",
         "**How to read the tables.** Each cell is read off the run's own evaluated epochs where its reward gain "
         "first reaches the level (linear interpolation), as a fraction of DDPO's mean final gain; `Δ` is the "
@@ -590,14 +605,15 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     # the locality profile's suggested windows differ per task: one row for them all
     by_role = {key: {**group, "arms": {arm_role(arm, settings): entry for arm, entry in group["arms"].items()}}
                for key, group in result["groups"].items()}
-    rows, best = standing_table([{**result, "groups": by_role}])
+    rows, best = standing_table([{**result, "groups": by_role}], standing_metric)
     windows: dict[str, list[str]] = {}  # suggested arm -> its tasks
     for group in result["groups"].values():
         for arm in group["arms"]:
             if arm_role(arm, settings) == "suggested/wo":
                 windows.setdefault(arm, []).append(group["reward"])
     lines += ["## Which method is on or above early-stopped DDPO?", "",
-              "For each method, on how many tasks its IS Δ to the same seed's DDPO at 25/50/75% of DDPO's gain is "
+              "For each method, on how many tasks its IS Δ (on a task whose reward reads the classifier, `digit:N`: "
+              "its calibrated Vendi Δ instead) to the same seed's DDPO at 25/50/75% of DDPO's gain is "
               "on the frontier (interval spans 0) or above it (interval above 0), out of the tasks it ran; "
               "below: interval under 0; not reached: some seed never gets there."
               + (" Arms marked ¹ come from an earlier sitting (see each task)." if earlier else "")
@@ -621,9 +637,14 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
         lines += [f"## {group['reward']}", "",
                   f"DDPO's mean final gain: {ref['final_gain']:.4g} after {settings.epochs} epochs "
                   f"({ref['final_compute'] / 1e3:.0f}k UNet forward-equivalents).", ""]
-        for metric in HEADLINE:
+        logged = [m for m in HEADLINE if any(m in row["values"] for entry in group["arms"].values()
+                                             for row in entry["matched_reward"])]  # an older store: no vendi_rbf
+        for metric in logged:
             lines += [f"**{metric_title(metric)} at matched reward** (levels: % of DDPO's final gain)", ""]
             lines += table(group, metric, "reward") + [""]
+        missing = [metric_title(m) for m in HEADLINE if m not in logged]
+        if missing:
+            lines += [f"Not measured in these runs: {', '.join(missing)}.", ""]
         lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
                   "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
                   "| arm | reward gain | % of DDPO's | fall from its best (% of DDPO's gain: mean, worst seed) "
@@ -639,7 +660,8 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
                          else "n/a")
             lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | {fall_text} | "
                          f"{final['compute']['mean'] / 1e3:.0f} | "
-                         + " | ".join(format_value(final.get(m)) for m in HEADLINE) + " |")
+                         + " | ".join(format_value(final[m]) if m in final else "not measured" for m in HEADLINE)
+                         + " |")
         lines += ["", f"**{metric_title('is_classifier')} at matched compute** (levels: % of DDPO's final compute; "
                   "hand-over excluded: it spends no compute of its own)", ""]
         lines += table({**group, "arms": {a: e for a, e in group["arms"].items() if a != HANDOVER_ARM}},
@@ -799,8 +821,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tasks that also run the window-only arms")
     parser.add_argument("--arms", nargs="*", default=[],
                         help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
-    parser.add_argument("--reference", default=str(CHECKPOINTS_DIR / "digits16" / "ddpo_reference.json"),
-                        help="where the app's DDPO reference curves go ('' for nowhere)")
+    parser.add_argument("--reference", default="",
+                        help="also write the app's DDPO reference curves here (e.g. "
+                        f"{CHECKPOINTS_DIR / 'digits16' / 'ddpo_reference.json'}), merged per reward and evaluation "
+                        "size into what the file has (a curve with more seeds is kept); default: nowhere")
     parser.add_argument("--previous",
                         help="an earlier sitting's frontier.json: the arms this store lacks join every table")
     parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
