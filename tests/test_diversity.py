@@ -28,6 +28,15 @@ def vendi_by_hand(kernel: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------- the bonus
+def test_the_bonus_reads_the_calibrated_measure_on_digits():
+    """On 1x16x16 digits the bonus's kernel is the calibrated measure's (the Live plot's within-prompt axis), not the
+    classifier's features that `digit:N` and `alignment` read."""
+    from hrf_core.measure import calibrated
+
+    images = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert np.allclose(diversity.diversity_kernel(images), calibrated.similarity(images).numpy(), atol=0)
+
+
 def test_the_bonus_of_a_four_sample_group_matches_a_hand_computation():
     """Four 2x2 images, two of them alike: each one's VS(K) - VS(K without it) on the pixels' cosine kernel, from
     eigenvalues in float64; the standardised bonus by hand; a fifth row alone in its group gets 0."""

@@ -2,29 +2,18 @@
 bonus").
 
 - :func:`diversity_kernel`: the similarity matrix (N, N) of a group's final images. The one place that decides
-  the space the bonus measures in: today the within-prompt measure's (the digits classifier's features for
-  1x16x16 digits, pixels otherwise), with the cosine kernel of :func:`hrf_core.measure.metrics.vendi_score`.
+  the space the bonus measures in: the Live plot's within-prompt measure's, i.e. the calibrated RBF kernel
+  (:func:`hrf_core.measure.calibrated.similarity`) for 1x16x16 digits, the pixels' cosine kernel otherwise.
 - :func:`leave_one_out_vendi`: b_i = VS(K) - VS(K without row and column i), by vendi-score's ``score_K``.
 - :func:`group_bonus`: b within each group of a batch's rows (a row alone in its group: 0).
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
 import torch
-
-from hrf_core.measure.evaluation import DIGITS_SHAPE
-
-
-@functools.lru_cache(maxsize=4)
-def _classifier_features(device: str):
-    from hrf_core.measure.features import ClassifierFeatures
-    from hrf_core.models.digits import load_digit_classifier
-
-    return ClassifierFeatures(load_digit_classifier(device=device))
 
 
 def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -42,17 +31,17 @@ def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
 def diversity_kernel(images: torch.Tensor) -> np.ndarray:
     """The similarity (N, N), float64, of images in [-1, 1] (N, C, H, W) that the diversity bonus reads.
 
-    Today's within-prompt measure's space: 1x16x16 digits on the digits classifier's features (cosine), any
-    other model on its pixels (cosine; a weak proxy, as in the evaluation). Re-point this one function to move
-    the bonus to another measure.
+    The space of the Live plot's within-prompt measure: 1x16x16 digits on the calibrated measure's RBF kernel
+    (blurred, contrast-normalised pixels; it passes the calibration suite and reads no reward's network), any
+    other model on its pixels (cosine; a weak proxy, as in the evaluation).
     """
     from hrf_core.imaging import to_unit
+    from hrf_core.measure import calibrated
 
-    if tuple(images.shape[1:]) == DIGITS_SHAPE:
-        features = _classifier_features(str(images.device))(images)
-    else:  # the pixel measure's features (measure.features.PixelFeatures), kept on the images' device
-        features = to_unit(images.detach())
-    return cosine_kernel(features)
+    if calibrated.is_calibrated(tuple(images.shape[1:])):
+        return calibrated.similarity(images).numpy()
+    # the pixel measure's features (measure.features.PixelFeatures), kept on the images' device
+    return cosine_kernel(to_unit(images.detach()))
 
 
 def leave_one_out_vendi(kernel: np.ndarray, q: float = 1.0) -> np.ndarray:
