@@ -250,6 +250,48 @@ def test_the_memory_estimate_follows_the_settings():
     assert estimate(sd.replace(train_batch_size=8, grad_checkpointing=True), cpu).total_gb < bigger.total_gb
 
 
+def test_the_sd_presets_fit_a_24_gb_card(monkeypatch):
+    """sd-ddpo and sd-hrf (bf16, LoRA r4, train batch 4 at guidance 5) are admitted with 23 GB free (a 24 GB card
+    less the driver's share); their numbers are docs/GPU.md's."""
+    from hrf_core.presets import PRESETS
+    from hrf_core.rl import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda device: (23.0, 24.0))
+    for name in ("sd-ddpo", "sd-hrf"):
+        found = memory.check_fits(PRESETS[name], torch.device("cuda"))
+        assert found.fits and 10 < found.total_gb < 20, found.parts
+
+
+def test_autocast_like_counting_keeps_norms_and_what_follows_them_in_float32():
+    """On meta tensors, autocast's casts as on a GPU: a linear layer in bf16, a GroupNorm in float32, the SiLU after
+    it in float32 (promotion), a linear after that in bf16 again; so a bf16 row costs more than half an fp32 one."""
+    from hrf_core.rl import memory
+
+    with torch.device("meta"):
+        linear, norm, after = torch.nn.Linear(8, 16), torch.nn.GroupNorm(4, 16), torch.nn.Linear(16, 8)
+        x = torch.zeros(2, 8)
+    with memory._AutocastLike(torch.bfloat16):
+        h = linear(x)
+        n = norm(h)
+        a = torch.nn.functional.silu(n)
+        out = after(a)
+    assert (h.dtype, n.dtype, a.dtype, out.dtype) == (torch.bfloat16, torch.float32, torch.float32, torch.bfloat16)
+    sd = ("CompVis/stable-diffusion-v1-4", 4, ("to_k", "to_q", "to_v", "to_out.0"))
+    fp32, bf16 = memory.architecture(*sd), memory.architecture(*sd, torch.bfloat16)
+    assert 0.55 < bf16.train_row / fp32.train_row < 0.95  # not the half an all-bf16 count would give
+
+
+def test_the_estimate_counts_the_adapters_own_activations():
+    """A wider adapter keeps more activations for its backward: its rank-r intermediate per token and layer (SD 1.4's
+    architecture on the meta device: 16 attention blocks, 4 adapted projections each, 4096 tokens at the top)."""
+    from hrf_core.rl import memory
+
+    targets = ("to_k", "to_q", "to_v", "to_out.0")
+    narrow, wide = (memory.architecture("CompVis/stable-diffusion-v1-4", r, targets) for r in (4, 64))
+    assert wide.lora_params == 16 * narrow.lora_params
+    assert wide.train_row - narrow.train_row > 60 * 4096 * 4 / memory.GB  # at least one adapted layer at the top
+
+
 def test_the_memory_estimate_never_downloads(monkeypatch):
     """The Train tab asks for an estimate on every change: an uncached Hub model is its known architecture (or no
     estimate), never a download, even online."""

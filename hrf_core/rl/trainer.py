@@ -101,6 +101,8 @@ class Trainer:
         self.stop_event = stop_event or threading.Event()
         self.dist = dist
         self.device = base.device if base is not None else resolve_device(config.device)
+        if self.device.type == "cuda":  # TF32 for float32 matmuls and convolutions (bf16 autocast casts most anyway)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.base = base or load_base_model(config.model, self.device)
         self.unet = self.base.unet
         self.scheduler = self.base.scheduler
