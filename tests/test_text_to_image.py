@@ -143,6 +143,33 @@ def test_log_probs_are_recomputed_exactly_and_only_the_adapter_trains(tiny_sd_di
     assert row["first_ratio_deviation"] < 1e-5 and row["kl_to_base"] > 0
 
 
+def test_the_adapter_switch_gives_the_base_exactly_and_walks_no_modules():
+    """AdapterDisabled is the base model bit for bit, the adapter is on again after each call (also after an error),
+    and a call walks no modules (one shared switch, O(1) per call)."""
+    from diffusers import UNet2DConditionModel
+
+    from hrf_core.models.latent import TINY_UNET_CONFIG
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIG).eval()
+    x, t, text = torch.randn(2, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=text).sample
+        lora.add_lora(unet, 4)
+        for parameter in lora.adapter_parameters(unet):
+            parameter.normal_()  # a trained adapter: B is no longer 0
+        adapted = unet(x, t, encoder_hidden_states=text).sample
+        frozen = lora.AdapterDisabled(unet)
+        unet.modules = unet.named_modules = lambda *a, **k: (_ for _ in ()).throw(AssertionError("walked"))
+        assert torch.equal(frozen(x, t, encoder_hidden_states=text).sample, base)
+        assert not torch.equal(adapted, base) and torch.equal(unet(x, t, encoder_hidden_states=text).sample, adapted)
+        with pytest.raises(TypeError):
+            frozen(x)  # an error inside the call ...
+        assert torch.equal(unet(x, t, encoder_hidden_states=text).sample, adapted)  # ... leaves the adapter on
+        with lora.adapter_disabled(unet):
+            assert torch.equal(unet(x, t, encoder_hidden_states=text).sample, base)
+
+
 def test_save_resume_and_reload_of_the_adapter_are_bit_identical(tiny_sd_dir, tmp_path):
     config = config_of(tiny_sd_dir, epochs=2, method="hrf", window=(3, 6))
     full = RunStore(tmp_path / "a").create(config.to_dict())
