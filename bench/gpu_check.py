@@ -15,6 +15,7 @@ Sections (default order):
    epoch timed without evaluation; samples per GPU-minute (against ddpo-pytorch's about 13), trained steps per
    sample, the UNet's model FLOP utilisation (counted UNet rows x FLOPs per row), the first update's ratio
    deviation, clip fraction and approx-KL, peak memory beside the memory estimate (hrf_core.rl.memory);
+   ``--compile`` adds each again with the UNet under torch.compile (before and after in one run);
 2. ``throughput``: trained (sample, step) rows per second of forward+backward calls of the CelebA-HQ 256 UNet
    (113.7M parameters, random weights) in fp32 and bf16, at batch 8 and the largest batch that fits, and the MFU
    (torch's FlopCounterMode; a backward counted as 2 forwards);
@@ -302,8 +303,9 @@ def check_drift(device: torch.device, tiny: bool, epochs: int, out: dict) -> Non
 DDPO_PYTORCH_SAMPLES_PER_GPU_MINUTE = 256 / 8 / 2.4
 
 
-#: The Stable Diffusion sections and the method each one times.
-SD_SECTIONS = {"sd-hrf": "hrf", "sd-ddpo": "ddpo"}
+#: The Stable Diffusion sections and the method each one times (``-compiled``: the UNet under torch.compile, the
+#: sections ``--compile`` adds after the plain ones: before / after in one run).
+SD_SECTIONS = {"sd-hrf": "hrf", "sd-ddpo": "ddpo", "sd-hrf-compiled": "hrf", "sd-ddpo-compiled": "ddpo"}
 #: The sample counts the Stable Diffusion epoch may shrink to (ddpo-pytorch's 64 first) to fit the budget.
 SD_SAMPLES = (64, 32, 16, 8)
 
@@ -341,14 +343,14 @@ class StableDiffusion:
 
     def config(self, method: str, samples: int):
         """The ``sd-ddpo`` / ``sd-hrf`` preset on this pipeline, ``samples`` per epoch, timed without evaluation
-        (2 epochs, evaluation every 1000: the timed epoch 1 is neither), bf16 on a GPU (a CPU's bf16 convolutions
-        are too slow for the --tiny code-path check)."""
+        (3 epochs, evaluation every 1000: the timed epoch 1, or 2 when compiled, is neither), bf16 on a GPU (a
+        CPU's bf16 convolutions are too slow for the --tiny code-path check)."""
         preset = PRESETS[f"sd-{method}"]
         k = 6 if self.tiny else preset.num_steps
         small = dict(batch_size=2, train_batch_size=2, siblings=2, eval_samples=4) if self.tiny else {}
         window = (0, k) if method == "ddpo" else (k // 2, k)
         return preset.replace(model=str(self.folder), num_steps=k, window=window, samples_per_epoch=samples,
-                              updates_per_epoch=max(1, samples // (2 if self.tiny else 8)), epochs=2, eval_every=1000,
+                              updates_per_epoch=max(1, samples // (2 if self.tiny else 8)), epochs=3, eval_every=1000,
                               checkpoint_every=1000, bf16=self.device.type == "cuda", device=str(self.device),
                               **small).validate()
 
@@ -392,24 +394,30 @@ def sd_weights_folder(model: str) -> Path:
     return folder
 
 
-def sd_seconds(sd: StableDiffusion, method: str, samples: int, speed: float) -> float:
-    """The expected seconds of a Stable Diffusion section: set-up, trainer, ``samples`` at the guessed seconds per
-    sample times ``speed`` (measured / guessed of the first section run; 1 before)."""
+def sd_seconds(sd: StableDiffusion, name: str, samples: int, speed: float) -> float:
+    """The expected seconds of Stable Diffusion section ``name``: set-up, trainer, ``samples`` at the guessed seconds
+    per sample times ``speed`` (measured / guessed of the first section run; 1 before); compiled: the compilation
+    and an untimed epoch more."""
     setup = 0 if sd._folder is not None else SD_SETUP_SECONDS
-    return setup + SD_TRAINER_SECONDS + samples * SD_SECONDS_PER_SAMPLE[method] * speed
+    compiled = name.endswith("-compiled")
+    epochs = 2 if compiled else 1
+    return setup + SD_TRAINER_SECONDS + compiled * SD_COMPILE_SECONDS + \
+        epochs * samples * SD_SECONDS_PER_SAMPLE[SD_SECTIONS[name]] * speed
 
 
-def sd_samples(sd: StableDiffusion, method: str, seconds_left: float, speed: float) -> int | None:
+def sd_samples(sd: StableDiffusion, name: str, seconds_left: float, speed: float) -> int | None:
     """The most samples of :data:`SD_SAMPLES` whose section fits ``seconds_left`` (--tiny: 4 samples in a few
     seconds); None: not even the fewest."""
     if sd.tiny:
-        return 4 if seconds_left > SECTION_SECONDS["throughput"][1] else None
-    return next((n for n in SD_SAMPLES if sd_seconds(sd, method, n, speed) <= seconds_left), None)
+        return 4 if seconds_left > SECTION_SECONDS["throughput"][1] * (1 + name.endswith("-compiled")) else None
+    return next((n for n in SD_SAMPLES if sd_seconds(sd, name, n, speed) <= seconds_left), None)
 
 
-def check_sd(sd: StableDiffusion, method: str, samples: int, out: dict) -> None:
+def check_sd(sd: StableDiffusion, method: str, samples: int, out: dict, compiled: bool = False) -> None:
     """One Stable Diffusion section: one epoch of ``samples`` of ``method`` (no evaluation inside), its speed,
-    update diagnostics, MFU, and peak memory beside the estimate."""
+    update diagnostics, MFU, and peak memory beside the estimate; ``compiled``: the UNet under ``torch.compile``
+    (``Module.compile``: the trainer's hooks and adapter switch stay on the same module), compiled by an untimed
+    first epoch of the same size (its rows discarded) before the timed one."""
     from hrf_core.rl.compute import forward_equivalents
     from hrf_core.rl.memory import estimate
     from hrf_core.rl.trainer import Trainer
@@ -422,17 +430,21 @@ def check_sd(sd: StableDiffusion, method: str, samples: int, out: dict) -> None:
     started = time.perf_counter()
     trainer = Trainer(config, RunStore(Path(tempfile.mkdtemp(prefix="gpu-check-sd-runs-"))).create(config.to_dict()))
     flops = sd.flops_per_row(trainer.unet, config)
+    if compiled:
+        trainer.unet.compile()
+        trainer._epoch(1)  # compiles sampling and training shapes (untimed)
     setup = time.perf_counter() - started
     sync(device)
     epoch_started = time.perf_counter()
-    row, _, _ = trainer._epoch(1)  # the epoch alone: no base-model evaluation before it, none inside it
+    row, _, _ = trainer._epoch(2 if compiled else 1)  # the epoch alone: no base-model evaluation before, none inside
     sync(device)
     seconds = time.perf_counter() - epoch_started
     rows = {kind: row[f"rows_{kind}"] for kind in ("sampled", "trained", "reference")}
     achieved = forward_equivalents(rows) * flops / seconds / 1e12
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    result = {"method": method, "window": list(config.window), "samples": samples, "epoch_seconds": seconds,
+    result = {"method": method + ("+compile" if compiled else ""), "window": list(config.window), "samples": samples,
+              "epoch_seconds": seconds,
               "trainer_setup_seconds": setup, "sample_seconds": row["sample_seconds"],
               "update_seconds": row["update_seconds"], "samples_per_gpu_minute": samples / seconds * 60,
               "vs_ddpo_pytorch": samples / seconds * 60 / DDPO_PYTORCH_SAMPLES_PER_GPU_MINUTE,
@@ -513,6 +525,7 @@ SECTION_SECONDS = {"throughput": (150, 5), "drift": (60, 20), "memory": (120, 18
 SD_SECONDS_PER_SAMPLE = {"hrf": 3.0, "ddpo": 5.0}  # one epoch's sampling and update, per sample
 SD_SETUP_SECONDS = 90  # writing the random-weight pipeline (3.4 GB of fp32 UNet) or reading real weights
 SD_TRAINER_SECONDS = 30  # loading the pipeline into a trainer, LoRA, FLOP count
+SD_COMPILE_SECONDS = 150  # torch.compile of the SD UNet's sampling and training graphs (a guess)
 ORDER = ("sd-hrf", "sd-ddpo", "throughput", "drift", "memory", "job")
 #: Seconds kept free before the budget for the last write, the table and the interpreter's exit.
 MARGIN_SECONDS = 2.0
@@ -581,10 +594,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sd-model", default=None,
                         help="Stable Diffusion weights: a local pipeline folder or a cached Hub id (default: random "
                              "weights of the SD 1.x architecture; nothing is downloaded)")
+    parser.add_argument("--compile", action="store_true",
+                        help="after each Stable Diffusion section, the same with the UNet under torch.compile")
     parser.add_argument("--out", default="gpu_check.json")
     args = parser.parse_args(argv)
-    names = [n for name in args.sections for n in (SD_SECTIONS if name == "sd" else [name])]
-    unknown = [n for n in names if n not in ORDER]
+    names = [n for name in args.sections for n in (("sd-hrf", "sd-ddpo") if name == "sd" else [name])]
+    if args.compile:
+        names = [m for n in names for m in ((n, f"{n}-compiled") if n in ("sd-hrf", "sd-ddpo") else (n,))]
+    unknown = [n for n in names if n not in ORDER and n not in SD_SECTIONS]
     if unknown:
         print(f"error: unknown section {unknown[0]!r}: choose from {', '.join(ORDER)} or sd", file=sys.stderr)
         return 2
@@ -634,8 +651,8 @@ def run_sections(names: list[str], args, device: torch.device, sd: StableDiffusi
     for name in names:
         left = args.budget - MARGIN_SECONDS - elapsed()
         if name in SD_SECTIONS:
-            samples = sd_samples(sd, SD_SECTIONS[name], left, speed)
-            need = None if samples is not None else sd_seconds(sd, SD_SECTIONS[name], SD_SAMPLES[-1], speed)
+            samples = sd_samples(sd, name, left, speed)
+            need = None if samples is not None else sd_seconds(sd, name, SD_SAMPLES[-1], speed)
         else:
             samples, need = None, SECTION_SECONDS[name][1 if args.tiny else 0]
             need = need if need > left else None
@@ -649,9 +666,9 @@ def run_sections(names: list[str], args, device: torch.device, sd: StableDiffusi
         section_started = time.perf_counter()
         try:
             if name in SD_SECTIONS:
-                check_sd(sd, SD_SECTIONS[name], samples, part)
+                check_sd(sd, SD_SECTIONS[name], samples, part, compiled=name.endswith("-compiled"))
                 row = part["stable_diffusion"]["rows"][-1]
-                if speed == 1.0 and not args.tiny:
+                if speed == 1.0 and not args.tiny and not name.endswith("-compiled"):
                     speed = row["epoch_seconds"] / samples / SD_SECONDS_PER_SAMPLE[SD_SECTIONS[name]]
                 merged = out.setdefault("stable_diffusion", {**part["stable_diffusion"], "rows": []})
                 merged["rows"].append(row)
