@@ -46,6 +46,7 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -385,7 +386,8 @@ def sd_weights_folder(model: str) -> Path:
         folder = None
     missing = latent.missing_weights(folder) if folder is not None else ["unet", "vae", "text_encoder", "tokenizer"]
     if missing:
-        repo = model if "/" in model and not Path(model).exists() else "CompVis/stable-diffusion-v1-4"
+        hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not Path(model).exists()
+        repo = model if hub_id else "CompVis/stable-diffusion-v1-4"
         raise ValueError(f"no Stable Diffusion weights for {model!r} here (missing {', '.join(missing)}; nothing is "
                          f"downloaded): bring a diffusers pipeline folder with unet/, vae/, text_encoder/, "
                          f"tokenizer/ and scheduler/ in safetensors (`{download_command(repo, 'text-to-image')}` "

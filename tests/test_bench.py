@@ -99,3 +99,14 @@ def test_gpu_check_killed_mid_section_keeps_the_sections_before(tmp_path):
 def test_backend_dispatch_code_path():
     result = load("backends").dispatch("pool", 3, jobs=1, threads=1)
     assert result["workers"] == 1 and result["first_round_s"] > 0 and result["per_unit_ms"] > 0
+
+
+def test_gpu_check_refuses_missing_weights_in_one_line_naming_what_to_bring(tmp_path, capsys):
+    """--sd-model of a folder without weights: exit 2 before anything runs, one line naming the folder to bring;
+    nothing is downloaded (HF_HUB_OFFLINE)."""
+    (tmp_path / "sd" / "unet").mkdir(parents=True)
+    assert load("gpu_check").main(["--device", "cpu", "--tiny", "--sd-model", str(tmp_path / "sd"), "--sections",
+                                   "sd", "--out", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no Stable Diffusion weights" in err and "unet/, vae/, text_encoder/" in err
+    assert not (tmp_path / "out.json").exists()
