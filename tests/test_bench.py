@@ -70,6 +70,7 @@ def test_gpu_check_stops_within_its_budget_with_every_finished_section_on_disk(t
         assert json.loads((tmp_path / f"gpu_check.{name}.json").read_text())["section"] == name
     written = {p.name.split(".")[1] for p in tmp_path.glob("gpu_check.*.json")}
     assert written == finished
+    assert {"sd-hrf", "sd-ddpo"} <= finished, f"the first two sections (seconds here) did not finish\n{log}"
     sd = result["stable_diffusion"]
     assert [r["method"] for r in sd["rows"]] == ["hrf", "ddpo"]
     for row in sd["rows"]:
