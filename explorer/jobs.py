@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from explorer.snapshots import ACTIVE_STATES, JobSnapshot, RunReader
 from hrf_core.config import TrainConfig
+from hrf_core.rl import memory
 from hrf_core.rl.launch import create_runs, default_torch_threads  # noqa: F401 - the app's default
 from hrf_core.share import trackers
 from hrf_core.store import liveness
@@ -378,6 +379,7 @@ class JobManager:
                 job.partner_trainer = _Ended(getattr(job.partner_trainer, "phase", ""))
             launches.clear()
             gc.collect()
+            memory.release_cached()  # the freed models' GPU blocks: else the next job's memory check is refused
             self._changed()
 
     # -- reading --------------------------------------------------------------------------------

@@ -7,6 +7,16 @@ epoch, batch 5, 70 epochs, advantage clip 2.5 per batch). Method names appear he
 from __future__ import annotations
 
 from hrf_core.config import TrainConfig
+from hrf_core.settings import parse_prompts
+
+#: Stable Diffusion with ddpo-pytorch's settings on one GPU (its ``compressibility`` config): LoRA rank 4 in bf16,
+#: 50 DDIM steps at eta 1, guidance 5, sampling batches of 8, 4 samples per training call (8 UNet rows with
+#: guidance), 8 samples per optimiser step, per-prompt advantage statistics over the animals; 64 samples an epoch.
+#: The memory estimate puts it under 24 GB (docs/GPU.md).
+SD_SETTINGS = dict(model="CompVis/stable-diffusion-v1-4", reward="jpeg-compressibility",
+                   prompts=parse_prompts("@animals"), guidance=5.0, num_steps=50, eta=1.0, samples_per_epoch=64,
+                   batch_size=8, train_batch_size=4, updates_per_epoch=8, adv_scope="prompt", bf16=True,
+                   finetune="lora", lora_rank=4, lora_alpha=4.0, lr=3e-4, epochs=100, eval_every=10, eval_samples=16)
 
 #: Every preset by name.
 PRESETS: dict[str, TrainConfig] = {
@@ -52,6 +62,9 @@ PRESETS: dict[str, TrainConfig] = {
         siblings=5, lr=5e-6, weight_decay=1e-3, adv_clip=2.5, adv_scope="batch", window_scaled_clip=True,
         updates_per_epoch=2, train_batch_size=5, eval_samples=16, hrfd_probe_images=1,
     ),
+    # Stable Diffusion on one GPU (issue #38): DDPO, and HRF on the late half of the steps (4 re-noised copies)
+    "sd-ddpo": TrainConfig(method="ddpo", window=(0, 50), **SD_SETTINGS),
+    "sd-hrf": TrainConfig(method="hrf", window=(25, 50), siblings=4, **SD_SETTINGS),
 }
 
 

@@ -143,6 +143,19 @@ def test_preset_fills_the_fields(lab):
     assert lab.train.fill_preset("custom") is None
 
 
+@pytest.mark.parametrize("name", ["sd-ddpo", "sd-hrf"])
+def test_stable_diffusion_presets_are_in_the_train_tab_with_their_memory(lab, name):
+    """The SD presets (issue #38) fill the form like any other, round trip, and get the memory line under the form."""
+    values = lab.train.fill_preset(name)
+    assert (values["model"], values["bf16"], values["lora_rank"]) == ("CompVis/stable-diffusion-v1-4", True, 4)
+    assert (values["guidance"], values["num_steps"], values["batch_size"], values["train_batch_size"]) == (5, 50, 8, 4)
+    assert values["adv_scope"] == "prompt"
+    config = train.config_from_form({k: v for k, v in values.items() if k != "note"}, name)
+    assert config == PRESETS[name]
+    line = lab.train.memory(name, {k: v for k, v in values.items() if k != "note"})
+    assert line.startswith("Memory: about 1") and "training call" in line, line
+
+
 @pytest.mark.parametrize("name,window,start_mode", [("digits-random-start", "0:40", "uniform"),
                                                     ("digits-renoise-fixed", "20:40", "fixed")])
 def test_ablation_presets_are_one_click(lab, name, window, start_mode):

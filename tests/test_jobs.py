@@ -87,6 +87,20 @@ def test_done(tmp_path):
     assert not manager.busy and snap.error is None
 
 
+def test_a_finished_job_hands_the_gpu_cache_back(tmp_path, monkeypatch):
+    """Between jobs the CUDA cache is emptied (after the trainer is collected), so the next job's memory check sees
+    the freed memory; guarded by torch.cuda.is_available()."""
+    import torch
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    manager = make_manager(tmp_path)
+    manager.start(small_config())
+    assert manager.wait(10)
+    assert emptied == [True]
+
+
 def test_stopped_and_second_start_refused(tmp_path):
     gate = threading.Event()
     manager = make_manager(tmp_path, gate=gate)

@@ -143,6 +143,33 @@ def test_log_probs_are_recomputed_exactly_and_only_the_adapter_trains(tiny_sd_di
     assert row["first_ratio_deviation"] < 1e-5 and row["kl_to_base"] > 0
 
 
+def test_the_adapter_switch_gives_the_base_exactly_and_walks_no_modules():
+    """AdapterDisabled is the base model bit for bit, the adapter is on again after each call (also after an error),
+    and a call walks no modules (one shared switch, O(1) per call)."""
+    from diffusers import UNet2DConditionModel
+
+    from hrf_core.models.latent import TINY_UNET_CONFIG
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIG).eval()
+    x, t, text = torch.randn(2, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=text).sample
+        lora.add_lora(unet, 4)
+        for parameter in lora.adapter_parameters(unet):
+            parameter.normal_()  # a trained adapter: B is no longer 0
+        adapted = unet(x, t, encoder_hidden_states=text).sample
+        frozen = lora.AdapterDisabled(unet)
+        unet.modules = unet.named_modules = lambda *a, **k: (_ for _ in ()).throw(AssertionError("walked"))
+        assert torch.equal(frozen(x, t, encoder_hidden_states=text).sample, base)
+        assert not torch.equal(adapted, base) and torch.equal(unet(x, t, encoder_hidden_states=text).sample, adapted)
+        with pytest.raises(TypeError):
+            frozen(x)  # an error inside the call ...
+        assert torch.equal(unet(x, t, encoder_hidden_states=text).sample, adapted)  # ... leaves the adapter on
+        with lora.adapter_disabled(unet):
+            assert torch.equal(unet(x, t, encoder_hidden_states=text).sample, base)
+
+
 def test_save_resume_and_reload_of_the_adapter_are_bit_identical(tiny_sd_dir, tmp_path):
     config = config_of(tiny_sd_dir, epochs=2, method="hrf", window=(3, 6))
     full = RunStore(tmp_path / "a").create(config.to_dict())
@@ -248,6 +275,48 @@ def test_the_memory_estimate_follows_the_settings():
     bigger = estimate(sd.replace(train_batch_size=8), cpu)
     assert bigger.transient == "training call" and bigger.total_gb > base.total_gb
     assert estimate(sd.replace(train_batch_size=8, grad_checkpointing=True), cpu).total_gb < bigger.total_gb
+
+
+def test_the_sd_presets_fit_a_24_gb_card(monkeypatch):
+    """sd-ddpo and sd-hrf (bf16, LoRA r4, train batch 4 at guidance 5) are admitted with 23 GB free (a 24 GB card
+    less the driver's share); their numbers are docs/GPU.md's."""
+    from hrf_core.presets import PRESETS
+    from hrf_core.rl import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda device: (23.0, 24.0))
+    for name in ("sd-ddpo", "sd-hrf"):
+        found = memory.check_fits(PRESETS[name], torch.device("cuda"))
+        assert found.fits and 10 < found.total_gb < 20, found.parts
+
+
+def test_autocast_like_counting_keeps_norms_and_what_follows_them_in_float32():
+    """On meta tensors, autocast's casts as on a GPU: a linear layer in bf16, a GroupNorm in float32, the SiLU after
+    it in float32 (promotion), a linear after that in bf16 again; so a bf16 row costs more than half an fp32 one."""
+    from hrf_core.rl import memory
+
+    with torch.device("meta"):
+        linear, norm, after = torch.nn.Linear(8, 16), torch.nn.GroupNorm(4, 16), torch.nn.Linear(16, 8)
+        x = torch.zeros(2, 8)
+    with memory._AutocastLike(torch.bfloat16):
+        h = linear(x)
+        n = norm(h)
+        a = torch.nn.functional.silu(n)
+        out = after(a)
+    assert (h.dtype, n.dtype, a.dtype, out.dtype) == (torch.bfloat16, torch.float32, torch.float32, torch.bfloat16)
+    sd = ("CompVis/stable-diffusion-v1-4", 4, ("to_k", "to_q", "to_v", "to_out.0"))
+    fp32, bf16 = memory.architecture(*sd), memory.architecture(*sd, torch.bfloat16)
+    assert 0.55 < bf16.train_row / fp32.train_row < 0.95  # not the half an all-bf16 count would give
+
+
+def test_the_estimate_counts_the_adapters_own_activations():
+    """A wider adapter keeps more activations for its backward: its rank-r intermediate per token and layer (SD 1.4's
+    architecture on the meta device: 16 attention blocks, 4 adapted projections each, 4096 tokens at the top)."""
+    from hrf_core.rl import memory
+
+    targets = ("to_k", "to_q", "to_v", "to_out.0")
+    narrow, wide = (memory.architecture("CompVis/stable-diffusion-v1-4", r, targets) for r in (4, 64))
+    assert wide.lora_params == 16 * narrow.lora_params
+    assert wide.train_row - narrow.train_row > 60 * 4096 * 4 / memory.GB  # at least one adapted layer at the top
 
 
 def test_the_memory_estimate_never_downloads(monkeypatch):

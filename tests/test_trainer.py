@@ -230,3 +230,18 @@ def test_image_scope_standardises_each_image_siblings(tiny_model_dir, tmp_path):
     assert batches[1].advantages.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
     with pytest.raises(ValueError, match="adv_scope 'image'"):
         small_config(tiny_model_dir, method="ddpo", adv_scope="image")
+
+
+@pytest.mark.parametrize("start_source", ["policy", "base"])
+def test_batched_source_images_equal_one_batch_at_a_time(tiny_model_dir, tmp_path, start_source):
+    """HRF's trajectory-of-interest images of several batches in one rollout (siblings batches per UNet call) are
+    the images each batch gets alone, bit for bit: every image draws its noise from its own stream."""
+    config = small_config(tiny_model_dir, samples_per_epoch=16, batch_size=4, siblings=2, start_source=start_source)
+    trainer = Trainer(config, RunStore(tmp_path).create(config.to_dict()))
+    batches = list(range(config.batches_per_epoch))
+    trainer._roll_images(1, batches)
+    together = {b: trainer._images[b][0] for b in batches}
+    assert all(len(images) == 2 for images in together.values())
+    for b in batches:
+        trainer._images = {}
+        assert torch.equal(trainer.images_of(1, b), together[b])

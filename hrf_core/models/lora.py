@@ -133,14 +133,44 @@ def load_adapter(folder: Path, unet):
     return unet
 
 
+class _AdapterSwitch:
+    """The on/off switch of one UNet's adapter, shared by all its LoRA layers as their ``_disable_adapters`` (peft's
+    layers test it for truth before adding their update): turning the adapter off or on is one assignment, where
+    diffusers' ``disable_adapters`` / ``enable_adapters`` walk every module (and reset the adapter's
+    ``requires_grad``) each time."""
+
+    __slots__ = ("off",)
+
+    def __init__(self) -> None:
+        self.off = False
+
+    def __bool__(self) -> bool:
+        return self.off
+
+
+def _switch(unet) -> _AdapterSwitch:
+    """``unet``'s adapter switch, installed on its LoRA layers by the first call (one walk over the modules)."""
+    switch = getattr(unet, "_hrf_adapter_switch", None)
+    if switch is None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        switch = _AdapterSwitch()
+        for module in unet.modules():
+            if isinstance(module, BaseTunerLayer):
+                module._disable_adapters = switch
+        unet._hrf_adapter_switch = switch
+    return switch
+
+
 @contextmanager
 def adapter_disabled(unet):
-    """Inside: ``unet`` computes its base model (the adapter off); the adapter is back on afterwards."""
-    unet.disable_adapters()
+    """Inside: ``unet`` computes its base model (the adapter off); the adapter is back on afterwards. O(1)."""
+    switch = _switch(unet)
+    switch.off = True
     try:
         yield unet
     finally:
-        unet.enable_adapters()
+        switch.off = False
 
 
 class AdapterDisabled:
@@ -149,6 +179,7 @@ class AdapterDisabled:
 
     def __init__(self, unet):
         self.unet = unet
+        _switch(unet)  # installed now: every call below is one assignment each way
 
     @property
     def config(self):

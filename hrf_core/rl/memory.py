@@ -16,7 +16,11 @@
   Activations are counted, not guessed: the UNet (and the VAE decoder) run once on PyTorch's meta device (shapes
   only: no memory, no weights, well under a second for SD 1.x) while a dispatch mode adds up the bytes of the live
   tensors; attention is counted as memory-efficient / flash attention keeps it (the outputs and log-sum-exp, not the
-  tokens x tokens matrix). Half precision halves the activations;
+  tokens x tokens matrix). Under bf16/fp16 the meta run follows autocast's casts (:class:`_AutocastLike`): convolutions,
+  linear layers and matrix products in half precision, norms and softmax in float32, and what follows them in the
+  dtype PyTorch's promotion gives (SiLU after a GroupNorm: float32), so fp32 norm and SiLU activations are counted as
+  they are kept. A LoRA run is measured with its adapter attached and the base frozen: the adapter's own activations
+  are counted, and the inputs kept only for frozen weights' gradients are not;
 - **1.2 x and 1 GB**: the caching allocator's fragmentation; the CUDA context and cuBLAS/cuDNN workspaces.
 
 Accuracy: not yet measured on a GPU; ``bench/gpu_check.py`` prints this estimate beside the measured peak of its
@@ -73,6 +77,13 @@ class MemoryEstimate:
         return f"Memory: {total} ({detail}; {where}){verdict}"
 
 
+def release_cached() -> None:
+    """Hand the CUDA caching allocator's unused blocks back to the driver (between jobs: the next job's check reads
+    the device's free memory, which the cache of a finished job would hide); nothing without CUDA."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def device_memory(device: torch.device) -> tuple[float, float] | None:
     """(free GB, total GB) of a CUDA device; None for any other device."""
     if device.type != "cuda" or not torch.cuda.is_available():
@@ -97,6 +108,12 @@ class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if func._overloadpacket.__name__ in self._VIEWS:
+            # below autograd a view has no ``_base``: it holds its base's tensor object, whose bytes stay live while
+            # any view of them does (a linear layer's output is a view of its matrix product's)
+            base = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            for view in torch.utils._pytree.tree_flatten(out)[0]:
+                if isinstance(view, torch.Tensor) and base is not None:
+                    view._hrf_base = base
             return out
         for tensor in torch.utils._pytree.tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor) and tensor._base is None:
@@ -152,6 +169,34 @@ class _MetaAttnProcessor:
         return out / attn.rescale_output_factor
 
 
+class _AutocastLike(torch.overrides.TorchFunctionMode):
+    """CUDA autocast's casts, applied above autograd on meta tensors (autocast itself ignores the meta device): the
+    ops autocast runs in ``dtype`` get their floating inputs cast to it, the ones it runs in float32 get them cast
+    up; every other op computes in the dtype its inputs promote to. The casts are recorded by autograd as autocast's
+    are, so the tensors kept for the backward have the dtypes they have on a GPU."""
+
+    HALF = {"linear", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "matmul", "mm", "bmm", "baddbmm", "addmm",
+            "scaled_dot_product_attention"}
+    FLOAT = {"group_norm", "layer_norm", "softmax", "log_softmax", "norm", "cumsum", "exp", "log", "pow"}
+
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = self.dtype if name in self.HALF else torch.float32 if name in self.FLOAT else None
+        if target is not None:
+            def cast(x):
+                return x.to(target) if isinstance(x, torch.Tensor) and x.is_floating_point() and \
+                    x.dtype != target else x
+
+            args = torch.utils._pytree.tree_map(cast, args)
+            kwargs = torch.utils._pytree.tree_map(cast, kwargs)
+        return func(*args, **kwargs)
+
+
 def _count_attention_like_flash(module: torch.nn.Module) -> None:
     from diffusers.models.attention_processor import Attention
 
@@ -160,23 +205,25 @@ def _count_attention_like_flash(module: torch.nn.Module) -> None:
             sub.set_processor(_MetaAttnProcessor())
 
 
-def _measure(fn) -> float:
-    """Peak live bytes (GB) of ``fn()`` on meta tensors."""
+def _measure(fn, half: torch.dtype | None = None) -> float:
+    """Peak live bytes (GB) of ``fn()`` on meta tensors; ``half``: with autocast's casts (:class:`_AutocastLike`)."""
+    import contextlib
+
     mode = _LiveBytes()
-    with mode:
+    with _AutocastLike(half) if half is not None else contextlib.nullcontext(), mode:
         fn()
     return mode.peak / GB
 
 
 @dataclass(frozen=True)
 class _Architecture:
-    """What the estimate reads of a model: parameter counts and per-row activations (GB, float32)."""
+    """What the estimate reads of a model: parameter counts and per-row activations (GB, as the run keeps them)."""
 
     unet_params: int
     other_params: int  # VAE + text encoder
     lora_params: int
     sample_numel: int
-    train_row: float  # one row's forward activations kept for the backward
+    train_row: float  # one row's forward activations kept for the backward (in the run's precision)
     train_row_checkpointed: float
     infer_row: float  # one row's no-grad forward peak
     decode_row: float  # one latent's VAE decode peak (0: a pixel model)
@@ -225,14 +272,26 @@ def _text_params(text_config: dict | None) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...]) -> _Architecture:
-    """Parameter counts and per-row activations of ``model`` (configs only; cached per model)."""
+def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...], half: torch.dtype | None = None
+                 ) -> _Architecture:
+    """Parameter counts and per-row activations of ``model`` (configs only; cached per model and setting): with a LoRA
+    adapter of ``lora_rank`` (0: full fine-tuning) under autocast to ``half`` (None: float32), frozen weights kept
+    in ``half`` as the trainer keeps them."""
     unet, vae, text, text_config = _meta_modules(model)
     _count_attention_like_flash(unet)
     sample = (unet.config.in_channels, *_size(unet.config.sample_size))
     lora_params = sum(lora_rank * (m.in_features + m.out_features) for name, m in unet.named_modules()
                       if isinstance(m, torch.nn.Linear) and any(name == t or name.endswith("." + t)
                                                                  for t in lora_targets))
+    unet_params = sum(p.numel() for p in unet.parameters())
+    if lora_rank:
+        from hrf_core.models.lora import add_lora
+
+        add_lora(unet, lora_rank, float(lora_rank), lora_targets)  # the base frozen, the adapter trains
+    if half is not None:  # a LoRA run keeps its base in half; full fine-tuning's half copies are counted apart
+        for parameter in unet.parameters():
+            if not (lora_rank and parameter.requires_grad):
+                parameter.data = parameter.data.to(half)
 
     def forward(rows: int):
         x = torch.zeros(rows, *sample, device="meta")
@@ -246,22 +305,25 @@ def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...]) -> _
 
     unet.train()
     unet.disable_gradient_checkpointing()
-    train_row = _measure(lambda: forward(1))
+    train_row = _measure(lambda: forward(1), half)
     if getattr(unet, "_supports_gradient_checkpointing", False):
         unet.enable_gradient_checkpointing()
-        checkpointed = _measure(lambda: forward(1))
+        checkpointed = _measure(lambda: forward(1), half)
         unet.disable_gradient_checkpointing()
     else:
         checkpointed = train_row
     with torch.no_grad():
-        infer_row = _measure(lambda: forward(1))
+        infer_row = _measure(lambda: forward(1), half)
         decode_row = 0.0
         if vae is not None:
             _count_attention_like_flash(vae)
-            decode_row = _measure(lambda: vae.decode(torch.zeros(1, *sample, device="meta")))
+            dtype = half or torch.float32  # the trainer keeps the VAE in the autocast dtype and decodes in it
+            for parameter in vae.parameters():
+                parameter.data = parameter.data.to(dtype)
+            decode_row = _measure(lambda: vae.decode(torch.zeros(1, *sample, device="meta", dtype=dtype)))
     other = (sum(p.numel() for p in vae.parameters()) if vae is not None else 0) + _text_params(text_config)
-    return _Architecture(sum(p.numel() for p in unet.parameters()), other, lora_params,
-                         int(torch.Size(sample).numel()), train_row, checkpointed, infer_row, decode_row)
+    return _Architecture(unet_params, other, lora_params, int(torch.Size(sample).numel()), train_row, checkpointed,
+                         infer_row, decode_row)
 
 
 def _size(size) -> tuple[int, int]:
@@ -277,10 +339,9 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
                         else torch.device("cuda"))
     family = family_of(config.model)
     lora = config.uses_lora(family)
-    arch = architecture(config.model, config.lora_rank if lora else 0, tuple(config.lora_targets))
-    half = config.precision != "fp32"
-    weight_bytes = 2 if half else 4
-    act = 0.5 if half else 1.0
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    arch = architecture(config.model, config.lora_rank if lora else 0, tuple(config.lora_targets), half)
+    weight_bytes = 2 if half is not None else 4
     cfg = 2 if config.guidance != 1 else 1
     parts = {"UNet weights": arch.unet_params * (weight_bytes if lora else 4) / GB}
     if arch.other_params:
@@ -296,11 +357,15 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
     from hrf_core.models.latent import DECODE_BATCH, LatentModel
 
     eval_batch = LatentModel.eval_batch if family == "text-to-image" else 256
+    # full fine-tuning under autocast: the half copies of the float32 weights, made once per call and kept for the
+    # backward (autocast's weight cache)
+    copies = arch.unet_params * 2 / GB if half is not None and not lora else 0.0
     transients = {
-        "training call": config.train_batch_size * cfg * act * (row + (arch.infer_row if config.kl_coef > 0 else 0)),
-        "sampling call": config.batch_size * cfg * act * arch.infer_row,
-        "evaluation call": min(eval_batch, config.eval_samples) * cfg * act * arch.infer_row,
-        "VAE decode": min(DECODE_BATCH, config.batch_size) * act * arch.decode_row,
+        "training call": config.train_batch_size * cfg * (row + (arch.infer_row if config.kl_coef > 0 else 0))
+        + copies,
+        "sampling call": config.batch_size * cfg * arch.infer_row,
+        "evaluation call": min(eval_batch, config.eval_samples) * cfg * arch.infer_row,
+        "VAE decode": min(DECODE_BATCH, config.batch_size) * arch.decode_row,
     }
     largest = max(transients, key=transients.get)
     parts[f"activations ({largest})"] = transients[largest]

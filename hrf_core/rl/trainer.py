@@ -101,6 +101,8 @@ class Trainer:
         self.stop_event = stop_event or threading.Event()
         self.dist = dist
         self.device = base.device if base is not None else resolve_device(config.device)
+        if self.device.type == "cuda":  # TF32 for float32 matmuls and convolutions (bf16 autocast casts most anyway)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.base = base or load_base_model(config.model, self.device)
         self.unet = self.base.unet
         self.scheduler = self.base.scheduler
@@ -220,16 +222,28 @@ class Trainer:
         """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base),
         each from its own prompt (:meth:`image_prompts`)."""
         if batch_index not in self._images:
-            c = self.config
-            n = c.batch_size // c.siblings
-            noise = self._row_noise(epoch, "image", batch_index * n, n)
-            prompts = self.prompts.images(epoch, batch_index)
-            source = self.frozen if c.start_source == "base" else self.unet
-            x = noise_like((n, *self.base.sample_shape), noise, self.device)
-            handover = self.handover(epoch) if source is self.unet else 0
-            final = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover, prompts=prompts).final
-            self._images[batch_index] = (final, prompts)
+            self._roll_images(epoch, [batch_index])
         return self._images[batch_index][0]
+
+    def _roll_images(self, epoch: int, batch_indices: list[int]) -> None:
+        """Sample the trajectory-of-interest images of ``batch_indices`` together: ``siblings`` batches' images (a
+        sampling batch's worth of rows) per rollout, where one batch's alone filled only 1 / siblings of it. Each
+        image draws its noise from its own stream, so the images are those of one batch at a time."""
+        c = self.config
+        n = c.batch_size // c.siblings
+        source = self.frozen if c.start_source == "base" else self.unet
+        handover = self.handover(epoch) if source is self.unet else 0
+        per_call = max(1, c.siblings)
+        for first in range(0, len(batch_indices), per_call):
+            group = batch_indices[first:first + per_call]
+            noise = RowNoise([(c.seed, epoch, "image", b * n + r) for b in group for r in range(n)], self.device)
+            prompts = [self.prompts.images(epoch, b) for b in group]
+            flat = None if prompts[0] is None else [p for batch in prompts for p in batch]
+            x = noise_like((len(noise), *self.base.sample_shape), noise, self.device)
+            self.phase = f"epoch {epoch}: trajectory-of-interest images"
+            final = self._rollout(source, x, 0, c.eta, noise, record=False, handover=handover, prompts=flat).final
+            for i, b in enumerate(group):
+                self._images[b] = (final[i * n:(i + 1) * n], prompts[i])
 
     def image_prompts(self, epoch: int, batch_index: int) -> list[str] | None:
         """The prompts of :meth:`images_of`'s images."""
@@ -360,6 +374,10 @@ class Trainer:
         self.method.prepare_epoch(self, epoch)
         starts = self._starts(epoch, n_batches)
         batches: dict[int, Batch] = {}
+        sourced = [b for b in self.my_batches if starts[b] > 0 and b not in self._images]
+        if sourced:  # re-noised batches: their images first, several batches' per UNet call
+            self._sync_stop()
+            self._roll_images(epoch, sourced)
         for b in self.my_batches:
             self._sync_stop()
             batches[b] = self._sample_batch(epoch, b, starts[b])
