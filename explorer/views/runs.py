@@ -22,9 +22,12 @@ CELLS = {
 }
 #: The settings shown as columns (the settings table's ``column``), between the run's id and status and its metrics.
 SETTING_COLUMNS = settings.on("column")
-RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), "reward", "Vendi", "IS", "s/epoch"]
+#: The metric columns (base model -> last evaluation), named apart from the settings' (the reward's name is a setting).
+METRIC_COLUMNS = ["reward value", "Vendi", "IS", "s/epoch"]
+RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), *METRIC_COLUMNS]
+assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS), RUN_COLUMNS  # one header, one column
 #: The columns' widths (percent): the run id widest, each setting an equal share of what the others leave.
-RUN_WIDTHS = [22, 8, *[round(40 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 10, 9, 6, 5]
+RUN_WIDTHS = [20, 8, *[round(38 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 11, 9, 6, 8]
 
 
 def _arrow(rows: list[dict], key: str | None, digits: int = 2) -> str:
@@ -87,6 +90,6 @@ def continue_hint(run: Run, snap=None) -> tuple[int, str]:
     planned = int(run.config.get("epochs") or 0)
     state = snap.status if snap is not None else run.status.get("state", "?")
     return (planned - at if planned > at else DEFAULT_MORE_EPOCHS,
-            f"{state}: Continue trains it on from the checkpoint of epoch {at}, like "
-            f"`python -m hrf_core resume`, for the epochs set here.")
+            f"{state.capitalize()}: Continue trains it on from the checkpoint of epoch {at} for the epochs set here "
+            f"(the command line's python -m hrf_core resume).")
 
