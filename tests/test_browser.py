@@ -144,7 +144,6 @@ def test_window_reward_start_live_duel_replay_and_stop(served, browser):
 
     # a long run, stopped from the Live tab
     page.locator("button[role=tab]:has-text('Train')").first.click()
-    page.locator("#advanced").get_by_text("Advanced settings").click()
     page.locator("#num-epochs input").fill("500")
     page.locator("#start-btn").click()
     expect(panel.locator(".hl-status")).to_contain_text(re.compile(r"epoch [1-9]\d*/500"), timeout=60_000)

@@ -76,7 +76,7 @@ class CompareTab:
                 c.compare_n = gr.Number(32, label="Samples", precision=0, min_width=100, scale=1)
                 c.compare_seed = gr.Number(0, label="First seed", precision=0, min_width=100, scale=1)
                 c.compare_reward = gr.Dropdown([(c.d.reward, c.d.reward)], value=c.d.reward, label="Reward",
-                                               scale=2)
+                                               scale=2, elem_id="compare-reward")
             with gr.Row():
                 c.handover = gr.Slider(0, c.k, value=0, step=1, label="Hand-over step S (B)", scale=3,
                                        elem_id="compare-handover")

@@ -89,6 +89,12 @@ class TrainTab:
                                            values["epochs"], values["start_mode"])
         return values
 
+    def preset_follows(self, token, preset: str | None, values: dict[str, Any]):
+        """The preset, or "custom" once the form no longer describes it."""
+        if preset == train.NO_PRESET or train.preset_matches(preset, values):
+            return gr.skip()
+        return train.NO_PRESET
+
     def memory(self, preset: str | None, values: dict[str, Any]) -> str:
         """The memory the form's run needs (an estimate), under the form."""
         return train.memory_line(values, preset, self.lab.defaults)
@@ -312,13 +318,14 @@ class TrainTab:
         quiet = dict(show_progress="hidden", api_visibility="private")
         sampling = dict(concurrency_id="sampling", concurrency_limit=1)
         c.preset.change(self._fill_event, {c.preset}, [*f.values(), c.note], **quiet)
-        memory = self._form_event(lambda token, preset, values: (
-            self.memory(preset, values), gr.skip() if preset == train.NO_PRESET or train.preset_matches(preset, values)
-            else train.NO_PRESET))
-        # the estimate follows the form: one event, so a preset that changes every field queues one estimate, not 20;
-        # a field edited away from the preset turns it to "custom"
+        memory = self._form_event(lambda token, preset, values: self.memory(preset, values))
+        # the estimate follows the form: one event, so a preset that changes every field queues one estimate, not 20
         gr.on([demo.load, c.preset.change, *(component.change for component in f.values())], memory, inputs,
-              [c.memory, c.preset], trigger_mode="always_last", concurrency_id="memory", concurrency_limit=1, **quiet)
+              c.memory, trigger_mode="always_last", concurrency_id="memory", concurrency_limit=1, **quiet)
+        # a field edited away from the preset turns it to "custom" (judged on the fields' changes only: a preset's
+        # own change would be judged against the fields it has not filled yet)
+        gr.on([component.change for component in f.values()], self._form_event(self.preset_follows), inputs,
+              c.preset, trigger_mode="always_last", **quiet)
         f["model"].change(train.model_info, f["model"], c.model_info, **quiet).then(
             self.strip, [f["model"], f["num_steps"]], f["window"], **quiet, **sampling)
         gr.on([f["reward"].change, f["model"].change, f["prompts"].change], self.reward_info,
