@@ -228,7 +228,7 @@ def takes_prompts(fn: Callable) -> bool:
     try:
         return "prompts" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        return self.maximum is not None and self.maximum - float(base_reward) < margin
+        return False
 
 
 def checked(fn: Callable, name: str, prompted: bool = False) -> RewardFn:
