@@ -110,10 +110,13 @@ def test_runs_table_headers_are_unique_and_the_continue_hint_has_no_backticks(tm
     assert len(set(runs.RUN_COLUMNS)) == len(runs.RUN_COLUMNS)
     assert len(runs.RUN_WIDTHS) == len(runs.RUN_COLUMNS)
     store = RunStore(tmp_path)
-    run = store.create({"model": "m", "reward": "ink", "method": "hrf", "epochs": 2}, name="r")
+    run = store.create({"model": "m", "reward": "ink", "method": "hrf", "epochs": 2, "window": [5, 10]}, name="r")
     (run.path / "checkpoints" / "epoch-0001" / "unet").mkdir(parents=True)
     _, hint = runs.continue_hint(run)
     assert "`" not in hint and "epoch 1" in hint
+    row = runs.runs_table(store)[0]
+    method = row[runs.RUN_COLUMNS.index("method")]
+    assert methods.color_of("hrf") in method and runs.RUN_DATATYPES[runs.RUN_COLUMNS.index("method")] == "html"
 
 
 def test_results_summary_comes_first_and_sections_fold():

@@ -61,7 +61,8 @@ class RunsTab:
             c.refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
             c.runs_table = gr.Dataframe(headers=runs.RUN_COLUMNS, label="Runs on disk, newest first (metrics: "
                                         "base model → last evaluation)", elem_id="runs-table", interactive=False,
-                                        wrap=True, column_widths=[f"{w}%" for w in runs.RUN_WIDTHS])
+                                        wrap=True, column_widths=[f"{w}%" for w in runs.RUN_WIDTHS],
+                                        datatype=runs.RUN_DATATYPES)
             c.run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
                                      elem_id="run-pick", allow_custom_value=True)
             with gr.Row(equal_height=True):

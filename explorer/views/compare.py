@@ -286,7 +286,8 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     if a.color != b.color:  # each side in its method's colour (a base model grey), as on every tab
         for side, label in ((a, f"A · {a.label}"), (b, f"B · {b.label}")):
             figure.update_traces(marker_color=side.color, selector={"name": label})
-    figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 60, "b": 50})
+    figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 90, "b": 50},  # the mode bar clears the title
+                         title={"x": 0.01, "xanchor": "left", "y": 0.97})
     label_b = f"{b.label} · hand-over at step {handover}" if handover else b.label
     grid_a, rows_a = prompt_grid(images_a, prompts_a)
     grid_b, rows_b = prompt_grid(images_b, prompts_b)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 from hrf_core import settings
 from hrf_core.measure.headline import finite, metric_keys
-from hrf_core.methods import run_label
+from hrf_core.methods import color_of, run_label
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch
 
 # ------------------------------------------------------------------------------------------ run table
@@ -16,7 +17,8 @@ CELLS = {
     "model": lambda config, done: (Path(str(config.get("model", "?"))).name
                                    if "/" in str(config.get("model", "")) and Path(str(config["model"])).exists()
                                    else str(config.get("model", "?"))),
-    "method": lambda config, done: run_label(config),
+    "method": lambda config, done: (f"<span style='color:{color_of(config.get('method', ''))};font-weight:600'>"
+                                    f"{html.escape(run_label(config))}</span>"),  # its colour on every tab
     "epochs": lambda config, done: f"{done}/{config.get('epochs', '?')}",
     "prompts": lambda config, done: settings.format_prompts(tuple(config.get("prompts") or ())) or "–",
 }
@@ -26,6 +28,8 @@ SETTING_COLUMNS = settings.on("column")
 METRIC_COLUMNS = ["reward value", "Vendi", "IS", "s/epoch"]
 RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), *METRIC_COLUMNS]
 assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS), RUN_COLUMNS  # one header, one column
+#: How the table renders each column: the method's cell is HTML (its label in its colour).
+RUN_DATATYPES = ["html" if column == "method" else "str" for column in RUN_COLUMNS]
 #: The columns' widths (percent): the run id widest, each setting an equal share of what the others leave.
 RUN_WIDTHS = [20, 8, *[round(38 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 11, 9, 6, 8]
 
