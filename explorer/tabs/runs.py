@@ -52,7 +52,7 @@ class RunsTab:
         if not source:
             if run_id and self.store.get(run_id).is_example:
                 raise ValueError("example runs ship without weights: regenerate them (with checkpoints in a "
-                                 "run store) with `python -m hrf_core examples`, or train your own run")
+                                 "run store) with python -m hrf_core examples, or train your own run")
             raise ValueError("this run has no checkpoint yet: checkpoints are saved every few epochs and at the end")
         return compare.sample_grid(self.store, source, n=n, seed=seed)
 
