@@ -25,7 +25,8 @@ class ResultsTab:
         intro, sections = results.folded(text)
         title, _, rest = intro.partition("\n")
         lead = f"{title}\n\n**The answer, in short:**\n\n{answer}" if answer else title
-        report = (f"{rest.strip()}\n\n### Contents: open a section to read it\n\n" + "\n\n".join(sections))
+        contents = "\n\n### Contents: open a section to read it\n\n" + "\n\n".join(sections) if sections else ""
+        report = rest.strip() + contents
         return lead, results.headline_figure(self.lab.docs_dir), report, figures
 
     def layout(self, c) -> None:
