@@ -92,7 +92,8 @@ class CompareTab:
                 c.metrics_table = gr.Dataframe(headers=["metric", "A", "B", "B − A"], label="Metrics",
                                                elem_id="compare-metrics", interactive=False, scale=1,
                                                column_widths=["46%", "18%", "18%", "18%"])
-                c.projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=1)
+                c.projection = gr.Plot(label="Embedding projection", elem_id="projection-plot", scale=1,
+                                       show_label=False)  # its own title says it; the label covered it
 
     def events(self, c, demo) -> None:
         quiet = dict(show_progress="hidden", api_visibility="private")

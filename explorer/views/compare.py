@@ -128,6 +128,11 @@ def follow(store: RunStore, value_b: str | None, value_a: str | None) -> tuple[s
     return a, b.reward
 
 
+def pil_text(text: str) -> str:
+    """``text`` in the characters PIL's built-in font draws (an en dash in "HRF 20–39" drew as a box)."""
+    return text.replace("–", "-").replace("—", "-").replace("…", "...")
+
+
 def captioned(grid, caption: str, color: str, row_labels: list[str] | None = None):
     """``grid`` (PIL) with its caption above it in ``color`` and, for a prompted model, each row's prompt on its
     left: what a projector shows. Text scales with the grid, so two grids of one size read at one scale."""
@@ -136,17 +141,18 @@ def captioned(grid, caption: str, color: str, row_labels: list[str] | None = Non
     size = max(14, grid.width // 36)
     font = ImageFont.load_default(size=size)
     labels = [label if len(label) <= 14 else label[:13] + "…" for label in (row_labels or [])]
-    left = (max(int(font.getlength(label)) for label in labels) + size // 2) if labels else 0
+    left = (max(int(font.getlength(pil_text(label))) for label in labels) + size // 2) if labels else 0
     top = int(size * 1.6)
     out = Image.new("RGB", (grid.width + left, grid.height + top), "white")
     out.paste(grid.convert("RGB"), (left, top))
     draw = ImageDraw.Draw(out)
-    draw.text((left, size // 4), caption, fill=color, font=font)
+    draw.text((left, size // 4), pil_text(caption), fill=color, font=font)
     if labels:
         step = grid.height / len(labels)
         for i, label in enumerate(labels):
-            width = font.getlength(label)
-            draw.text((left - size // 4 - width, top + step * (i + 0.5)), label, fill="#111", font=font, anchor="lm")
+            width = font.getlength(pil_text(label))
+            draw.text((left - size // 4 - width, top + step * (i + 0.5)), pil_text(label), fill="#111", font=font,
+                      anchor="lm")
     return out
 
 

@@ -71,8 +71,8 @@ def summary(markdown: str, points: int = SUMMARY_POINTS) -> str:
     leads = re.findall(r"^\*\*(\d+)\.\s+(.+?)\*\*", markdown, flags=re.MULTILINE)
     lines = [f"{number}. {text.strip()}" for number, text in leads[:points]]
     best = re.search(r"^Best row: (.+)$", markdown, flags=re.MULTILINE)
-    if best:
-        lines.append(f"Best method against early-stopped DDPO at matched reward: {best.group(1).strip()}")
+    if best:  # a paragraph of its own, not a continuation of the last finding
+        lines.append(f"\nBest method against early-stopped DDPO at matched reward: {best.group(1).strip()}")
     return "\n".join(lines)
 
 

@@ -79,7 +79,8 @@ def frames(run: Run, size: int = PANEL) -> list[Image.Image]:
                                 size, limits, color), (2 * size + 20, 24))
         draw = ImageDraw.Draw(frame)
         draw.text((4, 6), "base model", fill="black")
-        draw.text((size + 14, 6), f"{run_label(run.config)} · epoch {epoch}", fill=color)
+        label = run_label(run.config).replace("–", "-")  # PIL's built-in font has no en dash
+        draw.text((size + 14, 6), f"{label} · epoch {epoch}", fill=color)
         out.append(frame)
     return out
 
