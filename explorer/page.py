@@ -118,7 +118,7 @@ class Lab:
         d = self.defaults
         values = train.form_from_config(d)
         c = SimpleNamespace(d=d, values=values, k=d.num_steps, locked=presenter.token_required())
-        with gr.Blocks(title="HRF Explorer") as demo:
+        with gr.Blocks(title="HRF Explorer", fill_width=True) as demo:  # the whole width: grids read on a projector
             self._header(c)
             with gr.Tabs(elem_id="tabs") as c.tabs:
                 for tab in self.tabs:

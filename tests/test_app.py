@@ -472,7 +472,7 @@ def test_standing_line_names_the_hand_over_of_the_same_seed(tmp_path):
         run.set_status("done", 2, 2, "finished")
         time.sleep(0.02)  # distinct config mtimes: hrf-b is the newest
     line = live.live_state(JobManager(store, preflight=None), "hrf-b")["status"]["standing"]
-    assert "early-stopped DDPO had IS 8.50" in line and "the hand-over (hand-over of ddpo-a): IS 9.20" in line
+    assert "early-stopped DDPO had IS 8.50" in line and "the hand-over of ddpo-a: IS 9.20" in line
     other_seed = store.get("handover-a")
     data = other_seed.config
     data["seed"] = 1

@@ -1,4 +1,4 @@
-"""The app behind Debian's nginx at /hrf/ (the README's block, prefix stripped, GRADIO_ROOT_PATH=/hrf), in headless
+"""The app behind Debian's nginx at /hrf/ (docs/PROXY.md's block, prefix stripped, GRADIO_ROOT_PATH=/hrf), in headless
 chromium: the Live tab draws a run; the viewer page updates over server-sent events through the proxy, unbuffered;
 grids, the GIF and the Results figures download; gradio_client works through the proxy; nothing answers 4xx."""
 
@@ -22,7 +22,7 @@ from explorer.server import free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 CHROMIUM = "/usr/bin/chromium"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "PROXY.md"  # the README links it
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx)"),
@@ -31,9 +31,9 @@ pytestmark = [
 
 
 def readme_location() -> str:
-    """The nginx block of the README (the one users copy)."""
+    """The nginx block of docs/PROXY.md (the one users copy)."""
     block = re.search(r"```nginx\n(.*?)```", README.read_text(), re.S)
-    assert block, "README.md has no ```nginx block"
+    assert block, "docs/PROXY.md has no ```nginx block"
     return block.group(1)
 
 

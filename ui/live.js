@@ -39,7 +39,8 @@
         <div class="hl-status"></div>
         <div class="hl-standing"></div>
         <div class="hl-main">
-          <div class="hl-plot" id="${mode === "live" ? "trajectory-plot" : "replay-plot"}"></div>
+          <div class="hl-plotbox"><div class="hl-plot-title">Reward vs diversity · goal: up without drifting left</div>
+            <div class="hl-plot" id="${mode === "live" ? "trajectory-plot" : "replay-plot"}"></div></div>
           <div class="hl-grids"></div>
         </div>
         <div class="hl-replay">
@@ -117,7 +118,10 @@
       this.q(".hl-status").innerHTML = s.status.html || "";
       const note = s.status.proxy_note ? `<span class="hl-proxy">${esc(s.status.proxy_note)}</span>` : "";
       this.q(".hl-standing").innerHTML = `${esc(s.status.standing || "")} ${note}`;
-      if (this.mode === "live") document.querySelectorAll("#train-status").forEach((el) => { el.innerHTML = s.status.html || ""; });
+      if (this.mode === "live") {
+        document.querySelectorAll("#train-status").forEach((el) => { el.innerHTML = s.status.html || ""; });
+        document.body.classList.toggle("hrf-running", !!s.status.active); // Stop is lit only while something runs
+      }
       const run = this.main();
       if (run) {
         const pts = this.points(run);
@@ -148,26 +152,42 @@
       gif.style.display = pts.length ? "" : "none";
     }
 
-    gridFigure(path, caption, cls) {
+    /* A grid with its caption (in its method's colour) and, for a prompted model, each row's prompt. */
+    gridFigure(path, caption, cls, color, prompts) {
       if (!path) return "";
-      return `<figure class="${cls}"><img src="${esc(url(path))}" alt="${esc(caption)}"><figcaption>${esc(caption)}</figcaption></figure>`;
+      const labels = (prompts || []).length
+        ? `<div class="hl-rowlabels">${prompts.map((p) => `<span title="${esc(p)}">${esc(p)}</span>`).join("")}</div>` : "";
+      const style = color ? ` style="color:${esc(color)}"` : "";
+      return `<figure class="${cls}"><figcaption${style}>${esc(caption)}</figcaption>` +
+        `<div class="hl-gridrow">${labels}<img src="${esc(url(path))}" alt="${esc(caption)}"></div></figure>`;
+    }
+
+    /* What an empty plot or grid box says: it depends on whether a run is under way or ended early. */
+    emptyText(what) {
+      const st = this.state.status;
+      if (st.active) return what === "plot" ? "Evaluating the base model: its point appears first,<br>then one point per evaluated epoch." : "Evaluating the base model…";
+      if (st.run_id) return `The run ${st.state === "failed" ? "failed" : "stopped"} before the base model was evaluated:<br>nothing to ${what === "plot" ? "plot" : "show"}.`;
+      return what === "plot" ? "Press Start: the base model's point appears first,<br>then one point per evaluated epoch." : "Samples appear here: the base model's, then the latest epoch's.";
     }
 
     drawGrids() {
       const s = this.state, box = this.q(".hl-grids");
-      if (!s.runs.length) { box.innerHTML = `<div class="hl-empty">Samples appear here: the base model's, then the latest epoch's.</div>`; return; }
-      const main = s.runs[0], pts = this.points(main);
-      const base = main.rows.find((r) => r.epoch === 0 && r.grid);
-      const html = [this.gridFigure(base && base.grid, "epoch 0 · base model", "hl-grid")];
-      const pick = (run, index) => { const p = this.points(run); return p[Math.min(index ?? p.length - 1, p.length - 1)]; };
-      s.runs.forEach((run, i) => {
-        const row = pick(run, this.selected);
-        if (row && row.grid && row.epoch > 0) html.push(this.gridFigure(row.grid, `${run.label} · epoch ${row.epoch}`, `hl-grid hl-run-${i}`));
-      });
-      const key = html.join("");
-      if (box.dataset.key !== key) { box.innerHTML = key; box.dataset.key = key; }
+      const main = s.runs[0], pts = main ? this.points(main) : [];
+      let html;
+      if (!pts.length) html = `<div class="hl-empty">${this.emptyText("grids")}</div>`;
+      else {
+        const base = main.rows.find((r) => r.epoch === 0 && r.grid);
+        const parts = [this.gridFigure(base && base.grid, "epoch 0 · base model", "hl-grid", "", main.prompts)];
+        const pick = (run, index) => { const p = this.points(run); return p[Math.min(index ?? p.length - 1, p.length - 1)]; };
+        s.runs.forEach((run, i) => {
+          const row = pick(run, this.selected);
+          if (row && row.grid && row.epoch > 0) parts.push(this.gridFigure(row.grid, `${run.label} · epoch ${row.epoch}`, `hl-grid hl-run-${i}`, run.color, run.prompts));
+        });
+        html = parts.join("");
+      }
+      if (box.dataset.key !== html) { box.innerHTML = html; box.dataset.key = html; }
       box.classList.toggle("hl-duel", s.runs.length > 1);
-      if (!pts.length) box.innerHTML = `<div class="hl-empty">Evaluating the base model…</div>`;
+      box.classList.toggle("hl-wide", !!(main && (main.prompts || []).length)); // one row per prompt: wide grids, stacked
     }
 
     drawTrajectory() {
@@ -201,11 +221,10 @@
       const first = s.runs.length ? this.points(s.runs[0])[0] : null;
       if (first) traces.push({ x: [first[keys.diversity]], y: [first.reward_mean], mode: "markers+text", name: "base model", cliponaxis: false,
         marker: { size: 16, symbol: "star", color: "#ffbf00", line: { width: 1, color: "#333" } }, text: ["base"], textposition: "bottom center", hoverinfo: "skip" });
-      const layout = { template: "plotly_white", height: 400, margin: { l: 60, r: 20, t: 40, b: 50 }, hovermode: "closest",
-        title: { text: "Reward vs diversity · goal: up without drifting left", font: { size: 15 } },
+      const layout = { template: "plotly_white", height: 400, margin: { l: 60, r: 20, t: 30, b: 50 }, hovermode: "closest",
         xaxis: { title: { text: `diversity: ${keys.diversity_label} →` } }, yaxis: { title: { text: `reward: ${s.reward || "mean"} ↑` } },
         legend: { orientation: "h", y: -0.22, x: 0 } };
-      if (!traces.length) layout.annotations = [{ text: "Press Start: the base model's point appears first,<br>then one point per evaluated epoch.", showarrow: false, x: 0.5, y: 0.5, xref: "paper", yref: "paper", font: { size: 14, color: "#666" } }];
+      if (!traces.length) layout.annotations = [{ text: this.emptyText("plot"), showarrow: false, x: 0.5, y: 0.5, xref: "paper", yref: "paper", font: { size: 14, color: "#666" } }];
       Plotly.react(el, traces, layout, { displaylogo: false, responsive: true });
     }
 

@@ -23,16 +23,17 @@ class RunsTab:
         return gr.Dataframe(value=table or [["–"] * len(runs.RUN_COLUMNS)], headers=runs.RUN_COLUMNS), \
             gr.Dropdown(choices=ids, value=ids[0] if ids else None)
 
-    @safe(4)
+    @safe(5)
     def run_selected(self, run_id):
+        """A run picked: its details, checkpoints and Continue line; the previous run's samples cleared."""
         if not run_id:
-            return {}, gr.Dropdown(choices=[], value=None), gr.skip(), ""
+            return {}, gr.Dropdown(choices=[], value=None), gr.skip(), "", None
         run = self.store.get(run_id)
         checkpoints = runs.checkpoint_choices(run)
         more, hint = runs.continue_hint(run, self.manager.snapshot(run_id))
         picked = checkpoints[0][1] if checkpoints else None
         return (runs.run_details(run), gr.Dropdown(choices=checkpoints, value=picked), more,
-                common.notice_html(hint, "info"))
+                common.notice_html(hint, "info"), None)
 
     def continue_run(self, run_id, more, token):
         """Continue a stopped, interrupted or finished run for ``more`` epochs (``python -m hrf_core resume``)."""
@@ -51,7 +52,7 @@ class RunsTab:
         if not source:
             if run_id and self.store.get(run_id).is_example:
                 raise ValueError("example runs ship without weights: regenerate them (with checkpoints in a "
-                                 "run store) with `python -m hrf_core examples`, or train your own run")
+                                 "run store) with python -m hrf_core examples, or train your own run")
             raise ValueError("this run has no checkpoint yet: checkpoints are saved every few epochs and at the end")
         return compare.sample_grid(self.store, source, n=n, seed=seed)
 
@@ -60,7 +61,8 @@ class RunsTab:
             c.refresh = gr.Button("↻ Refresh", size="sm", elem_id="runs-refresh")
             c.runs_table = gr.Dataframe(headers=runs.RUN_COLUMNS, label="Runs on disk, newest first (metrics: "
                                         "base model → last evaluation)", elem_id="runs-table", interactive=False,
-                                        wrap=True, column_widths=[f"{w}%" for w in runs.RUN_WIDTHS])
+                                        wrap=True, column_widths=[f"{w}%" for w in runs.RUN_WIDTHS],
+                                        datatype=runs.RUN_DATATYPES)
             c.run_pick = gr.Dropdown([], label="Run: replay it below (slider, ←/→) or sample a checkpoint",
                                      elem_id="run-pick", allow_custom_value=True)
             with gr.Row(equal_height=True):
@@ -87,7 +89,7 @@ class RunsTab:
         for trigger in (c.runs_tab.select, c.refresh.click):
             trigger(self.runs, None, [c.runs_table, c.run_pick], **quiet)
         c.run_pick.change(self.run_selected, c.run_pick, [c.details, c.checkpoint_pick, c.more_epochs,
-                                                          c.continue_note], **quiet)
+                                                          c.continue_note, c.sampled], **quiet)
         c.continue_btn.click(guarded(self.continue_run), [c.run_pick, c.more_epochs, c.token],
                              [c.continue_note, c.tabs], api_name="ui_continue", api_visibility="private",
                              concurrency_id="control", concurrency_limit=4)

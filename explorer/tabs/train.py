@@ -29,6 +29,13 @@ RADIO_INFO = {
 }
 
 
+def gpu_here() -> bool:
+    """Whether this machine has a CUDA GPU (the GPU-only settings say they change nothing without one)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class TrainTab:
     """The Train tab of a :class:`~explorer.page.Lab`: layout, events, handlers (callable directly in tests)."""
 
@@ -85,12 +92,22 @@ class TrainTab:
                                            values["epochs"], values["start_mode"])
         return values
 
+    def preset_follows(self, token, preset: str | None, values: dict[str, Any]):
+        """The preset, or "custom" once the form no longer describes it."""
+        if preset == train.NO_PRESET or train.preset_matches(preset, values):
+            return gr.skip()
+        return train.NO_PRESET
+
     def memory(self, preset: str | None, values: dict[str, Any]) -> str:
         """The memory the form's run needs (an estimate), under the form."""
         return train.memory_line(values, preset, self.lab.defaults)
 
     def note(self, method, window, num_steps, epochs, start_mode="uniform"):
         return train.window_note(method, window, num_steps, epochs, start_mode)
+
+    def reward_info(self, reward, model, prompts):
+        """The reward's line, flagged when the base model already scores near its maximum (a measured base)."""
+        return train.reward_info(reward, model, prompts, self.store)
 
     def method_help(self, method):
         return methods.METHODS[method].help if method in methods.METHODS else ""
@@ -123,7 +140,7 @@ class TrainTab:
         models = train.model_choices(extra=[model] if model else [])
         rewards = train.reward_choices()
         return (gr.Dropdown(choices=models, value=model), train.model_info(model),
-                gr.Dropdown(choices=rewards, value=reward), train.reward_info(reward))
+                gr.Dropdown(choices=rewards, value=reward), self.reward_info(reward, model, None))
 
     # -- locality profile --------------------------------------------------------------------------
     def _profile(self, model, reward, num_steps):
@@ -220,35 +237,56 @@ class TrainTab:
                 c.compute = gr.Button("Compute profile", size="sm", elem_id="profile-btn", scale=0, min_width=150)
                 c.profile_note = gr.HTML("", elem_id="profile-note")
                 c.profile_timer = gr.Timer(1.0, active=False)
-            c.form["prompts"] = gr.Textbox(c.values["prompts"], label="Prompts", elem_id="prompts", lines=1,
-                                           info="a prompted model's prompt set: each sample draws one (digits16-cond: "
-                                                "digits, e.g. 3,7,8; one prompt per line for text); empty for an "
-                                                "unconditional model")
+            groups = train.form_groups()
+            with gr.Row(equal_height=False):
+                c.form["prompts"] = gr.Textbox(c.values["prompts"], label="Prompts", elem_id="prompts", lines=1,
+                                               scale=3,
+                                               info="a prompted model's prompt set: each sample draws one "
+                                                    "(digits16-cond: digits, e.g. 3,7,8 or 3 7 8; one prompt per line "
+                                                    "for text); empty for an unconditional model")
+                for name in groups["prompt"]:
+                    self._number(c, name, scale=1)
+            with gr.Row(equal_height=False):
+                for name in groups["main"]:
+                    self._number(c, name)
             with gr.Row(equal_height=False):
                 c.note = gr.Markdown(self.note(d.method, c.values["window"], c.k, d.epochs, d.start_mode),
                                      elem_id="window-note", elem_classes="hrf-note")
                 radio("start_mode")
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
-                for setting in (s for s in settings.on("form") if s.form == "advanced"):
-                    if setting.kind == "bool":
-                        c.form[setting.name] = gr.Checkbox(getattr(d, setting.name), label=setting.label,
-                                                           info=setting.help, elem_id=setting.name.replace("_", "-"))
-                    else:
-                        radio(setting.name)
-                with gr.Row():
-                    for name in settings.form_numbers():
-                        setting = settings.TABLE[name]
-                        c.form[name] = gr.Number(c.values[name], label=setting.label,
-                                                 precision=0 if setting.kind == "int" else None,
-                                                 elem_id=f"num-{name}", min_width=150)
+                self._fields(c, groups["advanced"], radio)
+            gpu = "" if gpu_here() else ": no GPU here, they change nothing on this CPU"
+            with gr.Accordion(f"GPU settings (precision, memory, LoRA){gpu}", open=False, elem_id="gpu-settings"):
+                self._fields(c, groups["gpu"], radio)
             with gr.Row():
                 c.start = gr.Button("▶ Start", variant="primary", elem_id="start-btn", scale=3)
                 c.duel = gr.Button("⚔ Duel: this vs DDPO", variant="secondary", elem_id="duel-btn", scale=2)
                 c.stop = gr.Button("■ Stop", variant="stop", elem_id="stop-btn", scale=1)
             c.memory = gr.Markdown("", elem_id="memory-estimate", elem_classes="hrf-info")
-            c.train_status = gr.HTML(live.status_html(self.manager.snapshot()), elem_id="train-status")
+            snap = self.manager.snapshot()  # an example run reads "Example" from the start, as the live feed says
+            c.train_status = gr.HTML(live.status_html(snap, live.is_example(self.store, snap.run_id)),
+                                     elem_id="train-status")
             c.notice = gr.HTML("", elem_id="notice")
         c.form = {s.name: c.form[s.name] for s in settings.on("form")}  # the table's order
+
+    def _number(self, c, name: str, **kwargs) -> None:
+        setting = settings.TABLE[name]
+        c.form[name] = gr.Number(c.values[name], label=setting.label, precision=0 if setting.kind == "int" else None,
+                                 elem_id=f"num-{name}", min_width=150, **kwargs)
+
+    def _fields(self, c, names: list[str], radio) -> None:
+        """The settings ``names``: switches, then choices, then numbers on one row (the settings table's order)."""
+        table = [settings.TABLE[name] for name in names]
+        for setting in table:
+            if setting.kind == "bool":
+                c.form[setting.name] = gr.Checkbox(getattr(c.d, setting.name), label=setting.label,
+                                                   info=setting.help, elem_id=setting.name.replace("_", "-"))
+            elif setting.kind == "choice":
+                radio(setting.name)
+        with gr.Row():
+            for setting in table:
+                if setting.kind in ("int", "float"):
+                    self._number(c, setting.name)
 
     # -- events ------------------------------------------------------------------------------------
     def _form_event(self, handler):
@@ -287,9 +325,14 @@ class TrainTab:
         # the estimate follows the form: one event, so a preset that changes every field queues one estimate, not 20
         gr.on([demo.load, c.preset.change, *(component.change for component in f.values())], memory, inputs,
               c.memory, trigger_mode="always_last", concurrency_id="memory", concurrency_limit=1, **quiet)
+        # a field edited away from the preset turns it to "custom" (judged on the fields' changes only: a preset's
+        # own change would be judged against the fields it has not filled yet)
+        gr.on([component.change for component in f.values()], self._form_event(self.preset_follows), inputs,
+              c.preset, trigger_mode="always_last", **quiet)
         f["model"].change(train.model_info, f["model"], c.model_info, **quiet).then(
             self.strip, [f["model"], f["num_steps"]], f["window"], **quiet, **sampling)
-        f["reward"].change(train.reward_info, f["reward"], c.reward_info, **quiet)
+        gr.on([f["reward"].change, f["model"].change, f["prompts"].change], self.reward_info,
+              [f["reward"], f["model"], f["prompts"]], c.reward_info, trigger_mode="always_last", **quiet)
         profile_inputs = [f["model"], f["reward"], f["num_steps"]]
         for trigger in (f["reward"].change, f["model"].change, f["num_steps"].change):
             trigger(self.profile_view, profile_inputs, f["window"], **quiet)

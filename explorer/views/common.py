@@ -55,7 +55,7 @@ def runnable(model: str) -> tuple[bool, str]:
         return True, ""
     ok, reason = availability(model)
     if ok and reason:  # weights not cached yet: a UI handler must not block on a download
-        return False, f"{reason}; start a run to fetch them, or run `hf download {model}`"
+        return False, f"{reason}; start a run to fetch them, or run: hf download {model}"
     return ok, reason
 
 

@@ -13,7 +13,7 @@ from explorer.views.common import (
     parse_bounded,
     require_runnable,
 )
-from hrf_core.methods import run_label
+from hrf_core.methods import color_of, run_label
 from hrf_core.store.runs import RunStore, checkpoint_epoch
 
 
@@ -53,6 +53,12 @@ class Source:
     num_steps: int | None = None  # the K its run was trained with
     prompts: tuple[str, ...] = ()  # a prompted model's prompts: its run's, or (a base model) every one it knows
     guidance: float = 1.0
+    method: str | None = None  # its run's method (its colour on every tab); None for a base model
+
+    @property
+    def color(self) -> str:
+        """The colour of this source's caption: its run's method's, grey for a base model."""
+        return color_of(self.method, BASE_COLOR) if self.method else BASE_COLOR
 
     def rows(self, n: int, prompts: tuple[str, ...] = ()) -> list[str] | None:
         """Each of ``n`` samples' prompt (``prompts`` in turn, default this source's); None when unconditional."""
@@ -85,15 +91,101 @@ def resolve_source(store: RunStore, value: str) -> Source:
                 return Source(load=str(checkpoint), family=str(run.config.get("model", "")),
                               label=f"{run_label(run.config)} · epoch {epoch}", reward=run.config.get("reward"),
                               num_steps=run.config.get("num_steps"), prompts=tuple(run.config.get("prompts") or ()),
-                              guidance=float(run.config.get("guidance", 1.0)))
+                              guidance=float(run.config.get("guidance", 1.0)), method=run.config.get("method"))
         raise ValueError(f"run {run_id} has no checkpoint {folder}")
     raise ValueError(f"unknown sample source {value!r}")
+
+
+BASE_COLOR = "#4b5563"
+
+
+def conditioning_mismatch(a: Source, b: Source) -> str:
+    """One line when A and B cannot be compared sample for sample because one reads prompts and the other does not
+    (e.g. ``digits16`` against a ``digits16-cond`` run); "" when they can."""
+    if bool(a.prompts) == bool(b.prompts):
+        return ""
+    prompted, plain = (a, b) if a.prompts else (b, a)
+    return (f"{plain.label} is unconditional and {prompted.label} reads prompts: their grids would not line up. "
+            f"Compare sources of one base model, e.g. A = {prompted.family} (base).")
+
+
+def follow(store: RunStore, value_b: str | None, value_a: str | None) -> tuple[str | None, str | None]:
+    """What Compare shows once B is a run's checkpoint: (A, the reward). A becomes B's own base model unless it is
+    already a source of that base model; the reward is B's run's. (None, None) when B is not a checkpoint."""
+    if not value_b or not str(value_b).startswith("ckpt:"):
+        return None, None
+    try:
+        b = resolve_source(store, value_b)
+    except ValueError:
+        return None, None
+    a_family = None
+    if value_a:
+        try:
+            a_family = resolve_source(store, value_a).family
+        except ValueError:
+            a_family = None
+    a = value_a if a_family == b.family else f"base:{b.family}"
+    return a, b.reward
+
+
+def pil_text(text: str) -> str:
+    """``text`` in the characters PIL's built-in font draws (an en dash in "HRF 20–39" drew as a box)."""
+    return text.replace("–", "-").replace("—", "-").replace("…", "...")
+
+
+def captioned(grid, caption: str, color: str, row_labels: list[str] | None = None):
+    """``grid`` (PIL) with its caption above it in ``color`` and, for a prompted model, each row's prompt on its
+    left: what a projector shows. Text scales with the grid, so two grids of one size read at one scale."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = max(14, grid.width // 36)
+    font = ImageFont.load_default(size=size)
+    labels = [label if len(label) <= 14 else label[:13] + "…" for label in (row_labels or [])]
+    left = (max(int(font.getlength(pil_text(label))) for label in labels) + size // 2) if labels else 0
+    top = int(size * 1.6)
+    out = Image.new("RGB", (grid.width + left, grid.height + top), "white")
+    out.paste(grid.convert("RGB"), (left, top))
+    draw = ImageDraw.Draw(out)
+    draw.text((left, size // 4), pil_text(caption), fill=color, font=font)
+    if labels:
+        step = grid.height / len(labels)
+        for i, label in enumerate(labels):
+            width = font.getlength(pil_text(label))
+            draw.text((left - size // 4 - width, top + step * (i + 0.5)), pil_text(label), fill="#111", font=font,
+                      anchor="lm")
+    return out
+
+
+def prompt_grid(images, prompts: list[str] | None, columns: int = 8):
+    """A grid of samples ``columns`` wide, each prompt's samples on rows of their own (the last one padded
+    blank): (PIL grid, each row's prompt, or None for an unconditional model)."""
+    import torch
+
+    from hrf_core.imaging import image_grid
+
+    scale = max(1, 128 // images.shape[-1])
+    if not prompts:
+        return image_grid(images, nrow=min(columns, len(images)), scale=scale), None
+    blank = torch.ones_like(images[:1])
+    tiles, labels = [], []
+    for prompt in dict.fromkeys(prompts):
+        rows = [j for j, p in enumerate(prompts) if p == prompt]
+        for start in range(0, len(rows), columns):
+            chunk = rows[start:start + columns]
+            tiles.append(images[chunk])
+            tiles.extend([blank] * (columns - len(chunk)))
+            labels.append(prompt)
+    width = min(columns, max(prompts.count(p) for p in set(prompts)))
+    if width < columns:  # fewer samples per prompt than a row: one short row each, no blanks
+        tiles, labels = [], list(dict.fromkeys(prompts))
+        for prompt in labels:
+            tiles.append(images[[j for j, p in enumerate(prompts) if p == prompt]])
+    return image_grid(torch.cat(tiles), nrow=width, scale=scale), labels
 
 
 def sample_grid(store: RunStore, value: str, n: int = 16, seed: int = 0, num_steps: int | None = None):
     """A grid (PIL) of ``n`` samples from a base model or checkpoint with a fixed seed (K: its run's)."""
     from hrf_core.rl.sampling import sample_from
-    from hrf_core.rl.sampling import sample_grid as grid_of
 
     n = int(parse_bounded("Samples", n, 1, 256))
     seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
@@ -104,7 +196,8 @@ def sample_grid(store: RunStore, value: str, n: int = 16, seed: int = 0, num_ste
         base = cached_model(source.load)
         prompts = source.rows(n)
         images = sample_from(base, n, seed, num_steps=num_steps, prompts=prompts, guidance=source.guidance).cpu()
-    return grid_of(images, prompts, columns=max(1, n // len(source.prompts)) if prompts else 8, limit=n)
+    grid, rows = prompt_grid(images, prompts)
+    return captioned(grid, source.label, source.color, rows)
 
 
 
@@ -157,11 +250,12 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     from hrf_core.measure.projection import project_pair, projection_figure
     from hrf_core.rewards.registry import REWARDS, make_reward
     from hrf_core.rl.sampling import sample_from
-    from hrf_core.rl.sampling import sample_grid as grid_of
 
     n = int(parse_bounded("Samples", n, 4, 256))
     seed = int(parse_bounded("Seed", seed, 0, 2**31 - 1))
     a, b = resolve_source(store, value_a), resolve_source(store, value_b)
+    if mismatch := conditioning_mismatch(a, b):
+        raise ValueError(mismatch)
     num_steps = int(num_steps or b.num_steps or a.num_steps or 40)
     require_runnable(a.family)
     require_runnable(b.family)
@@ -200,10 +294,16 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     figure = projection_figure(projection, images_a, images_b, labels=(f"A · {a.label}", f"B · {b.label}"),
                                thumbnails=thumbnails and n <= 64,
                                thumb_size=32, title=f"Same seeds, joint PCA of {space}")
-    figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 60, "b": 50})
+    if a.color != b.color:  # each side in its method's colour (a base model grey), as on every tab
+        for side, label in ((a, f"A · {a.label}"), (b, f"B · {b.label}")):
+            figure.update_traces(marker_color=side.color, selector={"name": label})
+    figure.update_layout(height=460, margin={"l": 50, "r": 20, "t": 90, "b": 50},  # the mode bar clears the title
+                         title={"x": 0.01, "xanchor": "left", "y": 0.97})
     label_b = f"{b.label} · hand-over at step {handover}" if handover else b.label
-    columns = max(1, n // len(common or a.prompts or b.prompts or "x"))
-    return Comparison(grid_of(images_a, prompts_a, columns, n), grid_of(images_b, prompts_b, columns, n), a.label,
-                      label_b,
-                      table, figure, dict(metrics_a), dict(metrics_b), reward, num_steps)
+    grid_a, rows_a = prompt_grid(images_a, prompts_a)
+    grid_b, rows_b = prompt_grid(images_b, prompts_b)
+    grid_a = captioned(grid_a, f"A · {a.label}", a.color, rows_a)
+    grid_b = captioned(grid_b, f"B · {label_b}", b.color, rows_b)
+    return Comparison(grid_a, grid_b, a.label, label_b, table, figure, dict(metrics_a), dict(metrics_b), reward,
+                      num_steps)
 

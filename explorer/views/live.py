@@ -22,7 +22,6 @@ from hrf_core.store.runs import Run, RunStore
 #: Row keys the browser needs (besides the metric keys ``is_*@N``, ``vendi_*@N``, ``class_*@N``).
 ROW_KEYS = ("epoch", "handover", "reward_mean", "train_reward_mean", "seconds", "compute", "kl_to_base",
             "clip_fraction", "logged_at")
-DUEL_COLORS = ("#d62728", "#1f77b4")
 
 
 def history(store: RunStore, model: str, reward: str, exclude=(), limit: int = 5,
@@ -51,6 +50,16 @@ STATE_BADGES = {
     "failed": ("#dc2626", "Failed"), "interrupted": ("#6b7280", "Interrupted"),
     "running elsewhere": ("#6b7280", "Running elsewhere"),
 }
+
+
+def is_example(store: RunStore, run_id: str | None) -> bool:
+    """Whether ``run_id`` is one of the example runs that ship with the app (its status reads "Example")."""
+    if run_id is None:
+        return False
+    try:
+        return store.get(run_id).is_example
+    except ValueError:
+        return False
 
 
 def status_html(snap, example: bool = False) -> str:
@@ -119,7 +128,9 @@ def grid_url(run: Run, epoch: int) -> str | None:
     return f"live/grid/{run.run_id}/{epoch}.png?v={stamp}"
 
 
-def run_payload(run: Run, rows: list[dict], color: str | None = None) -> dict:
+def run_payload(run: Run, rows: list[dict]) -> dict:
+    """One run as the browser draws it: its label and colour (its method's, the same on every tab), its prompts
+    (the grid's rows, in order) and its evaluated rows with their grids' addresses."""
     config = run.config
     method = config.get("method", "")
     payload_rows = []
@@ -130,40 +141,48 @@ def run_payload(run: Run, rows: list[dict], color: str | None = None) -> dict:
         payload_rows.append(trimmed)
     return {"run_id": run.run_id, "label": run_label(config), "method": method, "reward": config.get("reward"),
             "model": config.get("model"), "epochs": config.get("epochs"), "seed": config.get("seed"),
-            "color": color or methods.color_of(method), "example": run.is_example,
+            "color": methods.color_of(method), "example": run.is_example,
+            "prompts": list(dict.fromkeys(config.get("prompts") or ())),
             "animate": f"live/animate/{run.run_id}.gif", "rows": payload_rows}
+
+
+def _gain(value: float) -> str:
+    """A reward gain in two significant figures (+0.088, -0.0051)."""
+    return f"{value:+.2g}"
 
 
 def standing(rows: list[dict], curve, keys, handover=None) -> str:
     """One line: where the run's latest evaluation stands against early-stopped DDPO at the same reward, and
-    against the training-free hand-over of DDPO's checkpoint of the same seed when ``handover`` (a curve) exists."""
+    against the training-free hand-over of DDPO's checkpoint of the same seed when ``handover`` (a curve) exists.
+    Numbers rounded, one level of brackets at most, the reference named once at the end."""
     if curve is None:
         return ("No DDPO reference for this model and reward yet: a DDPO run (or the frontier experiment) "
                 "gives one.")
+    reference = f"Reference: early-stopped DDPO, {curve.source}."
     points = [r for r in rows if finite(r.get("reward_mean"))]
     if len(points) < 2:
-        return f"Reference: early-stopped DDPO ({curve.source})."
+        return reference
     gain = points[-1]["reward_mean"] - points[0]["reward_mean"]
     # a prompted run stands on its plot's within-prompt measure (the calibrated one); an unconditional one on IS
     order = (keys.diversity, keys.inception) if "_within@" in keys.diversity else (keys.inception, keys.diversity)
     name = next((k.split("@")[0] for k in order if k and k.split("@")[0] in curve.metrics), None)
     if name is None:
-        return f"Reference: early-stopped DDPO ({curve.source}); it has no {keys.diversity.split('@')[0]}."
+        return f"{reference[:-1]}; it has no {keys.diversity.split('@')[0]}."
     label = "IS" if name.startswith("is_") else "calibrated Vendi" if name.startswith("vendi_rbf") else "Vendi"
     mine_key = keys.inception if name.startswith("is_") else keys.diversity
     mine = points[-1].get(mine_key)
     if gain <= 0:
-        return f"No reward gain yet ({gain:+.4g}); reference: early-stopped DDPO ({curve.source})."
+        return f"No reward gain yet: {_gain(gain)}. {reference}"
     if gain > curve.reach:
-        return (f"At this reward (gain {gain:+.4g}) the run is beyond what the DDPO reference reached "
-                f"({curve.reach:+.4g}; {curve.source}).")
+        return f"At reward gain {_gain(gain)} the run is beyond what DDPO reached: {_gain(curve.reach)}. {reference}"
     mean, std, n = curve.at(gain)[name]
     spread = f" ± {std:.2f}" if n > 1 else ""
+    seeds = "" if "seed" in curve.source else f" over {n} seed{'s' if n > 1 else ''}"
     this = f"; this run: {label} {mine:.2f}" if finite(mine) else ""
     other = handover.at(gain).get(name) if handover is not None else None
-    also = f"; the hand-over ({handover.source}): {label} {other[0]:.2f}" if other else ""
-    return (f"At this reward (gain {gain:+.4g}), early-stopped DDPO had {label} {mean:.2f}{spread} "
-            f"({n} seed{'s' if n > 1 else ''}, {curve.source}){also}{this}.")
+    also = f"; the {handover.source}: {label} {other[0]:.2f}" if other else ""
+    return (f"At reward gain {_gain(gain)}, early-stopped DDPO had {label} {mean:.2f}{spread}{seeds}{this}{also}. "
+            f"{reference}")
 
 
 def live_state(manager, run_id: str | None = None) -> dict:
@@ -187,15 +206,16 @@ def live_state(manager, run_id: str | None = None) -> dict:
             main = None
         if main is not None:
             example = main.is_example
-            duel = snap.partner_id is not None
-            runs.append(run_payload(main, main_rows, DUEL_COLORS[0] if duel else None))
-            if duel:
+            runs.append(run_payload(main, main_rows))
+            if snap.partner_id is not None:
                 try:
                     partner = store.get(snap.partner_id)
-                    runs.append(run_payload(partner, manager.rows(partner), DUEL_COLORS[1]))
+                    runs.append(run_payload(partner, manager.rows(partner)))
                 except ValueError:
                     pass
-    keys = metric_keys(main_rows or [r for run in runs for r in run["rows"]], config.get("reward"))
+    all_rows = main_rows or [r for run in runs for r in run["rows"]]
+    keys = metric_keys(all_rows, config.get("reward"))
+    measured = any(keys.diversity in r for r in all_rows)  # before the base model's evaluation: no metric yet
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)
     curve = None
@@ -224,8 +244,8 @@ def live_state(manager, run_id: str | None = None) -> dict:
     status = {"html": status_html(snap, example), "state": snap.state, "active": snap.active, "run_id": snap.run_id,
               "epoch": snap.epoch, "epochs": snap.epochs, "example": example,
               "standing": standing(main_rows, curve, keys, handover) if snap.run_id else "",
-              "proxy_note": PIXEL_PROXY_NOTE if runs and diversity_name == "vendi_pixel" else ""}
+              "proxy_note": PIXEL_PROXY_NOTE if measured and diversity_name == "vendi_pixel" else ""}
     return {"status": status, "runs": runs, "history": past, "reference": ref,
-            "keys": {"diversity": keys.diversity, "diversity_label": keys.diversity_label,
+            "keys": {"diversity": keys.diversity, "diversity_label": keys.diversity_label if measured else "Vendi",
                      "inception": keys.inception}, "reward": reward or ""}
 

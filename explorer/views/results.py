@@ -59,3 +59,36 @@ def results_content(docs_dir: Path) -> tuple[str, list[tuple[str, str]]] | None:
             except (OSError, json.JSONDecodeError):
                 text = ""
     return text, figures
+
+
+#: How many of the report's findings the summary shows (its "Reading" section's numbered, bold-led points).
+SUMMARY_POINTS = 4
+
+
+def summary(markdown: str, points: int = SUMMARY_POINTS) -> str:
+    """The answer in a few lines: the bold lead sentence of the report's first numbered findings ("**1. ...**"),
+    and its "Best row" line; "" when the report has neither."""
+    leads = re.findall(r"^\*\*(\d+)\.\s+(.+?)\*\*", markdown, flags=re.MULTILINE)
+    lines = [f"{number}. {text.strip()}" for number, text in leads[:points]]
+    best = re.search(r"^Best row: (.+)$", markdown, flags=re.MULTILINE)
+    if best:  # a paragraph of its own, not a continuation of the last finding
+        lines.append(f"\nBest method against early-stopped DDPO at matched reward: {best.group(1).strip()}")
+    return "\n".join(lines)
+
+
+def folded(markdown: str) -> tuple[str, list[str]]:
+    """The report as (its introduction, each ``##`` section folded in a ``<details>`` whose summary is the section's
+    title): the titles, read down the page, are its table of contents; the long tables stay shut until opened."""
+    parts = re.split(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    intro, sections = parts[0], []
+    for title, body in zip(parts[1::2], parts[2::2], strict=True):
+        sections.append(f"<details><summary>{title.strip()}</summary>\n\n{body.strip()}\n\n</details>")
+    return intro.strip(), sections
+
+
+def headline_figure(docs_dir: Path) -> str | None:
+    """The report's summary figure (``results/frontier.png``) as a path, when it exists."""
+    try:
+        return str(figure_file(docs_dir, "frontier.png"))
+    except ValueError:
+        return None

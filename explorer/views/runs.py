@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 from hrf_core import settings
 from hrf_core.measure.headline import finite, metric_keys
-from hrf_core.methods import run_label
+from hrf_core.methods import color_of, run_label
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch
 
 # ------------------------------------------------------------------------------------------ run table
@@ -16,15 +17,21 @@ CELLS = {
     "model": lambda config, done: (Path(str(config.get("model", "?"))).name
                                    if "/" in str(config.get("model", "")) and Path(str(config["model"])).exists()
                                    else str(config.get("model", "?"))),
-    "method": lambda config, done: run_label(config),
+    "method": lambda config, done: (f"<span style='color:{color_of(config.get('method', ''))};font-weight:600'>"
+                                    f"{html.escape(run_label(config))}</span>"),  # its colour on every tab
     "epochs": lambda config, done: f"{done}/{config.get('epochs', '?')}",
     "prompts": lambda config, done: settings.format_prompts(tuple(config.get("prompts") or ())) or "–",
 }
 #: The settings shown as columns (the settings table's ``column``), between the run's id and status and its metrics.
 SETTING_COLUMNS = settings.on("column")
-RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), "reward", "Vendi", "IS", "s/epoch"]
+#: The metric columns (base model -> last evaluation), named apart from the settings' (the reward's name is a setting).
+METRIC_COLUMNS = ["reward value", "Vendi", "IS", "s/epoch"]
+RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), *METRIC_COLUMNS]
+assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS), RUN_COLUMNS  # one header, one column
+#: How the table renders each column: the method's cell is HTML (its label in its colour).
+RUN_DATATYPES = ["html" if column == "method" else "str" for column in RUN_COLUMNS]
 #: The columns' widths (percent): the run id widest, each setting an equal share of what the others leave.
-RUN_WIDTHS = [22, 8, *[round(40 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 10, 9, 6, 5]
+RUN_WIDTHS = [20, 8, *[round(38 / len(SETTING_COLUMNS))] * len(SETTING_COLUMNS), 11, 9, 6, 8]
 
 
 def _arrow(rows: list[dict], key: str | None, digits: int = 2) -> str:
@@ -87,6 +94,6 @@ def continue_hint(run: Run, snap=None) -> tuple[int, str]:
     planned = int(run.config.get("epochs") or 0)
     state = snap.status if snap is not None else run.status.get("state", "?")
     return (planned - at if planned > at else DEFAULT_MORE_EPOCHS,
-            f"{state}: Continue trains it on from the checkpoint of epoch {at}, like "
-            f"`python -m hrf_core resume`, for the epochs set here.")
+            f"{state.capitalize()}: Continue trains it on from the checkpoint of epoch {at} for the epochs set here "
+            f"(the command line's python -m hrf_core resume).")
 

@@ -17,6 +17,51 @@ from hrf_core.presets import PRESETS
 
 NO_PRESET = "custom"
 DEFAULT_PRESET = "digits-hrf-late"
+#: The numbers in the main form (what every run sets); the prompted model's guidance sits beside its prompts.
+MAIN_NUMBERS = ("epochs", "samples_per_epoch", "num_steps", "eval_samples")
+PROMPT_NUMBERS = ("guidance",)
+#: Settings that only matter on a GPU (precision, memory, LoRA): their own group on the page.
+GPU_SETTINGS = ("bf16", "fp16", "grad_checkpointing", "finetune", "lora_rank", "lora_alpha")
+
+
+def form_groups() -> dict[str, list[str]]:
+    """Where each of the form's settings sits on the page: ``main`` numbers, ``prompt`` (beside the prompts),
+    ``advanced`` and ``gpu`` (choices, switches and numbers, in the settings table's order)."""
+    groups: dict[str, list[str]] = {"main": [], "prompt": [], "advanced": [], "gpu": []}
+    for setting in settings.on("form"):
+        if setting.name in MAIN_NUMBERS:
+            groups["main"].append(setting.name)
+        elif setting.name in PROMPT_NUMBERS:
+            groups["prompt"].append(setting.name)
+        elif setting.name in GPU_SETTINGS:
+            groups["gpu"].append(setting.name)
+        elif setting.form in ("advanced", "number"):
+            groups["advanced"].append(setting.name)
+    return groups
+
+
+def class_prompts(model: Any, text: Any) -> Any:
+    """Prompts typed with spaces for a class-conditional model ("3 7") as the commas the settings read ("3,7");
+    anything else (a text-to-image prompt has spaces of its own) unchanged."""
+    if not isinstance(text, str) or "," in text or "\n" in text or len(text.split()) < 2:
+        return text
+    try:
+        from hrf_core.models.registry import conditioner_of
+
+        conditioner = conditioner_of(str(model))
+    except Exception:  # noqa: BLE001 - an unreadable model: the start refuses it with its own reason
+        return text
+    return ",".join(text.split()) if getattr(conditioner, "kind", None) == "class" else text
+
+
+def preset_matches(preset: str | None, values: dict[str, Any]) -> bool:
+    """Whether the form still describes ``preset`` exactly (False once any field was edited away from it)."""
+    if preset not in PRESETS:
+        return False
+    try:
+        return config_from_form(values, preset).to_dict() == PRESETS[preset].to_dict()
+    except ValueError:
+        return False
 
 
 def parse_number(name: str, value: Any) -> int | float:
@@ -32,6 +77,8 @@ def config_from_form(values: dict[str, Any], preset: str | None = None,
     """The TrainConfig the Train tab describes: ``values`` by setting name (the form's fields), over the preset's
     config, else ``base``, for the fields the form lacks. ValueError with one line naming the field."""
     base = PRESETS.get(preset or "", base)
+    if "prompts" in values:
+        values = {**values, "prompts": class_prompts(values.get("model"), values["prompts"])}
     try:
         return settings.from_values(values, base.replace() if base is not None else TrainConfig(), none_is_empty=True)
     except settings.SettingError as error:
@@ -75,7 +122,21 @@ def memory_line(values: dict[str, Any], preset: str | None = None, base: TrainCo
         found = estimate(config)
     except Exception:  # noqa: BLE001 - an incomplete form or an unreadable model: the start refuses it with its reason
         return ""
-    return found.line()
+    if found.free_gb is not None:
+        return found.line()
+    total = f"about {found.total_gb:.1f} GB" if found.total_gb >= 0.1 else "under 0.1 GB"
+    ram = _ram_gb()
+    return f"Memory: {total} of this computer's memory" + (f", of {ram:.0f} GB" if ram else "") + " (no GPU here)."
+
+
+def _ram_gb() -> float | None:
+    """This computer's memory in GB (None where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 # ------------------------------------------------------------------------------------ availability
@@ -134,7 +195,8 @@ def reward_status(name: str) -> tuple[bool, str]:
     return ok, "" if ok else f"reward {name} is unavailable here: {reason}"
 
 
-def reward_info(name: str) -> str:
+def reward_info(name: str, model: str | None = None, prompts: Any = None, store=None) -> str:
+    """One line about a reward choice, and a warning when the base model already scores near its maximum."""
     from hrf_core.rewards.registry import REWARDS
 
     spec = REWARDS.get(name)
@@ -143,7 +205,41 @@ def reward_info(name: str) -> str:
     ok, reason = spec.available()
     if not ok:
         return f"⚠ unavailable here: {reason}"
-    return spec.description + (f" ({reason})" if reason else "")
+    line = spec.description + (f" ({reason})" if reason else "")
+    base = base_reward(store, model, name, prompts) if model else None
+    if base is not None and spec.saturated(base):
+        line += (f"\n\n⚠ Saturated: the base model already scores {base:.3f} of at most {spec.maximum:g}: "
+                 f"fine-tuning has almost nothing to gain. Pick another reward or prompts.")
+    return line
+
+
+def base_reward(store, model: str, reward: str, prompts: Any = None) -> float | None:
+    """The base model's mean reward for (model, reward, prompts), where one was measured: a run's epoch-0
+    evaluation in ``store`` (examples included), else the model's ``base_metrics.json``; None when unknown."""
+    from hrf_core.measure.evaluation import load_base_metrics
+    from hrf_core.measure.headline import finite
+
+    try:
+        wanted = set(settings.parse_prompts(class_prompts(model, prompts))) if prompts else set()
+    except settings.SettingError:
+        wanted = set()
+    for run in store.list() if store is not None else ():
+        config = run.config
+        if config.get("model") != model or config.get("reward") != reward or set(config.get("prompts") or ()) != wanted:
+            continue
+        first = next((r for r in run.metrics() if r.get("epoch") == 0 and finite(r.get("reward_mean"))), None)
+        if first is not None:
+            return float(first["reward_mean"])
+    if wanted:
+        return None
+    try:
+        from hrf_core.models.registry import model_folder
+
+        saved = load_base_metrics(model_folder(model))
+    except (ValueError, OSError):
+        return None
+    return next((float(m["reward_mean"]) for key, m in saved.items()
+                 if key.startswith(f"{reward}|") and finite(m.get("reward_mean"))), None)
 
 
 # ------------------------------------------------------------------------------------ locality profile

@@ -147,6 +147,10 @@ def _aesthetic_available() -> tuple[bool, str]:
     return aesthetic_available()
 
 
+#: How close to its maximum (in the reward's units) a base model's mean reward counts as saturated.
+SATURATION_MARGIN = 0.02
+
+
 @dataclass(frozen=True)
 class RewardSpec:
     """A registered reward: its factory, a one-line description and an availability check."""
@@ -158,6 +162,12 @@ class RewardSpec:
     prompted: bool = False  # it reads each image's prompt: only a prompted run can use it
     #: the measure embedding whose network it reads ("classifier", "clip"): never the diversity axis of its runs
     reads: str | None = None
+    maximum: float | None = None  # the highest score it can give (None: unbounded), for the saturation check
+
+    def saturated(self, base_reward: float, margin: float = SATURATION_MARGIN) -> bool:
+        """Whether a base model scoring ``base_reward`` (its mean) is within ``margin`` of this reward's maximum:
+        fine-tuning has next to nothing left to gain."""
+        return self.maximum is not None and self.maximum - float(base_reward) < margin
 
 
 def _digits_available() -> tuple[bool, str]:
@@ -170,7 +180,8 @@ def _digits_available() -> tuple[bool, str]:
 def _digit_spec(digit: int) -> RewardSpec:
     return RewardSpec(f"digit:{digit}", lambda device="cpu": make_digit(digit, device),
                       f"log-probability of the digit {digit} under the digits classifier (digits16 only; "
-                      "needs the early steps that decide the class)", _digits_available, reads="classifier")
+                      "needs the early steps that decide the class)", _digits_available, reads="classifier",
+                      maximum=0.0)
 
 
 REWARDS: dict[str, RewardSpec] = {
@@ -179,13 +190,13 @@ REWARDS: dict[str, RewardSpec] = {
         RewardSpec("jpeg-compressibility", make_jpeg_compressibility, "minus JPEG size (kB, quality 95)"),
         RewardSpec("jpeg-incompressibility", make_jpeg_incompressibility, "JPEG size (kB, quality 95)"),
         RewardSpec("ink", make_ink, "stroke mass: mean brightness in [0, 1]; thicker strokes score higher, "
-                   "late steps can add it without changing the digit"),
+                   "late steps can add it without changing the digit", maximum=1.0),
         RewardSpec("symmetry", make_symmetry, "left-right symmetry: minus the mean |x - mirror(x)| "
-                   "(0 = symmetric); late steps can even out strokes"),
+                   "(0 = symmetric); late steps can even out strokes", maximum=0.0),
         *(_digit_spec(d) for d in range(10)),
         RewardSpec("alignment", make_alignment, "prompt alignment: the digits classifier's probability of the "
                    "prompted digit (a prompted run of the class-conditional digits16-cond)", _digits_available,
-                   prompted=True, reads="classifier"),
+                   prompted=True, reads="classifier", maximum=1.0),
         RewardSpec(
             "aesthetic", make_aesthetic, "LAION aesthetic predictor on CLIP ViT-L/14", _aesthetic_available,
             reads="clip"),

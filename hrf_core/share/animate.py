@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from hrf_core.methods import color_of, run_label
 from hrf_core.store.runs import Run, open_run
 
 PANEL = 280  # pixels: the height of each panel
@@ -27,7 +28,7 @@ def _panel(path: Path, size: int) -> Image.Image:
 
 
 def _trajectory(points: list[tuple[float, float, int]], upto: int, labels: tuple[str, str], size: int,
-                limits: tuple[float, float, float, float]) -> Image.Image:
+                limits: tuple[float, float, float, float], color: str = "#d62728") -> Image.Image:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +37,7 @@ def _trajectory(points: list[tuple[float, float, int]], upto: int, labels: tuple
     fig, ax = plt.subplots(figsize=(size / 80, size / 80), dpi=80)
     xs, ys = [p[0] for p in points[:upto + 1]], [p[1] for p in points[:upto + 1]]
     ax.plot([p[0] for p in points], [p[1] for p in points], color="#cccccc", lw=1)
-    ax.plot(xs, ys, "-o", color="#d62728", ms=3, lw=1.5)
+    ax.plot(xs, ys, "-o", color=color, ms=3, lw=1.5)
     ax.plot([points[0][0]], [points[0][1]], "*", color="#ffbf00", ms=12, markeredgecolor="#333")
     ax.set_xlim(limits[0], limits[1])
     ax.set_ylim(limits[2], limits[3])
@@ -68,16 +69,18 @@ def frames(run: Run, size: int = PANEL) -> list[Image.Image]:
     pad_x, pad_y = (max(xs) - min(xs)) * 0.1 or 0.1, (max(ys) - min(ys)) * 0.1 or 1e-3
     limits = (min(xs) - pad_x, max(xs) + pad_x, min(ys) - pad_y, max(ys) + pad_y)
     base = _panel(run.grid_path(points[0][2]), size)
+    color = color_of(run.config.get("method", ""))  # the method's colour, as on every tab of the app
     out = []
     for i, (_, _, epoch) in enumerate(points):
         frame = Image.new("RGB", (3 * size + 20, size + 24), "white")
         frame.paste(base, (0, 24))
         frame.paste(_panel(run.grid_path(epoch), size), (size + 10, 24))
         frame.paste(_trajectory(points, i, (keys.diversity_label, f"reward ({run.config.get('reward', '')})"),
-                                size, limits), (2 * size + 20, 24))
+                                size, limits, color), (2 * size + 20, 24))
         draw = ImageDraw.Draw(frame)
         draw.text((4, 6), "base model", fill="black")
-        draw.text((size + 14, 6), f"epoch {epoch} · {run.config.get('method', '')}", fill="black")
+        label = run_label(run.config).replace("–", "-")  # PIL's built-in font has no en dash
+        draw.text((size + 14, 6), f"{label} · epoch {epoch}", fill=color)
         out.append(frame)
     return out
 
