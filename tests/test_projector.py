@@ -129,3 +129,25 @@ def test_results_summary_comes_first_and_sections_fold():
     intro, sections = results.folded(text)
     assert intro.startswith("# Results") and len(sections) == 2
     assert sections[0].startswith("<details><summary>Which method?</summary>") and "| 1 | 2 |" in sections[0]
+
+
+def test_the_report_figures_colour_each_arm_by_its_method():
+    """Results' figures use the page's method colours: DDPO's arm is DDPO's colour, every HRF window a shade of
+    HRF's blue (never another method's hue), the hand-over orange; an /image arm shares its base's colour."""
+    from matplotlib.colors import to_rgb
+
+    from hrf_core.methods import color_of
+    from hrf_core.study.experiment import arm_colors, arm_method
+
+    arms = ["ddpo", "hrf[20,40)", "hrf[30,40)", "hrf[20,40)/image", "handover", "hrf-d", "renoise-fixed", "ddpo+kl0.1"]
+    colors = arm_colors(arms)
+    assert colors["ddpo"] == to_rgb(color_of("ddpo")) and colors["handover"] == to_rgb(color_of("handover"))
+    assert colors["hrf[20,40)"] == to_rgb(color_of("hrf")) and colors["hrf[20,40)/image"] == colors["hrf[20,40)"]
+    assert colors["hrf-d"] == to_rgb(color_of("hrf-d"))
+    assert arm_method("renoise-fixed") == "hrf" and arm_method("hrf-d/image") == "hrf-d"
+    assert arm_method("handover+div1") == "handover" and arm_method("hrf[30,40)/image/wo") == "hrf"
+    blue = to_rgb(color_of("hrf"))
+    order = sorted(range(3), key=lambda i: blue[i])
+    for arm in ("hrf[30,40)", "renoise-fixed"):  # a shade of blue: the same order of the channels
+        assert colors[arm] != blue and sorted(range(3), key=lambda i: colors[arm][i]) == order
+    assert len({colors[a] for a in ("hrf[20,40)", "hrf[30,40)", "renoise-fixed")}) == 3

@@ -144,6 +144,34 @@ def arms_of(task: str, settings: Settings) -> list[str]:
     return arms + ablation + list(dict.fromkeys(a for a in window_only if a not in arms + ablation))
 
 
+def arm_method(arm: str) -> str:
+    """The method an arm trains (or, for the hand-over, derives): the longest registered method name it starts
+    with; the HRF variants named by their start rule (``renoise-fixed``, ``random-start``, ``suggested``) are HRF."""
+    from hrf_core.methods import METHODS
+
+    return next((name for name in sorted(METHODS, key=len, reverse=True) if arm.startswith(name)), HRF.name)
+
+
+def arm_colors(arms: list[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per arm for the report's figures, from its method's colour (the page's, :mod:`hrf_core.methods`):
+    the first arm of a method takes the method's colour, later ones a darker or lighter shade of it, so every
+    figure reads DDPO red, HRF blue, hand-over orange as the page does. An ``/image`` arm shares its base arm's."""
+    from matplotlib.colors import to_rgb
+
+    from hrf_core.methods import color_of
+
+    blends = (0.0, -0.35, 0.4, -0.6, 0.65, -0.15, 0.2)  # < 0 towards black, > 0 towards white
+    seen: dict[str, int] = {}
+    colors: dict[str, tuple[float, float, float]] = {}
+    for arm in dict.fromkeys(a.removesuffix("/image") for a in arms):
+        method = arm_method(arm)
+        k = seen.get(method, 0)
+        seen[method] = k + 1
+        base, f = to_rgb(color_of(method)), blends[k % len(blends)]
+        colors[arm] = tuple(c * (1 + f) if f < 0 else c + (1 - c) * f for c in base)
+    return {arm: colors[arm.removesuffix("/image")] for arm in arms}
+
+
 def suggested_arm(start: int, k: int) -> str:
     """The window-only arm at the suggested window [start, K) (in the experiment's 40-step units)."""
     return f"{window_arm(start * 40 // k, 40)}/image/wo"
@@ -488,10 +516,8 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
 
     groups = list(result["groups"].values())
     fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 8.2), squeeze=False)
-    # one colour per arm across every panel; an /image arm takes its base arm's colour, dotted
-    bases = list(dict.fromkeys(arm.removesuffix("/image") for g in groups for arm in g["arms"] if arm != DDPO_ARM))
-    palette = plt.get_cmap("tab10").colors
-    color_of = {DDPO_ARM: "black", **{arm: palette[i % len(palette)] for i, arm in enumerate(bases)}}
+    # one colour per arm across every panel, from its method's (arm_colors); an /image arm dotted, in its base's
+    color_of = arm_colors([arm for g in groups for arm in g["arms"]])
     legend: dict[str, object] = {}
     for col, group in enumerate(groups):
         arms = list(group["arms"])
@@ -513,7 +539,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # levels no seed reaches: NaN, not drawn
                     mean = np.nanmean(curves, axis=0) if np.isfinite(curves).any() else curves[0]
-                style = dict(lw=3 if arm == DDPO_ARM else 1.6, color=color_of[arm.removesuffix("/image")],
+                style = dict(lw=3 if arm == DDPO_ARM else 1.6, color=color_of[arm],
                              ls="--" if arm == HANDOVER_ARM else ":" if arm.endswith("/image") else "-")
                 legend.setdefault(arm, ax.plot(grid, mean, label=arm, **style)[0])
                 if len(curves) > 1 and np.isfinite(curves).any():

@@ -36,6 +36,7 @@ from hrf_core.study.experiment import (
     DDPO_ARM,
     HANDOVER_ARM,
     add_sitting_arguments,
+    arm_colors,
     arm_overrides,
     execution_note,
     finished_runs,
@@ -299,7 +300,7 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
         return
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups) + 1.6, 4.0), squeeze=False,
                              layout="constrained")
-    colours: dict[str, str] = {}  # one colour per arm across the panels
+    colours = arm_colors([arm for group in groups for arm in group["arms"]])  # the methods' colours, as the page
     for ax, group in zip(axes[0], groups, strict=True):
         for arm, entry in group["arms"].items():
             points = []
@@ -312,8 +313,8 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
             size = min(len(p[0]) for p in points)
             gains = np.mean([p[0][:size] for p in points], axis=0)
             within = np.mean([p[1][:size] for p in points], axis=0)
-            ax.plot(gains, within, marker="o", ms=3, lw=3 if arm == DDPO_ARM else 1.5, color=colours.setdefault(
-                arm, f"C{len(colours)}"), ls="--" if arm == HANDOVER_ARM else "-", label=arm)
+            ax.plot(gains, within, marker="o", ms=3, lw=3 if arm == DDPO_ARM else 1.5, color=colours[arm],
+                ls="--" if arm == HANDOVER_ARM else "-", label=arm)
         ax.set_title(group["reward"])
         ax.set_xlabel("reward gain over the base model")
         ax.set_ylabel(LABELS.get(metric, metric).replace(" (", "\n(", 1), fontsize=8)
