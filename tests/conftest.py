@@ -101,3 +101,20 @@ def serial_experiment(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("serial-experiment")
     assert cli_main([*args(tiny_model_dir, root), "--jobs", "1"]) == 0
     return root
+
+
+#: Debian's chromium, which the browser tests drive through Playwright (never a downloaded browser)
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Debian chromium per test module (tests/test_browser*.py)."""
+    from playwright.sync_api import sync_playwright
+
+    os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()

@@ -4,7 +4,6 @@ the read-only viewer page; the presenter token; example runs on an empty store; 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -52,18 +51,6 @@ def served(tmp_path_factory, model):
     manager.stop()
     manager.wait(30)
     served.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
 
 
 def watched_page(browser, problems: list):

@@ -6,7 +6,6 @@ One app serves every check (a module-scoped fixture): the suite stays short."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -46,18 +45,6 @@ def app(tmp_path_factory):
     manager.stop()
     manager.wait(60)
     served.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
 
 
 def open_page(browser, url):
