@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import math
 import platform
@@ -29,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.measure.metrics import inception_score
+from hrf_core.models.ddim import denoise
 from hrf_core.models.digits import (
     HELDOUT_FRACTION,
     IMAGE_SIZE,
@@ -40,6 +41,7 @@ from hrf_core.models.digits import (
     load_digit_classifier,
     load_split,
 )
+from hrf_core.models.weights import file_sha256
 
 CHECKPOINTS = CHECKPOINTS_DIR
 NAMES = ("digits16", "digits16-cond", "digits16-classifier")
@@ -95,18 +97,9 @@ def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def folder_hashes(folder: Path) -> dict[str, str]:
     """{relative posix path: sha256} of every file under `folder` except the top-level README.md."""
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.relative_to(folder).as_posix() != "README.md"}
 
 
@@ -247,26 +240,27 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
     cfg = unet.config
     scheduler.set_timesteps(steps)
     out = []
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return scheduler.step(eps, t, x, eta=eta, generator=gen).prev_sample, None
+
     with torch.inference_mode():
         for i in range(0, n, batch):
             shape = (min(batch, n - i), cfg.in_channels, cfg.sample_size, cfg.sample_size)
             x = torch.randn(shape, generator=gen, device=dev)
-            for t in scheduler.timesteps:
-                eps = (unet(x, t).sample if labels is None
-                       else guided_eps(unet, x, t, labels[i:i + len(x)], guidance, null_label))
-                x = scheduler.step(eps, t, x, eta=eta, generator=gen).prev_sample
+            prompted = None if labels is None else labels[i:i + len(x)]
+
+            def eps_of(_i: int, t: int, x: torch.Tensor, _rows, prompted=prompted) -> torch.Tensor:
+                return (unet(x, t).sample if prompted is None
+                        else guided_eps(unet, x, t, prompted, guidance, null_label))
+
+            for _, x_prev, _ in denoise(scheduler.timesteps, x, eps_of, step):
+                x = x_prev
             out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
 
 
 # ----------------------------------------------------------------------------- quality
-
-
-def inception_score(probs: torch.Tensor) -> float:
-    """Inception Score exp(E_x KL(p(y|x) || p(y))) of class probabilities (N, K), single split."""
-    p = probs.double().clamp_min(1e-12)
-    py = p.mean(0, keepdim=True)
-    return float(torch.exp((p * (p.log() - py.log())).sum(1).mean()))
 
 
 @torch.no_grad()
@@ -306,8 +300,8 @@ def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module,
     d_s, d_r = nn_distances(samples, x_train), nn_distances(x_ho, x_train)
     q = {
         "n_samples": len(samples),
-        "inception_score": round(inception_score(p), 3),
-        "inception_score_real_heldout": round(inception_score(p_real), 3),
+        "inception_score": round(inception_score(p)[0], 3),
+        "inception_score_real_heldout": round(inception_score(p_real)[0], 3),
         "confident_fraction": round(float((p.max(1).values > 0.9).double().mean()), 4),
         "class_histogram": [round(float(h), 4) for h in hist],
         "min_class_fraction": round(float(hist.min()), 4),
@@ -435,7 +429,7 @@ def train_classifier(out: Path, seed: int = 0, recipe: dict[str, Any] | None = N
     acc_ho, acc_tr = classifier_accuracy(model, x_ho, y_ho), classifier_accuracy(model, x_tr, y_tr)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    is_real = inception_score(_probs(model, x_ho))
+    is_real = inception_score(_probs(model, x_ho))[0]
     cfg = {
         **model.config,
         "architecture": "DigitClassifier",

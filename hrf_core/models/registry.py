@@ -23,7 +23,6 @@ with one line, never a traceback from diffusers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +42,8 @@ from hrf_core.models.weights import (
     UNET_PICKLE,
     UNET_SAFETENSORS,
     converted_folder,
-    one_line,
 )
+from hrf_core.store.checkpoints import TRAINER_STATE_FILE, read_trainer_state
 
 
 @dataclass(frozen=True)
@@ -210,9 +209,9 @@ def adapter_base_of(folder: Path) -> str:
     folder = Path(folder)
     if not (folder / ADAPTER_FILE).is_file() or (folder / "unet" / "config.json").is_file():
         return ""
-    base = _trainer_meta(folder).get("base_model") or ""
+    base = read_trainer_state(folder, missing_ok=True).get("base_model") or ""
     if not base:
-        raise ValueError(f"{folder} holds a LoRA adapter but names no base model (no trainer_state.safetensors)")
+        raise ValueError(f"{folder} holds a LoRA adapter but names no base model (no {TRAINER_STATE_FILE})")
     return base
 
 
@@ -326,26 +325,12 @@ def _load_adapted(name: str, folder: Path, base_name: str, device: torch.device,
     return model
 
 
-def _trainer_meta(folder: Path) -> dict:
-    """A run checkpoint's trainer state (JSON metadata); {} for a folder without one."""
-    state = Path(folder) / "trainer_state.safetensors"
-    if not state.is_file():
-        return {}
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(state, "pt") as handle:
-            return json.loads((handle.metadata() or {}).get("trainer", "{}"))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
-
-
 def window_only_of(folder: Path) -> tuple[int, int, str]:
     """(handover S, its K, base model name) of a window-only run checkpoint; (0, 0, "") for anything else.
 
     Read from the trainer state's metadata (no weights loaded); see docs/METHOD.md, "Window-only sampling".
     """
-    meta = _trainer_meta(folder)
+    meta = read_trainer_state(folder, missing_ok=True)
     if not meta:
         return 0, 0, ""
     handover = int(meta.get("handover") or 0)
@@ -353,7 +338,7 @@ def window_only_of(folder: Path) -> tuple[int, int, str]:
         return 0, 0, ""
     base_name = meta.get("base_model") or ""
     if not base_name:
-        raise ValueError(f"{Path(folder) / 'trainer_state.safetensors'} marks a window-only checkpoint but names no "
+        raise ValueError(f"{Path(folder) / TRAINER_STATE_FILE} marks a window-only checkpoint but names no "
                          "base model")
     return handover, int(meta.get("num_steps") or 0), base_name
 

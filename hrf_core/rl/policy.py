@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
+from hrf_core.models.ddim import denoise
 from hrf_core.rl.guidance import Condition, autocast_dtype
 
 
@@ -251,14 +252,19 @@ def rollout(
     if handover and early_unet is None:
         raise ValueError("handover > 0 needs early_unet")
     timesteps = scheduler.timesteps[start:]
+
+    def eps_of(i: int, t: int, x: torch.Tensor, rows: None) -> torch.Tensor:
+        if stop is not None and stop():
+            raise StopRequested
+        return unet_eps(early_unet if i < handover else unet, x, t, autocast_bf16, cond)
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ddim_step_with_logprob(scheduler, eps, t, x, eta=eta, generator=generator)
+
     x = x_start
     states, log_probs = [x], []
     with torch.inference_mode():
-        for i, t in enumerate(timesteps, start=start):
-            if stop is not None and stop():
-                raise StopRequested
-            eps = unet_eps(early_unet if i < handover else unet, x, int(t), autocast_bf16, cond)
-            x, log_prob = ddim_step_with_logprob(scheduler, eps, int(t), x, eta=eta, generator=generator)
+        for _, x, log_prob in denoise(scheduler.timesteps, x_start, eps_of, step, start):
             if record:
                 states.append(x)
                 log_probs.append(log_prob)
