@@ -94,3 +94,39 @@ def test_the_one_of_each_check_can_fail(tmp_path):
                                      "sha256 of a file": ["hrf_core/m.py:10"],
                                      "trainer-state file name": ["hrf_core/m.py:12"],
                                      "prompted-or-not check": ["hrf_core/m.py:13"]}
+
+
+# -- no module imports another's private name -------------------------------------------------------------------
+def private_imports(path: Path, package: str) -> list[str]:
+    """``line: module.name`` of every ``from hrf_core... import _name`` in ``path`` (``package``: its package, for
+    relative imports): a name with a leading underscore belongs to its own module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        module = node.module or ""
+        if node.level:
+            parts = package.split(".")
+            module = ".".join(parts[:len(parts) - node.level + 1] + ([module] if module else []))
+        if module.split(".")[0] != "hrf_core":
+            continue
+        found += [f"{node.lineno}: {module}.{alias.name}" for alias in node.names
+                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    offenders = {}
+    for path in library_files(REPO_ROOT):
+        package = ".".join(path.relative_to(REPO_ROOT).parent.parts)
+        if hits := private_imports(path, package):
+            offenders[str(path.relative_to(REPO_ROOT))] = hits
+    assert not offenders, offenders
+
+
+def test_the_private_name_check_can_fail(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from hrf_core.cli import _Parser, build_parser\nfrom hrf_core import __version__\n"
+                      "def f():\n    from .base import _unet_dir\n    from os import _exit\n")
+    assert private_imports(module, "hrf_core.models") == ["1: hrf_core.cli._Parser",
+                                                           "4: hrf_core.models.base._unet_dir"]

@@ -365,12 +365,12 @@ def format_table(profiles: dict[str, dict]) -> list[str]:
 def cli_main(argv: list[str] | None = None) -> int:
     """``python -m hrf_core locality --model M --reward R [R ...] [--checkpoint C] [--json out.json]``."""
 
-    from hrf_core.cli import _Parser
+    from hrf_core.commandline import Parser
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
 
     defaults = ProfileSettings()
-    parser = _Parser(prog="python -m hrf_core locality", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m hrf_core locality", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits16", help="registry name, Hub id or local diffusers folder")
     parser.add_argument("--checkpoint", help="a run checkpoint folder: profile the fine-tuned model instead")
     parser.add_argument("--reward", nargs="+", required=True, help="registered reward names (all share the branches)")

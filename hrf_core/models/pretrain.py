@@ -4,7 +4,7 @@
   saved in diffusers layout (`unet/`, `scheduler/` holding a `DDIMScheduler` config), plus
   `training.json` (recipe, seed, time, quality) and a `README.md` model card.
 - `digits16-cond`: the same UNet with class embeddings (digits 0-9 plus a null class 10 for
-  classifier-free guidance, see `hrf_core.rl.guidance`), trained by the same `train_ddpm(conditional=True)`;
+  classifier-free guidance, see `hrf_core.models.guidance`), trained by the same `train_ddpm(conditional=True)`;
   its card holds a guidance sweep of the samples' quality.
 - `digits16-classifier`: the `DigitClassifier` CNN (`model.safetensors` + `config.json`) and its card.
 
@@ -41,6 +41,7 @@ from hrf_core.models.digits import (
     load_digit_classifier,
     load_split,
 )
+from hrf_core.models.guidance import guided_eps
 from hrf_core.models.weights import file_sha256
 
 CHECKPOINTS = CHECKPOINTS_DIR
@@ -225,11 +226,9 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
 
     Batches of `batch` share one generator (on the UNet's device), so a seed fixes the whole set.
     Class-conditional UNet: `labels` (n,) prompts row i with class labels[i], sampled with classifier-free
-    `guidance` (`hrf_core.rl.guidance.guided_eps`; 1 = the conditional model) against `null_label` (default:
+    `guidance` (`hrf_core.models.guidance.guided_eps`; 1 = the conditional model) against `null_label` (default:
     the last class embedding). The same seed gives the same start noise whatever the labels and guidance.
     """
-    from hrf_core.rl.guidance import guided_eps
-
     if labels is not None:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if labels.shape != (n,):
@@ -474,7 +473,8 @@ def write_ddpm_card(folder: Path) -> None:
     lines = [
         f"# {name}: a 16x16 {'class-conditional ' if c else ''}DDPM of the UCI handwritten digits", "",
         *([f"digits16 with class embeddings: prompt a digit 0-9, or the null class {c['null_label']} (no class), and "
-           "sample with classifier-free guidance (`hrf_core.rl.guidance.guided_eps`). Runs offline on a CPU.", ""] if c
+           "sample with classifier-free guidance (`hrf_core.models.guidance.guided_eps`). Runs offline on a CPU.",
+           ""] if c
           else ["The embedded default base model of HRF Explorer: runs offline on a CPU.", ""]),
         "## Data",
         f"`sklearn.datasets.load_digits` (1,797 8x8 images, values 0..16), upsampled bilinearly to 16x16, "
@@ -585,7 +585,7 @@ def _guidance_quality_lines(q: dict[str, Any], name: str) -> list[str]:
         f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
         "| >= 7.5 |",
         *quality_rows(q),
-        "Use: `eps = hrf_core.rl.guidance.guided_eps(unet, x, t, labels, scale, null_label="
+        "Use: `eps = hrf_core.models.guidance.guided_eps(unet, x, t, labels, scale, null_label="
         f"{q['null_label']})` (both branches in one batched forward), or "
         f"`hrf_core.models.pretrain.sample_ddim(unet, scheduler, n, labels=labels, guidance={g:g})`.", "",
     ]

@@ -28,7 +28,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core.models.ddim import denoise
-from hrf_core.rl.guidance import Condition, autocast_dtype
+from hrf_core.models.guidance import Condition, autocast_dtype
 
 
 class StopRequested(Exception):
@@ -210,7 +210,7 @@ def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, a
 
     ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
     ``autocast_bf16``: True (bf16), or the autocast dtype (``torch.bfloat16`` / ``torch.float16``).
-    ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.rl.guidance`).
+    ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.models.guidance`).
     """
     if cond is not None:
         return cond.eps(unet, x, timestep, autocast_bf16)
