@@ -378,10 +378,10 @@ def sd_weights_folder(model: str) -> Path:
     """The local pipeline folder of ``model`` (a folder, or a Hub id already cached); ValueError (one line naming
     what to bring) when its weights are not here. Never downloads."""
     from hrf_core.models import latent
-    from hrf_core.models.registry import _config_folder, download_command
+    from hrf_core.models.registry import config_folder, download_command
 
     try:
-        folder = _config_folder(model, download=False)
+        folder = config_folder(model, download=False)
     except ValueError:
         folder = None
     missing = latent.missing_weights(folder) if folder is not None else ["unet", "vae", "text_encoder", "tokenizer"]

@@ -17,16 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hrf_core import settings
+from hrf_core.commandline import EXIT_USAGE, Parser
 from hrf_core.config import TrainConfig
 from hrf_core.presets import PRESETS
 from hrf_core.share import trackers
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one clear line, exit 2
-        self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +45,10 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m hrf_core", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m hrf_core", description=__doc__.splitlines()[0])
     parser.add_argument("--offline", action="store_true", help="never download: weights that are not cached fall "
                         "back to a labelled proxy or are refused before a run starts (docs/OFFLINE.md)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = sub.add_parser("train", help="fine-tune a base model (DDPO / HRF / HRF sliding / HRF-D)")
     train.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (flags override it)")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from hrf_core import methods
-
 
 @dataclass
 class TrainConfig:
@@ -19,7 +17,7 @@ class TrainConfig:
 
     model: str = "digits16"
     reward: str = "jpeg-compressibility"
-    method: str = methods.DEFAULT
+    method: str = "hrf"  # a name in hrf_core.methods.METHODS (tests/test_registry.py checks it is registered)
     # HRF: the window [start, end) of trained step indices; steps >= end are sampled, not trained.
     window: tuple[int, int] = (20, 40)
     start_mode: str = "uniform"  # HRF: start ~ U{window} per batch, or fixed at window[0]

@@ -1,4 +1,4 @@
-"""Classifier-free guidance (hrf_core.rl.guidance.guided_eps) on a tiny random class-conditional UNet."""
+"""Classifier-free guidance (hrf_core.models.guidance.guided_eps) on a tiny random class-conditional UNet."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from conftest import make_scheduler
 from diffusers import UNet2DModel
 
+from hrf_core.models.guidance import guided_eps
 from hrf_core.models.pretrain import sample_ddim
-from hrf_core.rl.guidance import guided_eps
 
 CLASSES = 5  # 4 classes + the null class 4
 NULL = CLASSES - 1

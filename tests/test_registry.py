@@ -144,9 +144,16 @@ def method_literals(path: Path, root: Path = REPO_ROOT) -> list[str]:
 
 def test_no_method_name_outside_the_registry_and_the_presets():
     files = [*REPO_ROOT.glob("hrf_core/**/*.py"), *REPO_ROOT.glob("explorer/**/*.py"), REPO_ROOT / "app.py"]
-    allowed = {REPO_ROOT / "hrf_core" / "presets.py", *REPO_ROOT.glob("hrf_core/methods/*.py")}
+    allowed = {REPO_ROOT / "hrf_core" / "presets.py", REPO_ROOT / "hrf_core" / "config.py",  # its default
+               *REPO_ROOT.glob("hrf_core/methods/*.py")}
     found = [hit for path in files if path not in allowed for hit in method_literals(path)]
     assert not found, "\n".join(found)
+
+
+def test_the_config_default_method_is_registered():
+    """The config names its default method as a literal (no import of the registry for a string): it is trainable."""
+    default = TrainConfig().method
+    assert methods.get(default) is methods.METHODS[default] and default in methods.trainable()
 
 
 def test_the_literal_check_can_fail(tmp_path):

@@ -44,6 +44,7 @@ import torch
 
 from hrf_core import CHECKPOINTS_DIR
 from hrf_core.models.base import BaseModel
+from hrf_core.models.ddim import denoise
 from hrf_core.rewards.registry import RewardFn
 from hrf_core.rl.policy import StopCheck, StopRequested, ddim_step_with_logprob, noise_like, rollout, unet_eps
 from hrf_core.rl.sampling import prompt_condition, round_robin
@@ -114,21 +115,22 @@ def branch_finals(model: BaseModel, settings: ProfileSettings, stop: StopCheck |
     branch_generator = torch.Generator().manual_seed(s.seed + 1_000_003)
     total_rows = int(sum((k - p) * n * m for p in s.probes))
     done = 0
+
+    def eps_of(i: int, t: int, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        unet = early.unet if early is not None and i < handover else model.unet
+        parts = []
+        for chunk in active.split(s.batch_size):
+            if stop is not None and stop():
+                raise StopRequested
+            parts.append(unet_eps(unet, states[chunk], t, cond=None if rows is None else rows[chunk]))
+        return torch.cat(parts)
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ddim_step_with_logprob(model.scheduler, eps, t, x, eta=s.eta, generator=branch_generator)
+
     with torch.inference_mode():
-        for i, t in enumerate(model.scheduler.timesteps):
-            active = (starts <= i).nonzero().squeeze(1)
-            if len(active) == 0:
-                continue
-            unet = early.unet if early is not None and i < handover else model.unet
-            parts = []
-            for chunk in active.split(s.batch_size):
-                if stop is not None and stop():
-                    raise StopRequested
-                parts.append(unet_eps(unet, states[chunk], int(t), cond=None if rows is None else rows[chunk]))
-            eps = torch.cat(parts)
-            states[active], _ = ddim_step_with_logprob(model.scheduler, eps, int(t), states[active], eta=s.eta,
-                                                       generator=branch_generator)
-            done += len(active)
+        for i, _, _ in denoise(model.scheduler.timesteps, states, eps_of, step, starts=starts):
+            done += int((starts <= i).sum())
             if progress is not None:
                 progress(done / total_rows, f"step {i + 1}/{k}")
     finals = model.decode(states)  # what the rewards read (a latent model's decoded images)
@@ -363,12 +365,12 @@ def format_table(profiles: dict[str, dict]) -> list[str]:
 def cli_main(argv: list[str] | None = None) -> int:
     """``python -m hrf_core locality --model M --reward R [R ...] [--checkpoint C] [--json out.json]``."""
 
-    from hrf_core.cli import _Parser
+    from hrf_core.commandline import Parser
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
 
     defaults = ProfileSettings()
-    parser = _Parser(prog="python -m hrf_core locality", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m hrf_core locality", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits16", help="registry name, Hub id or local diffusers folder")
     parser.add_argument("--checkpoint", help="a run checkpoint folder: profile the fine-tuned model instead")
     parser.add_argument("--reward", nargs="+", required=True, help="registered reward names (all share the branches)")

@@ -20,8 +20,6 @@ __all__ = ["DDPO", "HRF", "HRFD", "METHODS", "Handover", "HRFSliding", "Method",
 
 #: Every method by name, in the order the app lists them.
 METHODS: dict[str, Method] = {method.name: method for method in (DDPO(), HRF(), HRFSliding(), HRFD(), Handover())}
-#: The method a new config uses.
-DEFAULT = HRF.name
 
 
 def register(method: Method) -> Method:

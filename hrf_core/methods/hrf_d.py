@@ -104,6 +104,7 @@ def dynamic_start(
     """
     import torch
 
+    from hrf_core.models.ddim import denoise
     from hrf_core.rl.policy import StopRequested, ddim_step_with_logprob, renoise, unet_eps
 
     k = len(scheduler.timesteps)
@@ -113,12 +114,16 @@ def dynamic_start(
         x = torch.cat([renoise(scheduler, images, s, copies, generator) for s in candidates])
         starts = torch.tensor(candidates, device=images.device).repeat_interleave(rows_per_candidate)
         rows = None if cond is None else cond.cat([cond.repeat_interleave(copies)] * len(candidates))
-        for i, t in enumerate(scheduler.timesteps):
-            active = (starts <= i).nonzero().squeeze(1)
+
+        def eps_of(i: int, t: int, states: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
             if stop is not None and stop():
                 raise StopRequested
-            eps = unet_eps(unet, x[active], int(t), cond=None if rows is None else rows[active.cpu()])
-            x[active], _ = ddim_step_with_logprob(scheduler, eps, int(t), x[active], eta=0.0)
+            return unet_eps(unet, states, t, cond=None if rows is None else rows[active.cpu()])
+
+        for _ in denoise(scheduler.timesteps, x, eps_of,
+                         lambda t, eps, states: ddim_step_with_logprob(scheduler, eps, t, states, eta=0.0),
+                         starts=starts):
+            pass  # x is stepped in place
         scored = reward_fn(x) if rows is None else reward_fn(x, list(rows.prompts))
         rewards = scored.float().cpu().reshape(len(candidates), n, copies).mean(dim=2)  # (S, N)
         target = images.repeat_interleave(copies, dim=0).flatten(1).repeat(len(candidates), 1)

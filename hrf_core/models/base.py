@@ -87,16 +87,17 @@ def read_json_config(path: Path) -> dict:
     return data
 
 
-def _unet_dir(folder: Path) -> Path | None:
+def unet_folder(folder: Path) -> Path | None:
+    """The folder holding a diffusers model folder's UNet config (``unet/``, or the folder itself); None."""
     for candidate in (folder / "unet", folder):
         if (candidate / "config.json").is_file():
             return candidate
     return None
 
 
-def _diffusers_parts(folder: Path) -> tuple[Path, Path]:
+def diffusers_parts(folder: Path) -> tuple[Path, Path]:
     """(unet folder, scheduler config folder) of a diffusers model folder, either layout; configs validated."""
-    unet_dir = _unet_dir(folder)
+    unet_dir = unet_folder(folder)
     if unet_dir is None:
         raise ValueError(f"{folder} is not a diffusers model folder (no unet/config.json or config.json)")
     read_json_config(unet_dir / "config.json")
@@ -109,7 +110,7 @@ def _diffusers_parts(folder: Path) -> tuple[Path, Path]:
 
 def load_scheduler(folder: Path) -> DDIMScheduler:
     """A DDIM scheduler from the model's scheduler config (DDPM configs are converted by diffusers)."""
-    _, scheduler_dir = _diffusers_parts(folder)
+    _, scheduler_dir = diffusers_parts(folder)
     config = read_json_config(scheduler_dir / "scheduler_config.json")
     try:
         return DDIMScheduler.from_config(config)

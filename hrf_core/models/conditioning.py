@@ -1,4 +1,4 @@
-"""How a model family reads prompts: the prompts it knows, and the :class:`~hrf_core.rl.guidance.Condition` of a
+"""How a model family reads prompts: the prompts it knows, and the :class:`~hrf_core.models.guidance.Condition` of a
 batch's prompts.
 
 - an unconditional model (``UNet2DModel`` without class embeddings) has no conditioner: it refuses prompts;
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hrf_core.rl.guidance import Condition, class_label_call
+from hrf_core.models.guidance import Condition, class_label_call
 
 
 class ClassLabels:

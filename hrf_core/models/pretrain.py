@@ -4,7 +4,7 @@
   saved in diffusers layout (`unet/`, `scheduler/` holding a `DDIMScheduler` config), plus
   `training.json` (recipe, seed, time, quality) and a `README.md` model card.
 - `digits16-cond`: the same UNet with class embeddings (digits 0-9 plus a null class 10 for
-  classifier-free guidance, see `hrf_core.rl.guidance`), trained by the same `train_ddpm(conditional=True)`;
+  classifier-free guidance, see `hrf_core.models.guidance`), trained by the same `train_ddpm(conditional=True)`;
   its card holds a guidance sweep of the samples' quality.
 - `digits16-classifier`: the `DigitClassifier` CNN (`model.safetensors` + `config.json`) and its card.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import math
 import platform
@@ -29,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.measure.metrics import inception_score
+from hrf_core.models.ddim import denoise
 from hrf_core.models.digits import (
     HELDOUT_FRACTION,
     IMAGE_SIZE,
@@ -40,6 +41,8 @@ from hrf_core.models.digits import (
     load_digit_classifier,
     load_split,
 )
+from hrf_core.models.guidance import guided_eps
+from hrf_core.models.weights import file_sha256
 
 CHECKPOINTS = CHECKPOINTS_DIR
 NAMES = ("digits16", "digits16-cond", "digits16-classifier")
@@ -95,18 +98,9 @@ def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def folder_hashes(folder: Path) -> dict[str, str]:
     """{relative posix path: sha256} of every file under `folder` except the top-level README.md."""
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.relative_to(folder).as_posix() != "README.md"}
 
 
@@ -232,11 +226,9 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
 
     Batches of `batch` share one generator (on the UNet's device), so a seed fixes the whole set.
     Class-conditional UNet: `labels` (n,) prompts row i with class labels[i], sampled with classifier-free
-    `guidance` (`hrf_core.rl.guidance.guided_eps`; 1 = the conditional model) against `null_label` (default:
+    `guidance` (`hrf_core.models.guidance.guided_eps`; 1 = the conditional model) against `null_label` (default:
     the last class embedding). The same seed gives the same start noise whatever the labels and guidance.
     """
-    from hrf_core.rl.guidance import guided_eps
-
     if labels is not None:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if labels.shape != (n,):
@@ -247,26 +239,27 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
     cfg = unet.config
     scheduler.set_timesteps(steps)
     out = []
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return scheduler.step(eps, t, x, eta=eta, generator=gen).prev_sample, None
+
     with torch.inference_mode():
         for i in range(0, n, batch):
             shape = (min(batch, n - i), cfg.in_channels, cfg.sample_size, cfg.sample_size)
             x = torch.randn(shape, generator=gen, device=dev)
-            for t in scheduler.timesteps:
-                eps = (unet(x, t).sample if labels is None
-                       else guided_eps(unet, x, t, labels[i:i + len(x)], guidance, null_label))
-                x = scheduler.step(eps, t, x, eta=eta, generator=gen).prev_sample
+            prompted = None if labels is None else labels[i:i + len(x)]
+
+            def eps_of(_i: int, t: int, x: torch.Tensor, _rows, prompted=prompted) -> torch.Tensor:
+                return (unet(x, t).sample if prompted is None
+                        else guided_eps(unet, x, t, prompted, guidance, null_label))
+
+            for _, x_prev, _ in denoise(scheduler.timesteps, x, eps_of, step):
+                x = x_prev
             out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
 
 
 # ----------------------------------------------------------------------------- quality
-
-
-def inception_score(probs: torch.Tensor) -> float:
-    """Inception Score exp(E_x KL(p(y|x) || p(y))) of class probabilities (N, K), single split."""
-    p = probs.double().clamp_min(1e-12)
-    py = p.mean(0, keepdim=True)
-    return float(torch.exp((p * (p.log() - py.log())).sum(1).mean()))
 
 
 @torch.no_grad()
@@ -306,8 +299,8 @@ def sample_quality(samples: torch.Tensor, classifier: torch.nn.Module,
     d_s, d_r = nn_distances(samples, x_train), nn_distances(x_ho, x_train)
     q = {
         "n_samples": len(samples),
-        "inception_score": round(inception_score(p), 3),
-        "inception_score_real_heldout": round(inception_score(p_real), 3),
+        "inception_score": round(inception_score(p)[0], 3),
+        "inception_score_real_heldout": round(inception_score(p_real)[0], 3),
         "confident_fraction": round(float((p.max(1).values > 0.9).double().mean()), 4),
         "class_histogram": [round(float(h), 4) for h in hist],
         "min_class_fraction": round(float(hist.min()), 4),
@@ -435,7 +428,7 @@ def train_classifier(out: Path, seed: int = 0, recipe: dict[str, Any] | None = N
     acc_ho, acc_tr = classifier_accuracy(model, x_ho, y_ho), classifier_accuracy(model, x_tr, y_tr)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    is_real = inception_score(_probs(model, x_ho))
+    is_real = inception_score(_probs(model, x_ho))[0]
     cfg = {
         **model.config,
         "architecture": "DigitClassifier",
@@ -480,7 +473,8 @@ def write_ddpm_card(folder: Path) -> None:
     lines = [
         f"# {name}: a 16x16 {'class-conditional ' if c else ''}DDPM of the UCI handwritten digits", "",
         *([f"digits16 with class embeddings: prompt a digit 0-9, or the null class {c['null_label']} (no class), and "
-           "sample with classifier-free guidance (`hrf_core.rl.guidance.guided_eps`). Runs offline on a CPU.", ""] if c
+           "sample with classifier-free guidance (`hrf_core.models.guidance.guided_eps`). Runs offline on a CPU.",
+           ""] if c
           else ["The embedded default base model of HRF Explorer: runs offline on a CPU.", ""]),
         "## Data",
         f"`sklearn.datasets.load_digits` (1,797 8x8 images, values 0..16), upsampled bilinearly to 16x16, "
@@ -591,7 +585,7 @@ def _guidance_quality_lines(q: dict[str, Any], name: str) -> list[str]:
         f"| classifier Inception Score | {q['inception_score']:.3f} | {q['inception_score_real_heldout']:.3f} "
         "| >= 7.5 |",
         *quality_rows(q),
-        "Use: `eps = hrf_core.rl.guidance.guided_eps(unet, x, t, labels, scale, null_label="
+        "Use: `eps = hrf_core.models.guidance.guided_eps(unet, x, t, labels, scale, null_label="
         f"{q['null_label']})` (both branches in one batched forward), or "
         f"`hrf_core.models.pretrain.sample_ddim(unet, scheduler, n, labels=labels, guidance={g:g})`.", "",
     ]

@@ -23,7 +23,6 @@ with one line, never a traceback from diffusers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,19 +31,19 @@ import torch
 from hrf_core import CHECKPOINTS_DIR
 from hrf_core.models.base import (
     BaseModel,
-    _diffusers_parts,
-    _unet_dir,
+    diffusers_parts,
     load_scheduler,
     load_unet,
     read_json_config,
+    unet_folder,
 )
 from hrf_core.models.conditioning import conditioner_for
 from hrf_core.models.weights import (
     UNET_PICKLE,
     UNET_SAFETENSORS,
     converted_folder,
-    one_line,
 )
+from hrf_core.store.checkpoints import TRAINER_STATE_FILE, read_trainer_state
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def _complete(folder: Path, family: str) -> bool:
         from hrf_core.models.latent import missing_weights
 
         return not missing_weights(folder)
-    return bool(_unet_weights(_unet_dir(folder)))
+    return bool(_unet_weights(unet_folder(folder)))
 
 
 def _cached_snapshot(repo_id: str, family: str = "pixel") -> Path | None:
@@ -157,7 +156,7 @@ def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
 
             return Path(snapshot_download(repo_id, allow_patterns=TEXT_TO_IMAGE_PATTERNS))
         folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
-        if _unet_weights(_unet_dir(folder)) is None:  # an older repo: the UNet is a pickle only
+        if _unet_weights(unet_folder(folder)) is None:  # an older repo: the UNet is a pickle only
             folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PICKLE_PATTERNS))
     return folder
 
@@ -174,7 +173,7 @@ def _unet_weights(unet_dir: Path | None) -> str | None:
 
 def _safetensors_folder(folder: Path) -> Path:
     """``folder`` when its UNet weights are safetensors, else its cached converted copy (see the docstring)."""
-    unet_dir, _ = _diffusers_parts(folder)
+    unet_dir, _ = diffusers_parts(folder)
     kind = _unet_weights(unet_dir)
     if kind == "safetensors":
         return folder
@@ -210,13 +209,13 @@ def adapter_base_of(folder: Path) -> str:
     folder = Path(folder)
     if not (folder / ADAPTER_FILE).is_file() or (folder / "unet" / "config.json").is_file():
         return ""
-    base = _trainer_meta(folder).get("base_model") or ""
+    base = read_trainer_state(folder, missing_ok=True).get("base_model") or ""
     if not base:
-        raise ValueError(f"{folder} holds a LoRA adapter but names no base model (no trainer_state.safetensors)")
+        raise ValueError(f"{folder} holds a LoRA adapter but names no base model (no {TRAINER_STATE_FILE})")
     return base
 
 
-def _config_folder(name: str, download: bool = True) -> Path:
+def config_folder(name: str, download: bool = True) -> Path:
     """The folder whose configs describe ``name``'s network: its own, or a LoRA checkpoint's base model's.
     ``download=False`` (a browser's question): a Hub model must already be cached, else a ValueError; no network."""
     spec = MODELS.get(name)
@@ -231,7 +230,7 @@ def _config_folder(name: str, download: bool = True) -> Path:
         if not folder.is_dir():
             raise ValueError(f"unknown model {name!r}")
     base = adapter_base_of(folder)
-    return _config_folder(base, download) if base else folder
+    return config_folder(base, download) if base else folder
 
 
 def _network_folder(folder: Path) -> Path:
@@ -243,7 +242,7 @@ def _network_folder(folder: Path) -> Path:
 def sample_shape_of(folder: Path) -> tuple[int, int, int]:
     """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded); a latent
     model's latents."""
-    unet_dir, _ = _diffusers_parts(_network_folder(folder))
+    unet_dir, _ = diffusers_parts(_network_folder(folder))
     config = read_json_config(unet_dir / "config.json")
     size = config.get("sample_size", 32)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -266,14 +265,14 @@ def family_of(name: str) -> str:
         return spec.family
     from hrf_core.models.latent import is_text_to_image
 
-    return "text-to-image" if is_text_to_image(_config_folder(name, download=False)) else "pixel"
+    return "text-to-image" if is_text_to_image(config_folder(name, download=False)) else "pixel"
 
 
 def conditioner_of(name: str):
     """The conditioner of a model (registry name, Hub id or folder) read from its UNet config, no weights loaded
     (a text-to-image model's reads its tokenizer too); None for an unconditional model."""
-    folder = _config_folder(name)
-    unet_dir, _ = _diffusers_parts(folder)
+    folder = config_folder(name)
+    unet_dir, _ = diffusers_parts(folder)
     config = read_json_config(unet_dir / "config.json")
     from hrf_core.models.latent import is_text_to_image, load_tokenizer
 
@@ -297,7 +296,7 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
 
     if is_text_to_image(folder):
         return load_text_to_image(name, folder, target)
-    unet_dir, _ = _diffusers_parts(folder)
+    unet_dir, _ = diffusers_parts(folder)
     unet = load_unet(unet_dir).to(target).eval()
     model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target,
                       conditioner=conditioner_for(dict(unet.config)))
@@ -326,26 +325,12 @@ def _load_adapted(name: str, folder: Path, base_name: str, device: torch.device,
     return model
 
 
-def _trainer_meta(folder: Path) -> dict:
-    """A run checkpoint's trainer state (JSON metadata); {} for a folder without one."""
-    state = Path(folder) / "trainer_state.safetensors"
-    if not state.is_file():
-        return {}
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(state, "pt") as handle:
-            return json.loads((handle.metadata() or {}).get("trainer", "{}"))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{state} is not a readable trainer state ({one_line(error)})") from None
-
-
 def window_only_of(folder: Path) -> tuple[int, int, str]:
     """(handover S, its K, base model name) of a window-only run checkpoint; (0, 0, "") for anything else.
 
     Read from the trainer state's metadata (no weights loaded); see docs/METHOD.md, "Window-only sampling".
     """
-    meta = _trainer_meta(folder)
+    meta = read_trainer_state(folder, missing_ok=True)
     if not meta:
         return 0, 0, ""
     handover = int(meta.get("handover") or 0)
@@ -353,7 +338,7 @@ def window_only_of(folder: Path) -> tuple[int, int, str]:
         return 0, 0, ""
     base_name = meta.get("base_model") or ""
     if not base_name:
-        raise ValueError(f"{Path(folder) / 'trainer_state.safetensors'} marks a window-only checkpoint but names no "
+        raise ValueError(f"{Path(folder) / TRAINER_STATE_FILE} marks a window-only checkpoint but names no "
                          "base model")
     return handover, int(meta.get("num_steps") or 0), base_name
 

@@ -48,18 +48,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HRF_CACHE_DIR") or Path.home() / ".cache" / "hrf-explorer").expanduser()
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (memoised per process by path, size and mtime)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+def file_sha256(path: str | Path, memo: bool = False) -> str:
+    """Hex sha256 of a file's bytes. ``memo``: remembered per process by path, size and mtime (a large pickle
+    hashed once however often it loads); off where a file may be rewritten in place (a download to verify, a
+    model just trained)."""
+    path = Path(path).resolve() if memo else Path(path)
+    key = None
+    if memo:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key in _SHA_MEMO:
+            return _SHA_MEMO[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if memo:
         _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
+    return h.hexdigest()
 
 
 def one_line(error: BaseException, first_sentence: bool = False, limit: int = 300) -> str:
@@ -158,7 +164,7 @@ def converted_folder(folder: str | Path, unet_dir: str | Path) -> Path:
     """
     folder, unet_dir = Path(folder), Path(unet_dir)
     source = unet_dir / UNET_PICKLE
-    digest = file_sha256(source)
+    digest = file_sha256(source, memo=True)
     root = cache_dir() / "converted" / digest
     weights = root / UNET_SAFETENSORS
     if not weights.is_file():

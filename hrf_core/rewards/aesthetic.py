@@ -14,7 +14,6 @@ that sha256, loaded with ``torch.load(weights_only=True)`` and cached as safeten
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from hrf_core.measure.features import (
     clip_checkpoint,
     clip_missing_message,
 )
+from hrf_core.models.weights import file_sha256
 
 AESTHETIC_FILENAME = "sac+logos+ava1-l14-linearMSE.pth"
 AESTHETIC_BYTES = 3_714_759
@@ -61,15 +61,6 @@ class AestheticMLP(nn.Module):
 def cache_dir() -> Path:
     """Where converted weights live: ``$HRF_CACHE_DIR`` or ``~/.cache/hrf-explorer``."""
     return Path(os.environ.get("HRF_CACHE_DIR") or Path.home() / ".cache" / "hrf-explorer")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_mlp_state(state: dict[str, torch.Tensor]) -> int:

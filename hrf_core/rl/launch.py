@@ -90,13 +90,10 @@ def check_prompts(config: TrainConfig) -> None:
     """ValueError (one line) unless the config's prompts suit its model: an unconditional model takes none, a
     prompted one needs some, each one it knows (read from the model's config: no weights are loaded)."""
     from hrf_core.models.registry import conditioner_of
+    from hrf_core.rl.prompting import check_prompted
 
     conditioner = conditioner_of(config.model)
-    if conditioner is None and config.prompted:
-        raise ValueError(f"model {config.model} is unconditional: it takes no prompts (clear the prompts)")
-    if conditioner is not None and not config.prompted:
-        raise ValueError(f"model {config.model} is prompted: give it prompts (its prompts: "
-                         f"{', '.join(conditioner.vocabulary[:12])})")
+    check_prompted(config.model, conditioner, config.prompts)
     if conditioner is not None:
         conditioner.check(config.prompts)
 

@@ -235,21 +235,21 @@ def _meta_modules(model: str):
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 
     from hrf_core.models import latent
-    from hrf_core.models.base import _unet_dir, read_json_config
-    from hrf_core.models.registry import MODELS, _config_folder
+    from hrf_core.models.base import read_json_config, unet_folder
+    from hrf_core.models.registry import MODELS, config_folder
 
     spec = MODELS.get(model)
     if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:
         try:
-            folder = _config_folder(model, download=False)
+            folder = config_folder(model, download=False)
         except ValueError:  # not cached: the architecture it is known to have
             unet_config, vae_config, text_config = latent.ARCHITECTURES[model]
             with torch.device("meta"):
                 return (UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config),
                         (text_config["max_position_embeddings"], text_config["hidden_size"]), text_config)
     else:
-        folder = _config_folder(model, download=False)  # the Train tab asks on every change: never a download
-    unet_config = read_json_config(_unet_dir(folder) / "config.json")
+        folder = config_folder(model, download=False)  # the Train tab asks on every change: never a download
+    unet_config = read_json_config(unet_folder(folder) / "config.json")
     if latent.is_text_to_image(folder):
         vae_config = read_json_config(folder / "vae" / "config.json")
         text_config = read_json_config(folder / "text_encoder" / "config.json")

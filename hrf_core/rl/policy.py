@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
-from hrf_core.rl.guidance import Condition, autocast_dtype
+from hrf_core.models.ddim import denoise
+from hrf_core.models.guidance import Condition, autocast_dtype
 
 
 class StopRequested(Exception):
@@ -209,7 +210,7 @@ def unet_eps(unet: UNet2DModel, x: torch.Tensor, timestep: int | torch.Tensor, a
 
     ``timestep``: an int or a CPU tensor (0-d or (B,)); it reaches the device without a stream sync.
     ``autocast_bf16``: True (bf16), or the autocast dtype (``torch.bfloat16`` / ``torch.float16``).
-    ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.rl.guidance`).
+    ``cond``: the rows' prompts of a prompted model: the guided eps, one UNet call (:mod:`hrf_core.models.guidance`).
     """
     if cond is not None:
         return cond.eps(unet, x, timestep, autocast_bf16)
@@ -251,14 +252,19 @@ def rollout(
     if handover and early_unet is None:
         raise ValueError("handover > 0 needs early_unet")
     timesteps = scheduler.timesteps[start:]
+
+    def eps_of(i: int, t: int, x: torch.Tensor, rows: None) -> torch.Tensor:
+        if stop is not None and stop():
+            raise StopRequested
+        return unet_eps(early_unet if i < handover else unet, x, t, autocast_bf16, cond)
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ddim_step_with_logprob(scheduler, eps, t, x, eta=eta, generator=generator)
+
     x = x_start
     states, log_probs = [x], []
     with torch.inference_mode():
-        for i, t in enumerate(timesteps, start=start):
-            if stop is not None and stop():
-                raise StopRequested
-            eps = unet_eps(early_unet if i < handover else unet, x, int(t), autocast_bf16, cond)
-            x, log_prob = ddim_step_with_logprob(scheduler, eps, int(t), x, eta=eta, generator=generator)
+        for _, x, log_prob in denoise(scheduler.timesteps, x_start, eps_of, step, start):
             if record:
                 states.append(x)
                 log_probs.append(log_prob)

@@ -8,19 +8,29 @@ split among processes. Re-noised siblings share their image's prompt. An uncondi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from hrf_core.config import TrainConfig
 from hrf_core.rl.policy import stream_seed
 
 
+def check_prompted(model: str, conditioner, prompts: Sequence[str] | None) -> None:
+    """ValueError (one line) unless the model ``conditioner`` reads (None: unconditional) and ``prompts`` go
+    together: an unconditional model takes none, a prompted one needs some (which ones it knows: its ``check``)."""
+    if conditioner is None and prompts:
+        raise ValueError(f"model {model} is unconditional: it takes no prompts (clear the prompts)")
+    if conditioner is not None and not prompts:
+        raise ValueError(f"model {model} is prompted: give it prompts (its prompts: "
+                         f"{', '.join(conditioner.vocabulary[:12])})")
+
+
 class RunPrompts:
     """The prompts of one run (``config``) on a model read by ``conditioner`` (None: unconditional)."""
 
     def __init__(self, config: TrainConfig, conditioner):
-        if config.prompted != (conditioner is not None):
-            raise ValueError(f"model {config.model} is {'prompted' if conditioner else 'unconditional'}: "
-                             f"{'give it prompts' if conditioner else 'it takes no prompts'}")
+        check_prompted(config.model, conditioner, config.prompts)
         if conditioner is not None:
             conditioner.check(config.prompts)
         self.config, self.conditioner = config, conditioner

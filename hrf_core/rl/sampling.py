@@ -10,8 +10,10 @@ import torch
 
 from hrf_core.imaging import image_grid, to_unit
 from hrf_core.models.base import BaseModel
+from hrf_core.models.ddim import denoise
 from hrf_core.models.registry import load_base_model
 from hrf_core.rl.policy import StopCheck, noise_like, rollout, unet_eps
+from hrf_core.rl.prompting import check_prompted
 from hrf_core.store.runs import atomic_path
 
 
@@ -82,12 +84,9 @@ def sample_from(base: BaseModel, n: int, seed: int, num_steps: int = 40, eta: fl
 def prompt_condition(base: BaseModel, prompts: Sequence[str] | None, n: int, guidance: float = 1.0):
     """The condition of ``n`` rows with ``prompts`` for ``base`` (None: unconditional); one line when the model
     and the prompts do not go together."""
+    check_prompted(base.name, base.conditioner, prompts)
     if base.conditioner is None:
-        if prompts:
-            raise ValueError(f"model {base.name} is unconditional: it takes no prompts")
         return None
-    if not prompts:
-        raise ValueError(f"model {base.name} is prompted: give prompts ({', '.join(base.conditioner.vocabulary[:12])})")
     if len(prompts) != n:
         raise ValueError(f"{len(prompts)} prompts for {n} samples")
     return base.conditioner.condition(list(prompts), guidance)
@@ -131,11 +130,12 @@ def x0_preview(base: BaseModel, num_steps: int = 40, seed: int = 0, n: int = 1,
     if base.conditioner is not None:
         prompts = round_robin(prompts or base.conditioner.vocabulary, n)
     cond = prompt_condition(base, prompts, n)
-    predictions = []
+
+    def step(t: int, eps: torch.Tensor, x: torch.Tensor):  # -> (x_prev, x0_hat)
+        noise = noise_like(x.shape, generator, base.device)
+        return base.scheduler.step(eps, t, x, eta=1.0, variance_noise=noise, return_dict=False)
+
     with torch.inference_mode():
-        for t in base.scheduler.timesteps:
-            eps = unet_eps(base.unet, x, int(t), cond=cond)
-            noise = noise_like(x.shape, generator, base.device)
-            x, x0 = base.scheduler.step(eps, int(t), x, eta=1.0, variance_noise=noise, return_dict=False)
-            predictions.append(base.decode(x0).clamp(-1, 1))
+        steps = denoise(base.scheduler.timesteps, x, lambda i, t, x, rows: unet_eps(base.unet, x, t, cond=cond), step)
+        predictions = [base.decode(x0).clamp(-1, 1) for _, _, x0 in steps]
     return torch.stack(predictions)

@@ -284,9 +284,9 @@ def push_to_hub(folder: Path, repo: str, message: str) -> str:
 
 
 def build_parser():
-    from hrf_core.cli import _Parser
+    from hrf_core.commandline import Parser
 
-    parser = _Parser(prog="python -m hrf_core export", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m hrf_core export", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run folder, or the id of a run in --runs")
     parser.add_argument("--runs", default="runs", help="the run store of a run id (default runs)")
     parser.add_argument("--epoch", type=int, help="the checkpoint's epoch (default: the latest)")

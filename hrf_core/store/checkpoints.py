@@ -22,10 +22,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from hrf_core.models.base import load_checked
+from hrf_core.models.weights import one_line
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.safetensors"
@@ -87,17 +88,29 @@ def load_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer, device:
                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
 
 
-def read_trainer_state(folder: Path) -> dict:
-    """The trainer state a checkpoint folder holds (see the module's layout); ValueError when unreadable."""
-    path = folder / TRAINER_STATE_FILE
-    load_checked(path)
-    return json.loads(_metadata(path, "trainer"))
+def read_trainer_state(folder: Path, missing_ok: bool = False) -> dict:
+    """The trainer state a checkpoint folder holds (see the module's layout); ValueError when unreadable.
+
+    ``missing_ok`` (a model folder that need not be a run checkpoint: the model registry's question): {} for a
+    folder without the file or without the entry, and the file is not loaded whole.
+    """
+    path = Path(folder) / TRAINER_STATE_FILE
+    if not missing_ok:
+        load_checked(path)
+        return json.loads(_metadata(path, "trainer"))
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(_metadata(path, "trainer", default="{}"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable trainer state ({one_line(error)})") from None
 
 
-def _metadata(path: Path, key: str) -> str:
-    """A safetensors file's metadata entry ``key``; a ValueError with one line when it is missing."""
+def _metadata(path: Path, key: str, default: str | None = None) -> str:
+    """A safetensors file's metadata entry ``key`` (else ``default``); a ValueError with one line when it is
+    missing and there is no default."""
     with safe_open(path, "pt") as handle:
-        value = (handle.metadata() or {}).get(key)
+        value = (handle.metadata() or {}).get(key, default)
     if value is None:
         raise ValueError(f"{path} has no {key!r} entry: not a checkpoint this trainer wrote")
     return value

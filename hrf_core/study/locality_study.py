@@ -253,10 +253,10 @@ def markdown(data: dict, seeds: list[int]) -> list[str]:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    from hrf_core.cli import _Parser
+    from hrf_core.commandline import Parser
     from hrf_core.measure.locality import SHIPPED_FILE
 
-    parser = _Parser(prog="python -m hrf_core locality-study", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m hrf_core locality-study", description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a frontier-digits run store (its DDPO runs are profiled)")
     parser.add_argument("--frontier", default=str(REPO_ROOT / "docs" / "results" / "frontier.json"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
