@@ -49,10 +49,9 @@ def sampled(config: TrainConfig, path, dtype: torch.dtype) -> tuple[Trainer, dic
     n = config.batches_per_epoch
     epoch = next(e for e in range(1, 100) if len(set(trainer._starts(e, n))) == n)
     starts = trainer._starts(epoch, n)
-    batches = {b: trainer._sample_batch(epoch, b, starts[b]) for b in range(config.batches_per_epoch)}
-    rewards = trainer._gather_rewards(batches, config.batches_per_epoch)
-    prompts = ([trainer.prompts.batch(epoch, b, starts[b]) for b in range(config.batches_per_epoch)]
-               if config.prompted else None)
+    batches = {b: trainer._sample_batch(epoch, b, starts[b]) for b in range(n)}
+    rewards = trainer._gather_rewards(batches, n)
+    prompts = [trainer.prompts.batch(epoch, b, starts[b]) for b in range(n)] if config.prompted else None
     trainer.update.assign_advantages(batches, rewards, starts, prompts)
     trainer.unet.to(dtype)
     if trainer.frozen is not None:
