@@ -2,6 +2,8 @@
 
     python scripts/fingerprint.py record OUT.json     # before a change
     python scripts/fingerprint.py compare OLD.json    # after it: every difference, exit 1 if any
+    python scripts/fingerprint.py record OUT.json --only runs --flags="--train-batch-size 1"
+                                                      # the runs with these training flags added (compare alike)
 
 Runs (the embedded digits16, K = 8, 2 epochs of 8 samples, one torch thread): DDPO, HRF, HRF sliding,
 HRF-D, window-only HRF, DDPO + KL, HRF with a fixed start, base start images and window-scaled clips, a
@@ -18,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -312,7 +315,9 @@ def main() -> int:
     parser.add_argument("action", choices=("record", "compare"))
     parser.add_argument("file", type=Path)
     parser.add_argument("--only", choices=("runs", "answers"), help="record or compare one part")
+    parser.add_argument("--flags", default="", help="training flags added to every run's (one string)")
     args = parser.parse_args()
+    TINY.extend(shlex.split(args.flags))
     with tempfile.TemporaryDirectory(prefix="hrf-fingerprint-") as scratch:
         scratch = Path(scratch)
         now = {}

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from hrf_core.rl import ppo
 from hrf_core.rl.distributed import Dist
+from hrf_core.rl.guidance import Condition
 from hrf_core.rl.policy import (
     StopRequested,
     Trajectory,
@@ -40,6 +41,18 @@ class Batch:
     advantages: torch.Tensor | None = None
     trained: list[int] = field(default_factory=list)  # local step indices j (global = start + j)
     diversity: torch.Tensor | None = None  # (2, batch): each row's diversity bonus b and its standardised z
+
+
+class Rows(NamedTuple):
+    """One batch's rows of a training call: the pairs (sample i, local step j) as the step reads them."""
+
+    batch: Batch
+    x: torch.Tensor  # (R, C, H, W) the states the step starts from
+    action: torch.Tensor  # (R, C, H, W) the recorded next states
+    t: torch.Tensor  # (R,) train timesteps, on the host
+    cond: Condition | None  # the rows' prompts (a prompted model)
+    old_log_prob: torch.Tensor  # (R,) the recorded log-probs
+    advantages: torch.Tensor  # (R,)
 
 
 class UpdateDiagnostics:
@@ -186,50 +199,73 @@ class PolicyUpdate:
                         diagnostics: UpdateDiagnostics, first: bool) -> torch.Tensor:
         """Backward of one optimiser step's loss over this rank's rows of ``chunk_samples`` ((batch, row) pairs).
 
-        The loss is the mean over the chunk's samples (on all ranks) and over each sample's trained steps;
-        its (sample, step) pairs go step-major through UNet calls of at most ``train_batch_size`` rows.
-        Returns this rank's loss (0-d, detached).
+        The loss is the mean over the chunk's samples (on all ranks) and over each sample's trained steps:
+        each (sample, step) pair's loss divided by (its batch's trained steps x the chunk's samples). The pairs,
+        batch by batch and step-major within a batch, go through equal-sized UNet calls of at most
+        ``train_batch_size`` rows across sampling batches: a call may hold rows of several batches, each with
+        its own trajectory, timesteps, prompts and clip range. Returns this rank's loss (0-d, detached).
         """
         c = self.t.config
         total_loss = torch.zeros((), device=self.t.device)
+        pairs = []  # (batch, sample, local step) columns per batch
         for b, batch in batches.items():
             rows = torch.tensor([i for bb, i in chunk_samples if bb == b], dtype=torch.long)
             if len(rows) == 0 or not batch.trained:
                 continue
-            clip_range = c.clip_range * self.clip_scale(batch.trajectory.start)
             steps = torch.tensor(batch.trained, dtype=torch.long)
-            pairs_i, pairs_j = rows.repeat(len(steps)), steps.repeat_interleave(len(rows))
-            calls = -(-len(pairs_i) // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
-            for i, j in zip(pairs_i.tensor_split(calls), pairs_j.tensor_split(calls), strict=True):
-                if self.t.stop_check():
-                    raise StopRequested
-                losses, log_ratio = self._rows_loss(batch, i, j, clip_range, diagnostics)
-                loss = losses.sum() / (len(batch.trained) * len(chunk_samples))
-                self.t.scaler.scale(loss).backward()
-                total_loss += loss.detach()
-                diagnostics.add_rows(log_ratio, clip_range, first)
+            pairs.append(torch.stack([torch.full((len(rows) * len(steps),), b), rows.repeat(len(steps)),
+                                      steps.repeat_interleave(len(rows))]))
+        if not pairs:
+            return total_loss
+        pairs = torch.cat(pairs, dim=1)
+        calls = -(-pairs.shape[1] // c.train_batch_size)  # equal-sized calls of <= train_batch_size rows
+        for call in pairs.tensor_split(calls, dim=1):
+            if self.t.stop_check():
+                raise StopRequested
+            segments = [(batches[b], call[1, call[0] == b], call[2, call[0] == b])
+                        for b in torch.unique_consecutive(call[0]).tolist()]
+            loss = self._call_loss(segments, len(chunk_samples), diagnostics, first)
+            self.t.scaler.scale(loss).backward()
+            total_loss += loss.detach()
         return total_loss
 
-    def _rows_loss(self, batch: Batch, i: torch.Tensor, j: torch.Tensor, clip_range: float,
-                   diagnostics: UpdateDiagnostics) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row loss (R,) of the pairs (sample i, local step j): PPO-clip, plus kl_coef x KL to the base;
-        and the rows' log ratio (R,), detached, float64."""
+    def _call_loss(self, segments: list[tuple[Batch, torch.Tensor, torch.Tensor]], chunk_size: int,
+                   diagnostics: UpdateDiagnostics, first: bool) -> torch.Tensor:
+        """One UNet call's share of the step's loss (0-d): its rows are the pairs (sample i, local step j) of each
+        segment (batch, i, j), in order. Each row's loss is PPO-clip at its batch's clip range (plus kl_coef x KL
+        to the base), divided by (its batch's trained steps x ``chunk_size``). Adds the rows' diagnostics."""
         c = self.t.config
+        parts = [self._rows(batch, i, j) for batch, i, j in segments]
+        x, action, t = (joined([getattr(p, name) for p in parts]) for name in ("x", "action", "t"))
+        cond = Condition.cat([p.cond for p in parts]) if parts[0].cond is not None else None
+        eps = unet_eps(self.t.unet, x, t, self.t.autocast, cond)
+        mean, sigma = ddim_step_mean(self.t.scheduler, eps, t, x, eta=c.eta)
+        log_prob = gaussian_log_prob(action, mean, sigma)
+        kl = None
+        if c.kl_coef > 0:
+            kl = self._kl_to_base(mean, sigma, x, t, cond)
+            diagnostics.add_kl(kl)
+        loss, offset = None, 0
+        for part in parts:
+            rows = slice(offset, offset + len(part.old_log_prob))
+            offset = rows.stop
+            clip_range = c.clip_range * self.clip_scale(part.batch.trajectory.start)
+            losses = ppo.ppo_clip_loss(log_prob[rows], part.old_log_prob, part.advantages, clip_range)
+            if kl is not None:
+                losses = losses + c.kl_coef * kl[rows]
+            share = losses.sum() / (len(part.batch.trained) * chunk_size)
+            loss = share if loss is None else loss + share
+            diagnostics.add_rows((log_prob[rows].detach() - part.old_log_prob).double(), clip_range, first)
+        return loss
+
+    def _rows(self, batch: Batch, i: torch.Tensor, j: torch.Tensor) -> Rows:
+        """The training inputs of one batch's pairs (sample i, local step j), i and j (R,) on the host."""
         traj = batch.trajectory
         t = traj.timesteps[j]  # on the host: the step reads it without a sync
         cond = traj.cond[i] if traj.cond is not None else None  # the rows' prompts, guided as in sampling
         i, j = i.to(self.t.device, non_blocking=True), j.to(self.t.device, non_blocking=True)
-        x = traj.states[i, j]
-        eps = unet_eps(self.t.unet, x, t, self.t.autocast, cond)
-        mean, sigma = ddim_step_mean(self.t.scheduler, eps, t, x, eta=c.eta)
-        log_prob = gaussian_log_prob(traj.states[i, j + 1], mean, sigma)
-        old = traj.log_probs[i, j]
-        losses = ppo.ppo_clip_loss(log_prob, old, batch.advantages[i], clip_range)
-        if c.kl_coef > 0:
-            kl = self._kl_to_base(mean, sigma, x, t, cond)
-            losses = losses + c.kl_coef * kl
-            diagnostics.add_kl(kl)
-        return losses, (log_prob.detach() - old).double()
+        return Rows(batch, traj.states[i, j], traj.states[i, j + 1], t, cond, traj.log_probs[i, j],
+                    batch.advantages[i])
 
     def _kl_to_base(self, mean: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, t, cond=None) -> torch.Tensor:
         """KL(policy step || frozen base step) per row (B,), in nats per pixel; the base is called on these rows
@@ -240,3 +276,8 @@ class PolicyUpdate:
                 eps_base = unet_eps(self.t.frozen, x, t, self.t.autocast, cond)
             mean_base, _ = ddim_step_mean(self.t.scheduler, eps_base, t, x, eta=c.eta)
         return gaussian_kl(mean, mean_base, sigma)
+
+
+def joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``tensors`` concatenated along their first dimension (one tensor: itself, not a copy)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
