@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from hrf_core.models.guidance import Condition
 from hrf_core.rl import ppo
 from hrf_core.rl.distributed import Dist
-from hrf_core.rl.guidance import Condition
 from hrf_core.rl.policy import (
     StopRequested,
     Trajectory,
