@@ -93,8 +93,12 @@
       if (!runId) return;
       const response = await fetch(url(`live/run/${encodeURIComponent(runId)}`));
       if (!response.ok) { this.q(".hl-status").textContent = `No replay for ${runId}: ${response.status}`; return; }
-      this.selected = null;
-      this.apply({ kind: "full", ...(await response.json()) });
+      const state = await response.json();
+      // a new run starts at its latest epoch; the same run fetched again (the page asks once more when a busy
+      // server answers the pick late) keeps the epoch the viewer stepped to
+      if (this.replayed !== runId) this.selected = null;
+      this.replayed = runId;
+      this.apply({ kind: "full", ...state });
     }
 
     /* --- replay ------------------------------------------------------------------------------ */
