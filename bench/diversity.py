@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hrf_core.config import TrainConfig  # noqa: E402
+from hrf_core.methods import DDPO, HRF  # noqa: E402
 from hrf_core.rl.trainer import Trainer  # noqa: E402
 from hrf_core.store.runs import RunStore  # noqa: E402
 
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     base = TrainConfig(model=args.model, reward=args.reward, num_steps=k, samples_per_epoch=args.samples,
                        batch_size=args.batch, siblings=args.siblings, eval_every=1000, eval_samples=16, device="cpu",
                        checkpoint_every=1000)
-    arms = {"ddpo": base.replace(method="ddpo", window=(0, k)),
-            "hrf[30,40)/image": base.replace(method="hrf", window=(k * 3 // 4, k), adv_scope="image")}
+    arms = {DDPO.name: base.replace(method=DDPO.name, window=(0, k)),
+            f"{HRF.name}[30,40)/image": base.replace(method=HRF.name, window=(k * 3 // 4, k), adv_scope="image")}
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, config in arms.items():

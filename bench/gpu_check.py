@@ -349,7 +349,7 @@ class StableDiffusion:
         preset = PRESETS[f"sd-{method}"]
         k = 6 if self.tiny else preset.num_steps
         small = dict(batch_size=2, train_batch_size=2, siblings=2, eval_samples=4) if self.tiny else {}
-        window = (0, k) if method == "ddpo" else (k // 2, k)
+        window = (preset.window[0] * k // preset.num_steps, k)  # the preset's window, in this run's K steps
         return preset.replace(model=str(self.folder), num_steps=k, window=window, samples_per_epoch=samples,
                               updates_per_epoch=max(1, samples // (2 if self.tiny else 8)), epochs=3, eval_every=1000,
                               checkpoint_every=1000, bf16=self.device.type == "cuda", device=str(self.device),

@@ -78,6 +78,18 @@ def test_the_preset_matches_until_a_field_changes():
 
 @pytest.mark.skipif(not (Path(__file__).parents[1] / "checkpoints" / "digits16-cond" / "unet").is_dir(),
                     reason="digits16-cond is not shipped here")
+def test_class_prompts_never_download(monkeypatch):
+    """The form asks on every edit: a Hub model's prompt with spaces is left alone without any download."""
+    from hrf_core.models import registry
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the form tried to download a model")
+
+    monkeypatch.setattr(registry, "model_folder", no_download)
+    assert train.class_prompts("CompVis/stable-diffusion-v1-4", "a photo of a cat") == "a photo of a cat"
+    assert train.class_prompts("digits16-cond", "3 7") == "3,7"
+
+
 def test_class_prompts_accept_spaces():
     assert train.class_prompts("digits16-cond", "3 7") == "3,7"
     assert train.class_prompts("digits16-cond", "3, 7") == "3, 7"

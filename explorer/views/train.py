@@ -45,13 +45,9 @@ def class_prompts(model: Any, text: Any) -> Any:
     anything else (a text-to-image prompt has spaces of its own) unchanged."""
     if not isinstance(text, str) or "," in text or "\n" in text or len(text.split()) < 2:
         return text
-    try:
-        from hrf_core.models.registry import conditioner_of
+    from hrf_core.models.registry import takes_class_labels
 
-        conditioner = conditioner_of(str(model))
-    except Exception:  # noqa: BLE001 - an unreadable model: the start refuses it with its own reason
-        return text
-    return ",".join(text.split()) if getattr(conditioner, "kind", None) == "class" else text
+    return ",".join(text.split()) if takes_class_labels(str(model)) else text
 
 
 def preset_matches(preset: str | None, values: dict[str, Any]) -> bool:

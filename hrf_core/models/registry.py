@@ -37,7 +37,7 @@ from hrf_core.models.base import (
     read_json_config,
     unet_folder,
 )
-from hrf_core.models.conditioning import conditioner_for
+from hrf_core.models.conditioning import conditioner_for, is_text_conditioned
 from hrf_core.models.weights import (
     UNET_PICKLE,
     UNET_SAFETENSORS,
@@ -277,6 +277,17 @@ def conditioner_of(name: str):
     from hrf_core.models.latent import is_text_to_image, load_tokenizer
 
     return conditioner_for(config, tokenizer=load_tokenizer(folder) if is_text_to_image(folder) else None)
+
+
+def takes_class_labels(name: str) -> bool:
+    """Whether a model reads class labels as prompts (a class-conditional UNet), from its configs alone: no
+    download, no tokenizer (a form's question, asked on every edit); False when they cannot be read here."""
+    try:
+        unet_dir, _ = diffusers_parts(config_folder(name, download=False))
+        config = read_json_config(unet_dir / "config.json")
+    except (ValueError, OSError):
+        return False
+    return not is_text_conditioned(config) and bool(config.get("num_class_embeds"))
 
 
 def load_base_model(name: str, device: str | torch.device = "auto", window_only: bool = True) -> BaseModel:
