@@ -10,9 +10,8 @@ import torch
 
 from hrf_core import REPO_ROOT
 from hrf_core.measure import calibrated, calibration
-from hrf_core.measure.features import ClassifierFeatures
 from hrf_core.measure.headline import metric_keys
-from hrf_core.measure.metrics import evaluate_samples, vendi_score
+from hrf_core.measure.metrics import evaluate_samples
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def heldout():
 
 
 def test_the_primary_measure_passes_the_suite_within_a_class(heldout):
-    result = calibration.suite(calibrated.vendi, "within", *heldout)
+    result = calibration.suite(calibration.app_measures("within")["vendi_rbf"], "within", *heldout)
     assert result.passed, result.failures
     values = result.values
     assert values["full"] > values["k=8"] > values["k=4"] > values["k=2"] > values["k=1"]
@@ -32,16 +31,14 @@ def test_the_primary_measure_passes_the_suite_within_a_class(heldout):
 
 
 def test_the_unconditional_axis_passes_the_suite_across_classes(heldout):
-    classifier = ClassifierFeatures()
-    result = calibration.suite(lambda x: vendi_score(classifier(x)), "across", *heldout)
+    result = calibration.suite(calibration.app_measures("across")["vendi_classifier"], "across", *heldout)
     assert result.passed, result.failures
     assert result.values["thicken"] <= result.values["full"]  # thicker strokes do not raise it
 
 
 def test_the_suite_fails_the_classifier_within_a_class(heldout):
     """Today's within-prompt measure, measured the same way: thickening the very same digits raises it."""
-    classifier = ClassifierFeatures()
-    result = calibration.suite(lambda x: vendi_score(classifier(x)), "within", *heldout)
+    result = calibration.suite(calibration.app_measures("within")["vendi_classifier"], "within", *heldout)
     assert not result.passed
     assert any(f.startswith("thicken") for f in result.failures)
     assert result.values["thicken"] - result.values["full"] > 0.2

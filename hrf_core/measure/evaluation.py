@@ -42,13 +42,7 @@ def embedding_available(name: str) -> bool:
         return True
     if name == "clip" and clip_checkpoint() is not None:
         return True
-    if not downloads.offline():
-        return True
-    if name == "inception":
-        return inception_weights_file().is_file()
-    if name == "clip":
-        return clip_checkpoint() is not None
-    return False
+    return not downloads.offline()  # not cached: available when it can be downloaded
 
 
 def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[str] = ()) -> tuple[str, ...]:
@@ -216,9 +210,9 @@ def measure_files(path: str | Path, labels: str | Path | None = None, model: str
 
     images, prompts = load_sample_array(path, labels)
     if model is not None:
-        from hrf_core.models.registry import load_base_model
+        from hrf_core.models.registry import config_folder, image_shape_of
 
-        shape = tuple(load_base_model(model, "cpu").image_shape)
+        shape = tuple(image_shape_of(config_folder(model)))  # from its configs: no weights loaded
         if tuple(images.shape[1:]) != shape:
             raise ValueError(f"{path}: images of shape {tuple(images.shape[1:])}, but {model} makes {shape}")
     metrics = Evaluator(tuple(images.shape[1:]))(images, torch.zeros(images.shape[0]), prompts=prompts)

@@ -184,13 +184,14 @@ class InceptionFeatures:
         weights = Inception_V3_Weights[INCEPTION_WEIGHTS]
         if model is None:
             cached = inception_weights_file(model_dir)
+            state = None
             if not cached.is_file():  # torchvision's download ignores HF_HUB_OFFLINE: decided here
                 with downloads.guarded(f"Inception-v3 weights ({os.path.basename(weights.url)}, ~104 MB, for "
                                        f"$TORCH_HOME/hub/checkpoints)", INCEPTION_FETCH):
-                    weights.get_state_dict(progress=False, check_hash=True, model_dir=str(cached.parent))
+                    state = weights.get_state_dict(progress=False, check_hash=True, model_dir=str(cached.parent))
             model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-            model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True,
-                                                         model_dir=str(cached.parent)))
+            model.load_state_dict(state if state is not None else
+                                  weights.get_state_dict(progress=False, check_hash=True, model_dir=str(cached.parent)))
         self.device = torch.device(device)
         self.fc: nn.Module = model.fc
         model.fc = nn.Identity()
