@@ -183,14 +183,13 @@
         const base = main.rows.find((r) => r.epoch === 0 && r.grid);
         const parts = [this.gridFigure(base && base.grid, "epoch 0 · base model", "hl-grid", "", main.prompts)];
         const pick = (run, index) => { const p = this.points(run); return p[Math.min(index ?? p.length - 1, p.length - 1)]; };
-        s.runs.forEach((run, i) => {
+        s.runs.forEach((run) => {
           const row = pick(run, this.selected);
-          if (row && row.grid && row.epoch > 0) parts.push(this.gridFigure(row.grid, `${run.label} · epoch ${row.epoch}`, `hl-grid hl-run-${i}`, run.color, run.prompts));
+          if (row && row.grid && row.epoch > 0) parts.push(this.gridFigure(row.grid, `${run.label} · epoch ${row.epoch}`, "hl-grid", run.color, run.prompts));
         });
         html = parts.join("");
       }
       if (box.dataset.key !== html) { box.innerHTML = html; box.dataset.key = html; }
-      box.classList.toggle("hl-duel", s.runs.length > 1);
       box.classList.toggle("hl-wide", !!(main && (main.prompts || []).length)); // one row per prompt: wide grids, stacked
     }
 

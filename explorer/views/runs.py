@@ -27,7 +27,6 @@ SETTING_COLUMNS = settings.on("column")
 #: The metric columns (base model -> last evaluation), named apart from the settings' (the reward's name is a setting).
 METRIC_COLUMNS = ["reward value", "Vendi", "IS", "s/epoch"]
 RUN_COLUMNS = ["run", "status", *(s.column for s in SETTING_COLUMNS), *METRIC_COLUMNS]
-assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS), RUN_COLUMNS  # one header, one column
 #: How the table renders each column: the method's cell is HTML (its label in its colour).
 RUN_DATATYPES = ["html" if column == "method" else "str" for column in RUN_COLUMNS]
 #: The columns' widths (percent): the run id widest, each setting an equal share of what the others leave.
