@@ -10,8 +10,6 @@ bonus").
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -47,17 +45,15 @@ def diversity_kernel(images: torch.Tensor) -> np.ndarray:
 def leave_one_out_vendi(kernel: np.ndarray, q: float = 1.0) -> np.ndarray:
     """Each sample's leave-one-out contribution to the group's Vendi score (order ``q``), (N,) float64:
     b_i = VS(K) - VS(K without row and column i). Zeros for N < 2 (a group of one has nothing to compare)."""
-    from vendi_score import vendi
+    from hrf_core.measure.calibrated import vendi_of_kernel
 
     kernel = np.asarray(kernel, dtype=np.float64)
     n = len(kernel)
     if n < 2:
         return np.zeros(n)
-    with warnings.catch_warnings():  # score_K touches the deprecated scipy.sparse.csr namespace
-        warnings.simplefilter("ignore", DeprecationWarning)
-        whole = vendi.score_K(kernel, q=q)
-        rest = [np.delete(np.delete(kernel, i, axis=0), i, axis=1) for i in range(n)]
-        return np.array([whole - vendi.score_K(k, q=q) for k in rest])
+    whole = vendi_of_kernel(kernel, q)
+    return np.array([whole - vendi_of_kernel(np.delete(np.delete(kernel, i, axis=0), i, axis=1), q)
+                     for i in range(n)])
 
 
 def group_bonus(images: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
