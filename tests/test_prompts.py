@@ -329,3 +329,20 @@ def test_the_prompts_report_leads_with_the_calibrated_measure_where_the_runs_log
     assert primary_within(result("vendi_pixel_within", FALLBACK, PRIMARY)) == PRIMARY
     assert primary_within(result("vendi_pixel_within", FALLBACK)) == FALLBACK  # a store logged before it
     assert primary_within(result("vendi_pixel_within")) == "vendi_pixel_within"  # not 1x16x16 digits
+
+
+def test_the_prompts_experiment_takes_diversity_arms_and_an_arm_filter(tmp_path):
+    """``--diversity-weights 1 --arms ...``: the ``+div1`` arms join, the filter keeps only the named arms, and the
+    hand-over of a bonus run waits for that run (not for plain DDPO)."""
+    from hrf_core.study.experiment import run_name
+    from hrf_core.study.prompts_experiment import Settings, build_units
+
+    settings = Settings(seeds=[0], tasks=["ink"], tracker_tasks=[], diversity_weights=[1.0],
+                        arms=["ddpo", "ddpo+div1", "handover+div1"])
+    units = {unit.name: unit for unit in build_units(settings, tmp_path)}
+    assert set(units) == {run_name("ink", arm, 0) for arm in ("ddpo", "ddpo+div1", "handover+div1")}
+    handover = units[run_name("ink", "handover+div1", 0)]
+    assert handover.after == (run_name("ink", "ddpo+div1", 0),)
+    assert handover.args[-1] == "handover+div1"
+    trained = units[run_name("ink", "ddpo+div1", 0)].args[0]
+    assert trained["diversity_weight"] == 1.0 and trained["extra"]["arm"] == "ddpo+div1"

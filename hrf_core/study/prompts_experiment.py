@@ -14,7 +14,11 @@ Arms, every task and seed:
 - ``handover``: no training: the base model before S, the final DDPO checkpoint from S (S = K .. 0);
 - ``ddpo+kl0.1``: DDPO with the KL penalty to the base model (DPOK), 0.1 nats per pixel;
 - ``ddpo/epoch`` (on ``--tracker-tasks``): DDPO with advantages over the whole epoch: what the per-prompt tracker
-  changes.
+  changes;
+- ``<arm>+div<w>`` (each w of ``--diversity-weights``, none by default): ``ddpo``, ``hrf[30,40)/image/wo`` and the
+  hand-over of the ``ddpo+div<w>`` run, with the diversity bonus of weight w (as in ``frontier-digits``).
+
+``--arms`` runs only the arms it names.
 
 Tasks: ``alignment`` (the classifier's probability of the prompted digit), ``ink`` and ``jpeg-incompressibility``.
 ``alignment`` is trained at guidance 0.5 (``--guidance``): at the model's default of 1 it starts at 1.000, with
@@ -36,10 +40,12 @@ from hrf_core.study.experiment import (
     DDPO_ARM,
     HANDOVER_ARM,
     add_sitting_arguments,
+    diversity_arms,
     arm_colors,
     arm_overrides,
     execution_note,
     finished_runs,
+    handover_source,
     handover_unit,
     include_in_results,
     read_progress,
@@ -96,10 +102,16 @@ class Settings:
     lr: float = 3e-4
     handover_every: int = 5
     model: str = "digits16-cond"
+    #: also run ddpo, window-only hrf[30,40) and the hand-over with each diversity-bonus weight (``+div<w>`` arms)
+    diversity_weights: list[float] = field(default_factory=list)
+    #: run only these arms (empty: all)
+    arms: list[str] = field(default_factory=list)
 
 
 def arms_of(task: str, settings: Settings) -> list[str]:
-    return [*ARMS, *([EPOCH_ARM] if task in settings.tracker_tasks else [])]
+    arms = [*ARMS, *([EPOCH_ARM] if task in settings.tracker_tasks else []),
+            *(arm for weight in settings.diversity_weights for arm in diversity_arms(weight))]
+    return [arm for arm in arms if not settings.arms or arm in settings.arms]
 
 
 def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
@@ -122,15 +134,16 @@ def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: 
 
     order = [DDPO_ARM, HANDOVER_ARM, EPOCH_ARM, *ARMS]
     pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
-                   key=lambda pair: order.index(pair[1]))
+                   key=lambda pair: order.index(pair[1]) if pair[1] in order else len(order))
     units = []
     for task, arm in pairs:
         for seed in settings.seeds:
             name = run_name(task, arm, seed)
-            if arm == HANDOVER_ARM:
-                ddpo = run_name(task, DDPO_ARM, seed)
-                units.append(Unit(name, handover_unit, (ddpo, str(root), name, settings.handover_every),
-                                  after=(ddpo,)))
+            source = handover_source(arm)
+            if source is not None:
+                trained = run_name(task, source, seed)
+                units.append(Unit(name, handover_unit, (trained, str(root), name, settings.handover_every, arm),
+                                  after=(trained,)))
             else:
                 config = arm_config(task, arm, seed, settings, device).to_dict()
                 units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
@@ -333,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance", nargs="*", default=[f"{t}={g:g}" for t, g in d.guidance.items()],
                         metavar="TASK=SCALE", help="guidance per task (others: 1)")
     parser.add_argument("--tracker-tasks", nargs="*", default=d.tracker_tasks)
+    parser.add_argument("--diversity-weights", type=float, nargs="*", default=d.diversity_weights,
+                        help="also run ddpo, window-only hrf[30,40) and the hand-over with each diversity weight")
+    parser.add_argument("--arms", nargs="*", default=d.arms,
+                        help="run only these arms (e.g. ddpo handover 'hrf[30,40)/image/wo'); default all")
     return parser
 
 
@@ -345,10 +362,11 @@ def cli_main(argv: list[str] | None = None) -> int:
     settings = Settings(seeds=args.seeds, tasks=args.tasks, prompts=args.prompts, guidance=guidance,
                         tracker_tasks=args.tracker_tasks, epochs=args.epochs, eval_every=args.eval_every,
                         eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
-                        siblings=args.siblings, lr=args.lr, steps=args.steps, model=args.model)
+                        siblings=args.siblings, lr=args.lr, steps=args.steps, model=args.model,
+                        diversity_weights=args.diversity_weights, arms=args.arms)
     for task in settings.tasks:  # a bad combination fails now, not in a worker an hour later
         for arm in arms_of(task, settings):
-            if arm != HANDOVER_ARM:
+            if handover_source(arm) is None:
                 arm_config(task, arm, settings.seeds[0], settings, args.device)
     if not run_sitting(args, settings, NAME, build=build_units):
         return 0
