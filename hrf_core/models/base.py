@@ -14,7 +14,8 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core.models.conditioning import is_text_conditioned
-from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors, one_line
+from hrf_core.models.weights import UNET_SAFETENSORS, check_safetensors
+from hrf_core.store.files import one_line
 
 
 @dataclass
@@ -59,21 +60,6 @@ class BaseModel:
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (self.unet.config.in_channels, h, w)
-
-
-def load_checked(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a missing, truncated or corrupt file is a ValueError with one clear line."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"missing weight file {path}")
-    try:
-        return load_file(str(path), device=device)
-    except (SafetensorError, OSError, RuntimeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt: {reason})") from None
 
 
 def read_json_config(path: Path) -> dict:

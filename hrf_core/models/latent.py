@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 import torch
 
 from hrf_core.models.base import BaseModel, load_component, load_scheduler, load_unet, read_json_config
-from hrf_core.models.weights import UNET_SAFETENSORS, one_line
+from hrf_core.models.weights import UNET_SAFETENSORS
+from hrf_core.store.files import one_line
 
 #: The components of a pipeline folder and the safetensors file each one's weights are in.
 COMPONENTS = {"unet": UNET_SAFETENSORS, "vae": UNET_SAFETENSORS, "text_encoder": "model.safetensors"}

@@ -99,7 +99,7 @@ def read_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(the adapter's tensors without the ``unet.`` prefix, its settings) from a folder's adapter file."""
     from safetensors import SafetensorError, safe_open
 
-    from hrf_core.models.base import load_checked
+    from hrf_core.store.files import load_checked
 
     path = Path(folder) / ADAPTER_FILE
     tensors = load_checked(path)

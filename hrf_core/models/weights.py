@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from hrf_core.store.files import one_line
 from hrf_core.store.runs import atomic_path, write_json
 
 UNET_SAFETENSORS = "diffusion_pytorch_model.safetensors"
@@ -66,14 +67,6 @@ def file_sha256(path: str | Path, memo: bool = False) -> str:
     if memo:
         _SHA_MEMO[key] = h.hexdigest()
     return h.hexdigest()
-
-
-def one_line(error: BaseException, first_sentence: bool = False, limit: int = 300) -> str:
-    """An exception's text on one line (whitespace collapsed, at most ``limit`` characters)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if first_sentence:
-        text = text.split(". ")[0]
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_safetensors(path: str | Path) -> None:

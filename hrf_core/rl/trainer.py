@@ -315,7 +315,8 @@ class Trainer:
             return None
         with self.run.writing(f"the checkpoint of epoch {self.epoch}"):
             folder = checkpoints.save_checkpoint(self.run.checkpoint_dir(self.epoch), self.unet, self.scheduler,
-                                                 self.optimizer, self._state(), adapter_only=self.lora)
+                                                 self.optimizer, self._state(),
+                                                 save_weights=lora.save_adapter if self.lora else None)
         self._saved_epoch = self.epoch
         return folder
 

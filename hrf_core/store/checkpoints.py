@@ -19,23 +19,25 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from hrf_core.models.base import load_checked
-from hrf_core.models.weights import one_line
+from hrf_core.store.files import load_checked, one_line
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.safetensors"
 
 
 def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimizer, state: dict,
-                    adapter_only: bool = False) -> Path:
+                    save_weights: Callable[[Path, Any], Any] | None = None) -> Path:
     """Write the checkpoint ``folder``: weights, scheduler, optimiser and trainer ``state`` (JSON-able); returns it.
-    ``adapter_only`` (a LoRA run): the adapter's weights instead of the UNet's.
+    ``save_weights(folder, unet)`` writes the weights its own way (a LoRA run: ``models.lora.save_adapter``, the
+    adapter alone); None: the UNet as a diffusers folder ``unet/``.
 
     Built in ``folder.tmp`` and renamed into place. Any failure (a full disk) removes the temporary folder
     and leaves every existing checkpoint, ``folder`` included, as it was.
@@ -44,10 +46,8 @@ def save_checkpoint(folder: Path, unet, scheduler, optimizer: torch.optim.Optimi
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        if adapter_only:
-            from hrf_core.models.lora import save_adapter
-
-            save_adapter(tmp, unet)
+        if save_weights is not None:
+            save_weights(tmp, unet)
         else:
             unet.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
