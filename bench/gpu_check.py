@@ -378,7 +378,8 @@ def sd_weights_folder(model: str) -> Path:
     """The local pipeline folder of ``model`` (a folder, or a Hub id already cached); ValueError (one line naming
     what to bring) when its weights are not here. Never downloads."""
     from hrf_core.models import latent
-    from hrf_core.models.registry import config_folder, download_command
+    from hrf_core.models.families import TEXT_TO_IMAGE
+    from hrf_core.models.registry import config_folder
 
     try:
         folder = config_folder(model, download=False)
@@ -390,7 +391,7 @@ def sd_weights_folder(model: str) -> Path:
         repo = model if hub_id else "CompVis/stable-diffusion-v1-4"
         raise ValueError(f"no Stable Diffusion weights for {model!r} here (missing {', '.join(missing)}; nothing is "
                          f"downloaded): bring a diffusers pipeline folder with unet/, vae/, text_encoder/, "
-                         f"tokenizer/ and scheduler/ in safetensors (`{download_command(repo, 'text-to-image')}` "
+                         f"tokenizer/ and scheduler/ in safetensors (`{TEXT_TO_IMAGE.download_command(repo)}` "
                          "on a machine with network) and pass --sd-model FOLDER, or leave --sd-model out for "
                          "random weights")
     return folder

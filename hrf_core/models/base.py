@@ -1,6 +1,7 @@
 """A loaded diffusion model (:class:`BaseModel`) and the readers of a diffusers folder's parts: configs, the
 UNet (safetensors only) and its DDIM scheduler. :mod:`hrf_core.models.registry` resolves names to folders and
-picks the family; the families (pixel here, :mod:`hrf_core.models.latent`) build on these."""
+asks :mod:`hrf_core.models.families` which family a folder is; the families (a pixel UNet: this class;
+:mod:`hrf_core.models.latent`) build on these."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class BaseModel:
     handover_steps: int = 0
     # how the model reads prompts (:mod:`hrf_core.models.conditioning`); None: an unconditional model
     conditioner: Any = None
-    #: "pixel" (rollouts in image space) or "text-to-image" (:class:`~hrf_core.models.latent.LatentModel`)
-    family: ClassVar[str] = "pixel"
+    # the name of the family that loaded it (:mod:`hrf_core.models.families`); "": the fallback family (by hand)
+    family: str = ""
     #: samples per UNet call of an evaluation (:func:`hrf_core.rl.sampling.sample_from`'s default)
     eval_batch: ClassVar[int] = 256
 

@@ -11,8 +11,9 @@ The rollouts run in latent space: the state the policy denoises is the UNet's la
 ``vae.config.scaling_factor``, plus ``shift_factor`` where a VAE has one), and rewards, metrics and grids read those.
 Prompts are encoded once each by the model's :class:`~hrf_core.models.conditioning.TextPrompts`.
 
-A model family is (what :func:`is_text_to_image` detects, what :func:`load_text_to_image` builds, the Hub files
-:data:`HUB_PATTERNS` names); docs/ARCHITECTURE.md, "Model families", says what SDXL or SD3 would add.
+Its family (:class:`~hrf_core.models.families.text_to_image.TextToImage`) detects a folder with
+:func:`is_text_to_image`, loads it with :func:`load_text_to_image` and fetches the Hub files :data:`HUB_PATTERNS`
+names; docs/ARCHITECTURE.md, "Model families", says what SDXL or SD3 would add.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class LatentModel(BaseModel):
     :attr:`conditioner`) encodes prompts."""
 
     vae: Any = None
-    family: ClassVar[str] = "text-to-image"
     eval_batch: ClassVar[int] = 8  # samples per UNet call (16 rows with guidance) when evaluating
 
     @property

@@ -1,4 +1,5 @@
-"""Base-model registry: a diffusers ``UNet2DModel`` plus a DDIM scheduler built from its config.
+"""Base-model registry: a model by name (a registered one, a Hub id or a folder), loaded as its family says
+(:mod:`hrf_core.models.families`) with a DDIM scheduler built from its config.
 
 Sources:
 - ``digits16``: the embedded 16x16 digits DDPM in ``checkpoints/digits16`` (ships with the repo);
@@ -23,26 +24,18 @@ with one line, never a traceback from diffusers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from hrf_core import CHECKPOINTS_DIR
-from hrf_core.models.base import (
-    BaseModel,
-    diffusers_parts,
-    load_scheduler,
-    load_unet,
-    read_json_config,
-    unet_folder,
-)
-from hrf_core.models.conditioning import conditioner_for, is_text_conditioned
-from hrf_core.models.weights import (
-    UNET_PICKLE,
-    UNET_SAFETENSORS,
-    converted_folder,
-)
+from hrf_core.models import families
+from hrf_core.models.base import BaseModel, diffusers_parts, read_json_config
+from hrf_core.models.conditioning import is_text_conditioned
+from hrf_core.models.families import Family
+from hrf_core.models.families.pixel import HUB_PATTERNS, HUB_PICKLE_PATTERNS  # noqa: F401 - a pixel repo's, named here
+from hrf_core.models.weights import UNET_PICKLE, UNET_SAFETENSORS, converted_folder, unet_weights
 from hrf_core.store.checkpoints import TRAINER_STATE_FILE, read_trainer_state
 
 
@@ -55,7 +48,7 @@ class ModelSpec:
     location: str  # a folder for "embedded", a repo id for "hub"
     description: str
     needs_gpu: bool = False
-    family: str = "pixel"  # "pixel" (a UNet2DModel) | "text-to-image" (hrf_core.models.latent)
+    family: Family = field(default_factory=families.default)  # its model family (hrf_core.models.families)
     download: str = "about 455 MB"  # what a first use downloads
     cpu_note: str = "114M-parameter UNet: about 5 s per image step on a CPU"  # why it needs a GPU
 
@@ -73,11 +66,11 @@ MODELS: dict[str, ModelSpec] = {
                   "CelebA-HQ 256x256 DDPM, EMA weights (114M params, GPU)", needs_gpu=True),
         ModelSpec("CompVis/stable-diffusion-v1-4", "hub", "CompVis/stable-diffusion-v1-4",
                   "Stable Diffusion 1.4, text-to-image 512x512 (860M-param UNet; ddpo-pytorch's base; LoRA, GPU)",
-                  needs_gpu=True, family="text-to-image", download="about 4.3 GB",
+                  needs_gpu=True, family=families.TEXT_TO_IMAGE, download="about 4.3 GB",
                   cpu_note="860M-parameter UNet at 64x64 latents: minutes per image on a CPU"),
         ModelSpec("stabilityai/stable-diffusion-2-base", "hub", "stabilityai/stable-diffusion-2-base",
                   "Stable Diffusion 2 base, text-to-image 512x512 (866M-param UNet, OpenCLIP-H text encoder; LoRA, "
-                  "GPU)", needs_gpu=True, family="text-to-image", download="about 5.2 GB",
+                  "GPU)", needs_gpu=True, family=families.TEXT_TO_IMAGE, download="about 5.2 GB",
                   cpu_note="866M-parameter UNet at 64x64 latents: minutes per image on a CPU"),
     )
 }
@@ -106,75 +99,39 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-#: Hub snapshot patterns: configs and safetensors, or (older repos) configs and the UNet's pickle.
-HUB_PATTERNS = ["*.json", "*.safetensors"]
-HUB_PICKLE_PATTERNS = ["*.json", UNET_PICKLE, f"unet/{UNET_PICKLE}"]
+def download_command(repo_id: str, family: Family | None = None) -> str:
+    """The shell command that caches what a run of ``repo_id`` needs (its family's files: a text-to-image repo's
+    fp32 safetensors components only, not its single-file checkpoints); default: the fallback family's."""
+    return (family or families.default()).download_command(repo_id)
 
 
-def download_command(repo_id: str, family: str = "pixel") -> str:
-    """The shell command that caches what a run of ``repo_id`` needs (a text-to-image repo: its fp32 safetensors
-    components only, not its single-file checkpoints)."""
-    if family == "text-to-image":
-        from hrf_core.models.latent import HUB_PATTERNS as TEXT_TO_IMAGE_PATTERNS
-
-        return f"hf download {repo_id} --include " + " ".join(f"'{p}'" for p in TEXT_TO_IMAGE_PATTERNS)
-    return f"hf download {repo_id}"
-
-
-def _complete(folder: Path, family: str) -> bool:
-    """Whether a snapshot holds the weights its family needs (a pixel UNet's; every text-to-image component's)."""
-    if family == "text-to-image":
-        from hrf_core.models.latent import missing_weights
-
-        return not missing_weights(folder)
-    return bool(_unet_weights(unet_folder(folder)))
-
-
-def _cached_snapshot(repo_id: str, family: str = "pixel") -> Path | None:
+def _cached_snapshot(repo_id: str, family: Family | None = None) -> Path | None:
     """The cached snapshot of a Hub repo when it holds the weights its family needs; no network."""
     from huggingface_hub import snapshot_download
 
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=["*.json"], local_files_only=True))
-        return folder if _complete(folder, family) else None
+        return folder if (family or families.default()).complete(folder) else None
     except Exception:  # not cached, incomplete, or not a diffusers snapshot
         return None
 
 
-def _hub_folder(repo_id: str, family: str = "pixel") -> Path:
-    """The local snapshot of a Hub repo (configs and safetensors, else the UNet's pickle); fetched if online."""
-    from huggingface_hub import snapshot_download
-
+def _hub_folder(repo_id: str, family: Family | None = None) -> Path:
+    """The local snapshot of a Hub repo (the files its family fetches); fetched if online."""
+    family = family or families.default()
     cached = _cached_snapshot(repo_id, family)
     if cached is not None:
         return cached
     from hrf_core import downloads
 
     with downloads.guarded(f"model {repo_id!r} (the Hugging Face Hub)", download_command(repo_id, family)):
-        if family == "text-to-image":
-            from hrf_core.models.latent import HUB_PATTERNS as TEXT_TO_IMAGE_PATTERNS
-
-            return Path(snapshot_download(repo_id, allow_patterns=TEXT_TO_IMAGE_PATTERNS))
-        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
-        if _unet_weights(unet_folder(folder)) is None:  # an older repo: the UNet is a pickle only
-            folder = Path(snapshot_download(repo_id, allow_patterns=HUB_PICKLE_PATTERNS))
-    return folder
-
-
-def _unet_weights(unet_dir: Path | None) -> str | None:
-    """"safetensors", "pickle" or None: the UNet weights a folder holds (single file or sharded index)."""
-    if unet_dir is None:
-        return None
-    for kind, name in (("safetensors", UNET_SAFETENSORS), ("pickle", UNET_PICKLE)):
-        if (unet_dir / name).is_file() or (unet_dir / f"{name}.index.json").is_file():
-            return kind
-    return None
+        return family.fetch(repo_id)
 
 
 def _safetensors_folder(folder: Path) -> Path:
     """``folder`` when its UNet weights are safetensors, else its cached converted copy (see the docstring)."""
     unet_dir, _ = diffusers_parts(folder)
-    kind = _unet_weights(unet_dir)
+    kind = unet_weights(unet_dir)
     if kind == "safetensors":
         return folder
     if kind is None:
@@ -240,43 +197,31 @@ def _network_folder(folder: Path) -> Path:
 
 
 def sample_shape_of(folder: Path) -> tuple[int, int, int]:
-    """(C, H, W) of a diffusers model folder's samples, read from its UNet config (no weights loaded); a latent
+    """(C, H, W) of a diffusers model folder's samples, read from its configs (no weights loaded); a latent
     model's latents."""
-    unet_dir, _ = diffusers_parts(_network_folder(folder))
-    config = read_json_config(unet_dir / "config.json")
-    size = config.get("sample_size", 32)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    return (int(config.get("in_channels", 3)), int(h), int(w))
+    folder = _network_folder(folder)
+    return families.detect(folder).sample_shape(folder)
 
 
 def image_shape_of(folder: Path) -> tuple[int, int, int]:
     """(C, H, W) of the images a model folder's samples decode to (a pixel model: its samples), configs only."""
-    from hrf_core.models.latent import image_shape_of as latent_image_shape
-    from hrf_core.models.latent import is_text_to_image
-
     folder = _network_folder(folder)
-    return latent_image_shape(folder) if is_text_to_image(folder) else sample_shape_of(folder)
+    return families.detect(folder).image_shape(folder)
 
 
-def family_of(name: str) -> str:
-    """"text-to-image" or "pixel": the family of a model (registry name, Hub id, folder or checkpoint), configs only."""
+def family_of(name: str) -> Family:
+    """The family of a model (registry name, Hub id, folder or checkpoint), configs only."""
     spec = MODELS.get(name)
     if spec is not None:
         return spec.family
-    from hrf_core.models.latent import is_text_to_image
-
-    return "text-to-image" if is_text_to_image(config_folder(name, download=False)) else "pixel"
+    return families.detect(config_folder(name, download=False))
 
 
 def conditioner_of(name: str):
-    """The conditioner of a model (registry name, Hub id or folder) read from its UNet config, no weights loaded
+    """The conditioner of a model (registry name, Hub id or folder) read from its configs, no weights loaded
     (a text-to-image model's reads its tokenizer too); None for an unconditional model."""
     folder = config_folder(name)
-    unet_dir, _ = diffusers_parts(folder)
-    config = read_json_config(unet_dir / "config.json")
-    from hrf_core.models.latent import is_text_to_image, load_tokenizer
-
-    return conditioner_for(config, tokenizer=load_tokenizer(folder) if is_text_to_image(folder) else None)
+    return families.detect(folder).conditioner(folder)
 
 
 def takes_class_labels(name: str) -> bool:
@@ -294,8 +239,9 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
     """Load a registered model, Hub id or local diffusers folder onto ``device`` (eval mode, fp32).
 
     A window-only run checkpoint also loads its base model as ``early`` (``window_only=False``: the
-    fine-tuned network alone, e.g. to resume training it). A text-to-image pipeline folder loads as a
-    :class:`~hrf_core.models.latent.LatentModel`; a LoRA run checkpoint as its base model with the adapter attached
+    fine-tuned network alone, e.g. to resume training it). A folder loads as its family says
+    (:mod:`hrf_core.models.families`: a text-to-image pipeline folder as a
+    :class:`~hrf_core.models.latent.LatentModel`); a LoRA run checkpoint as its base model with the adapter attached
     (window-only: the same UNet with the adapter disabled samples the early steps).
     """
     folder = model_folder(name)
@@ -303,14 +249,7 @@ def load_base_model(name: str, device: str | torch.device = "auto", window_only:
     base_name = adapter_base_of(folder)
     if base_name:
         return _load_adapted(name, folder, base_name, target, window_only)
-    from hrf_core.models.latent import is_text_to_image, load_text_to_image
-
-    if is_text_to_image(folder):
-        return load_text_to_image(name, folder, target)
-    unet_dir, _ = diffusers_parts(folder)
-    unet = load_unet(unet_dir).to(target).eval()
-    model = BaseModel(name=name, unet=unet, scheduler=load_scheduler(folder), folder=folder, device=target,
-                      conditioner=conditioner_for(dict(unet.config)))
+    model = families.detect(folder).load(name, folder, target)
     handover, steps, base_name = window_only_of(folder) if window_only else (0, 0, "")
     if handover > 0:  # a window-only checkpoint samples its untrained steps with its base model
         model.early = load_base_model(base_name, target)

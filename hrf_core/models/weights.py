@@ -69,6 +69,16 @@ def file_sha256(path: str | Path, memo: bool = False) -> str:
     return h.hexdigest()
 
 
+def unet_weights(unet_dir: Path | None) -> str | None:
+    """"safetensors", "pickle" or None: the UNet weights a folder holds (single file or sharded index)."""
+    if unet_dir is None:
+        return None
+    for kind, name in (("safetensors", UNET_SAFETENSORS), ("pickle", UNET_PICKLE)):
+        if (unet_dir / name).is_file() or (unet_dir / f"{name}.index.json").is_file():
+            return kind
+    return None
+
+
 def check_safetensors(path: str | Path) -> None:
     """Read a safetensors file's header (not its data): a missing, truncated or corrupt file is a ValueError.
 

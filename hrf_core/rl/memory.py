@@ -227,48 +227,22 @@ class _Architecture:
     train_row_checkpointed: float
     infer_row: float  # one row's no-grad forward peak
     decode_row: float  # one latent's VAE decode peak (0: a pixel model)
+    decode_batch: int = 0  # latents per decode call
 
 
-def _meta_modules(model: str):
-    """(UNet, VAE or None, text (length, width) or None) of ``model`` built on the meta device from its configs (a
-    registered text-to-image model whose weights are not cached: its known architecture)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
+def _meta_parts(model: str):
+    """``model``'s networks on the meta device (:class:`~hrf_core.models.families.MetaParts`), built by its family from
+    its configs; a registered model whose weights are not cached: the architecture its family knows it has."""
+    from hrf_core.models.registry import config_folder, family_of
 
-    from hrf_core.models import latent
-    from hrf_core.models.base import read_json_config, unet_folder
-    from hrf_core.models.registry import MODELS, config_folder
-
-    spec = MODELS.get(model)
-    if spec is not None and spec.family == "text-to-image" and model in latent.ARCHITECTURES:
-        try:
-            folder = config_folder(model, download=False)
-        except ValueError:  # not cached: the architecture it is known to have
-            unet_config, vae_config, text_config = latent.ARCHITECTURES[model]
-            with torch.device("meta"):
-                return (UNet2DConditionModel(**unet_config), AutoencoderKL(**vae_config),
-                        (text_config["max_position_embeddings"], text_config["hidden_size"]), text_config)
-    else:
+    family = family_of(model)
+    try:
         folder = config_folder(model, download=False)  # the Train tab asks on every change: never a download
-    unet_config = read_json_config(unet_folder(folder) / "config.json")
-    if latent.is_text_to_image(folder):
-        vae_config = read_json_config(folder / "vae" / "config.json")
-        text_config = read_json_config(folder / "text_encoder" / "config.json")
-        with torch.device("meta"):
-            unet = UNet2DConditionModel.from_config(unet_config)
-            vae = AutoencoderKL.from_config(vae_config)
-        return unet, vae, (text_config.get("max_position_embeddings", 77), text_config["hidden_size"]), text_config
-    with torch.device("meta"):
-        return UNet2DModel.from_config(unet_config), None, None, None
-
-
-def _text_params(text_config: dict | None) -> int:
-    if not text_config:
-        return 0
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    keep = {k: v for k, v in text_config.items() if not k.startswith("_") and k not in ("architectures",)}
-    with torch.device("meta"):
-        return sum(p.numel() for p in CLIPTextModel(CLIPTextConfig(**keep)).parameters())
+    except ValueError:
+        if not family.knows(model):
+            raise
+        folder = None
+    return family.meta_parts(model, folder)
 
 
 @functools.lru_cache(maxsize=16)
@@ -277,7 +251,8 @@ def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...], half
     """Parameter counts and per-row activations of ``model`` (configs only; cached per model and setting): with a LoRA
     adapter of ``lora_rank`` (0: full fine-tuning) under autocast to ``half`` (None: float32), frozen weights kept
     in ``half`` as the trainer keeps them."""
-    unet, vae, text, text_config = _meta_modules(model)
+    parts = _meta_parts(model)
+    unet, vae = parts.unet, parts.decoder
     _count_attention_like_flash(unet)
     sample = (unet.config.in_channels, *_size(unet.config.sample_size))
     lora_params = sum(lora_rank * (m.in_features + m.out_features) for name, m in unet.named_modules()
@@ -296,12 +271,7 @@ def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...], half
     def forward(rows: int):
         x = torch.zeros(rows, *sample, device="meta")
         t = torch.zeros(rows, dtype=torch.long, device="meta")
-        kwargs = {}
-        if text is not None:
-            kwargs["encoder_hidden_states"] = torch.zeros(rows, *text, device="meta")
-        elif unet.config.get("num_class_embeds"):
-            kwargs["class_labels"] = torch.zeros(rows, dtype=torch.long, device="meta")
-        return unet(x, t, **kwargs).sample
+        return unet(x, t, **parts.inputs(rows)).sample
 
     unet.train()
     unet.disable_gradient_checkpointing()
@@ -321,9 +291,8 @@ def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...], half
             for parameter in vae.parameters():
                 parameter.data = parameter.data.to(dtype)
             decode_row = _measure(lambda: vae.decode(torch.zeros(1, *sample, device="meta", dtype=dtype)))
-    other = (sum(p.numel() for p in vae.parameters()) if vae is not None else 0) + _text_params(text_config)
-    return _Architecture(unet_params, other, lora_params, int(torch.Size(sample).numel()), train_row, checkpointed,
-                         infer_row, decode_row)
+    return _Architecture(unet_params, parts.other_params, lora_params, int(torch.Size(sample).numel()), train_row,
+                         checkpointed, infer_row, decode_row, parts.decode_batch)
 
 
 def _size(size) -> tuple[int, int]:
@@ -338,7 +307,7 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
     device = device or (resolve_device(config.device) if config.device != "cuda" or torch.cuda.is_available()
                         else torch.device("cuda"))
     family = family_of(config.model)
-    lora = config.uses_lora(family)
+    lora = config.uses_lora(family.name)
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
     arch = architecture(config.model, config.lora_rank if lora else 0, tuple(config.lora_targets), half)
     weight_bytes = 2 if half is not None else 4
@@ -354,9 +323,7 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
             parts["frozen base copy"] = arch.unet_params * 4 / GB
     parts["trajectories"] = config.samples_per_epoch / world * (config.num_steps + 1) * arch.sample_numel * 4 / GB
     row = arch.train_row_checkpointed if config.grad_checkpointing else arch.train_row
-    from hrf_core.models.latent import DECODE_BATCH, LatentModel
-
-    eval_batch = LatentModel.eval_batch if family == "text-to-image" else 256
+    eval_batch = family.eval_batch
     # full fine-tuning under autocast: the half copies of the float32 weights, made once per call and kept for the
     # backward (autocast's weight cache)
     copies = arch.unet_params * 2 / GB if half is not None and not lora else 0.0
@@ -365,7 +332,7 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
         + copies,
         "sampling call": config.batch_size * cfg * arch.infer_row,
         "evaluation call": min(eval_batch, config.eval_samples) * cfg * arch.infer_row,
-        "VAE decode": min(DECODE_BATCH, config.batch_size) * arch.decode_row,
+        "VAE decode": min(arch.decode_batch, config.batch_size) * arch.decode_row,
     }
     largest = max(transients, key=transients.get)
     parts[f"activations ({largest})"] = transients[largest]
