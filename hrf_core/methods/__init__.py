@@ -9,14 +9,15 @@ the experiment's arms and an exported model card.
 
 from __future__ import annotations
 
-from hrf_core.methods.base import Method, StartState
+from hrf_core.methods.base import EpochContext, Method, StartState
 from hrf_core.methods.ddpo import DDPO
 from hrf_core.methods.handover import Handover
 from hrf_core.methods.hrf import HRF
 from hrf_core.methods.hrf_d import HRFD
 from hrf_core.methods.hrf_sliding import HRFSliding
 
-__all__ = ["DDPO", "HRF", "HRFD", "METHODS", "Handover", "HRFSliding", "Method", "StartState", "get", "register"]
+__all__ = ["DDPO", "HRF", "HRFD", "METHODS", "EpochContext", "Handover", "HRFSliding", "Method", "StartState", "get",
+           "register"]
 
 #: Every method by name, in the order the app lists them.
 METHODS: dict[str, Method] = {method.name: method for method in (DDPO(), HRF(), HRFSliding(), HRFD(), Handover())}
