@@ -147,6 +147,17 @@ class Method:
         raise NotImplementedError
 
 
+#: Every method by name, in the order the app lists them: filled, and served, by the registry
+#: (:mod:`hrf_core.methods`); kept here so that a method can ask for another (:func:`reference`) without
+#: importing its module.
+METHODS: dict[str, Method] = {}
+
+
+def reference() -> Method:
+    """The early-stopping reference (DDPO): the frontier compares every other method with its trajectory."""
+    return next(method for method in METHODS.values() if method.reference)
+
+
 def steps_words(start: int, end: int) -> str:
     """``steps 20–39`` for the window [20, 40)."""
     return f"steps {start}–{end - 1}"
