@@ -2,13 +2,25 @@
 
 Each field is explained once, in :data:`hrf_core.settings.TABLE` (label, help, range or choices, and where it
 appears: the page, the scripting API, the command line, the Runs table), which also checks it; the named
-presets are in :mod:`hrf_core.presets`.
+presets are in :mod:`hrf_core.presets`. The config imports nothing of the library: the check
+(:func:`hrf_core.settings.check`) registers itself here (:func:`add_check`) when the settings load, and
+``hrf_core/__init__.py`` loads them, so every config can validate.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+#: What :meth:`TrainConfig.validate` runs, in order (:func:`add_check`).
+_checks: list[Callable[[TrainConfig], None]] = []
+
+
+def add_check(check: Callable[[TrainConfig], None]) -> None:
+    """Make :meth:`TrainConfig.validate` run ``check(config)`` (it raises for a bad config); once per function."""
+    if check not in _checks:
+        _checks.append(check)
 
 
 @dataclass
@@ -84,10 +96,9 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise :class:`~hrf_core.settings.SettingError` (a ValueError, one line naming the setting) for any bad or
-        inconsistent value; return self."""
-        from hrf_core import settings
-
-        settings.check(self)
+        inconsistent value; return self. The checks are the settings' (:func:`add_check`)."""
+        for check in _checks:
+            check(self)
         return self
 
     @property

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hrf_core.config import add_check
+
 if TYPE_CHECKING:
     from hrf_core.config import TrainConfig
 
@@ -456,6 +458,9 @@ def check(config: TrainConfig) -> None:
     rule(b <= s, f"{{batch_size}} ({b}) cannot exceed {{samples_per_epoch}} ({s})")
     rule(s % b == 0, f"{{samples_per_epoch}} ({s}) must be a multiple of {{batch_size}} ({b})")
     rule(b % sib == 0, f"{{batch_size}} ({b}) must be a multiple of {{siblings}} ({sib})")
+
+
+add_check(check)  # TrainConfig.validate() runs it (the config imports nothing above it)
 
 
 def from_values(values: dict[str, Any], base: TrainConfig, none_is_empty: bool = False) -> TrainConfig:

@@ -17,7 +17,8 @@ from test_trainer import small_config
 
 from explorer.jobs import JobManager
 from hrf_core.cli import main
-from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.rl.launch import resume_training
+from hrf_core.rl.trainer import Trainer
 from hrf_core.store import checkpoints, runs
 from hrf_core.store.runs import RunStore, StoreFullError, is_disk_full
 

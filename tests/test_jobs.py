@@ -344,7 +344,7 @@ def test_default_preflight(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_a_duel_of_two_plus_two_epochs(tmp_path, tiny_model_dir):
     """Two configurations in one job, epochs alternating; each half is an ordinary, resumable run."""
-    from hrf_core.rl.trainer import resume_training
+    from hrf_core.rl.launch import resume_training
 
     manager = JobManager(RunStore(tmp_path / "runs"), torch_threads=1)
     common = dict(model=str(tiny_model_dir), reward="jpeg-compressibility", num_steps=10,

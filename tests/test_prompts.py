@@ -13,11 +13,11 @@ from conftest import make_scheduler, make_tiny_cond_unet
 
 from hrf_core.config import TrainConfig
 from hrf_core.models.conditioning import ClassLabels
-from hrf_core.rl.launch import preflight
+from hrf_core.rl.launch import preflight, resume_training
 from hrf_core.rl.policy import ddim_step_mean, gaussian_log_prob, rollout, step_sigma, unet_eps
 from hrf_core.rl.ppo import PerPromptStats
 from hrf_core.rl.sampling import round_robin, sample_from
-from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.rl.trainer import Trainer
 from hrf_core.store.runs import RunStore
 
 PROMPTS = ("0", "1", "2")

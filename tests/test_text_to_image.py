@@ -18,7 +18,8 @@ from hrf_core.cli import main
 from hrf_core.config import TrainConfig
 from hrf_core.models import lora
 from hrf_core.models.registry import availability, load_base_model
-from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.rl.launch import resume_training
+from hrf_core.rl.trainer import Trainer
 from hrf_core.store.runs import RunStore
 
 SMALL = ["--steps", "6", "--samples", "4", "--batch-size", "2", "--siblings", "2", "--eval-samples", "4",

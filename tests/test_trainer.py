@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from hrf_core.config import TrainConfig
-from hrf_core.rl.trainer import Trainer, resume_training
+from hrf_core.rl.launch import resume_training
+from hrf_core.rl.trainer import Trainer
 from hrf_core.store.runs import RunStore
 
 

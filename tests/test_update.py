@@ -126,3 +126,40 @@ def test_the_same_calls_give_the_same_gradient_bit_for_bit(tiny_model_dir, tiny_
     old, old_calls = gradients(trainer, lambda: per_batch_backward(update, batches, chunk))
     assert new_calls == old_calls
     assert all(torch.equal(a, b) for a, b in zip(new, old, strict=True))
+
+
+# -- the update is a unit: it returns what it did, and the trainer applies it -----------------------------------
+@pytest.mark.parametrize("stop_at", ["update", "sampling"])
+def test_a_stop_checkpoints_the_last_epoch_only_while_its_weights_are_unchanged(tiny_model_dir, tmp_path, stop_at):
+    """A stop in epoch 2 after its first optimiser step (``UpdateResult.steps`` = 1, ``stopped``) saves nothing:
+    the weights are no epoch's any more; a stop in epoch 2's sampling saves epoch 1's weights. (Seen failing with
+    the trainer ignoring the result's steps: the first case then saved a checkpoint of moved weights.)"""
+    import threading
+
+    config = TrainConfig(model=str(tiny_model_dir), method="hrf", window=(4, 8), num_steps=10, epochs=3,
+                         samples_per_epoch=8, batch_size=4, siblings=2, train_batch_size=4, updates_per_epoch=2,
+                         eval_samples=8, eval_every=5, checkpoint_every=5, device="cpu").validate()
+    run, stop = RunStore(tmp_path).create(config.to_dict()), threading.Event()
+    trainer = Trainer(config, run, stop_event=stop)
+    results = []
+    run_update = trainer.update.run
+    trainer.update.run = lambda batches, epoch: results.append(run_update(batches, epoch)) or results[-1]
+    step = trainer.optimizer.step
+
+    def stepped(*args, **kwargs):
+        out = step(*args, **kwargs)
+        if trainer.epoch == 1 and stop_at == "update":
+            stop.set()  # after epoch 2's first optimiser step
+        return out
+
+    trainer.optimizer.step = stepped
+    if stop_at == "sampling":
+        trainer.unet.register_forward_pre_hook(lambda m, a: stop.set() if trainer.epoch == 1 else None)
+    assert trainer.train() == "stopped" and trainer.epoch == 1
+    if stop_at == "update":
+        assert (results[-1].steps, results[-1].stopped, dict(results[-1])) == (1, True, {})
+        assert run.checkpoints() == []
+    else:
+        assert len(results) == 1 and results[0].steps == 2 and not results[0].stopped
+        assert set(results[0]) >= {"approx_kl", "clip_fraction", "loss", "grad_norm", "first_ratio_deviation"}
+        assert [p.name for p in run.checkpoints()] == ["epoch-0001"]

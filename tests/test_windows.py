@@ -17,7 +17,7 @@ from conftest import make_scheduler
 
 from hrf_core import methods
 from hrf_core.config import TrainConfig
-from hrf_core.methods.hrf_d import dynamic_start
+from hrf_core.rl.probe import dynamic_start
 
 K = 40
 

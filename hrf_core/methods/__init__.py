@@ -9,17 +9,18 @@ the experiment's arms and an exported model card.
 
 from __future__ import annotations
 
-from hrf_core.methods.base import Method, StartState
+from hrf_core.methods.base import METHODS, EpochContext, Method, StartState, reference
 from hrf_core.methods.ddpo import DDPO
 from hrf_core.methods.handover import Handover
 from hrf_core.methods.hrf import HRF
 from hrf_core.methods.hrf_d import HRFD
 from hrf_core.methods.hrf_sliding import HRFSliding
 
-__all__ = ["DDPO", "HRF", "HRFD", "METHODS", "Handover", "HRFSliding", "Method", "StartState", "get", "register"]
+__all__ = ["DDPO", "HRF", "HRFD", "METHODS", "EpochContext", "Handover", "HRFSliding", "Method", "StartState", "get",
+           "reference", "register"]
 
-#: Every method by name, in the order the app lists them.
-METHODS: dict[str, Method] = {method.name: method for method in (DDPO(), HRF(), HRFSliding(), HRFD(), Handover())}
+#: Every method by name, in the order the app lists them (the dict lives in base.py, so methods can ask it).
+METHODS.update({method.name: method for method in (DDPO(), HRF(), HRFSliding(), HRFD(), Handover())})
 
 
 def register(method: Method) -> Method:
@@ -47,11 +48,6 @@ def get(name: str, trainable_only: bool = True) -> Method:
     if method is None or (trainable_only and not method.trainable):
         raise ValueError(f"unknown method {name!r}: choose one of {', '.join(trainable())}")
     return method
-
-
-def reference() -> Method:
-    """The early-stopping reference (DDPO): the frontier compares every other method with its trajectory."""
-    return next(method for method in METHODS.values() if method.reference)
 
 
 def label_of(name: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +40,18 @@ class StartState:
     def record(self, start: int, info: dict | None) -> None:
         self.start, self.info = start, info
         self.earliest = start if self.earliest is None else min(self.earliest, start)
+
+
+@dataclass
+class EpochContext:
+    """What a method sees before an epoch samples (:meth:`Method.prepare_epoch`), built by the trainer."""
+
+    config: TrainConfig
+    epoch: int  # 1-based
+    state: StartState  # the run's dynamically chosen start steps
+    #: HRF-D's probe (:func:`hrf_core.rl.probe.dynamic_start`) of the epoch's first trajectory-of-interest images:
+    #: rank 0 probes, every rank receives its (start, diagnostics). A collective: all ranks call it, or none.
+    probe_start: Callable[[], tuple[int, dict]]
 
 
 class Method:
@@ -95,7 +107,7 @@ class Method:
             return [start] * batches
         return [int(torch.randint(start, end, (1,), generator=generator).item()) for _ in range(batches)]
 
-    def prepare_epoch(self, trainer: Any, epoch: int) -> None:
+    def prepare_epoch(self, context: EpochContext) -> None:
         """Called by the trainer before an epoch samples (HRF-D finds its start step here)."""
 
     def epoch_notes(self, state: StartState) -> dict:
@@ -133,6 +145,17 @@ class Method:
     def schedule(self, config: dict) -> str:
         """Which DDIM steps a run trained, in words (an exported model card)."""
         raise NotImplementedError
+
+
+#: Every method by name, in the order the app lists them: filled, and served, by the registry
+#: (:mod:`hrf_core.methods`); kept here so that a method can ask for another (:func:`reference`) without
+#: importing its module.
+METHODS: dict[str, Method] = {}
+
+
+def reference() -> Method:
+    """The early-stopping reference (DDPO): the frontier compares every other method with its trajectory."""
+    return next(method for method in METHODS.values() if method.reference)
 
 
 def steps_words(start: int, end: int) -> str:

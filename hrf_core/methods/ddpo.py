@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hrf_core.methods.base import Method, StartState
+from hrf_core.methods.hrf import HRF
 
 if TYPE_CHECKING:
     import torch
@@ -30,8 +31,6 @@ class DDPO(Method):
 
     def partner(self, config: TrainConfig) -> TrainConfig:
         """HRF on the late half of the steps, starts uniform in it, no KL penalty, no diversity bonus."""
-        from hrf_core.methods.hrf import HRF
-
         k = config.num_steps
         return config.replace(method=HRF.name, window=(k // 2, k), start_mode="uniform", kl_coef=0.0,
                               diversity_weight=0.0).validate()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hrf_core.methods.base import Check, Method, steps_words
+from hrf_core.methods.base import Check, Method, reference, steps_words
 
 if TYPE_CHECKING:
     from hrf_core.config import TrainConfig
@@ -57,10 +57,8 @@ class HRF(Method):
 
 
 def ddpo_partner(config: TrainConfig) -> TrainConfig:
-    """A windowed method's Duel opponent: DDPO with the same settings (no KL, no diversity bonus; epoch advantages
-    for per-image)."""
-    from hrf_core.methods.ddpo import DDPO
-
+    """A windowed method's Duel opponent: the reference, DDPO, with the same settings (no KL, no diversity bonus;
+    epoch advantages for per-image)."""
     scope = "epoch" if config.adv_scope == "image" else config.adv_scope  # DDPO has no re-noised images
-    return config.replace(method=DDPO.name, window=(0, config.num_steps), kl_coef=0.0, diversity_weight=0.0,
+    return config.replace(method=reference().name, window=(0, config.num_steps), kl_coef=0.0, diversity_weight=0.0,
                           adv_scope=scope, outside_window="tuned").validate()

@@ -22,11 +22,17 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hrf_core.config import TrainConfig
 from hrf_core.share.trackers import RunTrackers
 from hrf_core.store.runs import Run, RunStore, StoreFullError, is_disk_full
+
+if TYPE_CHECKING:
+    import torch
+
+    from hrf_core.rl.distributed import Dist
+    from hrf_core.rl.trainer import Trainer
 
 
 def default_torch_threads() -> int:
@@ -239,13 +245,60 @@ def continue_run(run: Run, epochs: int | None = None, checkpoint: Path | None = 
                  report_to: Iterable[str] = (), callbacks: Sequence[Callable] = (),
                  stop_event: threading.Event | None = None, **kwargs: Any) -> Launch:
     """Continue ``run`` from ``checkpoint`` (default: its latest) up to ``epochs`` in all, with restored state
-    (:func:`hrf_core.rl.trainer.resume_training`), reporting to the trackers ``report_to``."""
-    from hrf_core.rl.trainer import resume_training
-
+    (:func:`resume_training`), reporting to the trackers ``report_to``."""
     trackers = RunTrackers(report_to, run)
     trainer = resume_training(run, checkpoint, epochs, callbacks=[*callbacks, trackers],
                               stop_event=stop_event or threading.Event(), **kwargs)
     return Launch(trainer, trackers)
+
+
+def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None,
+                    device: torch.device | None = None, dist: Dist | None = None, **kwargs) -> Trainer:
+    """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
+
+    ``device`` overrides the config's (a data-parallel rank passes its own GPU; ``dist`` its place, default one
+    process). Rank 0 alone truncates the metrics to the checkpoint and rewrites the config. Refused when the store
+    is over ``HRF_MAX_STORE_GB``.
+    """
+    from hrf_core.models.registry import load_base_model, resolve_device
+    from hrf_core.rl.distributed import SINGLE
+    from hrf_core.rl.trainer import Trainer
+    from hrf_core.store.runs import check_store_limit
+
+    dist = SINGLE if dist is None else dist
+
+    check_store_limit(run.path.parent)
+    saved = run.checkpoints()
+    if checkpoint is None:
+        if not saved:
+            raise ValueError(f"run {run.run_id} has no checkpoint to resume from")
+        checkpoint = saved[-1]
+    checkpoint = Path(checkpoint)
+    if checkpoint.resolve() not in [p.resolve() for p in saved]:
+        raise ValueError(f"{checkpoint} is not a checkpoint of run {run.run_id}")
+    config = TrainConfig.from_dict(run.config)
+    if epochs is not None:
+        config = config.replace(epochs=epochs)
+    config.validate()
+    device = device or resolve_device(config.device)
+    policy = load_base_model(str(checkpoint), device, window_only=False)  # a LoRA checkpoint: base + its adapter
+    frozen = None
+    if config.needs_frozen_base and not config.uses_lora(policy.family):  # LoRA: the adapter disabled, no copy
+        frozen = load_base_model(config.model, device).unet
+    trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
+    trainer.load_checkpoint(checkpoint)
+    if trainer.epoch >= config.epochs:
+        raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
+    if dist.is_main:
+        try:  # both atomic: a full disk leaves the metrics and the config as they were
+            run.truncate_metrics(trainer.epoch)
+            run.write_config(config.to_dict())
+        except OSError as error:
+            if is_disk_full(error):
+                raise StoreFullError(f"the disk holding the run store is full: {run.run_id} was not resumed "
+                                     "(nothing changed); free some space and resume again") from error
+            raise
+    return trainer
 
 
 def duel(steps: Sequence[Generator[int, None, str]]) -> str:

@@ -41,11 +41,12 @@ from hrf_core.rl.policy import (
     trainable_steps,
 )
 from hrf_core.rl.ppo import PerPromptStats
+from hrf_core.rl.probe import dynamic_start
 from hrf_core.rl.prompting import RunPrompts
 from hrf_core.rl.sampling import eval_prompts, round_robin, sample_from, sample_grid
-from hrf_core.rl.update import Batch, PolicyUpdate
+from hrf_core.rl.update import Batch, PolicyUpdate, UpdateParts
 from hrf_core.store import checkpoints
-from hrf_core.store.runs import Run, StoreFullError, check_store_limit, is_disk_full
+from hrf_core.store.runs import Run, StoreFullError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ class Trainer:
     generators keyed by (seed, epoch), so a run's samples do not depend on how the epoch is split
     into processes (``dist``) and resuming needs no saved generator state.
 
-    Its size (about 340 lines) is the epoch's sampling, evaluation and the checkpoint round trip of everything
-    an epoch reads, kept together so a resume restores exactly that; the update (:mod:`hrf_core.rl.update`), the
-    prompts (:mod:`hrf_core.rl.prompting`) and each method's windows (:mod:`hrf_core.methods`) live apart.
+    It holds the epoch's sampling, evaluation and the checkpoint round trip of everything an epoch reads, kept
+    together so a resume (:func:`~hrf_core.rl.launch.resume_training`) restores exactly that; the update
+    (:mod:`hrf_core.rl.update`: the trainer hands it its parts and applies its result), the prompts
+    (:mod:`hrf_core.rl.prompting`), HRF-D's probe (:mod:`hrf_core.rl.probe`) and each method's windows
+    (:mod:`hrf_core.methods`) live apart.
     """
 
     def __init__(
@@ -157,7 +160,12 @@ class Trainer:
         self._images: dict[int, tuple[torch.Tensor, list[str] | None]] = {}  # this epoch's images (and prompts)
         # UNet rows by kind (evaluation excluded); a LoRA run's frozen base calls the policy's UNet, counted there
         self.compute = ComputeCounter((self.unet, self.frozen if isinstance(self.frozen, torch.nn.Module) else None))
-        self.update = PolicyUpdate(self)
+        self.update = PolicyUpdate(UpdateParts(  # what the update works with; _epoch applies its result
+            config=self.config, unet=self.unet, frozen=self.frozen, scheduler=self.scheduler,
+            trainable_params=self.trainable_params, optimizer=self.optimizer, scaler=self.scaler,
+            autocast=self.autocast, dist=self.dist, device=self.device, compute=self.compute,
+            prompt_stats=self.prompt_stats, stop_check=self.stop_check, sync_stop=self.sync_stop,
+            epoch_generator=self.epoch_generator))
 
     # -- helpers -------------------------------------------------------------------------------
     def _keep_frozen_in(self, dtype: torch.dtype) -> None:
@@ -182,10 +190,10 @@ class Trainer:
         self.run.update_config({"eval_embeddings": list(self.evaluator.embeddings)}, extra or None)
 
     def stop_check(self) -> bool:
-        """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`_sync_stop`)."""
+        """Checked before every UNet call. Data-parallel ranks stop together instead (:meth:`sync_stop`)."""
         return not self.dist.active and self.stop_event.is_set()
 
-    def _sync_stop(self) -> None:
+    def sync_stop(self) -> None:
         """Raise StopRequested on every rank when a stop was asked on any (called at the same points by all)."""
         if self.dist.any(self.stop_event.is_set(), self.device):
             raise StopRequested
@@ -220,7 +228,7 @@ class Trainer:
     # -- sampling --------------------------------------------------------------------------------
     def images_of(self, epoch: int, batch_index: int) -> torch.Tensor:
         """The trajectory-of-interest images of a batch: full samples of the current policy (or the frozen base),
-        each from its own prompt (:meth:`image_prompts`)."""
+        each from its own prompt (kept beside them)."""
         if batch_index not in self._images:
             self._roll_images(epoch, [batch_index])
         return self._images[batch_index][0]
@@ -245,15 +253,24 @@ class Trainer:
             for i, b in enumerate(group):
                 self._images[b] = (final[i * n:(i + 1) * n], prompts[i])
 
-    def image_prompts(self, epoch: int, batch_index: int) -> list[str] | None:
-        """The prompts of :meth:`images_of`'s images."""
-        self.images_of(epoch, batch_index)
-        return self._images[batch_index][1]
-
     def _starts(self, epoch: int, n_batches: int) -> list[int]:
         """The start step index of every batch of the epoch (the same on every rank)."""
         return self.method.starts(self.config, epoch, n_batches, self.epoch_generator(epoch, "starts"),
                                   self.start_state)
+
+    def _probe_start(self, epoch: int) -> tuple[int, dict]:
+        """HRF-D's probe (:func:`~hrf_core.rl.probe.dynamic_start`) of the first batch's trajectory-of-interest images
+        on rank 0; every rank receives its (start, diagnostics)."""
+        c, found = self.config, None
+        if self.dist.is_main:
+            self.phase = f"epoch {epoch}: HRF-D probing start steps"
+            probe = self.images_of(epoch, 0)[: c.hrfd_probe_images]
+            prompts = self._images[0][1]  # their prompts
+            cond = self.prompts.condition(prompts[: c.hrfd_probe_images]) if prompts else None
+            reward = lambda x, *prompts: self.reward_fn(self.base.decode(x), *prompts)  # noqa: E731
+            found = dynamic_start(self.unet, self.scheduler, probe, reward, c.hrfd_stride, c.hrfd_beta, c.siblings,
+                                  self.epoch_generator(epoch, "probe", self.device), self.stop_check, cond)
+        return self.dist.broadcast_object(found)
 
     def _sample_batch(self, epoch: int, batch_index: int, start: int) -> Batch:
         """Roll out one batch with log-probs from its start state; reward the finals."""
@@ -283,7 +300,6 @@ class Trainer:
         gathered = self.dist.all_gather(local).cpu()  # (world, my batches, batch): batch b = k * world + rank
         return torch.stack([gathered[b % self.dist.world, b // self.dist.world] for b in range(n_batches)])
 
-    # -- update ----------------------------------------------------------------------------------
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, epoch: int | None = None) -> tuple[dict, Image.Image, dict]:
         """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed.
@@ -371,16 +387,16 @@ class Trainer:
         self._stepped_this_epoch = False
         self._images = {}
         n_batches = c.batches_per_epoch
-        self._sync_stop()
-        self.method.prepare_epoch(self, epoch)
+        self.sync_stop()
+        self.method.prepare_epoch(methods.EpochContext(c, epoch, self.start_state, lambda: self._probe_start(epoch)))
         starts = self._starts(epoch, n_batches)
         batches: dict[int, Batch] = {}
         sourced = [b for b in self.my_batches if starts[b] > 0 and b not in self._images]
         if sourced:  # re-noised batches: their images first, several batches' per UNet call
-            self._sync_stop()
+            self.sync_stop()
             self._roll_images(epoch, sourced)
         for b in self.my_batches:
-            self._sync_stop()
+            self.sync_stop()
             batches[b] = self._sample_batch(epoch, b, starts[b])
         self._images = {}
         rewards = self._gather_rewards(batches, n_batches)
@@ -388,7 +404,11 @@ class Trainer:
         prompts = [self.prompts.batch(epoch, b, starts[b]) for b in range(n_batches)] if c.prompted else None
         diversity = self._gather_rewards(batches, n_batches, "diversity") if c.diversity_weight > 0 else None
         diversity_notes = self.update.assign_advantages(batches, rewards, starts, prompts, diversity)
+        self.phase = f"epoch {epoch}: updating"
         update = self.update.run(batches, epoch)
+        self._stepped_this_epoch = update.steps > 0  # a stop after a step: the weights are no epoch's any more
+        if update.stopped:
+            raise StopRequested
         trained = time.perf_counter()
         window_end = self.method.window_end(self.config, epoch)
         trained_steps = sum(sum(self.trainable[s:window_end]) for s in starts) * c.batch_size * c.inner_epochs
@@ -478,43 +498,3 @@ class Trainer:
         """Run until ``config.epochs``; returns "done" or "stopped". Exceptions propagate (status failed)."""
         return drive(self.steps())
 
-
-def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None = None,
-                    device: torch.device | None = None, dist: Dist = SINGLE, **kwargs) -> Trainer:
-    """A trainer that continues ``run`` from ``checkpoint`` (default: its latest) with restored state.
-
-    ``device`` overrides the config's (a data-parallel rank passes its own GPU). Rank 0 alone truncates
-    the metrics to the checkpoint and rewrites the config. Refused when the store is over ``HRF_MAX_STORE_GB``.
-    """
-    check_store_limit(run.path.parent)
-    saved = run.checkpoints()
-    if checkpoint is None:
-        if not saved:
-            raise ValueError(f"run {run.run_id} has no checkpoint to resume from")
-        checkpoint = saved[-1]
-    checkpoint = Path(checkpoint)
-    if checkpoint.resolve() not in [p.resolve() for p in saved]:
-        raise ValueError(f"{checkpoint} is not a checkpoint of run {run.run_id}")
-    config = TrainConfig.from_dict(run.config)
-    if epochs is not None:
-        config = config.replace(epochs=epochs)
-    config.validate()
-    device = device or resolve_device(config.device)
-    policy = load_base_model(str(checkpoint), device, window_only=False)  # a LoRA checkpoint: base + its adapter
-    frozen = None
-    if config.needs_frozen_base and not config.uses_lora(policy.family):  # LoRA: the adapter disabled, no copy
-        frozen = load_base_model(config.model, device).unet
-    trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
-    trainer.load_checkpoint(checkpoint)
-    if trainer.epoch >= config.epochs:
-        raise ValueError(f"checkpoint is at epoch {trainer.epoch}; pass --epochs > {trainer.epoch} to continue")
-    if dist.is_main:
-        try:  # both atomic: a full disk leaves the metrics and the config as they were
-            run.truncate_metrics(trainer.epoch)
-            run.write_config(config.to_dict())
-        except OSError as error:
-            if is_disk_full(error):
-                raise StoreFullError(f"the disk holding the run store is full: {run.run_id} was not resumed "
-                                     "(nothing changed); free some space and resume again") from error
-            raise
-    return trainer

@@ -5,11 +5,16 @@ The trainer (:mod:`hrf_core.rl.trainer`) samples; this module turns its batches'
 ``diversity_weight`` > 0) and updates the policy: each inner epoch walks
 the epoch's samples in an order drawn per (seed, epoch), one optimiser step per chunk, the loss the PPO-clip
 surrogate (:mod:`hrf_core.rl.ppo`) plus the KL penalty to the frozen base model when ``kl_coef`` > 0.
+
+The update is a unit: it works with the :class:`UpdateParts` the trainer hands it (the policy, its optimiser and
+loss scaler, the frozen base, the ranks, the stop checks) and returns what it did (:class:`UpdateResult`); it
+knows nothing else of the trainer.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,6 +24,7 @@ from hrf_core.models.guidance import Condition
 from hrf_core.rl import ppo
 from hrf_core.rl.distributed import Dist
 from hrf_core.rl.policy import (
+    StopCheck,
     StopRequested,
     Trajectory,
     ddim_step_mean,
@@ -28,7 +34,51 @@ from hrf_core.rl.policy import (
 )
 
 if TYPE_CHECKING:
-    from hrf_core.rl.trainer import Trainer
+    from diffusers import DDIMScheduler
+
+    from hrf_core.config import TrainConfig
+    from hrf_core.rl.compute import ComputeCounter
+    from hrf_core.rl.ppo import PerPromptStats
+
+
+@dataclass
+class UpdateParts:
+    """What the update works with, built by the trainer (the field names are the trainer's own)."""
+
+    config: TrainConfig
+    unet: torch.nn.Module  # the policy (its trainable parameters: ``trainable_params``)
+    frozen: torch.nn.Module | None  # the frozen base of the KL penalty (None without one)
+    scheduler: DDIMScheduler  # its timesteps set to the run's K
+    trainable_params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # fp16's loss scaling (disabled: a pass-through)
+    autocast: torch.dtype | None  # UNet calls' autocast dtype (None: float32)
+    dist: Dist  # the data-parallel ranks
+    device: torch.device
+    compute: ComputeCounter  # counted UNet rows (the frozen base's calls count as "reference")
+    prompt_stats: PerPromptStats | None  # adv_scope "prompt": each prompt's recent rewards (kept in checkpoints)
+    stop_check: StopCheck  # before every UNet call: True when a stop was asked (one process)
+    sync_stop: Callable[[], None]  # before every optimiser step: raises StopRequested on every rank together
+    epoch_generator: Callable[[int, str], torch.Generator]  # the generator keyed by (seed, epoch, stream)
+
+
+@dataclass(frozen=True)
+class UpdateResult(Mapping):
+    """What one epoch's update did: its optimiser steps and, as a mapping, its diagnostics (the metrics row's
+    ``approx_kl``, ``clip_fraction``, ``loss``, ``grad_norm``, ``first_ratio_deviation``, ``kl_to_base``)."""
+
+    steps: int  # optimiser steps taken (0: the weights are still the epoch's first)
+    stopped: bool = False  # a stop was asked before the update finished (then no diagnostics)
+    diagnostics: dict = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> float:
+        return self.diagnostics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.diagnostics)
+
+    def __len__(self) -> int:
+        return len(self.diagnostics)
 
 
 @dataclass
@@ -105,10 +155,10 @@ class UpdateDiagnostics:
 
 
 class PolicyUpdate:
-    """The update step of a :class:`~hrf_core.rl.trainer.Trainer` (its policy, optimiser, frozen base, ranks)."""
+    """The update step of one run, over its :class:`UpdateParts` ``t``."""
 
-    def __init__(self, trainer: Trainer):
-        self.t = trainer
+    def __init__(self, parts: UpdateParts):
+        self.t = parts
 
     def clip_scale(self, start: int) -> float:
         return ppo.window_scale(start, self.t.config.num_steps) if self.t.config.window_scaled_clip else 1.0
@@ -167,8 +217,10 @@ class PolicyUpdate:
             batch.advantages = advantages[b * c.batch_size:(b + 1) * c.batch_size].to(self.t.device)
         return notes
 
-    def run(self, batches: dict[int, Batch], epoch: int) -> dict:
-        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0); diagnostics.
+    def run(self, batches: dict[int, Batch], epoch: int) -> UpdateResult:
+        """PPO-clip updates over the epoch's samples (plus the KL penalty when kl_coef > 0): its steps and
+        diagnostics, or, when a stop was asked, the steps taken until then (``stopped``; the policy left in train
+        mode, as it was).
 
         Each inner epoch walks the epoch's samples in an order drawn per (seed, epoch), in
         ``updates_per_epoch`` chunks: one optimiser step per chunk, its gradients summed over ranks.
@@ -177,23 +229,28 @@ class PolicyUpdate:
         self.t.unet.train()
         diagnostics = UpdateDiagnostics(self.t.device)
         samples = [(b, i) for b in range(c.batches_per_epoch) for i in range(c.batch_size)]  # every rank: all
-        for inner in range(c.inner_epochs):
-            order = torch.randperm(len(samples), generator=self.t.epoch_generator(epoch, f"order-{inner}")).tolist()
-            for chunk_index, chunk in enumerate(torch.tensor(order).chunk(c.updates_per_epoch)):
-                self.t._sync_stop()
-                self.t.phase = f"epoch {epoch}: updating"
-                self.t.optimizer.zero_grad(set_to_none=True)
-                chunk_samples = [samples[i] for i in chunk.tolist()]
-                loss = self._chunk_backward(batches, chunk_samples, diagnostics, first=inner == 0 and chunk_index == 0)
-                self.t.dist.sum_gradients(self.t.trainable_params)
-                self.t.scaler.unscale_(self.t.optimizer)  # fp16's loss scale off before the clip (else a no-op)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.t.trainable_params, c.max_grad_norm)
-                self.t.scaler.step(self.t.optimizer)  # fp16: skipped when a gradient overflowed
-                self.t.scaler.update()
-                self.t._stepped_this_epoch = True
-                diagnostics.add_step(loss, grad_norm)
+        steps = 0
+        try:
+            for inner in range(c.inner_epochs):
+                generator = self.t.epoch_generator(epoch, f"order-{inner}")
+                order = torch.randperm(len(samples), generator=generator).tolist()
+                for chunk_index, chunk in enumerate(torch.tensor(order).chunk(c.updates_per_epoch)):
+                    self.t.sync_stop()
+                    self.t.optimizer.zero_grad(set_to_none=True)
+                    chunk_samples = [samples[i] for i in chunk.tolist()]
+                    first = inner == 0 and chunk_index == 0
+                    loss = self._chunk_backward(batches, chunk_samples, diagnostics, first=first)
+                    self.t.dist.sum_gradients(self.t.trainable_params)
+                    self.t.scaler.unscale_(self.t.optimizer)  # fp16's loss scale off before the clip (else a no-op)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.t.trainable_params, c.max_grad_norm)
+                    self.t.scaler.step(self.t.optimizer)  # fp16: skipped when a gradient overflowed
+                    self.t.scaler.update()
+                    steps += 1
+                    diagnostics.add_step(loss, grad_norm)
+        except StopRequested:
+            return UpdateResult(steps, stopped=True)
         self.t.unet.eval()
-        return diagnostics.summary(self.t.dist, kl=c.kl_coef > 0)
+        return UpdateResult(steps, diagnostics=diagnostics.summary(self.t.dist, kl=c.kl_coef > 0))
 
     def _chunk_backward(self, batches: dict[int, Batch], chunk_samples: list[tuple[int, int]],
                         diagnostics: UpdateDiagnostics, first: bool) -> torch.Tensor:
