@@ -136,13 +136,6 @@ class TrainConfig:
             data["clusters"] = tuple(tuple(c) for c in data["clusters"])
         return cls(**data)
 
-    def uses_lora(self, family: str) -> bool:
-        """Whether the run trains a LoRA adapter on a model of ``family`` (a name in
-        :data:`hrf_core.models.families.FAMILIES`: ``finetune auto`` follows the family's ``lora_default``)."""
-        from hrf_core.models import families
-
-        return self.finetune == "lora" or (self.finetune == "auto" and families.get(family).lora_default)
-
     @property
     def precision(self) -> str:
         """The autocast precision of UNet calls: "bf16", "fp16" or "fp32" (none)."""

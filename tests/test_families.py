@@ -95,9 +95,9 @@ def test_a_registered_family_loads_decodes_is_estimated_and_trains_through_the_c
     # no peft adapter, so this family trains every weight)
     found = estimate(TrainConfig(model=name), torch.device("cpu"))
     assert "gradients and AdamW" in found.parts and 0 < found.total_gb < 0.1
-    assert not TrainConfig(model=name).uses_lora(upsampled.name)
+    assert not upsampled.trains_lora(TrainConfig(model=name))
     monkeypatch.setattr(UpsampledFamily, "lora_default", True)
-    assert TrainConfig(model=name).uses_lora(upsampled.name) and not TrainConfig(finetune="full").uses_lora(name)
+    assert upsampled.trains_lora(TrainConfig(model=name)) and not upsampled.trains_lora(TrainConfig(finetune="full"))
     monkeypatch.undo()
 
     # the command line trains it and evaluates 16x16 images

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hrf_core.config import TrainConfig
+from hrf_core.models import families
 from hrf_core.share.trackers import RunTrackers
 from hrf_core.store.runs import Run, RunStore, StoreFullError, is_disk_full
 
@@ -283,7 +284,8 @@ def resume_training(run: Run, checkpoint: Path | None = None, epochs: int | None
     device = device or resolve_device(config.device)
     policy = load_base_model(str(checkpoint), device, window_only=False)  # a LoRA checkpoint: base + its adapter
     frozen = None
-    if config.needs_frozen_base and not config.uses_lora(policy.family):  # LoRA: the adapter disabled, no copy
+    # LoRA: the frozen base is the adapter disabled, no copy
+    if config.needs_frozen_base and not families.get(policy.family).trains_lora(config):
         frozen = load_base_model(config.model, device).unet
     trainer = Trainer(config, run, base=policy, frozen=frozen, dist=dist, **kwargs)
     trainer.load_checkpoint(checkpoint)

@@ -307,7 +307,7 @@ def estimate(config: TrainConfig, device: torch.device | None = None, world: int
     device = device or (resolve_device(config.device) if config.device != "cuda" or torch.cuda.is_available()
                         else torch.device("cuda"))
     family = family_of(config.model)
-    lora = config.uses_lora(family.name)
+    lora = family.trains_lora(config)
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
     arch = architecture(config.model, config.lora_rank if lora else 0, tuple(config.lora_targets), half)
     weight_bytes = 2 if half is not None else 4

@@ -24,7 +24,7 @@ from PIL import Image
 from hrf_core import methods
 from hrf_core.config import TrainConfig
 from hrf_core.measure.evaluation import Evaluator
-from hrf_core.models import lora
+from hrf_core.models import families, lora
 from hrf_core.models.base import BaseModel
 from hrf_core.models.registry import load_base_model, resolve_device
 from hrf_core.rewards.registry import RewardFn, make_reward
@@ -113,7 +113,7 @@ class Trainer:
         self.trainable = trainable_steps(self.scheduler, config.eta)
         self.reward_fn = reward_fn or make_reward(config.reward, device=str(self.device))
         # LoRA: an adapter trains on the frozen UNet (a resumed checkpoint's is already attached); else every weight
-        self.lora = config.uses_lora(self.base.family)
+        self.lora = families.get(self.base.family).trains_lora(config)
         if self.lora and not lora.has_adapter(self.unet):
             lora.add_lora(self.unet, config.lora_rank, config.lora_alpha, config.lora_targets,
                           seed=stream_seed(config.seed, "lora"))

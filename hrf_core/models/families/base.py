@@ -49,6 +49,11 @@ class Family:
     #: the family of every folder no other family claims (one family only: the pixel UNet)
     fallback: ClassVar[bool] = False
 
+    def trains_lora(self, config) -> bool:
+        """Whether a run of ``config`` (a :class:`~hrf_core.config.TrainConfig`) on this family's model trains a
+        LoRA adapter: ``finetune lora``, or ``auto`` on a family whose :attr:`lora_default` says so."""
+        return config.finetune == "lora" or (config.finetune == "auto" and self.lora_default)
+
     # -- a folder ---------------------------------------------------------------------------------------
     def detect(self, folder: Path) -> bool:
         """Whether ``folder`` holds one of this family's models; configs only, no weights read."""
