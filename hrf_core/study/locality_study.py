@@ -22,7 +22,7 @@ import numpy as np
 
 from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.store.runs import Run, read_json, write_json
-from hrf_core.study.experiment import DDPO_ARM, HANDOVER_ARM, window_arm
+from hrf_core.study.arms import DDPO_ARM, HANDOVER_ARM, window_arm
 
 TASKS = ("jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "digit:3")
 SPLITS = (20, 30)
@@ -104,7 +104,7 @@ def profile_checkpoints(store: Path, seeds: list[int], out_file: Path, trunks: i
     from hrf_core.measure.locality import ProfileSettings, profile
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
-    from hrf_core.study.experiment import run_name
+    from hrf_core.study.arms import run_name
 
     data = read_json(out_file, {}) or {}
     done = data.setdefault(DDPO_ARM, {})

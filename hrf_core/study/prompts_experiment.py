@@ -36,24 +36,18 @@ from pathlib import Path
 
 from hrf_core.config import TrainConfig
 from hrf_core.store.runs import Run, write_json
-from hrf_core.study.experiment import (
+from hrf_core.study.arms import (
     DDPO_ARM,
     HANDOVER_ARM,
-    add_sitting_arguments,
-    diversity_arms,
-    arm_colors,
     arm_overrides,
-    execution_note,
-    finished_runs,
+    diversity_arms,
     handover_source,
-    handover_unit,
-    include_in_results,
-    read_progress,
     run_name,
-    run_sitting,
-    train_unit,
     window_arm,
 )
+from hrf_core.study.experiment import add_sitting_arguments, run_sitting
+from hrf_core.study.report import arm_colors, execution_note, include_in_results
+from hrf_core.study.units import finished_runs, handover_unit, read_progress, train_unit
 
 NAME = "prompts-digits"
 TASKS = ("alignment", "ink", "jpeg-incompressibility")
@@ -180,7 +174,8 @@ def tracker_effect(runs: list[Run]) -> dict:
 
 def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
-    from hrf_core.measure.frontier import format_value, frontier, standing_table, table
+    from hrf_core.measure.frontier import frontier
+    from hrf_core.study.tables import format_value, standing_table, table
 
     progress = read_progress(out)
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
@@ -277,7 +272,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
 
 def reading(result: dict, metric: str = PRIMARY) -> list[str]:
     """The prose, built from the numbers it quotes (so it cannot drift from the tables)."""
-    from hrf_core.measure.frontier import format_value, position
+    from hrf_core.study.tables import format_value, position
 
     lines = []
     for group in result["groups"].values():
