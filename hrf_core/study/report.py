@@ -202,7 +202,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
                                        "rewards": reference_curves(result, out)})
         folder = reference_file.parent
         if (folder / "training.json").is_file() and (folder / "README.md").is_file():  # a shipped model's card
-            from hrf_core.models.pretrain import write_ddpm_card
+            from hrf_core.study.digits_quality import write_ddpm_card
 
             write_ddpm_card(folder)  # its file table lists every file's sha256
     seeds = " ".join(str(s) for s in settings.seeds)
