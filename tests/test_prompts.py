@@ -251,10 +251,10 @@ def test_the_tools_work_with_prompts(tiny_cond_model_dir, tmp_path):
     """Hand-over sampling, Compare, the locality profile per prompt, export, and a duel, on a prompted run."""
     from explorer.jobs import JobManager
     from explorer.views import compare
-    from hrf_core.measure.locality import ProfileSettings, profile
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
     from hrf_core.share.export import export_checkpoint
+    from hrf_core.study.locality import ProfileSettings, profile
 
     store = RunStore(tmp_path / "runs")
     config = tiny(tiny_cond_model_dir, epochs=1)

@@ -175,7 +175,7 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
 
 def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]:
     """task -> the window start suggested by the shipped base-model locality profile (tasks without one: none)."""
-    from hrf_core.measure.locality import shipped_profile, suggest_window
+    from hrf_core.study.locality import shipped_profile, suggest_window
 
     out = {}
     for task in tasks:

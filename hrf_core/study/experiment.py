@@ -19,7 +19,7 @@ Arms (all on the embedded digits model, the same samples per epoch, epochs and e
 - ``<hrf arm>/wo`` (window-only, on ``--window-only-tasks``): the steps before the window sample with
   the frozen base model, in training and evaluation alike (``outside_window="base"``): HRF [20,40) and
   [30,40) with per-image advantages, the window the task's locality profile suggests
-  (:func:`hrf_core.measure.locality.suggest_window`), and [20,40) with a KL penalty of 0.1 (``+kl0.1``);
+  (:func:`hrf_core.study.locality.suggest_window`), and [20,40) with a KL penalty of 0.1 (``+kl0.1``);
 - ``handover``: no training: the base model for steps < S and the final DDPO checkpoint for steps
   >= S, for S from K down to 0, evaluated like an epoch (a whole frontier from one DDPO run);
 - ``<arm>+div<w>`` (each w of ``--diversity-weights``, none by default): the diversity bonus of weight w in the
