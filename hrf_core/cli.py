@@ -296,7 +296,7 @@ EXPERIMENTS = {"frontier-digits": "hrf_core.study.experiment", "prompts-digits":
 #: Subcommands whose arguments belong to their own module's parser (its ``cli_main``).
 FORWARDED = {
     "pretrain": "hrf_core.models.pretrain", "experiment": "hrf_core.study.experiment",
-    "frontier": "hrf_core.measure.frontier", "animate": "hrf_core.share.animate", "examples": "hrf_core.study.examples",
+    "frontier": "hrf_core.study.frontier", "animate": "hrf_core.share.animate", "examples": "hrf_core.study.examples",
     "locality": "hrf_core.study.locality", "locality-study": "hrf_core.study.locality_study",
     "export": "hrf_core.share.export",
 }

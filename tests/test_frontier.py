@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from hrf_core.measure import metrics
-from hrf_core.measure.frontier import (
+from hrf_core.store.runs import RunStore
+from hrf_core.study.frontier import (
     cli_main,
     crossing,
     frontier,
     seed_interval,
     summarise,
 )
-from hrf_core.store.runs import RunStore
 from hrf_core.study.tables import format_value, position
 
 

@@ -191,7 +191,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
     The current job (or the newest run on disk); ``run_id`` instead gives the same view of any run
     (the Runs tab's replay).
     """
-    from hrf_core.measure import reference
+    from hrf_core.study import reference
 
     store = manager.store
     snap = manager.snapshot(run_id)

@@ -51,7 +51,7 @@ WINDOW_ONLY_ARMS = (f"{window_arm(20, 40)}/image/wo", f"{window_arm(30, 40)}/ima
 class Settings:
     """The experiment's shared settings (every arm, every task)."""
 
-    #: a headline claim needs at least 5 seeds (hrf_core.measure.frontier.MIN_HEADLINE_SEEDS)
+    #: a headline claim needs at least 5 seeds (hrf_core.study.frontier.MIN_HEADLINE_SEEDS)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     tasks: list[str] = field(default_factory=lambda: [*JPEG_TASKS, *VISIBLE_TASKS])
     epochs: int = 24

@@ -79,7 +79,7 @@ LEVELS = (0.25, 0.5, 0.75)
 class Settings:
     """The experiment's shared settings."""
 
-    #: a headline claim needs at least 5 seeds (hrf_core.measure.frontier.MIN_HEADLINE_SEEDS)
+    #: a headline claim needs at least 5 seeds (hrf_core.study.frontier.MIN_HEADLINE_SEEDS)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     prompts: list[str] = field(default_factory=lambda: ["3", "7", "8"])
@@ -174,7 +174,7 @@ def tracker_effect(runs: list[Run]) -> dict:
 
 def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
-    from hrf_core.measure.frontier import frontier
+    from hrf_core.study.frontier import frontier
     from hrf_core.study.tables import format_value, standing_table, table
 
     progress = read_progress(out)
@@ -301,7 +301,7 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from hrf_core.measure.frontier import load_trajectory
+    from hrf_core.study.frontier import load_trajectory
 
     groups = list(result["groups"].values())
     if not groups:

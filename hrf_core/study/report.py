@@ -77,7 +77,7 @@ def reference_curves(result: dict, root: Path, prefix_n: tuple[int, ...] = (64,)
     first n samples of each evaluation for the app's smaller evaluation sets."""
     import numpy as np
 
-    from hrf_core.measure.frontier import load_trajectory, metric_from_arrays
+    from hrf_core.study.frontier import load_trajectory, metric_from_arrays
 
     out: dict = {}
     for group in result["groups"].values():
@@ -112,7 +112,7 @@ def write_figure(result: dict, root: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from hrf_core.measure.frontier import crossing, interpolate, load_trajectory
+    from hrf_core.study.frontier import crossing, interpolate, load_trajectory
 
     groups = list(result["groups"].values())
     fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 8.2), squeeze=False)
@@ -176,7 +176,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     ``previous``: a ``frontier.json`` of an earlier sitting; the arms this store lacks join every table
     (:func:`merge_earlier`), so the written ``frontier.json`` holds both sittings.
     """
-    from hrf_core.measure.frontier import frontier
+    from hrf_core.study.frontier import frontier
     from hrf_core.study.tables import format_value, handover_rows, standing_table, table
 
     progress = read_progress(out)
@@ -196,7 +196,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     write_json(results / "frontier.json", result)
     write_figure(result, out, results / "frontier.png")
     if reference_file is not None:  # only when asked (--reference): merged, never narrowed (reference.write_shipped)
-        from hrf_core.measure.reference import write_shipped
+        from hrf_core.study.reference import write_shipped
 
         write_shipped(reference_file, {"experiment": NAME, "settings": asdict(settings),
                                        "rewards": reference_curves(result, out)})

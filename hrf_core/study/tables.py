@@ -2,7 +2,7 @@
 DDPO, where an arm stands against early-stopped DDPO (:func:`standing`, :func:`position`), the standing table over
 tasks and the window-only against hand-over rows; every table with how many calls chance alone would make.
 
-Read off a frontier result (:func:`hrf_core.measure.frontier.frontier`); the experiments' reports and the
+Read off a frontier result (:func:`hrf_core.study.frontier.frontier`); the experiments' reports and the
 ``frontier`` command print them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hrf_core import methods
-from hrf_core.measure.frontier import LEVEL, MIN_HEADLINE_SEEDS
+from hrf_core.study.frontier import LEVEL, MIN_HEADLINE_SEEDS
 
 
 def format_value(entry: dict | None, digits: int = 2) -> str:
