@@ -42,12 +42,11 @@ from hrf_core.study.arms import (
     arm_overrides,
     diversity_arms,
     handover_source,
-    run_name,
     window_arm,
 )
 from hrf_core.study.experiment import add_sitting_arguments, run_sitting
 from hrf_core.study.report import arm_colors, execution_note, include_in_results
-from hrf_core.study.units import finished_runs, handover_unit, read_progress, train_unit
+from hrf_core.study.units import arm_units, finished_runs, read_progress
 
 NAME = "prompts-digits"
 TASKS = ("alignment", "ink", "jpeg-incompressibility")
@@ -124,24 +123,11 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
 
 def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
     """Every (task, arm, seed) unit, arm by arm (DDPO first: the hand-over waits for it)."""
-    from hrf_core.study.sweep import Unit
-
     order = [DDPO_ARM, HANDOVER_ARM, EPOCH_ARM, *ARMS]
     pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
                    key=lambda pair: order.index(pair[1]) if pair[1] in order else len(order))
-    units = []
-    for task, arm in pairs:
-        for seed in settings.seeds:
-            name = run_name(task, arm, seed)
-            source = handover_source(arm)
-            if source is not None:
-                trained = run_name(task, source, seed)
-                units.append(Unit(name, handover_unit, (trained, str(root), name, settings.handover_every, arm),
-                                  after=(trained,)))
-            else:
-                config = arm_config(task, arm, seed, settings, device).to_dict()
-                units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
-    return units
+    return arm_units(pairs, settings.seeds, root, settings.handover_every,
+                     lambda task, arm, seed: arm_config(task, arm, seed, settings, device), report_to)
 
 
 # ---------------------------------------------------------------------------------------------- report

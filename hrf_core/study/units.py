@@ -131,25 +131,34 @@ def handover_unit(source: str, root: str, name: str, every: int, arm: str = HAND
     return {"run": name}
 
 
-def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
+def arm_units(pairs, seeds, root: Path, every: int, config_of, report_to: tuple[str, ...] = ()) -> list:
+    """The units of the (task, arm) ``pairs`` in their order, each over ``seeds``: a hand-over arm evaluates the
+    final checkpoint of its trained arm's run (same task and seed; S every ``every`` steps) and waits for it; any
+    other arm trains ``config_of(task, arm, seed)`` (a :class:`TrainConfig`)."""
     from hrf_core.study.sweep import Unit
 
-    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)
-                    if not settings.arms or arm in settings.arms or arm_role(arm, settings) in settings.arms),
-                   key=lambda pair: arm_priority(pair[1], settings))  # stable: tasks keep their order within an arm
     units = []
     for task, arm in pairs:
-        for seed in settings.seeds:
+        for seed in seeds:
             name = run_name(task, arm, seed)
             source = handover_source(arm)
             if source is not None:
-                units.append(Unit(name, handover_unit, (run_name(task, source, seed), str(root), name,
-                                                        settings.handover_every, arm),
-                                  after=(run_name(task, source, seed),)))
+                trained = run_name(task, source, seed)
+                units.append(Unit(name, handover_unit, (trained, str(root), name, every, arm), after=(trained,)))
             else:
-                config = arm_config(task, arm, seed, settings, device).to_dict()
+                config = config_of(task, arm, seed).to_dict()
                 units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
     return units
+
+
+def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
+    """``frontier-digits``' units, arm by arm in :data:`~hrf_core.study.arms.RUN_ORDER` (``settings.arms`` only,
+    when given)."""
+    pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)
+                    if not settings.arms or arm in settings.arms or arm_role(arm, settings) in settings.arms),
+                   key=lambda pair: arm_priority(pair[1], settings))  # stable: tasks keep their order within an arm
+    return arm_units(pairs, settings.seeds, root, settings.handover_every,
+                     lambda task, arm, seed: arm_config(task, arm, seed, settings, device), report_to)
 
 
 def progress_name(shard: tuple[int, int] | None = None) -> str:
