@@ -164,13 +164,23 @@ def run_name(task: str, arm: str, seed: int) -> str:
     return f"{slug}-seed{seed}"
 
 
-def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+def sitting_config(experiment: str, task: str, arm: str, seed: int, settings, device: str = "cpu",
+                   **fields) -> TrainConfig:
+    """The config of one unit of an experiment (any settings dataclass with the shared fields: model, epochs,
+    steps, samples, batch size, siblings, lr, evaluation): the task is the reward, a checkpoint halfway and at the
+    end, ``extra`` names the experiment, arm and task; ``fields``: the arm's own (:func:`arm_overrides`, ...)."""
     s = settings
     return TrainConfig(
         model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
         batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every,
         eval_samples=s.eval_samples, checkpoint_every=max(1, s.epochs // 2), device=device,
-        extra={"experiment": NAME, "arm": arm, "task": task}, **arm_overrides(arm, s.steps, s.epochs)).validate()
+        extra={"experiment": experiment, "arm": arm, "task": task}, **fields).validate()
+
+
+def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str = "cpu") -> TrainConfig:
+    """The config of one ``frontier-digits`` unit: the arm's fields (:func:`arm_overrides`) on the shared ones."""
+    fields = arm_overrides(arm, settings.steps, settings.epochs)
+    return sitting_config(NAME, task, arm, seed, settings, device, **fields)
 
 
 def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]:

@@ -42,6 +42,7 @@ from hrf_core.study.arms import (
     arm_overrides,
     diversity_arms,
     handover_source,
+    sitting_config,
     window_arm,
 )
 from hrf_core.study.experiment import add_sitting_arguments, run_sitting
@@ -113,12 +114,8 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
     base = arm[: -len("/epoch")] if arm.endswith("/epoch") else arm
     overrides = arm_overrides(base, s.steps, s.epochs)
     scope = overrides.pop("adv_scope", "epoch" if arm.endswith("/epoch") else "prompt")
-    return TrainConfig(
-        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
-        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every, eval_samples=s.eval_samples,
-        checkpoint_every=max(1, s.epochs // 2), device=device, prompts=tuple(s.prompts),
-        guidance=s.guidance.get(task, 1.0), adv_scope=scope, extra={"experiment": NAME, "arm": arm, "task": task},
-        **overrides).validate()
+    return sitting_config(NAME, task, arm, seed, s, device, prompts=tuple(s.prompts),
+                          guidance=s.guidance.get(task, 1.0), adv_scope=scope, **overrides)
 
 
 def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
