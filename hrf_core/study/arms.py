@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hrf_core.config import TrainConfig
 from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
+from hrf_core.methods.arms import VARIANTS, parse_window, split_coefficient, window_label, with_coefficient
 
 NAME = "frontier-digits"
 #: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
@@ -24,10 +25,9 @@ DDPO_ARM, HRFD_ARM, SLIDING_ARM, HANDOVER_ARM = DDPO.name, HRFD.name, HRFSliding
 
 def window_arm(start: int, end: int) -> str:
     """The HRF arm on the window [start, end) (in the experiment's 40-step units): ``hrf[20,40)``."""
-    return f"{HRF.name}[{start},{end})"
+    return window_label(HRF.name, start, end)
 
 
-WINDOW_ARM = re.compile(re.escape(HRF.name) + r"\[(\d+),(\d+)\)")
 JPEG_TASKS = ("jpeg-compressibility", "jpeg-incompressibility")
 VISIBLE_TASKS = ("ink", "digit:3", "symmetry")
 VISIBLE_ARMS = (DDPO_ARM, window_arm(20, 40), window_arm(30, 40), HANDOVER_ARM)
@@ -76,13 +76,14 @@ class Settings:
 
 
 def full_arms(settings: Settings) -> list[str]:
-    return [DDPO_ARM, *(f"{DDPO_ARM}+kl{c:g}" for c in settings.kl_coefs), window_arm(20, 40), window_arm(30, 40),
+    return [DDPO_ARM, *(with_coefficient(DDPO_ARM, "kl", c) for c in settings.kl_coefs), window_arm(20, 40),
+            window_arm(30, 40),
             HRFD_ARM, "random-start", "renoise-fixed", HANDOVER_ARM, SLIDING_ARM]
 
 
 def diversity_arms(weight: float) -> list[str]:
     """The arms of one diversity weight: DDPO, window-only HRF [30,40) and the hand-over of the DDPO run."""
-    return [f"{arm}+div{weight:g}" for arm in (DDPO_ARM, f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM)]
+    return [with_coefficient(arm, "div", weight) for arm in (DDPO_ARM, f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM)]
 
 
 def arms_of(task: str, settings: Settings) -> list[str]:
@@ -130,19 +131,18 @@ def arm_overrides(arm: str, k: int, epochs: int = 2) -> dict:
     either order), ``/wo`` window-only sampling, ``/image`` per-image advantages (e.g.
     ``hrf[20,40)/image/wo+kl0.1``, ``ddpo+div0.5``).
     """
-    for suffix, field_name in (("kl", "kl_coef"), ("div", "diversity_weight")):
-        coefficient = re.fullmatch(rf"(.+)\+{suffix}([0-9.eE+-]+)", arm)
-        if coefficient:
-            return {**arm_overrides(coefficient[1], k, epochs), field_name: float(coefficient[2])}
-    if arm.endswith("/wo"):
-        return {**arm_overrides(arm[: -len("/wo")], k, epochs), "outside_window": "base"}
-    if arm.endswith("/image"):
-        return {**arm_overrides(arm[: -len("/image")], k, epochs), "adv_scope": "image"}
+    coefficient = split_coefficient(arm)
+    if coefficient:
+        inner, field_name, value = coefficient
+        return {**arm_overrides(inner, k, epochs), field_name: value}
+    for suffix, (field_name, value) in VARIANTS.items():
+        if arm.endswith(suffix):
+            return {**arm_overrides(arm[: -len(suffix)], k, epochs), field_name: value}
     if arm == DDPO_ARM:
         return dict(method=DDPO.name, window=(0, k))
-    window = WINDOW_ARM.fullmatch(arm)
+    window = parse_window(HRF.name, arm)
     if window:
-        return dict(method=HRF.name, window=(int(window[1]) * k // 40, int(window[2]) * k // 40))
+        return dict(method=HRF.name, window=(window[0] * k // 40, window[1] * k // 40))
     half = max(1, epochs // 2)
     return {HRFD_ARM: dict(method=HRFD.name), "random-start": dict(method=HRF.name, window=(0, k)),
             "renoise-fixed": dict(method=HRF.name, window=(k // 2, k), start_mode="fixed"),
