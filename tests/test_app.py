@@ -19,8 +19,8 @@ from explorer.server import free_port
 from explorer.views import live, results, train
 from hrf_core import CHECKPOINTS_DIR, settings
 from hrf_core.config import TrainConfig
-from hrf_core.measure import headline
 from hrf_core.presets import PRESETS
+from hrf_core.rewards import headline
 from hrf_core.store.runs import RunStore
 
 NUMBERS = settings.form_numbers()

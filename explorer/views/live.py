@@ -15,8 +15,9 @@ from explorer.views.common import (
     format_seconds,
 )
 from hrf_core import methods
-from hrf_core.measure.headline import PIXEL_PROXY_NOTE, finite, metric_keys
+from hrf_core.measure.headline import PIXEL_PROXY_NOTE, finite
 from hrf_core.methods import run_label
+from hrf_core.rewards.headline import metric_keys
 from hrf_core.store.runs import Run, RunStore
 
 #: Row keys the browser needs (besides the metric keys ``is_*@N``, ``vendi_*@N``, ``class_*@N``).

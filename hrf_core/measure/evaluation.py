@@ -205,7 +205,7 @@ def load_sample_array(path: str | Path, labels: str | Path | None = None) -> tup
 def measure_files(path: str | Path, labels: str | Path | None = None, model: str | None = None) -> dict:
     """``python -m hrf_core measure``: every diversity measure the app shows of a sample array, by name (the
     within-prompt ones averaged over the labels), and the names of the ones the Live plot uses."""
-    from hrf_core.measure.headline import metric_keys
+    from hrf_core.measure.headline import choose
 
     images, prompts = load_sample_array(path, labels)
     if model is not None:
@@ -217,8 +217,8 @@ def measure_files(path: str | Path, labels: str | Path | None = None, model: str
     metrics = Evaluator(tuple(images.shape[1:]))(images, torch.zeros(images.shape[0]), prompts=prompts)
     n = images.shape[0]
     values = {k.split("@", 1)[0]: float(v) for k, v in metrics.items() if k.endswith(f"@{n}")}
-    across = metric_keys([{k: v for k, v in metrics.items() if "_within@" not in k}])
-    within = metric_keys([metrics]) if prompts else None
+    across = choose([{k: v for k, v in metrics.items() if "_within@" not in k}])
+    within = choose([metrics]) if prompts else None
     return {"samples": n, "values": values,
             "primary_within_prompt": within.diversity.split("@", 1)[0] if within else None,
             "primary_across": across.diversity.split("@", 1)[0]}
