@@ -24,7 +24,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import torch  # noqa: E402
 
-from hrf_core.models.pretrain import CHECKPOINTS, QUALITY_DEFAULTS, digits_quality, update_ddpm_quality  # noqa: E402
+from hrf_core.models.pretrain import CHECKPOINTS  # noqa: E402
+from hrf_core.study.digits_quality import QUALITY_DEFAULTS, digits_quality, update_ddpm_quality  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

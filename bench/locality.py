@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.epoch import random_celebahq_folder  # noqa: E402
-from hrf_core.measure.locality import ProfileSettings, profile  # noqa: E402
 from hrf_core.models.registry import load_base_model  # noqa: E402
 from hrf_core.rewards.registry import make_reward  # noqa: E402
 from hrf_core.rl.sampling import sample_from  # noqa: E402
+from hrf_core.study.locality import ProfileSettings, profile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -296,8 +296,8 @@ EXPERIMENTS = {"frontier-digits": "hrf_core.study.experiment", "prompts-digits":
 #: Subcommands whose arguments belong to their own module's parser (its ``cli_main``).
 FORWARDED = {
     "pretrain": "hrf_core.models.pretrain", "experiment": "hrf_core.study.experiment",
-    "frontier": "hrf_core.measure.frontier", "animate": "hrf_core.share.animate", "examples": "hrf_core.study.examples",
-    "locality": "hrf_core.measure.locality", "locality-study": "hrf_core.study.locality_study",
+    "frontier": "hrf_core.study.frontier", "animate": "hrf_core.share.animate", "examples": "hrf_core.study.examples",
+    "locality": "hrf_core.study.locality", "locality-study": "hrf_core.study.locality_study",
     "export": "hrf_core.share.export",
 }
 
@@ -343,7 +343,7 @@ def _main(argv: list[str] | None = None) -> int:
             print(json.dumps(measure_files(args.array, args.labels, args.model)))
             return 0
         if args.command == "base-metrics":
-            from hrf_core.measure.evaluation import write_base_metrics
+            from hrf_core.study.base_metrics import write_base_metrics
 
             c = TrainConfig()
             print(write_base_metrics(args.model, args.rewards, c.num_steps, c.eval_eta, c.eval_samples, c.eval_seed,

@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere as a script
 
-from hrf_core.measure.frontier import crossing, interpolate, load_trajectory
 from hrf_core.measure.metrics import evaluate_samples, metric_key
 from hrf_core.rewards.registry import make_reward
 from hrf_core.rl.sampling import sample_images
 from hrf_core.store.runs import Run
-from hrf_core.study.experiment import run_name
+from hrf_core.study.arms import run_name
+from hrf_core.study.frontier import crossing, interpolate, load_trajectory
 
 ARMS = ("hrf[20,40)", "hrf[30,40)", "hrf[20,40)/image", "hrf[30,40)/image")
 

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from hrf_core import REPO_ROOT
-from hrf_core.study.experiment import NAME
+from hrf_core.study.arms import NAME
 
 #: Wall-clock fields of a metrics row (everything else must match across backends).
 WALL_CLOCK = {"seconds", "sample_seconds", "update_seconds", "eval_seconds", "logged_at"}

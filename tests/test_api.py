@@ -185,7 +185,7 @@ def test_sample_a_checkpoint_by_run_and_epoch(served, client, trained):
 def test_suggest_window_from_the_shipped_profile(client):
     import json
 
-    from hrf_core.measure.locality import suggest_window
+    from hrf_core.study.locality import suggest_window
 
     shipped = json.loads((CHECKPOINTS_DIR / "digits16" / "locality.json").read_text())["rewards"]["ink"]
     (start, end), _ = suggest_window(shipped)

@@ -19,8 +19,8 @@ from explorer.server import free_port
 from explorer.views import live, results, train
 from hrf_core import CHECKPOINTS_DIR, settings
 from hrf_core.config import TrainConfig
-from hrf_core.measure import headline
 from hrf_core.presets import PRESETS
+from hrf_core.rewards import headline
 from hrf_core.store.runs import RunStore
 
 NUMBERS = settings.form_numbers()
@@ -420,7 +420,7 @@ def test_profile_bars_line_and_suggested_window_from_the_shipped_profile(tmp_pat
     """digits16 ships its profiles: the bars, one line per window start, and Suggest window work at once."""
     import json
 
-    from hrf_core.measure.locality import suggest_window, summary_line
+    from hrf_core.study.locality import suggest_window, summary_line
 
     shipped = json.loads((CHECKPOINTS_DIR / "digits16" / "locality.json").read_text())["rewards"]
     manager = JobManager(RunStore(tmp_path / "runs"), preflight=None)

@@ -243,8 +243,8 @@ def test_locality_profile_line_follows_the_handles_and_suggests_a_window(tmp_pat
     from explorer.jobs import JobManager
     from hrf_core import CHECKPOINTS_DIR
     from hrf_core.config import TrainConfig
-    from hrf_core.measure.locality import suggest_window, summary_line
     from hrf_core.store.runs import RunStore
+    from hrf_core.study.locality import suggest_window, summary_line
 
     shipped = CHECKPOINTS_DIR / "digits16" / "locality.json"
     if not shipped.is_file():

@@ -10,8 +10,8 @@ import torch
 
 from hrf_core import REPO_ROOT
 from hrf_core.measure import calibrated, calibration
-from hrf_core.measure.headline import metric_keys
 from hrf_core.measure.metrics import evaluate_samples
+from hrf_core.rewards.headline import metric_keys
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,14 @@ from hrf_core.models.digits import (
     split_indices,
 )
 from hrf_core.models.pretrain import (
-    GUIDANCE_SWEEP,
     cli_main,
-    folder_hashes,
     load_digits_ddpm,
     make_unet,
     sample_ddim,
     train_ddpm,
-    write_ddpm_card,
 )
 from hrf_core.models.registry import load_base_model
+from hrf_core.study.digits_quality import GUIDANCE_SWEEP, folder_hashes, write_ddpm_card
 
 DDPM_DIR = CHECKPOINTS_DIR / "digits16"
 CLF_DIR = CHECKPOINTS_DIR / "digits16-classifier"

@@ -221,7 +221,7 @@ def test_a_negative_weight_is_refused_in_one_line(tiny_model_dir, tmp_path, caps
 def test_the_run_label_the_live_plot_and_arms_name_the_weight(tmp_path):
     from explorer.views import live
     from hrf_core import methods
-    from hrf_core.study.experiment import Settings, arm_overrides, arms_of, handover_source
+    from hrf_core.study.arms import Settings, arm_overrides, arms_of, handover_source
 
     config = {"method": "ddpo", "window": (0, 40), "num_steps": 40, "diversity_weight": 0.5}
     assert methods.run_label(config).endswith("· diversity λ=0.5")
@@ -240,7 +240,8 @@ def test_the_run_label_the_live_plot_and_arms_name_the_weight(tmp_path):
 
 
 def test_the_hand_over_of_a_diversity_run_waits_for_it(tmp_path):
-    from hrf_core.study.experiment import Settings, build_units, handover_unit
+    from hrf_core.study.arms import Settings
+    from hrf_core.study.units import build_units, handover_unit
 
     units = {u.name: u for u in build_units(Settings(seeds=[0], tasks=["ink"], diversity_weights=[0.5]), tmp_path)}
     handover = units["ink-handover-div0.5-seed0"]

@@ -29,7 +29,7 @@ def test_a_pool_of_two_processes_gives_the_serial_results(serial_experiment, tin
 @pytest.mark.slow
 def test_frontier_experiment_runs_every_arm_and_reports(tiny_model_dir, tmp_path):
     """Every arm runs, the hand-over sweep follows DDPO, the report is written, a rerun skips what is done."""
-    from hrf_core.study.experiment import NAME, run_name
+    from hrf_core.study.arms import NAME, run_name
 
     common = ["--model", str(tiny_model_dir), "--epochs", "2", "--steps", "10", "--samples", "8", "--batch-size",
               "4", "--siblings", "2", "--eval-every", "1", "--eval-samples", "8", "--seeds", "0", "--tasks",
@@ -122,7 +122,8 @@ def check_window_only(store):
 
 def test_units_run_arm_by_arm_every_seed_first(tmp_path):
     """A cut-off experiment leaves whole arms (every task and seed), DDPO before anything that waits on it."""
-    from hrf_core.study.experiment import Settings, build_units
+    from hrf_core.study.arms import Settings
+    from hrf_core.study.units import build_units
 
     units = build_units(Settings(seeds=[0, 1], tasks=["jpeg-compressibility", "ink"]), tmp_path)
     names = [u.name for u in units]
@@ -139,7 +140,7 @@ def test_units_run_arm_by_arm_every_seed_first(tmp_path):
 
 
 def test_arm_overrides_compose_suffixes():
-    from hrf_core.study.experiment import arm_overrides
+    from hrf_core.study.arms import arm_overrides
 
     assert arm_overrides("hrf[20,40)/image/wo+kl0.1", 40) == dict(
         method="hrf", window=(20, 40), adv_scope="image", outside_window="base", kl_coef=0.1)
@@ -154,7 +155,8 @@ def test_a_cut_off_unit_continues_or_starts_again_to_the_same_numbers(tiny_model
 
     import small_experiment
 
-    from hrf_core.study.experiment import Settings, arm_config, train_unit
+    from hrf_core.study.arms import Settings, arm_config
+    from hrf_core.study.units import train_unit
 
     settings = Settings(model=str(tiny_model_dir), epochs=2, steps=10, samples=8, batch_size=4, siblings=2,
                         eval_every=1, eval_samples=8)

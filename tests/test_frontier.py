@@ -7,16 +7,15 @@ import pytest
 import torch
 
 from hrf_core.measure import metrics
-from hrf_core.measure.frontier import (
+from hrf_core.store.runs import RunStore
+from hrf_core.study.frontier import (
     cli_main,
     crossing,
-    format_value,
     frontier,
-    position,
     seed_interval,
     summarise,
 )
-from hrf_core.store.runs import RunStore
+from hrf_core.study.tables import format_value, position
 
 
 def make_run(store: RunStore, name: str, method: str, seed: int, gains, is_values, compute=None, arrays=None,
@@ -135,7 +134,7 @@ def test_cli_writes_json_and_a_table(tmp_path, capsys):
 
 
 def test_standing_table_counts_tasks_on_or_above_ddpo():
-    from hrf_core.measure.frontier import standing, standing_table
+    from hrf_core.study.tables import standing, standing_table
 
     def row(low, high, reached=3):
         return {"reached": reached, "n": 3, "delta_vs_ddpo": {"is_classifier": {"mean": (low + high) / 2,
@@ -166,7 +165,7 @@ def test_standing_table_counts_tasks_on_or_above_ddpo():
 def test_window_only_against_the_hand_over_at_its_split_hand_computed(tmp_path):
     """A window-only run [20, 40) is read where its gain reaches the same seed's hand-over at S = 20; an arm
     sampled with the tuned network everywhere gets no such comparison; a seed that never gets there counts."""
-    from hrf_core.measure.frontier import handover_rows
+    from hrf_core.study.tables import handover_rows
 
     store = RunStore(tmp_path)
     for seed in (0, 1):

@@ -130,3 +130,32 @@ def test_the_private_name_check_can_fail(tmp_path):
                       "def f():\n    from .base import _unet_dir\n    from os import _exit\n")
     assert private_imports(module, "hrf_core.models") == ["1: hrf_core.cli._Parser",
                                                            "4: hrf_core.models.base._unet_dir"]
+
+
+# -- measure holds pure metrics: it imports nothing above its floor ---------------------------------------------
+#: The floors above ``measure`` (docs/ARCHITECTURE.md, "Floors").
+ABOVE_MEASURE = ("rewards", "config", "methods", "settings", "presets", "rl", "share", "study", "cli", "commands")
+
+
+def imports_above(path: Path, floors: tuple[str, ...]) -> list[str]:
+    """Every ``hrf_core.<floor>...`` module ``path`` imports (lazy imports too), for the floors named."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        found += [name for name in names if name.split(".")[0] == "hrf_core" and name.count(".")
+                  and name.split(".")[1] in floors]
+    return found
+
+
+def test_measure_imports_nothing_above_it():
+    found = {str(p.relative_to(REPO_ROOT)): hits for p in sorted((REPO_ROOT / "hrf_core" / "measure").rglob("*.py"))
+             if (hits := imports_above(p, ABOVE_MEASURE))}
+    assert not found, found
+
+
+def test_the_floor_check_can_fail(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from hrf_core.measure import metrics\ndef f():\n"
+                      "    from hrf_core.rl.sampling import sample_from\n    import hrf_core.study.frontier\n")
+    assert imports_above(module, ABOVE_MEASURE) == ["hrf_core.rl.sampling", "hrf_core.study.frontier"]

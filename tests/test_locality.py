@@ -11,7 +11,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from hrf_core.measure.locality import (
+from hrf_core.models.base import BaseModel
+from hrf_core.study.locality import (
     ProfileCache,
     ProfileSettings,
     decided_at,
@@ -21,7 +22,6 @@ from hrf_core.measure.locality import (
     suggest_window,
     summary_line,
 )
-from hrf_core.models.base import BaseModel
 
 K = 10
 REPO = Path(__file__).resolve().parent.parent

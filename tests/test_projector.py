@@ -149,7 +149,8 @@ def test_the_report_figures_colour_each_arm_by_its_method():
     from matplotlib.colors import to_rgb
 
     from hrf_core.methods import color_of
-    from hrf_core.study.experiment import arm_colors, arm_method
+    from hrf_core.study.arms import arm_method
+    from hrf_core.study.report import arm_colors
 
     arms = ["ddpo", "hrf[20,40)", "hrf[30,40)", "hrf[20,40)/image", "handover", "hrf-d", "renoise-fixed", "ddpo+kl0.1"]
     colors = arm_colors(arms)

@@ -251,10 +251,10 @@ def test_the_tools_work_with_prompts(tiny_cond_model_dir, tmp_path):
     """Hand-over sampling, Compare, the locality profile per prompt, export, and a duel, on a prompted run."""
     from explorer.jobs import JobManager
     from explorer.views import compare
-    from hrf_core.measure.locality import ProfileSettings, profile
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
     from hrf_core.share.export import export_checkpoint
+    from hrf_core.study.locality import ProfileSettings, profile
 
     store = RunStore(tmp_path / "runs")
     config = tiny(tiny_cond_model_dir, epochs=1)
@@ -289,7 +289,7 @@ def test_the_prompts_experiment_runs_every_arm_and_reports_within_prompt(tiny_co
     import sys
 
     from hrf_core import REPO_ROOT
-    from hrf_core.study.experiment import run_name
+    from hrf_core.study.arms import run_name
 
     def experiment(*extra):
         return subprocess.run(
@@ -334,7 +334,7 @@ def test_the_prompts_report_leads_with_the_calibrated_measure_where_the_runs_log
 def test_the_prompts_experiment_takes_diversity_arms_and_an_arm_filter(tmp_path):
     """``--diversity-weights 1 --arms ...``: the ``+div1`` arms join, the filter keeps only the named arms, and the
     hand-over of a bonus run waits for that run (not for plain DDPO)."""
-    from hrf_core.study.experiment import run_name
+    from hrf_core.study.arms import run_name
     from hrf_core.study.prompts_experiment import Settings, build_units
 
     settings = Settings(seeds=[0], tasks=["ink"], tracker_tasks=[], diversity_weights=[1.0],

@@ -89,7 +89,7 @@ def test_worker_node_killed_mid_unit(cluster, tiny_model_dir, tmp_path):
     """The unit is cut off on the worker node: the report leaves it out; the driver's retry (on the head node)
     continues it from its checkpoint to the numbers of an uninterrupted run."""
     from hrf_core.store import liveness
-    from hrf_core.study.experiment import finished_runs, train_unit
+    from hrf_core.study.units import finished_runs, train_unit
 
     worker = cluster.nodes[1]
     argv = small_experiment.args(tiny_model_dir, tmp_path, epochs=10)  # checkpoints at 5 and 10: time to cut in

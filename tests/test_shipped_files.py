@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from hrf_core import REPO_ROOT
-from hrf_core.measure import locality
-from hrf_core.measure.reference import merge_shipped, shipped
+from hrf_core.study import locality
+from hrf_core.study.reference import merge_shipped, shipped
 
 
 def snapshot() -> tuple[str, dict]:

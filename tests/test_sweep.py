@@ -57,7 +57,8 @@ def test_a_failed_unit_is_recorded_and_retried_once():
 
 
 def test_shards_are_disjoint_cover_every_unit_and_keep_dependencies_together():
-    from hrf_core.study.experiment import Settings, build_units
+    from hrf_core.study.arms import Settings
+    from hrf_core.study.units import build_units
 
     units = build_units(Settings(seeds=[0, 1, 2], tasks=["jpeg-compressibility", "ink"]), "/store")
     parts = [shard(units, i, 4) for i in range(1, 5)]
@@ -121,7 +122,8 @@ def test_shards_in_two_processes_merge_into_the_serial_report(serial_experiment,
 def test_two_drivers_never_train_one_unit(tiny_model_dir, tmp_path):
     """A unit whose run lock another process holds is refused, and its folder left as it is."""
     from hrf_core.store.liveness import RunBusy
-    from hrf_core.study.experiment import Settings, arm_config, train_unit
+    from hrf_core.study.arms import Settings, arm_config
+    from hrf_core.study.units import train_unit
 
     folder = tmp_path / "runs" / "jpeg-compressibility-ddpo-seed0"
     folder.mkdir(parents=True)

@@ -230,7 +230,8 @@ def test_app_runs_report_to_hrf_report_to(tmp_path, monkeypatch):
 def test_experiment_units_report_to_their_trackers(tiny_model_dir, tmp_path):
     from tensorboard.backend.event_processing import event_accumulator as ea
 
-    from hrf_core.study.experiment import Settings, arm_config, build_units, train_unit
+    from hrf_core.study.arms import Settings, arm_config
+    from hrf_core.study.units import build_units, train_unit
 
     settings = Settings(seeds=[0], tasks=["jpeg-compressibility"], epochs=2, eval_every=1, eval_samples=8, samples=8,
                         batch_size=4, siblings=2, steps=10, model=str(tiny_model_dir), arms=["ddpo"])

@@ -157,7 +157,7 @@ class TrainTab:
         return gr.HTML(**train.profile_props(profile, k))
 
     def suggest(self, model, reward, num_steps):
-        """Set the window from the reward's profile (the rule: hrf_core.measure.locality.suggest_window)."""
+        """Set the window from the reward's profile (the rule: hrf_core.study.locality.suggest_window)."""
         try:
             profile, k = self._profile(model, reward, num_steps)
             value, reason = train.suggested_window(profile, k)

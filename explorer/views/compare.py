@@ -246,8 +246,8 @@ def compare(store: RunStore, value_a: str, value_b: str, n: int = 32, seed: int 
     (S = K gives the base model's samples exactly).
     """
 
-    from hrf_core.measure.headline import metric_keys
     from hrf_core.measure.projection import project_pair, projection_figure
+    from hrf_core.rewards.headline import metric_keys
     from hrf_core.rewards.registry import REWARDS, make_reward
     from hrf_core.rl.sampling import sample_from
 

@@ -15,8 +15,9 @@ from explorer.views.common import (
     format_seconds,
 )
 from hrf_core import methods
-from hrf_core.measure.headline import PIXEL_PROXY_NOTE, finite, metric_keys
+from hrf_core.measure.headline import PIXEL_PROXY_NOTE, finite
 from hrf_core.methods import run_label
+from hrf_core.rewards.headline import metric_keys
 from hrf_core.store.runs import Run, RunStore
 
 #: Row keys the browser needs (besides the metric keys ``is_*@N``, ``vendi_*@N``, ``class_*@N``).
@@ -191,7 +192,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
     The current job (or the newest run on disk); ``run_id`` instead gives the same view of any run
     (the Runs tab's replay).
     """
-    from hrf_core.measure import reference
+    from hrf_core.study import reference
 
     store = manager.store
     snap = manager.snapshot(run_id)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hrf_core import settings
-from hrf_core.measure.headline import finite, metric_keys
+from hrf_core.measure.headline import finite
 from hrf_core.methods import color_of, run_label
+from hrf_core.rewards.headline import metric_keys
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch
 
 # ------------------------------------------------------------------------------------------ run table

@@ -212,8 +212,8 @@ def reward_info(name: str, model: str | None = None, prompts: Any = None, store=
 def base_reward(store, model: str, reward: str, prompts: Any = None) -> float | None:
     """The base model's mean reward for (model, reward, prompts), where one was measured: a run's epoch-0
     evaluation in ``store`` (examples included), else the model's ``base_metrics.json``; None when unknown."""
-    from hrf_core.measure.evaluation import load_base_metrics
     from hrf_core.measure.headline import finite
+    from hrf_core.study.base_metrics import load_base_metrics
 
     try:
         wanted = set(settings.parse_prompts(class_prompts(model, prompts))) if prompts else set()
@@ -242,7 +242,7 @@ def base_reward(store, model: str, reward: str, prompts: Any = None) -> float | 
 def profile_props(profile: dict | None, num_steps: int) -> dict:
     """The window widget's profile props: ``profile`` (D at every step 0..K-1), ``lines`` (the summary line
     for a window starting at each step) and ``plabel`` (what the bars show, or how to get them)."""
-    from hrf_core.measure.locality import decided_at, suggest_window, summary_line
+    from hrf_core.study.locality import decided_at, suggest_window, summary_line
 
     if profile is None or profile.get("num_steps") != num_steps:
         return {"profile": [], "lines": [], "plabel": "no locality profile for this model, reward and K yet: "
@@ -258,7 +258,7 @@ def profile_props(profile: dict | None, num_steps: int) -> dict:
 
 def suggested_window(profile: dict | None, num_steps: int) -> tuple[str, str]:
     """(window "s:K", the reason) from the profile; ValueError when there is none for this K."""
-    from hrf_core.measure.locality import suggest_window
+    from hrf_core.study.locality import suggest_window
 
     if profile is None or profile.get("num_steps") != num_steps:
         raise ValueError("no locality profile for this model, reward and K yet: press “Compute profile” first")
@@ -269,7 +269,7 @@ def suggested_window(profile: dict | None, num_steps: int) -> tuple[str, str]:
 def stored_profile(store, model: str, reward: str, num_steps: int) -> dict | None:
     """The base-model locality profile of (model, reward, K) that the store's cache (or the shipped file)
     holds, else None."""
-    from hrf_core.measure.locality import ProfileCache, ProfileSettings
+    from hrf_core.study.locality import ProfileCache, ProfileSettings
 
     return ProfileCache(store.root / ".profiles").get(model, reward, None, ProfileSettings(num_steps=num_steps))
 
@@ -277,7 +277,7 @@ def stored_profile(store, model: str, reward: str, num_steps: int) -> dict | Non
 def start_profile(manager, model: str, reward: str, num_steps: int):
     """Compute the locality profile of (model, reward, K) as a task in ``manager``'s job slot, into the store's
     cache (refused while a run trains); returns the task. The caller has checked model and reward."""
-    from hrf_core.measure.locality import ProfileCache, ProfileSettings, compute_cached
+    from hrf_core.study.locality import ProfileCache, ProfileSettings, compute_cached
 
     settings = ProfileSettings(num_steps=num_steps).validate()
     cache = ProfileCache(manager.store.root / ".profiles")

@@ -13,7 +13,6 @@ semantic diversity (pixel Vendi rose while the digits collapsed, docs/RESULTS.md
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -206,7 +205,7 @@ def load_sample_array(path: str | Path, labels: str | Path | None = None) -> tup
 def measure_files(path: str | Path, labels: str | Path | None = None, model: str | None = None) -> dict:
     """``python -m hrf_core measure``: every diversity measure the app shows of a sample array, by name (the
     within-prompt ones averaged over the labels), and the names of the ones the Live plot uses."""
-    from hrf_core.measure.headline import metric_keys
+    from hrf_core.measure.headline import choose
 
     images, prompts = load_sample_array(path, labels)
     if model is not None:
@@ -218,44 +217,8 @@ def measure_files(path: str | Path, labels: str | Path | None = None, model: str
     metrics = Evaluator(tuple(images.shape[1:]))(images, torch.zeros(images.shape[0]), prompts=prompts)
     n = images.shape[0]
     values = {k.split("@", 1)[0]: float(v) for k, v in metrics.items() if k.endswith(f"@{n}")}
-    across = metric_keys([{k: v for k, v in metrics.items() if "_within@" not in k}])
-    within = metric_keys([metrics]) if prompts else None
+    across = choose([{k: v for k, v in metrics.items() if "_within@" not in k}])
+    within = choose([metrics]) if prompts else None
     return {"samples": n, "values": values,
             "primary_within_prompt": within.diversity.split("@", 1)[0] if within else None,
             "primary_across": across.diversity.split("@", 1)[0]}
-
-
-BASE_METRICS_FILE = "base_metrics.json"
-
-
-def eval_settings_key(reward: str, num_steps: int, eta: float, samples: int, seed: int) -> str:
-    """The key of one base-model evaluation in ``base_metrics.json``."""
-    return f"{reward}|K={num_steps}|eta={eta:g}|n={samples}|seed={seed}"
-
-
-def load_base_metrics(model_folder: Path) -> dict:
-    """Saved base-model evaluations beside a model's weights ({key: metrics}); {} when absent."""
-    try:
-        return json.loads((Path(model_folder) / BASE_METRICS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def write_base_metrics(model: str, rewards: list[str], num_steps: int, eta: float, samples: int, seed: int,
-                       device: str = "cpu") -> Path:
-    """Evaluate the base model once per reward (one shared sample set) and save beside its weights."""
-    from hrf_core.models.registry import load_base_model
-    from hrf_core.rewards.registry import make_reward
-    from hrf_core.rl.sampling import sample_from
-    from hrf_core.store.runs import write_json
-
-    base = load_base_model(model, device)
-    images = sample_from(base, samples, seed, num_steps=num_steps, eta=eta)
-    evaluator = Evaluator(base.image_shape, base.device)
-    saved = load_base_metrics(base.folder)
-    for reward in rewards:
-        metrics = evaluator(images, make_reward(reward)(images).float().cpu())
-        saved[eval_settings_key(reward, num_steps, eta, samples, seed)] = metrics
-    path = base.folder / BASE_METRICS_FILE
-    write_json(path, saved)
-    return path

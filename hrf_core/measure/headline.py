@@ -6,7 +6,8 @@ prompt, the calibrated RBF Vendi (``vendi_rbf_within``) leads; the digit classif
 suite (thicker strokes raise it) and is shown only for runs logged before the calibrated measure existed, labelled
 so. Across an unconditional run's samples the classifier's Vendi passes the suite across classes and leads, then
 the calibrated one. A measure whose network the reward reads (``digit:N`` and ``alignment`` read the classifier)
-is never the axis of that reward's runs."""
+is never the axis of that reward's runs (:func:`choose` leaves out the embedding it is told; which one a reward
+reads is :mod:`hrf_core.rewards.headline`'s to say)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,11 @@ INCEPTION_LABELS = {"is_classifier": "Inception Score (digits classifier)", "is_
 PIXEL_PROXY_NOTE = "pixel Vendi: weak proxy (no learned embedding here: diversity is measured on raw pixels)"
 
 
-def metric_keys(rows: list[dict], reward: str | None = None) -> MetricKeys:
-    """The best diversity measure the rows have (see the module's docstring) and the IS key; ``reward``: the
-    run's, whose network's features are left out."""
-    from hrf_core.rewards.registry import embedding_read_by
-
+def choose(rows: list[dict], read: str | None = None) -> MetricKeys:
+    """The best diversity measure the rows have (see the module's docstring) and the IS key; ``read``: the
+    embedding whose network the run's reward reads (``"classifier"``), left out. A run's keys by its reward:
+    :func:`hrf_core.rewards.headline.metric_keys`."""
     keys = {k for row in rows for k in row}
-    read = embedding_read_by(reward) if reward else None
 
     def first(prefixes) -> str | None:
         for prefix in prefixes:

@@ -148,7 +148,7 @@ def evaluate_samples(
     ``reward_std`` (population std, ddof 0).
 
     ``arrays``: when a dict is given, it receives the per-sample data the metrics came from, for
-    resampling (:mod:`hrf_core.measure.frontier`): ``features.<embedding>`` (N, D) for D <= 4096,
+    resampling (:mod:`hrf_core.study.frontier`): ``features.<embedding>`` (N, D) for D <= 4096,
     ``probs.<embedding>`` (N, K) and ``rewards`` (N,), float32 on CPU.
     """
     n = int(images.shape[0])

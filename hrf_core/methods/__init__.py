@@ -9,6 +9,7 @@ the experiment's arms and an exported model card.
 
 from __future__ import annotations
 
+from hrf_core.methods.arms import with_coefficient
 from hrf_core.methods.base import METHODS, EpochContext, Method, StartState, reference
 from hrf_core.methods.ddpo import DDPO
 from hrf_core.methods.handover import Handover
@@ -86,7 +87,8 @@ def arm_label(config: dict) -> str:
     label = method.arm_label(config) if method is not None else name
     kl = float(config.get("kl_coef") or 0.0)
     weight = float(config.get("diversity_weight") or 0.0)
-    return label + (f"+kl{kl:g}" if kl > 0 else "") + (f"+div{weight:g}" if weight > 0 else "")
+    label = with_coefficient(label, "kl", kl) if kl > 0 else label
+    return with_coefficient(label, "div", weight) if weight > 0 else label
 
 
 def window_only_split(config: dict) -> int | None:

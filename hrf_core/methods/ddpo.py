@@ -1,7 +1,7 @@
 """DDPO (Black et al. 2023): every step trained, every batch from pure noise.
 
 Its evaluated epochs are the early-stopping frontier that every other method is compared with at matched
-reward (:mod:`hrf_core.measure.frontier`).
+reward (:mod:`hrf_core.study.frontier`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hrf_core.methods.arms import window_label
 from hrf_core.methods.base import Check, Method, reference, steps_words
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class HRF(Method):
 
     def arm_label(self, config: dict) -> str:
         s, e = config.get("window", (0, 0))
-        return f"{self.name}[{s},{e})" + ("-fixed" if config.get("start_mode") == "fixed" else "")
+        return window_label(self.name, s, e) + ("-fixed" if config.get("start_mode") == "fixed" else "")
 
     def window_only_split(self, config: dict) -> int | None:
         if config.get("outside_window") == "base" and config.get("window"):

@@ -56,7 +56,7 @@ def _trajectory(points: list[tuple[float, float, int]], upto: int, labels: tuple
 
 def frames(run: Run, size: int = PANEL) -> list[Image.Image]:
     """One RGB frame per evaluated epoch that has a grid: base grid | epoch grid | trajectory so far."""
-    from hrf_core.measure.headline import metric_keys
+    from hrf_core.rewards.headline import metric_keys
 
     rows = [r for r in run.metrics() if isinstance(r.get("reward_mean"), (int, float))]
     keys = metric_keys(rows, run.config.get("reward"))

@@ -2,7 +2,7 @@
 
 ``python -m hrf_core locality-study --store runs/frontier-digits [--frontier docs/results/frontier.json]``
 
-1. Profiles (:mod:`hrf_core.measure.locality`) of the five tasks on the base model (the profiles shipped in
+1. Profiles (:mod:`hrf_core.study.locality`) of the five tasks on the base model (the profiles shipped in
    ``checkpoints/digits16/locality.json``) and on each seed's final DDPO checkpoint of a
    ``frontier-digits`` store (its own reward only), with bootstrap intervals over trunks.
 2. The predictive question: over the tasks, the rank correlation (Spearman) of the base profile's
@@ -22,7 +22,7 @@ import numpy as np
 
 from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.store.runs import Run, read_json, write_json
-from hrf_core.study.experiment import DDPO_ARM, HANDOVER_ARM, window_arm
+from hrf_core.study.arms import DDPO_ARM, HANDOVER_ARM, window_arm
 
 TASKS = ("jpeg-compressibility", "jpeg-incompressibility", "ink", "symmetry", "digit:3")
 SPLITS = (20, 30)
@@ -59,7 +59,7 @@ def frontier_outcomes(frontier: dict) -> dict[str, dict[str, float]]:
 
 def predictors(profile: dict) -> dict[str, float]:
     """The profile's candidate predictors: undecided share U(s) = 1 - D(s) and G(s) at the splits."""
-    from hrf_core.measure.locality import decided_at
+    from hrf_core.study.locality import decided_at
 
     out = {}
     for s in SPLITS:
@@ -101,10 +101,10 @@ def permutation_p(x: list[float], y: list[float], rho: float) -> float:
 def profile_checkpoints(store: Path, seeds: list[int], out_file: Path, trunks: int, resamples: int,
                         tasks: tuple[str, ...] = TASKS) -> dict:
     """Profile each task's final DDPO checkpoint per seed (its own reward), saving after each one."""
-    from hrf_core.measure.locality import ProfileSettings, profile
     from hrf_core.models.registry import load_base_model
     from hrf_core.rewards.registry import make_reward
-    from hrf_core.study.experiment import run_name
+    from hrf_core.study.arms import run_name
+    from hrf_core.study.locality import ProfileSettings, profile
 
     data = read_json(out_file, {}) or {}
     done = data.setdefault(DDPO_ARM, {})
@@ -164,7 +164,7 @@ def write_figure(base: dict[str, dict], ddpo: dict[str, dict], path: Path) -> No
 
 def markdown(data: dict, seeds: list[int]) -> list[str]:
     """The report's section: profile tables, the DDPO checkpoints' profiles, the rank correlations."""
-    from hrf_core.measure.locality import format_table
+    from hrf_core.study.locality import format_table
 
     base, ddpo = data["base"], data.get(DDPO_ARM, {})
     settings = next(iter(base.values()))["settings"]
@@ -226,7 +226,7 @@ def markdown(data: dict, seeds: list[int]) -> list[str]:
               "gain (the same arm family):", "",
               "| task | suggested | prefers | better gain (epoch-scope) | better gain (per-image) | agrees |",
               "|---|---|---|---|---|---|"]
-    from hrf_core.measure.locality import suggest_window
+    from hrf_core.study.locality import suggest_window
 
     agree, total = 0, 0
     for task in TASKS:
@@ -254,7 +254,7 @@ def markdown(data: dict, seeds: list[int]) -> list[str]:
 
 def cli_main(argv: list[str] | None = None) -> int:
     from hrf_core.commandline import Parser
-    from hrf_core.measure.locality import SHIPPED_FILE
+    from hrf_core.study.locality import SHIPPED_FILE
 
     parser = Parser(prog="python -m hrf_core locality-study", description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a frontier-digits run store (its DDPO runs are profiled)")

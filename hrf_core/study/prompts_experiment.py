@@ -36,24 +36,18 @@ from pathlib import Path
 
 from hrf_core.config import TrainConfig
 from hrf_core.store.runs import Run, write_json
-from hrf_core.study.experiment import (
+from hrf_core.study.arms import (
     DDPO_ARM,
     HANDOVER_ARM,
-    add_sitting_arguments,
-    arm_colors,
     arm_overrides,
     diversity_arms,
-    execution_note,
-    finished_runs,
     handover_source,
-    handover_unit,
-    include_in_results,
-    read_progress,
-    run_name,
-    run_sitting,
-    train_unit,
+    sitting_config,
     window_arm,
 )
+from hrf_core.study.experiment import add_sitting_arguments, run_sitting
+from hrf_core.study.report import arm_colors, execution_note, include_in_results
+from hrf_core.study.units import arm_units, finished_runs, read_progress
 
 NAME = "prompts-digits"
 TASKS = ("alignment", "ink", "jpeg-incompressibility")
@@ -85,7 +79,7 @@ LEVELS = (0.25, 0.5, 0.75)
 class Settings:
     """The experiment's shared settings."""
 
-    #: a headline claim needs at least 5 seeds (hrf_core.measure.frontier.MIN_HEADLINE_SEEDS)
+    #: a headline claim needs at least 5 seeds (hrf_core.study.frontier.MIN_HEADLINE_SEEDS)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     prompts: list[str] = field(default_factory=lambda: ["3", "7", "8"])
@@ -120,34 +114,17 @@ def arm_config(task: str, arm: str, seed: int, settings: Settings, device: str =
     base = arm[: -len("/epoch")] if arm.endswith("/epoch") else arm
     overrides = arm_overrides(base, s.steps, s.epochs)
     scope = overrides.pop("adv_scope", "epoch" if arm.endswith("/epoch") else "prompt")
-    return TrainConfig(
-        model=s.model, reward=task, seed=seed, epochs=s.epochs, num_steps=s.steps, samples_per_epoch=s.samples,
-        batch_size=s.batch_size, siblings=s.siblings, lr=s.lr, eval_every=s.eval_every, eval_samples=s.eval_samples,
-        checkpoint_every=max(1, s.epochs // 2), device=device, prompts=tuple(s.prompts),
-        guidance=s.guidance.get(task, 1.0), adv_scope=scope, extra={"experiment": NAME, "arm": arm, "task": task},
-        **overrides).validate()
+    return sitting_config(NAME, task, arm, seed, s, device, prompts=tuple(s.prompts),
+                          guidance=s.guidance.get(task, 1.0), adv_scope=scope, **overrides)
 
 
 def build_units(settings: Settings, root: Path, device: str = "cpu", report_to: tuple[str, ...] = ()):
     """Every (task, arm, seed) unit, arm by arm (DDPO first: the hand-over waits for it)."""
-    from hrf_core.study.sweep import Unit
-
     order = [DDPO_ARM, HANDOVER_ARM, EPOCH_ARM, *ARMS]
     pairs = sorted(((task, arm) for task in settings.tasks for arm in arms_of(task, settings)),
                    key=lambda pair: order.index(pair[1]) if pair[1] in order else len(order))
-    units = []
-    for task, arm in pairs:
-        for seed in settings.seeds:
-            name = run_name(task, arm, seed)
-            source = handover_source(arm)
-            if source is not None:
-                trained = run_name(task, source, seed)
-                units.append(Unit(name, handover_unit, (trained, str(root), name, settings.handover_every, arm),
-                                  after=(trained,)))
-            else:
-                config = arm_config(task, arm, seed, settings, device).to_dict()
-                units.append(Unit(name, train_unit, (config, str(root), name, report_to)))
-    return units
+    return arm_units(pairs, settings.seeds, root, settings.handover_every,
+                     lambda task, arm, seed: arm_config(task, arm, seed, settings, device), report_to)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -180,7 +157,8 @@ def tracker_effect(runs: list[Run]) -> dict:
 
 def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
-    from hrf_core.measure.frontier import format_value, frontier, standing_table, table
+    from hrf_core.study.frontier import frontier
+    from hrf_core.study.tables import format_value, standing_table, table
 
     progress = read_progress(out)
     settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
@@ -277,7 +255,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
 
 def reading(result: dict, metric: str = PRIMARY) -> list[str]:
     """The prose, built from the numbers it quotes (so it cannot drift from the tables)."""
-    from hrf_core.measure.frontier import format_value, position
+    from hrf_core.study.tables import format_value, position
 
     lines = []
     for group in result["groups"].values():
@@ -306,7 +284,7 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from hrf_core.measure.frontier import load_trajectory
+    from hrf_core.study.frontier import load_trajectory
 
     groups = list(result["groups"].values())
     if not groups:

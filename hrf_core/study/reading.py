@@ -35,7 +35,7 @@ def _summaries(node, out: list[tuple[float, float, float, int | None]]) -> None:
             n = node.get("n")
             out.append((float(node["mean"]), float(node["ci"][0]), float(node["ci"][1]),
                         int(n) if isinstance(n, int) else None))
-        if "decided" in node and "decided_interval" in node:  # a locality profile (hrf_core.measure.locality)
+        if "decided" in node and "decided_interval" in node:  # a locality profile (hrf_core.study.locality)
             out.extend((float(d), float(lo), float(hi), None)
                        for d, (lo, hi) in zip(node["decided"], node["decided_interval"], strict=True))
         for value in node.values():

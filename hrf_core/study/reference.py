@@ -5,7 +5,7 @@ epochs, all on evaluations of the same size. It comes from DDPO runs on disk wit
 reward and evaluation size (no KL penalty), or else from ``ddpo_reference.json`` beside the model's
 weights (written by the ``frontier-digits`` experiment, with the metrics also recomputed on the first
 64 evaluation samples, the size the app's digits presets use). :meth:`ReferenceCurve.at` reads the
-curve where its reward gain first reaches a level, as :mod:`hrf_core.measure.frontier` does.
+curve where its reward gain first reaches a level, as :mod:`hrf_core.study.frontier` does.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from hrf_core import methods
-from hrf_core.measure.frontier import crossing, interpolate
 from hrf_core.methods import Handover
 from hrf_core.store.runs import Run, RunStore
+from hrf_core.study.frontier import crossing, interpolate
 
 REFERENCE_FILE = "ddpo_reference.json"
 
