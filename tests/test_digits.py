@@ -11,6 +11,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.commands.pretrain import main as cli_main
 from hrf_core.measure.metrics import inception_score
 from hrf_core.models.digits import (
     DigitClassifier,
@@ -21,7 +22,6 @@ from hrf_core.models.digits import (
 )
 from hrf_core.models.pretrain import (
     GUIDANCE_SWEEP,
-    cli_main,
     folder_hashes,
     load_digits_ddpm,
     make_unet,

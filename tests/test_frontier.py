@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from hrf_core.commands.frontier import main as cli_main
 from hrf_core.measure import metrics
 from hrf_core.measure.frontier import (
-    cli_main,
     crossing,
     format_value,
     frontier,

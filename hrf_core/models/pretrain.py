@@ -14,7 +14,6 @@ Usage: `python -m hrf_core pretrain {digits16,digits16-cond,digits16-classifier}
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -611,7 +610,7 @@ def write_classifier_card(folder: Path) -> None:
         f"{r['lr']} (1 epoch warmup, cosine), weight decay {r['weight_decay']}, batch {r['batch_size']}, "
         f"{r['epochs']} epochs, light affine augmentation (shift <= {r['augment']['max_shift']} px, rotation <= "
         f"{r['augment']['max_rot_deg']} deg, scale +-{r['augment']['max_scale']}). Seed {tr['seed']}.", "",
-        "Reproduce: `python -m hrf_core.models.pretrain digits16-classifier`.", "",
+        "Reproduce: `python -m hrf_core pretrain digits16-classifier`.", "",
         f"Training time (measured): {tr['train_seconds']:.0f} s on {tr['env']['machine']}; "
         f"torch {tr['env']['torch']}.", "",
         *([tr["notes"], ""] if tr.get("notes") else []),
@@ -630,46 +629,3 @@ def update_ddpm_quality(folder: Path, quality: dict[str, Any]) -> None:
     _write_json(folder / "training.json", info)
     write_ddpm_card(folder)
 
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """`pretrain NAME [--out DIR] [--seed N] [--threads N] [--steps N] [--no-eval] [--eval-n N]`; an exit code."""
-    ap = argparse.ArgumentParser(prog="python -m hrf_core pretrain", description="Pretrain an embedded default model.")
-    ap.add_argument("name", choices=NAMES)
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default: checkpoints/NAME)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--steps", type=int, default=None, help="digits16(-cond): training steps (default from the recipe)")
-    ap.add_argument("--classifier", type=Path, default=CHECKPOINTS / "digits16-classifier",
-                    help="digits16(-cond): classifier used for the quality section of the card")
-    ap.add_argument("--no-eval", action="store_true", help="digits16(-cond): skip the quality measurement")
-    ap.add_argument("--eval-n", type=int, default=QUALITY_DEFAULTS["n"],
-                    help="digits16(-cond): samples for the quality measurement (digits16-cond: per guidance scale)")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    np.random.seed(a.seed)
-    out = a.out or CHECKPOINTS / a.name
-    if a.name == "digits16-classifier":
-        cfg = train_classifier(out, seed=a.seed)
-        write_classifier_card(out)
-        print(f"held-out accuracy {cfg['heldout_accuracy']:.4f}, real IS {cfg['inception_score_real_heldout']:.3f}, "
-              f"{cfg['training']['train_seconds']:.0f} s -> {out}")
-        return 0
-    info = train_ddpm(out, seed=a.seed, recipe={"steps": a.steps} if a.steps else None,
-                      conditional=a.name == "digits16-cond")
-    print(f"trained in {info['train_seconds']:.0f} s -> {out}", flush=True)
-    write_ddpm_card(out)
-    if not a.no_eval:
-        if not (a.classifier / "model.safetensors").is_file():
-            print(f"no classifier at {a.classifier}: skipping the quality measurement")
-            return 0
-        q = digits_quality(out, a.classifier, n=a.eval_n)
-        update_ddpm_quality(out, q)
-        print(json.dumps(q, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli_main())

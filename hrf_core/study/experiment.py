@@ -36,7 +36,6 @@ are generated from the runs at the end (or with ``--report-only`` at any time, w
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 import warnings
@@ -44,13 +43,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hrf_core import CHECKPOINTS_DIR, REPO_ROOT
 from hrf_core.config import TrainConfig
 from hrf_core.methods import DDPO, HRF, HRFD, Handover, HRFSliding
-from hrf_core.share import trackers
 from hrf_core.store import liveness
 from hrf_core.store.runs import Run, RunStore, checkpoint_epoch, is_run_folder, read_json, write_json
-from hrf_core.study.backends import add_backend_arguments
 
 NAME = "frontier-digits"
 #: The experiment's arms are named after the methods they run (:mod:`hrf_core.methods`).
@@ -783,103 +779,3 @@ def suggested_starts(tasks: list[str], model: str, steps: int) -> dict[str, int]
         if profile is not None and profile["num_steps"] == steps:
             out[task] = suggest_window(profile)[0][0]
     return out
-
-
-def add_sitting_arguments(parser, name: str, defaults) -> None:
-    """The flags every experiment shares: seeds, schedule, batches, model, device, backend, where the runs and the
-    report go. ``defaults``: the experiment's settings dataclass instance."""
-    parser.add_argument("name", choices=(name,))
-    parser.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
-    parser.add_argument("--tasks", nargs="+", default=defaults.tasks)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples)
-    parser.add_argument("--samples", type=int, default=defaults.samples, help="samples per epoch (every arm)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--siblings", type=int, default=defaults.siblings)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps K")
-    parser.add_argument("--model", default=defaults.model)
-    parser.add_argument("--device", default="cpu")
-    add_backend_arguments(parser)
-    parser.add_argument("--resamples", type=int, default=400, help="bootstrap resamples of the report")
-    parser.add_argument("--out", default=f"runs/{name}", help="the experiment's run store")
-    parser.add_argument("--docs", default=str(REPO_ROOT / "docs"), help="where RESULTS.md and results/ go")
-    parser.add_argument("--report-only", action="store_true", help="regenerate the report from the runs in --out")
-
-
-def run_sitting(args, settings, name: str, build=None, report_to: tuple[str, ...] = ()) -> bool:
-    """Run this sitting's units on the backend the flags name (unless ``--report-only``). Returns whether the
-    report should be written now: not after one shard, which ends before the others."""
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.report_only:
-        return True
-    from hrf_core.study.backends import backend_from_arguments
-    from hrf_core.study.sweep import parse_shard
-
-    out = Path(args.out).resolve()  # a worker on another node or in another folder finds the same store
-    shard = parse_shard(args.shard)
-    with backend_from_arguments(args, out) as backend:
-        progress = run_experiment(settings, out, backend, args.device, report_to, shard, build=build)
-    failed = [unit_name for unit_name, unit in progress["units"].items() if unit.get("error")]
-    if failed:
-        print(f"{len(failed)} units failed: {', '.join(failed)}")
-    if shard is not None:  # shards end at different times: one report, once, over the shared store
-        print(f"shard {shard[0]}/{shard[1]} finished; once every shard has, merge them with: python -m hrf_core "
-              f"experiment {name} --report-only --out {out} (and this run's settings)")
-        return False
-    return True
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Settings()
-    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
-                                     description=__doc__.splitlines()[0])
-    add_sitting_arguments(parser, NAME, defaults)
-    parser.add_argument("--kl-coefs", type=float, nargs="+", default=defaults.kl_coefs)
-    parser.add_argument("--diversity-weights", type=float, nargs="*", default=defaults.diversity_weights,
-                        help="also run ddpo, window-only hrf[30,40) and the hand-over with each diversity weight")
-    parser.add_argument("--handover-every", type=int, default=defaults.handover_every)
-    parser.add_argument("--ablation-tasks", nargs="*", default=defaults.ablation_tasks,
-                        help=f"tasks that also run {', '.join(ABLATION_BASES)} with per-image advantages")
-    parser.add_argument("--window-only-tasks", nargs="*", default=defaults.window_only_tasks,
-                        help="tasks that also run the window-only arms")
-    parser.add_argument("--arms", nargs="*", default=[],
-                        help="run only these arms (e.g. ddpo handover 'hrf[20,40)/image/wo' suggested/wo); default all")
-    parser.add_argument("--reference", default="",
-                        help="also write the app's DDPO reference curves here (e.g. "
-                        f"{CHECKPOINTS_DIR / 'digits16' / 'ddpo_reference.json'}), merged per reward and evaluation "
-                        "size into what the file has (a curve with more seeds is kept); default: nowhere")
-    parser.add_argument("--previous",
-                        help="an earlier sitting's frontier.json: the arms this store lacks join every table")
-    parser.add_argument("--report-to", choices=trackers.TRACKERS, action="append",
-                        help="also log each run to this tracker (repeat): trackio, tensorboard or wandb")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    from hrf_core.rewards.registry import REWARDS
-
-    args = build_parser().parse_args(argv)
-    report_to = trackers.require(args.report_to)
-    for task in args.tasks:
-        if task not in REWARDS:
-            raise ValueError(f"unknown task {task!r}; choose from {', '.join(REWARDS)}")
-    settings = Settings(seeds=args.seeds, tasks=args.tasks, epochs=args.epochs, eval_every=args.eval_every,
-                        eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
-                        siblings=args.siblings, steps=args.steps, lr=args.lr, kl_coefs=args.kl_coefs,
-                        diversity_weights=args.diversity_weights,
-                        handover_every=args.handover_every, model=args.model, ablation_tasks=args.ablation_tasks,
-                        window_only_tasks=args.window_only_tasks, arms=args.arms,
-                        suggested=suggested_starts(args.tasks, args.model, args.steps))
-    for task in settings.tasks:  # fail on a bad combination now, not in a worker an hour later
-        for arm in arms_of(task, settings):
-            if handover_source(arm) is None:
-                arm_config(task, arm, settings.seeds[0], settings, args.device)
-    if not run_sitting(args, settings, NAME, report_to=report_to):
-        return 0
-    report = write_report(Path(args.out).resolve(), Path(args.docs), Path(args.reference) if args.reference else None,
-                          args.resamples, Path(args.previous) if args.previous else None)
-    print(f"wrote {report}")
-    return 0
