@@ -37,8 +37,8 @@ FORWARDED_PREFIXES = ("HF_", "HRF_", "TRANSFORMERS_", "DIFFUSERS_")
 
 
 def backend_from_arguments(args, shared: Path):
-    """:func:`open_backend` from the flags of :func:`add_backend_arguments` (and ``--device``); ``shared``: the run
-    store, which every Ray node must see."""
+    """:func:`open_backend` from the flags of :func:`hrf_core.commands.experiment.add_backend_arguments` (and
+    ``--device``); ``shared``: the run store, which every Ray node must see."""
     if args.backend != "ray" and (args.address or args.gpus_per_unit is not None):
         raise ValueError("--address and --gpus-per-unit are for --backend ray")
     device = getattr(args, "device", "cpu")
