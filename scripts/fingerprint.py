@@ -131,7 +131,8 @@ class Adapters:
         return JobManager(RunStore(store), torch_threads=1)
 
     def config_from_cli(self, argv: list[str]):
-        from hrf_core.cli import build_parser, config_from_args
+        from hrf_core.cli import build_parser
+        from hrf_core.commands.train import config_from_args
 
         return config_from_args(build_parser().parse_args(["train", *argv]))
 

@@ -96,7 +96,7 @@ def serial_experiment(tiny_model_dir, tmp_path_factory):
     """The 4-unit experiment of ``tests/small_experiment.py`` run with ``--jobs 1``: its folder (runs/, docs/)."""
     from small_experiment import args
 
-    from hrf_core.study.experiment import cli_main
+    from hrf_core.commands.experiment import main as cli_main
 
     root = tmp_path_factory.mktemp("serial-experiment")
     assert cli_main([*args(tiny_model_dir, root), "--jobs", "1"]) == 0

@@ -7,7 +7,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from hrf_core.share.animate import cli_main, frames
+from hrf_core.commands.animate import main as cli_main
+from hrf_core.share.animate import frames
 from hrf_core.store.runs import Run
 from hrf_core.study.examples import EXAMPLES_DIR
 

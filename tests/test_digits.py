@@ -11,6 +11,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 from hrf_core import CHECKPOINTS_DIR
+from hrf_core.commands.pretrain import main as cli_main
 from hrf_core.measure.metrics import inception_score
 from hrf_core.models.digits import (
     DigitClassifier,
@@ -20,7 +21,6 @@ from hrf_core.models.digits import (
     split_indices,
 )
 from hrf_core.models.pretrain import (
-    cli_main,
     load_digits_ddpm,
     make_unet,
     sample_ddim,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hrf_core.study.experiment import cli_main
+from hrf_core.commands.experiment import main as cli_main
 
 
 def metric_rows(path):

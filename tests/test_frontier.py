@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from hrf_core.commands.frontier import main as cli_main
 from hrf_core.measure import metrics
 from hrf_core.store.runs import RunStore
 from hrf_core.study.frontier import (
-    cli_main,
     crossing,
     frontier,
     seed_interval,

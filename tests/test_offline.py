@@ -212,7 +212,8 @@ def test_every_experiment_takes_its_smallest_sizes(name, monkeypatch, tmp_path, 
 
 
 def test_every_preset_takes_one_epoch_and_a_default_window_follows_the_steps():
-    from hrf_core.cli import build_parser, config_from_args
+    from hrf_core.cli import build_parser
+    from hrf_core.commands.train import config_from_args
     from hrf_core.presets import PRESETS
 
     for preset in PRESETS:

@@ -26,7 +26,7 @@ def snapshot() -> tuple[str, dict]:
 def test_a_small_experiment_with_out_and_docs_elsewhere_leaves_shipped_files_alone(tiny_model_dir, tmp_path):
     from small_experiment import args
 
-    from hrf_core.study.experiment import cli_main
+    from hrf_core.commands.experiment import main as cli_main
 
     argv = args(tiny_model_dir, tmp_path, epochs=2)
     argv = argv[:argv.index("--reference")]  # the default: the reference goes nowhere

@@ -249,7 +249,8 @@ def test_prompt_sets_are_named_with_an_at_and_expanded_where_the_setting_is_pars
 
 
 def test_a_prompt_file_only_from_the_command_line(tiny_sd_dir, tmp_path, capsys):
-    from hrf_core.cli import build_parser, config_from_args
+    from hrf_core.cli import build_parser
+    from hrf_core.commands.train import config_from_args
 
     path = tmp_path / "prompts.txt"
     path.write_text("# my prompts\na red cat, sitting\n\na blue dog\n")

@@ -317,11 +317,11 @@ def test_run_checkpoint_and_resume_with_broken_files_exit_2_with_one_line(rgb_di
 
 
 def test_cli_error_messages_are_joined_onto_one_line(monkeypatch, capsys):
-    import hrf_core.cli as cli
+    from hrf_core.commands import sample
 
     def multi_line(args):
         raise ValueError("first line\nsecond line\n")
 
-    monkeypatch.setattr(cli, "cmd_sample", multi_line)
+    monkeypatch.setattr(sample.COMMAND, "run", multi_line)
     assert main(["sample", "--model", "x", "--out", "y.png"]) == 2
     assert one_error_line(capsys) == "error: first line second line"

@@ -130,7 +130,8 @@ def test_ddpo_has_no_outside():
 
 
 def test_cli_outside_flag_sets_the_config():
-    from hrf_core.cli import build_parser, config_from_args
+    from hrf_core.cli import build_parser
+    from hrf_core.commands.train import config_from_args
 
     args = build_parser().parse_args(["train", "--method", "hrf", "--window", "20:40", "--outside", "base"])
     assert config_from_args(args).outside_window == "base"

@@ -17,7 +17,6 @@ Usage: `python -m hrf_core pretrain {digits16,digits16-cond,digits16-classifier}
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -26,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -237,58 +235,3 @@ def sample_ddim(unet: Any, scheduler: Any, n: int, steps: int = 40, eta: float =
                 x = x_prev
             out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
-
-
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """`pretrain NAME [--out DIR] [--seed N] [--threads N] [--steps N] [--no-eval] [--eval-n N]`; an exit code."""
-    from hrf_core.study.digits_quality import (
-        QUALITY_DEFAULTS,
-        digits_quality,
-        train_classifier,
-        update_ddpm_quality,
-        write_classifier_card,
-        write_ddpm_card,
-    )
-
-    ap = argparse.ArgumentParser(prog="python -m hrf_core pretrain", description="Pretrain an embedded default model.")
-    ap.add_argument("name", choices=NAMES)
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default: checkpoints/NAME)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--steps", type=int, default=None, help="digits16(-cond): training steps (default from the recipe)")
-    ap.add_argument("--classifier", type=Path, default=CHECKPOINTS / "digits16-classifier",
-                    help="digits16(-cond): classifier used for the quality section of the card")
-    ap.add_argument("--no-eval", action="store_true", help="digits16(-cond): skip the quality measurement")
-    ap.add_argument("--eval-n", type=int, default=QUALITY_DEFAULTS["n"],
-                    help="digits16(-cond): samples for the quality measurement (digits16-cond: per guidance scale)")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    np.random.seed(a.seed)
-    out = a.out or CHECKPOINTS / a.name
-    if a.name == "digits16-classifier":
-        cfg = train_classifier(out, seed=a.seed)
-        write_classifier_card(out)
-        print(f"held-out accuracy {cfg['heldout_accuracy']:.4f}, real IS {cfg['inception_score_real_heldout']:.3f}, "
-              f"{cfg['training']['train_seconds']:.0f} s -> {out}")
-        return 0
-    info = train_ddpm(out, seed=a.seed, recipe={"steps": a.steps} if a.steps else None,
-                      conditional=a.name == "digits16-cond")
-    print(f"trained in {info['train_seconds']:.0f} s -> {out}", flush=True)
-    write_ddpm_card(out)
-    if not a.no_eval:
-        if not (a.classifier / "model.safetensors").is_file():
-            print(f"no classifier at {a.classifier}: skipping the quality measurement")
-            return 0
-        q = digits_quality(out, a.classifier, n=a.eval_n)
-        update_ddpm_quality(out, q)
-        print(json.dumps(q, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli_main())

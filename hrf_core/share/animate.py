@@ -6,14 +6,13 @@ trajectory up to that epoch. ``python -m hrf_core animate RUN_DIR --out run.gif`
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from hrf_core.methods import color_of, run_label
-from hrf_core.store.runs import Run, open_run
+from hrf_core.store.runs import Run
 
 PANEL = 280  # pixels: the height of each panel
 
@@ -127,15 +126,3 @@ class ReplayCache:
                     old.unlink(missing_ok=True)
             return target.read_bytes()  # under the lock: no other request removes it meanwhile
 
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrf_core animate", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="a run folder")
-    parser.add_argument("--out", required=True, help="the GIF to write")
-    parser.add_argument("--seconds-per-frame", type=float, default=0.6)
-    args = parser.parse_args(argv)
-    if not args.out.lower().endswith(".gif"):
-        raise ValueError(f"--out must be a .gif file, got {args.out}")
-    path = animate(open_run(args.run_dir), Path(args.out), args.seconds_per_frame)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    return 0

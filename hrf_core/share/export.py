@@ -58,7 +58,8 @@ def checkpoint_of(run: Run, epoch: int | None = None) -> Path:
     return checkpoints[epoch]
 
 
-def _empty_target(out: Path) -> Path:
+def empty_target(out: Path) -> Path:
+    """``out`` (``~`` expanded) when it is a new or empty folder; else ValueError naming --out."""
     out = out.expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder: choose a new --out")
@@ -235,7 +236,7 @@ def export_checkpoint(run: Run, checkpoint: Path, out: Path, repo: str | None = 
     from hrf_core.models.base import load_scheduler, load_unet
     from hrf_core.models.lora import ADAPTER_FILE, read_adapter
 
-    out = _empty_target(out)
+    out = empty_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -282,27 +283,3 @@ def push_to_hub(folder: Path, repo: str, message: str) -> str:
                          f"{reason})") from None
     return f"https://huggingface.co/{repo_id}"
 
-
-def build_parser():
-    from hrf_core.commandline import Parser
-
-    parser = Parser(prog="python -m hrf_core export", description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a run folder, or the id of a run in --runs")
-    parser.add_argument("--runs", default="runs", help="the run store of a run id (default runs)")
-    parser.add_argument("--epoch", type=int, help="the checkpoint's epoch (default: the latest)")
-    parser.add_argument("--out", required=True, help="the folder to write (new or empty)")
-    parser.add_argument("--push-to-hub", metavar="REPO", help="also upload it to this Hub model repo (namespace/name)")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run = find_run(args.run, args.runs)
-    checkpoint = checkpoint_of(run, args.epoch)
-    _empty_target(Path(args.out))
-    repo = check_repo_id(args.push_to_hub) if args.push_to_hub else None
-    out = export_checkpoint(run, checkpoint, Path(args.out), repo)
-    print(f"wrote {out} ({run.run_id}, {checkpoint.name})")
-    if repo:
-        print(f"pushed to {push_to_hub(out, repo, f'HRF Explorer: {run.run_id}, {checkpoint.name}')}")
-    return 0

@@ -36,27 +36,9 @@ CONNECT_TIMEOUT = 5.0
 FORWARDED_PREFIXES = ("HF_", "HRF_", "TRANSFORMERS_", "DIFFUSERS_")
 
 
-def add_backend_arguments(parser) -> None:
-    """The flags that choose where an experiment's units run (every experiment's parser adds them)."""
-    parser.add_argument("--backend", choices=BACKENDS, default="pool",
-                        help=f"where units run: processes on this machine (pool) or a Ray cluster (ray; {RAY_INSTALL})")
-    parser.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else the one `ray start` "
-                                          "started on this machine)")
-    parser.add_argument("--jobs", type=int,
-                        help="units at once: pool processes (default 1); on Ray a cap (default: what the cluster "
-                             "holds)")
-    parser.add_argument("--threads", type=int,
-                        help="torch threads per unit, and on Ray its CPUs (default: pool cores / jobs, Ray 1)")
-    parser.add_argument("--gpus-per-unit", type=float,
-                        help="GPUs each Ray task asks for; a fraction shares one (default: 0 with --device cpu, "
-                             "else 1)")
-    parser.add_argument("--shard", help="run only the i-th of N disjoint parts of the units, as i/N (default: "
-                                        "a SLURM job array's task, from $SLURM_ARRAY_TASK_ID)")
-
-
 def backend_from_arguments(args, shared: Path):
-    """:func:`open_backend` from the flags of :func:`add_backend_arguments` (and ``--device``); ``shared``: the run
-    store, which every Ray node must see."""
+    """:func:`open_backend` from the flags of :func:`hrf_core.commands.sitting.add_backend_arguments` (and
+    ``--device``); ``shared``: the run store, which every Ray node must see."""
     if args.backend != "ray" and (args.address or args.gpus_per_unit is not None):
         raise ValueError("--address and --gpus-per-unit are for --backend ray")
     device = getattr(args, "device", "cpu")

@@ -9,7 +9,6 @@ retrains one duel and keeps the others' folders.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -125,18 +124,3 @@ def generate(target: Path = EXAMPLES_DIR, epochs: int = 12, seed: int = 0,
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
-
-def cli_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrf_core examples", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(EXAMPLES_DIR), help=f"where the examples go (default {EXAMPLES_DIR})")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="+", default=(), metavar="NAME",
-                        help=f"retrain only these duels ({', '.join(d.name for d in DUELS)}); keep the others")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        raise ValueError("--epochs must be >= 1")
-    folders = generate(Path(args.out), args.epochs, args.seed, tuple(args.only))
-    total = sum(folder_size(f) for f in folders)
-    print(f"wrote {len(folders)} example runs to {args.out} ({total / 1e6:.2f} MB)")
-    return 0

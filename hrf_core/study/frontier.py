@@ -21,7 +21,6 @@ from fewer than :data:`MIN_HEADLINE_SEEDS` seeds is not a headline claim.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 from collections.abc import Iterable
@@ -32,7 +31,7 @@ import numpy as np
 
 from hrf_core import methods
 from hrf_core.methods import Handover
-from hrf_core.store.runs import Run, is_run_folder, write_json
+from hrf_core.store.runs import Run, is_run_folder
 
 #: Diversity metrics read off at matched reward, by key prefix (the row keys end in ``@N``).
 DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
@@ -451,40 +450,3 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
             if candidate.is_dir() and is_run_folder(candidate) and Run(candidate).metrics_path.is_file():
                 found.setdefault(candidate.resolve(), Run(candidate.resolve()))
     return list(found.values())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hrf_core frontier", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
-    parser.add_argument("--json", help="write the full comparison here")
-    parser.add_argument("--levels", type=float, nargs="+", default=list(DEFAULT_FRACTIONS),
-                        help="reward levels as fractions of DDPO's final reward gain (default 0.25 0.5 0.75)")
-    parser.add_argument("--compute-levels", type=float, nargs="+", default=list(DEFAULT_COMPUTE_FRACTIONS),
-                        help="compute levels as fractions of DDPO's final compute")
-    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                        help="bootstrap resamples for the intervals (0: none)")
-    parser.add_argument("--metric", default=None, help="the metric of the printed table (default: IS)")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    from hrf_core.study.tables import table
-
-    args = build_parser().parse_args(argv)
-    if any(not 0 < f <= 2 for f in args.levels) or args.resamples < 0:
-        raise ValueError("--levels must be fractions in (0, 2] and --resamples >= 0")
-    result = frontier(args.run_dirs, args.levels, args.compute_levels, args.resamples)
-    if args.json:
-        write_json(Path(args.json), result)
-    for group in result["groups"].values():
-        metrics = sorted({k for arm in group["arms"].values() for row in arm["matched_reward"]
-                          for k in row["values"] if k not in ("epoch", "compute", "gain")})
-        metric = args.metric or next((m for m in metrics if m.startswith("is_")), metrics[0] if metrics else "gain")
-        print(f"{group['model']} · {group['reward']}: {metric} at matched reward gain "
-              f"(fractions of DDPO's final gain {group['reference']['final_gain']:.4g}); "
-              f"{group['eval_samples']} evaluation samples, mean ± std over seeds [95% interval]")
-        print("\n".join(table(group, metric)))
-        print()
-    if args.json:
-        print(f"wrote {args.json}")
-    return 0

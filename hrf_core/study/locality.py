@@ -362,50 +362,6 @@ def format_table(profiles: dict[str, dict]) -> list[str]:
     return lines
 
 
-def cli_main(argv: list[str] | None = None) -> int:
-    """``python -m hrf_core locality --model M --reward R [R ...] [--checkpoint C] [--json out.json]``."""
-
-    from hrf_core.commandline import Parser
-    from hrf_core.models.registry import load_base_model
-    from hrf_core.rewards.registry import make_reward
-
-    defaults = ProfileSettings()
-    parser = Parser(prog="python -m hrf_core locality", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="digits16", help="registry name, Hub id or local diffusers folder")
-    parser.add_argument("--checkpoint", help="a run checkpoint folder: profile the fine-tuned model instead")
-    parser.add_argument("--reward", nargs="+", required=True, help="registered reward names (all share the branches)")
-    parser.add_argument("--trunks", type=int, default=defaults.trunks)
-    parser.add_argument("--branches", type=int, default=defaults.branches)
-    parser.add_argument("--steps", type=int, default=defaults.num_steps, help="DDIM steps K")
-    parser.add_argument("--eta", type=float, default=defaults.eta)
-    parser.add_argument("--probes", type=int, nargs="+", default=[], help="step indices (default every 5th and K-1)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--resamples", type=int, default=defaults.resamples, help="bootstrap resamples over trunks")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", help="write the profiles here")
-    parser.add_argument("--ship", action="store_true", help="write them beside the embedded model (base only)")
-    args = parser.parse_args(argv)
-    settings = ProfileSettings(trunks=args.trunks, branches=args.branches, num_steps=args.steps, eta=args.eta,
-                               probes=tuple(args.probes), seed=args.seed, resamples=args.resamples).validate()
-    rewards = {name: make_reward(name) for name in args.reward}  # unknown names: ValueError before any sampling
-    model = load_base_model(args.checkpoint or args.model, args.device)
-    label = {"model": args.model, "checkpoint": args.checkpoint}
-    profiles = profile(model, rewards, settings, label=label)
-    if args.json:
-        from hrf_core.store.runs import write_json
-
-        write_json(Path(args.json), profiles)
-    if args.ship:
-        if args.checkpoint:
-            raise ValueError("--ship writes base-model profiles: drop --checkpoint")
-        print(f"wrote {write_shipped(args.model, profiles)}")
-    print("\n".join(format_table(profiles)))
-    seconds = next(iter(profiles.values()))["seconds"]
-    print(f"\n{settings.trunks} trunks x {settings.branches} branches, {len(settings.probes)} probes: "
-          f"{next(iter(profiles.values()))['unet_rows']} UNet rows in {seconds:.1f} s")
-    return 0
-
-
 def compute_cached(cache: ProfileCache, model: str, reward: str, checkpoint: str | None = None,
                    settings: ProfileSettings | None = None, stop: StopCheck | None = None,
                    progress: Callable[[float, str], None] | None = None, device: str = "auto") -> dict:

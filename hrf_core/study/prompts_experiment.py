@@ -30,7 +30,6 @@ run on a backend or a shard, with one retry, as in ``frontier-digits``; the repo
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +40,9 @@ from hrf_core.study.arms import (
     HANDOVER_ARM,
     arm_overrides,
     diversity_arms,
-    handover_source,
     sitting_config,
     window_arm,
 )
-from hrf_core.study.experiment import add_sitting_arguments, run_sitting
 from hrf_core.study.report import arm_colors, execution_note, include_in_results
 from hrf_core.study.units import arm_units, finished_runs, read_progress
 
@@ -313,40 +310,3 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
     fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = Settings()
-    parser = argparse.ArgumentParser(prog=f"python -m hrf_core experiment {NAME}",
-                                     description=__doc__.splitlines()[0])
-    add_sitting_arguments(parser, NAME, d)
-    parser.add_argument("--prompts", nargs="+", default=d.prompts)
-    parser.add_argument("--guidance", nargs="*", default=[f"{t}={g:g}" for t, g in d.guidance.items()],
-                        metavar="TASK=SCALE", help="guidance per task (others: 1)")
-    parser.add_argument("--tracker-tasks", nargs="*", default=d.tracker_tasks)
-    parser.add_argument("--diversity-weights", type=float, nargs="*", default=d.diversity_weights,
-                        help="also run ddpo, window-only hrf[30,40) and the hand-over with each diversity weight")
-    parser.add_argument("--arms", nargs="*", default=d.arms,
-                        help="run only these arms (e.g. ddpo handover 'hrf[30,40)/image/wo'); default all")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        guidance = {t: float(g) for t, g in (item.split("=", 1) for item in args.guidance)}
-    except ValueError:
-        raise ValueError("--guidance takes TASK=SCALE pairs, e.g. alignment=0.5") from None
-    settings = Settings(seeds=args.seeds, tasks=args.tasks, prompts=args.prompts, guidance=guidance,
-                        tracker_tasks=args.tracker_tasks, epochs=args.epochs, eval_every=args.eval_every,
-                        eval_samples=args.eval_samples, samples=args.samples, batch_size=args.batch_size,
-                        siblings=args.siblings, lr=args.lr, steps=args.steps, model=args.model,
-                        diversity_weights=args.diversity_weights, arms=args.arms)
-    for task in settings.tasks:  # a bad combination fails now, not in a worker an hour later
-        for arm in arms_of(task, settings):
-            if handover_source(arm) is None:
-                arm_config(task, arm, settings.seeds[0], settings, args.device)
-    if not run_sitting(args, settings, NAME, build=build_units):
-        return 0
-    print(f"wrote {write_report(Path(args.out).resolve(), Path(args.docs), args.resamples)}")
-    return 0
