@@ -3,7 +3,7 @@
 1. ``sources``: HRF's trajectory-of-interest images of an epoch, one rollout per sampling batch (before: batch /
    siblings images per UNet call) against ``Trainer._roll_images`` (``siblings`` batches' images per call), on the
    embedded digits16 (K = 40) with the SD presets' layout: 64 samples, batches of 8, 4 siblings (8 batches of 2
-   images: 8 rollouts of 2 rows against 2 of 8). The images are the same bit for bit (tests/test_trainer.py).
+   images: 8 rollouts of 2 rows against 2 of 8). The images are the same bit for bit (tests/rl/test_trainer.py).
 2. ``switch``: the LoRA base model's call (``AdapterDisabled``) with diffusers' ``disable_adapters`` /
    ``enable_adapters`` around it (before: two walks over every module) against the shared switch (one assignment
    each way): the switch alone on the SD 1.x UNet architecture (built on the meta device: 1,500 modules, 64 LoRA
@@ -12,7 +12,7 @@
    calls of their own (before: ``PolicyUpdate._chunk_backward`` of one batch at a time makes exactly the old calls)
    against calls gathered across batches, both at most ``train_batch_size`` rows; on digits16 (K = 40) with HRF
    [20, 40) in the SD presets' layout (64 samples, batches of 8, 4 siblings; train batch 64, 4 updates: a chunk
-   holds about 2 rows of each batch). The gradients agree to float64 rounding (tests/test_update.py).
+   holds about 2 rows of each batch). The gradients agree to float64 rounding (tests/rl/test_update.py).
 
     python bench/busy.py [--repeats 5] [--only training] [--json out.json]
 """

@@ -2,7 +2,7 @@
 
     python scripts/api_reference.py [--check]
 
-``--check`` rewrites nothing and exits 1 when docs/API.md is out of date (tests/test_api_reference.py does the
+``--check`` rewrites nothing and exits 1 when docs/API.md is out of date (tests/explorer/test_api_reference.py does the
 same check).
 """
 

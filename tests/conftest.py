@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -13,6 +15,12 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models gain nothing from more; robust when the CPU is shared
+
+# tests/ mirrors the library's folders (tests/rl/, tests/explorer/ for the app, ...) and its modules import helpers
+# from one another by bare name (``from test_jobs import fake_factory``): every folder of tests/ is on the path, so
+# a test file's basename is unique across them.
+sys.path += [str(folder) for folder in sorted(Path(__file__).resolve().parent.iterdir())
+             if folder.is_dir() and not folder.name.startswith(("_", ".")) and str(folder) not in sys.path]
 
 
 def make_tiny_unet(seed: int = 0, channels: int = 1, size: int = 8, num_class_embeds: int | None = None) -> UNet2DModel:
@@ -109,7 +117,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def browser():
-    """One headless Debian chromium per test module (tests/test_browser*.py)."""
+    """One headless Debian chromium per test module (tests/explorer/test_browser*.py)."""
     from playwright.sync_api import sync_playwright
 
     os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")

@@ -22,7 +22,7 @@ from explorer.server import free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 CHROMIUM = "/usr/bin/chromium"
-README = Path(__file__).resolve().parent.parent / "docs" / "PROXY.md"  # the README links it
+README = Path(__file__).resolve().parents[2] / "docs" / "PROXY.md"  # the README links it
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: apt-get install nginx)"),

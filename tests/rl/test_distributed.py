@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 SMALL = ["--method", "hrf", "--window", "5:10", "--steps", "10", "--samples", "16", "--batch-size", "4",
          "--siblings", "2", "--eval-samples", "8", "--device", "cpu", "--lr", "1e-3"]

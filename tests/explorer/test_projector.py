@@ -76,7 +76,7 @@ def test_the_preset_matches_until_a_field_changes():
     assert not train.preset_matches(train.NO_PRESET, values)
 
 
-@pytest.mark.skipif(not (Path(__file__).parents[1] / "checkpoints" / "digits16-cond" / "unet").is_dir(),
+@pytest.mark.skipif(not (Path(__file__).parents[2] / "checkpoints" / "digits16-cond" / "unet").is_dir(),
                     reason="digits16-cond is not shipped here")
 def test_class_prompts_never_download(monkeypatch):
     """The form asks on every edit: a Hub model's prompt with spaces is left alone without any download."""

@@ -107,7 +107,7 @@ def check_window_only(store):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "window_only.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "window_only.py"
     spec = importlib.util.spec_from_file_location("window_only", path)
     window_only = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(window_only)

@@ -12,7 +12,7 @@ import pytest
 
 from hrf_core.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["--steps", "10", "--samples", "8", "--batch-size", "4", "--siblings", "2", "--eval-samples", "8",
          "--device", "cpu"]
 

@@ -24,7 +24,7 @@ from hrf_core.study.locality import (
 )
 
 K = 10
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class LinearUNet(torch.nn.Module):
