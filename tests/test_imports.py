@@ -17,7 +17,7 @@ from hrf_core import REPO_ROOT
 #: Lowest first: a module may import its own floor's and those below (``config``, ``methods``, ``settings`` and
 #: ``presets`` are the run's description, each importing only those before it).
 FLOORS = (
-    ("imaging", "downloads", "commandline"),
+    ("imaging", "downloads", "commandline", "registry"),
     ("store",),
     ("models",),
     ("measure",),

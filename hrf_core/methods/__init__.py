@@ -24,17 +24,8 @@ __all__ = ["DDPO", "HRF", "HRFD", "METHODS", "EpochContext", "Handover", "HRFSli
 METHODS.update({method.name: method for method in (DDPO(), HRF(), HRFSliding(), HRFD(), Handover())})
 
 
-def register(method: Method) -> Method:
-    """Add ``method`` under its name (a name already taken is refused); returns it."""
-    if method.name in METHODS:
-        raise ValueError(f"method {method.name!r} is registered already")
-    METHODS[method.name] = method
-    return method
-
-
-def unregister(name: str) -> None:
-    """Remove a method :func:`register` added (tests)."""
-    METHODS.pop(name, None)
+#: Add a method under its name (a name already taken is refused; returns it); remove one (tests).
+register, unregister = METHODS.register, METHODS.unregister
 
 
 def trainable() -> list[str]:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from hrf_core.registry import Registry
+
 if TYPE_CHECKING:
     import torch
 
@@ -150,7 +152,7 @@ class Method:
 #: Every method by name, in the order the app lists them: filled, and served, by the registry
 #: (:mod:`hrf_core.methods`); kept here so that a method can ask for another (:func:`reference`) without
 #: importing its module.
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method")
 
 
 def reference() -> Method:

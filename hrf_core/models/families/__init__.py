@@ -14,6 +14,7 @@ from pathlib import Path
 from hrf_core.models.families.base import Family, MetaParts
 from hrf_core.models.families.pixel import Pixel
 from hrf_core.models.families.text_to_image import TextToImage
+from hrf_core.registry import Registry
 
 __all__ = ["FAMILIES", "PIXEL", "TEXT_TO_IMAGE", "Family", "MetaParts", "Pixel", "TextToImage", "default", "detect",
            "get", "register", "unregister"]
@@ -21,20 +22,9 @@ __all__ = ["FAMILIES", "PIXEL", "TEXT_TO_IMAGE", "Family", "MetaParts", "Pixel",
 #: The built-in families, for the model registry's entries.
 PIXEL, TEXT_TO_IMAGE = Pixel(), TextToImage()
 #: Every family by name; a folder is the first family's that detects it, the fallback family's otherwise.
-FAMILIES: dict[str, Family] = {family.name: family for family in (TEXT_TO_IMAGE, PIXEL)}
-
-
-def register(family: Family) -> Family:
-    """Add ``family`` under its name (a name already taken is refused); returns it."""
-    if family.name in FAMILIES:
-        raise ValueError(f"model family {family.name!r} is registered already")
-    FAMILIES[family.name] = family
-    return family
-
-
-def unregister(name: str) -> None:
-    """Remove a family :func:`register` added (tests)."""
-    FAMILIES.pop(name, None)
+FAMILIES: Registry[Family] = Registry("model family", (TEXT_TO_IMAGE, PIXEL))
+#: Add a family under its name (a name already taken is refused; returns it); remove one (tests).
+register, unregister = FAMILIES.register, FAMILIES.unregister
 
 
 def default() -> Family:
