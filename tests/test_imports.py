@@ -154,3 +154,12 @@ def test_a_config_validates_whichever_module_was_imported_first():
             "except ValueError as error:\n    print(type(error).__name__, error)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout == "SettingError samples_per_epoch (8) must be a multiple of batch_size (3)\n"
+
+
+def test_the_picture_of_the_house_has_the_floors_of_the_code():
+    """docs/ARCHITECTURE.md's picture lists the floors, top first, as :data:`FLOORS` has them."""
+    text = (REPO_ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    picture = text.split("## The house", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    drawn = [tuple(name.strip() for name in line.split(None, 1)[1].split("  ")[0].split(","))
+             for line in picture.splitlines()[1:] if line[:6].strip().isdigit()]
+    assert drawn[::-1] == list(FLOORS)
