@@ -1,7 +1,7 @@
 """One way to start or continue a run: check, create the run, build its trainer, report it to the trackers.
 
 Every driver goes through here: the app's job manager (a run or a duel in a background thread), the command
-line (also one rank of torchrun) and the experiments (:mod:`hrf_core.study.experiment`).
+line (also one rank of torchrun) and the experiments (:mod:`hrf_core.study.units`).
 
 - :func:`preflight`: can the config's model and reward run here now (one line when not; nothing written), and
   every download it needs decided (:mod:`hrf_core.downloads`): cached, downloadable, a labelled proxy, or a refusal;

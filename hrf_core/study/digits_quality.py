@@ -407,7 +407,7 @@ def write_classifier_card(folder: Path) -> None:
         f"{r['lr']} (1 epoch warmup, cosine), weight decay {r['weight_decay']}, batch {r['batch_size']}, "
         f"{r['epochs']} epochs, light affine augmentation (shift <= {r['augment']['max_shift']} px, rotation <= "
         f"{r['augment']['max_rot_deg']} deg, scale +-{r['augment']['max_scale']}). Seed {tr['seed']}.", "",
-        "Reproduce: `python -m hrf_core.models.pretrain digits16-classifier`.", "",
+        "Reproduce: `python -m hrf_core pretrain digits16-classifier`.", "",
         f"Training time (measured): {tr['train_seconds']:.0f} s on {tr['env']['machine']}; "
         f"torch {tr['env']['torch']}.", "",
         *([tr["notes"], ""] if tr.get("notes") else []),
