@@ -193,14 +193,15 @@ def test_every_experiment_takes_its_smallest_sizes(name, monkeypatch, tmp_path, 
     and the sitting starts; its units are not run here (too slow for the suite: run by hand for #41)."""
     import contextlib
 
-    from hrf_core.study import backends, experiment, prompts_experiment
+    from hrf_core.study import arms, backends, prompts_experiment, report, units
 
-    module = experiment if name == "frontier-digits" else prompts_experiment
+    module = arms if name == "frontier-digits" else prompts_experiment
     sittings = []
     monkeypatch.setattr(backends, "backend_from_arguments", lambda args, out: contextlib.nullcontext())
-    monkeypatch.setattr(experiment, "run_experiment", lambda settings, *a, **k: sittings.append(settings) or {
+    monkeypatch.setattr(units, "run_experiment", lambda settings, *a, **k: sittings.append(settings) or {
         "units": {}})
-    monkeypatch.setattr(module, "write_report", lambda *args, **kwargs: tmp_path / "RESULTS.md")
+    monkeypatch.setattr(report if name == "frontier-digits" else prompts_experiment, "write_report",
+                        lambda *args, **kwargs: tmp_path / "RESULTS.md")
     for task in module.Settings().tasks:
         assert main(["experiment", name, "--epochs", "1", "--seeds", "0", "--tasks", task, "--out",
                      str(tmp_path / "runs"), "--docs", str(tmp_path / "docs")]) == 0, capsys.readouterr().err
