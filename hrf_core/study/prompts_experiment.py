@@ -22,8 +22,10 @@ Arms, every task and seed:
 
 Tasks: ``alignment`` (the classifier's probability of the prompted digit), ``ink`` and ``jpeg-incompressibility``.
 ``alignment`` is trained at guidance 0.5 (``--guidance``): at the model's default of 1 it starts at 1.000, with
-nothing to gain. Diversity within a prompt (Vendi on the digit classifier's features among the samples of one
-prompt, averaged over the prompts) is the headline; the across-prompt value is beside it. Units are resumable and
+nothing to gain. Diversity within a prompt (the calibrated measure, :data:`PRIMARY`: Vendi of an RBF kernel on
+blurred pixels among the samples of one prompt, averaged over the prompts; the classifier's within-prompt Vendi,
+which fails the calibration suite, is a labelled secondary column) is the headline; the across-prompt value is
+beside it. Units are resumable and
 run on a backend or a shard, with one retry, as in ``frontier-digits``; the report is
 ``docs/results/prompts.{md,json,png}``, and ``docs/RESULTS.md`` includes its Markdown.
 """
