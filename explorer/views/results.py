@@ -39,8 +39,8 @@ def served_images(markdown: str, docs_dir: Path) -> str:
 def results_content(docs_dir: Path) -> tuple[str, list[tuple[str, str]]] | None:
     """``docs/RESULTS.md`` and the figures in ``docs/results/`` when they exist, else None.
 
-    The experiment (``python -m hrf_core experiment frontier-digits``: :mod:`hrf_core.study.report`) writes these; the Results
-    tab shows whatever is there, its images served by the app.
+    The experiment (``python -m hrf_core experiment frontier-digits``: :mod:`hrf_core.study.report`) writes these;
+    the Results tab shows whatever is there, its images served by the app.
     """
     results = docs_dir / "results"
     markdown_file = docs_dir / "RESULTS.md"
