@@ -46,7 +46,7 @@ from hrf_core.study.arms import (
     window_arm,
 )
 from hrf_core.study.report import arm_colors, execution_note, include_in_results
-from hrf_core.study.units import arm_units, finished_runs, read_progress
+from hrf_core.study.units import arm_units, finished_runs, read_progress, report_settings
 
 NAME = "prompts-digits"
 TASKS = ("alignment", "ink", "jpeg-incompressibility")
@@ -160,8 +160,8 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     from hrf_core.study.tables import format_value, standing_table, table
 
     progress = read_progress(out)
-    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
     finished = finished_runs(out)
+    settings = report_settings(Settings(**progress["settings"]) if progress.get("settings") else Settings(), finished)
     result = frontier(finished, fractions=LEVELS, resamples=resamples, interval_names=HEADLINE)
     order = [DDPO_ARM, HANDOVER_ARM, *ARMS, EPOCH_ARM]
     for group in result["groups"].values():

@@ -21,7 +21,7 @@ from hrf_core.study.arms import (
     full_arms,
     run_name,
 )
-from hrf_core.study.units import finished_runs, read_progress
+from hrf_core.study.units import finished_runs, read_progress, report_settings
 
 #: The report's metrics: the classifier's pass the calibration suite across classes (docs/METHOD.md); the calibrated
 #: vendi_rbf reads no network and stands in where the reward reads the classifier (:func:`standing_metric`).
@@ -180,8 +180,9 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     from hrf_core.study.tables import format_value, handover_rows, standing_table, table
 
     progress = read_progress(out)
-    settings = Settings(**progress["settings"]) if progress.get("settings") else Settings()
-    result = frontier(finished_runs(out), resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    finished = finished_runs(out)
+    settings = report_settings(Settings(**progress["settings"]) if progress.get("settings") else Settings(), finished)
+    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
     result["execution"] = progress["sittings"]
     earlier = read_json(previous, None) if previous is not None else None
     if earlier:

@@ -40,6 +40,15 @@ def finished_runs(out: Path) -> list[Path]:
     return [p for p in sorted(out.iterdir()) if is_done(p)]
 
 
+def report_settings(settings, finished: list[Path]):
+    """``settings`` with the seeds the finished runs hold (a store filled seed by seed, one sitting each, is
+    reported with all its seeds, not the last sitting's)."""
+    from dataclasses import replace
+
+    seeds = sorted({int(Run(p).config["seed"]) for p in finished})
+    return replace(settings, seeds=seeds) if seeds else settings
+
+
 @contextmanager
 def claimed(path: Path):
     """Hold the unit's run lock (:mod:`hrf_core.store.liveness`) while it is decided and written, so two drivers

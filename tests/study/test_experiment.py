@@ -173,3 +173,17 @@ def test_a_cut_off_unit_continues_or_starts_again_to_the_same_numbers(tiny_model
         assert result == ({"run": name, "resumed": 1} if case == "late" else {"run": name})
         assert [p.name for p in (tmp_path / case).iterdir()] == [name]  # the same folder, no "-1"
         small_experiment.assert_same_runs(tmp_path / case, tmp_path / "whole", [name])
+
+
+def test_a_store_filled_seed_by_seed_reports_every_seed(tmp_path):
+    """A sitting per seed (``--seeds 0``, then ``--seeds 1`` into the same store): the report's settings hold the
+    seeds of the finished runs, not the last sitting's."""
+    from hrf_core.store.runs import RunStore
+    from hrf_core.study.arms import Settings
+    from hrf_core.study.units import report_settings
+
+    store = RunStore(tmp_path)
+    runs = [store.create({"model": "digits16", "reward": "ink", "seed": seed}, name=f"ink-ddpo-seed{seed}").path
+            for seed in (1, 0)]
+    assert report_settings(Settings(seeds=[1]), runs).seeds == [0, 1]
+    assert report_settings(Settings(seeds=[3]), []).seeds == [3]
