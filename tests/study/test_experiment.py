@@ -187,3 +187,21 @@ def test_a_store_filled_seed_by_seed_reports_every_seed(tmp_path):
             for seed in (1, 0)]
     assert report_settings(Settings(seeds=[1]), runs).seeds == [0, 1]
     assert report_settings(Settings(seeds=[3]), []).seeds == [3]
+
+
+def test_the_report_names_a_command_that_runs_its_store_again():
+    """The header's command parses with the experiment's own parser into the store's seeds, tasks, epochs and arms."""
+    import shlex
+
+    from hrf_core.commands.frontier_digits import COMMAND
+    from hrf_core.study.arms import Settings
+    from hrf_core.study.report import regenerate_command
+
+    arms = ["ddpo", "handover", "hrf[20,40)", "ddpo+div1", "handover+div1"]
+    command = regenerate_command("frontier-digits", Settings(seeds=[0, 1, 2], tasks=["ink", "symmetry"], epochs=18),
+                                 arms)
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "hrf_core", "experiment"] and words[4] == "frontier-digits"
+    args = COMMAND.parser().parse_args(words[5:])
+    assert (args.seeds, args.tasks, args.epochs, args.arms, args.diversity_weights) == (
+        [0, 1, 2], ["ink", "symmetry"], 18, arms, [1.0])
