@@ -45,7 +45,14 @@ from hrf_core.study.arms import (
     sitting_config,
     window_arm,
 )
-from hrf_core.study.report import arm_colors, arms_in, execution_note, include_in_results, regenerate_command
+from hrf_core.study.report import (
+    arm_colors,
+    arms_in,
+    bonus_note,
+    execution_note,
+    include_in_results,
+    regenerate_command,
+)
 from hrf_core.study.units import arm_units, finished_runs, read_progress, report_settings
 
 NAME = "prompts-digits"
@@ -200,7 +207,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     lines += ["### Which method keeps within-prompt diversity on or above early-stopped DDPO?", "",
               f"For each method, on how many tasks its {LABELS[lead]} Δ to the same seed's DDPO at 25/50/75% of "
               "DDPO's gain is on the frontier (interval spans 0), above it, below it, or not reached.", "",
-              *rows, ""]
+              *rows, "", *bonus_note(arms_in(result))]
     for group in result["groups"].values():
         lines += [f"### {group['reward']}", "",
                   f"**{LABELS[lead]} at matched reward** (DDPO's mean final gain "

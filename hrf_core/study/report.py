@@ -248,7 +248,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
               + (" `suggested/wo`: window-only at the window the locality profile suggests ("
                  + "; ".join(f"{w} on {', '.join(tasks)}" for w, tasks in windows.items()) + ")." if windows else ""),
               ""]
-    lines += rows + [""]
+    lines += rows + [""] + bonus_note(arms_in(result))
     if best:
         lines += [f"Best row: **{best}**.", ""]
     versus = handover_rows([result])
@@ -338,6 +338,19 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
 def arms_in(result: dict) -> list[str]:
     """Every arm a frontier result's tables hold, in their order."""
     return list(dict.fromkeys(arm for group in result["groups"].values() for arm in group["arms"]))
+
+
+def bonus_note(arms: list[str]) -> list[str]:
+    """A paragraph under a table that holds diversity-bonus arms (``+div<w>``): the bonus reads the calibrated
+    kernel, so their calibrated Vendi is what they were trained to raise, not evidence (docs/METHOD.md)."""
+    bonus = [arm for arm in arms if "+div" in arm]
+    if not bonus:
+        return []
+    return [f"**The bonus arms ({', '.join(bonus)}) sample a policy trained with the bonus on the calibrated "
+            "kernel:** their calibrated Vendi is what the bonus raises, so it is not evidence of diversity "
+            "(docs/METHOD.md, \"What may judge a bonus run\"): judge them on a measure the bonus does not read "
+            "(across classes: the classifier's; within a prompt none is left, so there their diversity is "
+            "undetermined).", ""]
 
 
 def regenerate_command(name: str, settings, arms: list[str]) -> str:

@@ -205,3 +205,11 @@ def test_the_report_names_a_command_that_runs_its_store_again():
     args = COMMAND.parser().parse_args(words[5:])
     assert (args.seeds, args.tasks, args.epochs, args.arms, args.diversity_weights) == (
         [0, 1, 2], ["ink", "symmetry"], 18, arms, [1.0])
+
+
+def test_a_table_with_bonus_arms_says_their_calibrated_vendi_is_no_evidence():
+    from hrf_core.study.report import bonus_note
+
+    assert bonus_note(["ddpo", "handover", "hrf[20,40)"]) == []
+    note = " ".join(bonus_note(["ddpo", "ddpo+div1", "handover+div1"]))
+    assert "(ddpo+div1, handover+div1)" in note and "not evidence" in note
