@@ -52,3 +52,16 @@ def test_a_seed_count_the_table_does_not_hold_names_itself():
     stale = stale_numbers("above it at 75% (IS Δ +1.95 [+0.73, +2.94], 3 seeds)", [frontier])
     assert len(stale) == 1 and "the table has n = 2" in stale[0]
     assert len(stale_numbers("IS Δ +1.95 [+0.73, +2.94] at 75% (3 seeds)", [frontier])) == 1
+
+
+def test_the_headline_rerun_quotes_only_its_tables_and_carries_its_reading():
+    """docs/results/headline/ (the 5-seed rerun: frontier-digits and prompts-digits in one report): its reading
+    quotes only its own tables, sits verbatim in its RESULTS.md, and docs/RESULTS.md points to it."""
+    folder = DOCS / "results" / "headline"
+    sources, extra = report_sources(folder / "results")
+    assert len(sources) == 2  # frontier.json and prompts.json
+    notes = (folder / "results" / "reading.md").read_text()
+    stale = stale_numbers(notes, sources, extra)
+    assert not stale, "stale numbers in docs/results/headline/results/reading.md:\n" + "\n".join(stale)
+    assert notes.strip() in (folder / "RESULTS.md").read_text()
+    assert "results/headline/RESULTS.md" in (DOCS / "RESULTS.md").read_text()
