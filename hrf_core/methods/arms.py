@@ -34,6 +34,16 @@ def with_coefficient(arm: str, suffix: str, value: float) -> str:
     return f"{arm}+{suffix}{value:g}"
 
 
+def coefficients(arm: str) -> dict[str, float]:
+    """Every coefficient an arm names, by ``TrainConfig`` field (``ddpo+kl0.1+div0.5`` ->
+    {"diversity_weight": 0.5, "kl_coef": 0.1}); {} without one."""
+    found: dict[str, float] = {}
+    while (split := split_coefficient(arm)) is not None:
+        arm, field, value = split
+        found.setdefault(field, value)
+    return found
+
+
 def split_coefficient(arm: str) -> tuple[str, str, float] | None:
     """(the arm inside, the ``TrainConfig`` field, its value) of an arm's outermost coefficient
     (``ddpo+kl0.1+div0.5`` -> ("ddpo+kl0.1", "diversity_weight", 0.5)); None without one."""

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from hrf_core.methods.arms import coefficients
 from hrf_core.store.runs import Run, read_json, write_json
 from hrf_core.study.arms import (
     ABLATION_BASES,
@@ -343,7 +344,7 @@ def arms_in(result: dict) -> list[str]:
 def bonus_note(arms: list[str]) -> list[str]:
     """A paragraph under a table that holds diversity-bonus arms (``+div<w>``): the bonus reads the calibrated
     kernel, so their calibrated Vendi is what they were trained to raise, not evidence (docs/METHOD.md)."""
-    bonus = [arm for arm in arms if "+div" in arm]
+    bonus = [arm for arm in arms if coefficients(arm).get("diversity_weight")]
     if not bonus:
         return []
     return [f"**The bonus arms ({', '.join(bonus)}) sample a policy trained with the bonus on the calibrated "
@@ -356,7 +357,7 @@ def bonus_note(arms: list[str]) -> list[str]:
 def regenerate_command(name: str, settings, arms: list[str]) -> str:
     """The command that runs this report's store again: its seeds, tasks, epochs, and the arms its tables hold
     (``--arms``; ``--diversity-weights`` when a bonus arm is among them)."""
-    weights = sorted({float(arm.rsplit("+div", 1)[1]) for arm in arms if "+div" in arm})
+    weights = sorted({w for arm in arms if (w := coefficients(arm).get("diversity_weight"))})
     quoted = " ".join(f"'{arm}'" if any(c in arm for c in "[]()") else arm for arm in arms)
     return (f"python -m hrf_core experiment {name} --seeds {' '.join(map(str, settings.seeds))} "
             f"--tasks {' '.join(settings.tasks)} --epochs {settings.epochs}"
