@@ -215,7 +215,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
                 except ValueError:
                     pass
     all_rows = main_rows or [r for run in runs for r in run["rows"]]
-    keys = metric_keys(all_rows, config.get("reward"))
+    keys = metric_keys(all_rows, config.get("reward"), config.get("diversity_weight") or 0.0)
     measured = any(keys.diversity in r for r in all_rows)  # before the base model's evaluation: no metric yet
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)

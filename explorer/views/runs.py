@@ -53,7 +53,7 @@ def runs_table(store: RunStore, snapshot_of=None) -> list[list[Any]]:
         snap = snapshot_of(run.run_id) if snapshot_of else None
         rows = snap.rows if snap is not None else run.metrics()
         status = snap.status if snap is not None else run.status.get("state", "?")
-        keys = metric_keys(rows, config.get("reward"))
+        keys = metric_keys(rows, config.get("reward"), config.get("diversity_weight") or 0.0)
         trained = [r["seconds"] for r in rows if r.get("epoch", 0) >= 1 and finite(r.get("seconds"))]
         done = max((r.get("epoch", 0) for r in rows), default=0)
         table.append([

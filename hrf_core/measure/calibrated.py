@@ -113,6 +113,11 @@ def vendi(images: torch.Tensor, q: float | str = 1.0) -> float:
 def fit_bandwidth(images: torch.Tensor) -> float:
     """The median pairwise distance of the images' features: how :data:`BANDWIDTH` was fixed, on the base model's
     samples."""
-    f = features(images).numpy()
-    d = np.sqrt(_squared_distances(f))
-    return float(np.median(d[np.triu_indices(len(f), 1)]))
+    return median_distance(features(images).numpy())
+
+
+def median_distance(feats: np.ndarray) -> float:
+    """The median Euclidean distance between distinct rows of features (N, D): the bandwidth rule of both
+    calibrated kernels (this one and :mod:`hrf_core.measure.hog`)."""
+    d = np.sqrt(_squared_distances(np.asarray(feats, np.float64)))
+    return float(np.median(d[np.triu_indices(len(d), 1)]))

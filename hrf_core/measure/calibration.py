@@ -148,13 +148,14 @@ def suite(measure: Measure, scope: str = "within", images: torch.Tensor | None =
 def app_measures(scope: str = "within") -> dict[str, Measure]:
     """The diversity measures the app shows on digits, by metric name, as ``images -> float``."""
     from hrf_core.imaging import to_unit
-    from hrf_core.measure import calibrated
+    from hrf_core.measure import calibrated, hog
     from hrf_core.measure.features import ClassifierFeatures
     from hrf_core.measure.metrics import class_entropy, inception_score, vendi_score
 
     classifier = ClassifierFeatures()
     out: dict[str, Measure] = {
         f"vendi_{calibrated.NAME}": calibrated.vendi,
+        f"vendi_{hog.NAME}": hog.vendi,
         "vendi_classifier": lambda x: vendi_score(classifier(x)),
         "vendi_pixel": lambda x: vendi_score(to_unit(x).flatten(1)),
     }

@@ -13,6 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: The measure whose kernel the bonus reads on 1x16x16 digits (:func:`diversity_kernel`): a run trained with the bonus
+#: is never judged on it (:func:`hrf_core.rewards.headline.metric_keys`; the calibrated HOG measure judges it).
+READS = "rbf"
+
 
 def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
     """K[i, j] = cos(f_i, f_j), float64 (N, N) numpy, from features (N, ...) flattened (computed in float64 on their

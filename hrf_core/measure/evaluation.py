@@ -1,8 +1,9 @@
 """The evaluation used everywhere (trainer, app, benchmarks, experiments): metrics of a sample set.
 
 The embeddings depend on the images: 1x16x16 digits are measured on the digits classifier's
-features (Vendi, Inception Score, class coverage and entropy), on pixels, and with the calibrated measure
-(Vendi with an RBF kernel on blurred pixels, :mod:`hrf_core.measure.calibrated`), which the plots lead with.
+features (Vendi, Inception Score, class coverage and entropy), on pixels, and with the two calibrated measures
+(Vendi with an RBF kernel on blurred pixels, :mod:`hrf_core.measure.calibrated`, which the plots lead with, and on
+HOG descriptors, :mod:`hrf_core.measure.hog`, which judges runs trained with the diversity bonus).
 Other (RGB) models are measured on learned embeddings whenever their weights are cached or can be
 downloaded: Inception-v3
 (Inception Score, and Vendi on its pool features) and CLIP ViT-L/14 (Vendi), as the paper measured
@@ -24,7 +25,9 @@ from hrf_core.measure.metrics import evaluate_samples, prompt_metrics
 DIGITS_SHAPE = (1, 16, 16)
 #: Learned embeddings for RGB models, in the order they are tried.
 RGB_EMBEDDINGS = ("inception", "clip")
-EMBEDDINGS = ("pixel", "classifier", "rbf", *RGB_EMBEDDINGS)
+#: Embeddings computed from the pixels alone: always available.
+PIXEL_EMBEDDINGS = ("pixel", "rbf", "hog")
+EMBEDDINGS = ("pixel", "classifier", "rbf", "hog", *RGB_EMBEDDINGS)
 PIXEL_PROXY = "pixel Vendi: weak proxy"
 #: What each learned embedding measures, for the fallback line.
 LABELS = {"inception": "Inception-v3 (IS, Vendi)", "clip": "CLIP ViT-L/14 (Vendi)"}
@@ -35,7 +38,7 @@ def embedding_available(name: str) -> bool:
     from hrf_core import downloads
     from hrf_core.measure.features import clip_checkpoint, inception_weights_file
 
-    if name in ("pixel", "classifier", "rbf"):
+    if name in (*PIXEL_EMBEDDINGS, "classifier"):
         return True
     if name == "inception" and inception_weights_file().is_file():
         return True
@@ -47,7 +50,8 @@ def embedding_available(name: str) -> bool:
 def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[str] = ()) -> tuple[str, ...]:
     """The embeddings an evaluation of these samples uses: ``requested``, or (empty) the best available.
 
-    Digits: pixel + classifier + rbf (the calibrated measure, :mod:`hrf_core.measure.calibrated`).
+    Digits: pixel + classifier + rbf and hog (the two calibrated measures, :mod:`hrf_core.measure.calibrated`,
+    :mod:`hrf_core.measure.hog`).
     RGB: pixel + Inception and CLIP where their weights can be had.
     """
     unknown = set(requested) - set(EMBEDDINGS)
@@ -56,7 +60,7 @@ def choose_embeddings(sample_shape: tuple[int, int, int], requested: Sequence[st
     if requested:
         return tuple(dict.fromkeys(["pixel", *requested]))
     if tuple(sample_shape) == DIGITS_SHAPE:
-        return ("pixel", "classifier", "rbf")
+        return ("pixel", "classifier", "rbf", "hog")
     return ("pixel", *[name for name in RGB_EMBEDDINGS if embedding_available(name)])
 
 

@@ -14,6 +14,8 @@ Registered names (see :func:`make_feature_extractor`):
   values are comparable between our runs only, not with published numbers.
 - ``rbf``: the calibrated measure's features (:mod:`hrf_core.measure.calibrated`): per-image min-max pixels,
   lightly blurred, D = C*H*W; its Vendi uses an RBF kernel with a fixed bandwidth, not the cosine.
+- ``hog``: the second calibrated measure's features (:mod:`hrf_core.measure.hog`): HOG descriptors of the
+  min-max, blurred image (D = 144 on 1x16x16), unit length; RBF kernel with a fixed bandwidth too.
 - ``clip``: open_clip image embedding (``ViT-L-14`` / ``openai`` by default, D = 768), L2-normalised.
   Preprocessing is open_clip's own eval transform for the model (size, interpolation, resize mode,
   mean/std from its preprocess config) applied to tensors; values are clamped to [0, 1] after the resize,
@@ -102,6 +104,20 @@ class CalibratedFeatures:
 
         _check_images(images)
         return calibrated.features(images).float()
+
+
+class HogFeatures:
+    """The second calibrated measure's features (:func:`hrf_core.measure.hog.features`): HOG descriptors,
+    (N, C, H, W) -> (N, D), D = 144 on 1x16x16."""
+
+    name = "hog"
+    dim: int | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from hrf_core.measure import hog
+
+        _check_images(images)
+        return hog.features(images).float()
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -342,6 +358,7 @@ class ClipFeatures:
 EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
     "pixel": lambda device="cpu", **kw: PixelFeatures(**kw),
     "rbf": lambda device="cpu", **kw: CalibratedFeatures(**kw),
+    "hog": lambda device="cpu", **kw: HogFeatures(**kw),
     "classifier": ClassifierFeatures,
     "inception": InceptionFeatures,
     "clip": ClipFeatures,
@@ -350,7 +367,7 @@ ALIASES = {"pixels": "pixel"}
 
 
 def make_feature_extractor(name: str, device: str | torch.device = "cpu", **kw: Any) -> FeatureExtractor:
-    """Build the extractor registered as ``name`` (pixel, rbf, classifier, inception, clip) on ``device``.
+    """Build the extractor registered as ``name`` (pixel, rbf, hog, classifier, inception, clip) on ``device``.
 
     Extra keywords go to its constructor (e.g. ``classifier=``, ``model=``, ``model_name=``).
     """

@@ -2,16 +2,19 @@
 the reports show.
 
 The order is the calibration suite's verdict (docs/METHOD.md, :mod:`hrf_core.measure.calibration`): within a
-prompt, the calibrated RBF Vendi (``vendi_rbf_within``) leads; the digit classifier's within-prompt Vendi fails the
-suite (thicker strokes raise it) and is shown only for runs logged before the calibrated measure existed, labelled
-so. Across an unconditional run's samples the classifier's Vendi passes the suite across classes and leads, then
-the calibrated one. A measure whose network the reward reads (``digit:N`` and ``alignment`` read the classifier)
-is never the axis of that reward's runs (:func:`choose` leaves out the embedding it is told; which one a reward
-reads is :mod:`hrf_core.rewards.headline`'s to say)."""
+prompt, the calibrated RBF Vendi (``vendi_rbf_within``) leads, then the calibrated HOG Vendi (``vendi_hog_within``),
+which leads for a run trained with the diversity bonus (the bonus reads the RBF kernel); the digit classifier's
+within-prompt Vendi fails the suite (thicker strokes raise it) and is shown only for runs logged before the
+calibrated measure existed, labelled so. Across an unconditional run's samples the classifier's Vendi passes the
+suite across classes and leads, then the calibrated ones. A measure whose network the reward reads (``digit:N`` and
+``alignment`` read the classifier) is never the axis of that reward's runs, nor the bonus's kernel the axis of a
+bonus run's (:func:`choose` leaves out the embeddings it is told; which ones is
+:mod:`hrf_core.rewards.headline`'s to say)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ class MetricKeys:
 DIVERSITY_LABELS = {
     # a prompted run: diversity within each prompt (averaged over the prompts) comes first
     "vendi_rbf_within": "Vendi within prompt (RBF kernel on blurred pixels; calibrated)",
+    "vendi_hog_within": "Vendi within prompt (RBF kernel on HOG edge descriptors; calibrated)",
     "vendi_classifier_within": "Vendi within prompt (digit-classifier features) · uncalibrated: thicker strokes "
                                "raise it (a run logged before the calibrated measure)",
     "vendi_clip_within": "Vendi within prompt (CLIP features)",
@@ -37,6 +41,7 @@ DIVERSITY_LABELS = {
     "vendi_pixel_within": "Vendi within prompt (pixels) · weak proxy",
     "vendi_classifier": "Vendi (digit-classifier features; calibrated across classes)",
     "vendi_rbf": "Vendi (RBF kernel on blurred pixels; calibrated)",
+    "vendi_hog": "Vendi (RBF kernel on HOG edge descriptors; calibrated)",
     "vendi_clip": "Vendi (CLIP features)",
     "vendi_inception": "Vendi (Inception features)",
     "vendi_pixel": "Vendi (pixels) · weak proxy",
@@ -45,11 +50,12 @@ INCEPTION_LABELS = {"is_classifier": "Inception Score (digits classifier)", "is_
 PIXEL_PROXY_NOTE = "pixel Vendi: weak proxy (no learned embedding here: diversity is measured on raw pixels)"
 
 
-def choose(rows: list[dict], read: str | None = None) -> MetricKeys:
+def choose(rows: list[dict], read: str | Iterable[str] | None = None) -> MetricKeys:
     """The best diversity measure the rows have (see the module's docstring) and the IS key; ``read``: the
-    embedding whose network the run's reward reads (``"classifier"``), left out. A run's keys by its reward:
-    :func:`hrf_core.rewards.headline.metric_keys`."""
+    embeddings the run's training read (the reward's network, ``"classifier"``; the diversity bonus's kernel,
+    ``"rbf"``), left out. A run's keys: :func:`hrf_core.rewards.headline.metric_keys`."""
     keys = {k for row in rows for k in row}
+    left_out = {read} if isinstance(read, str) else set(read or ())
 
     def first(prefixes) -> str | None:
         for prefix in prefixes:
@@ -58,9 +64,9 @@ def choose(rows: list[dict], read: str | None = None) -> MetricKeys:
                 return found[0]
         return None
 
-    inception = first([name for name in INCEPTION_LABELS if not (read and name.split("_")[1] == read)])
+    inception = first([name for name in INCEPTION_LABELS if name.split("_")[1] not in left_out])
     for name, label in DIVERSITY_LABELS.items():
-        if read and name.split("_")[1] == read:
+        if name.split("_")[1] in left_out:
             continue
         key = first([name])
         if key:

@@ -73,13 +73,34 @@ def vendi_score(features: torch.Tensor | np.ndarray, q: float | str = 1.0) -> fl
 
 
 def embedding_vendi(embedding: str, features: torch.Tensor | np.ndarray, q: float | str = 1.0) -> float:
-    """Vendi of one embedding's features: the calibrated RBF kernel for ``rbf``
-    (:mod:`hrf_core.measure.calibrated`), the cosine kernel (:func:`vendi_score`) for every other."""
-    from hrf_core.measure import calibrated
+    """Vendi of one embedding's features: the calibrated RBF kernels for ``rbf`` (:mod:`hrf_core.measure.calibrated`)
+    and ``hog`` (:mod:`hrf_core.measure.hog`), the cosine kernel (:func:`vendi_score`) for every other."""
+    from hrf_core.measure import calibrated, hog
 
-    if embedding == calibrated.NAME:
-        return calibrated.vendi_of_features(_as_float64(features, 2, "rbf features"), _vendi_order(q))
+    kernels = {calibrated.NAME: calibrated.vendi_of_features, hog.NAME: hog.vendi_of_features}
+    if embedding in kernels:
+        return kernels[embedding](_as_float64(features, 2, f"{embedding} features"), _vendi_order(q))
     return vendi_score(features, q)
+
+
+#: The image shape whose saved ``features.pixel`` (D = 256) an older evaluation's missing features are derived from.
+PIXEL_SHAPE = (1, 16, 16)
+
+
+def with_derived_features(arrays: dict) -> dict:
+    """An evaluation's saved arrays plus the features of the pixel-derived embeddings it lacks (``features.hog``
+    of an evaluation saved before that measure existed), computed from its ``features.pixel`` (flattened [0, 1]
+    pixels of 1x16x16 digits, :class:`~hrf_core.measure.features.PixelFeatures`); other shapes are left as they are.
+    ``arrays``: {name: numpy or torch array}; returns a new dict, numpy for what it adds."""
+    from hrf_core.measure import hog
+
+    pixels = arrays.get("features.pixel")
+    key = f"features.{hog.NAME}"
+    if key in arrays or pixels is None or pixels.shape[1] != int(np.prod(PIXEL_SHAPE)):
+        return dict(arrays)
+    unit = torch.as_tensor(np.asarray(pixels, np.float32) if not isinstance(pixels, torch.Tensor) else pixels)
+    images = (unit.double() * 2 - 1).reshape(-1, *PIXEL_SHAPE)
+    return {**arrays, key: hog.features(images).float().numpy()}
 
 
 def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 1) -> tuple[float, float]:

@@ -58,7 +58,7 @@ def frames(run: Run, size: int = PANEL) -> list[Image.Image]:
     from hrf_core.rewards.headline import metric_keys
 
     rows = [r for r in run.metrics() if isinstance(r.get("reward_mean"), (int, float))]
-    keys = metric_keys(rows, run.config.get("reward"))
+    keys = metric_keys(rows, run.config.get("reward"), run.config.get("diversity_weight") or 0.0)
     rows = [r for r in rows if isinstance(r.get(keys.diversity), (int, float))
             and run.grid_path(int(r["epoch"])).is_file()]
     if not rows:

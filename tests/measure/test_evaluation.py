@@ -37,7 +37,7 @@ def test_offline_rgb_models_fall_back_to_pixels_with_a_label(monkeypatch):
     monkeypatch.setattr(evaluation, "embedding_available", lambda name: name in ("pixel", "classifier"))
     evaluator = Evaluator((3, 16, 16))
     assert evaluator.embeddings == ("pixel",) and evaluator.note == "pixel Vendi: weak proxy"
-    assert evaluation.choose_embeddings((1, 16, 16)) == ("pixel", "classifier", "rbf")
+    assert evaluation.choose_embeddings((1, 16, 16)) == ("pixel", "classifier", "rbf", "hog")
     with pytest.raises(ValueError, match="unknown evaluation embeddings"):
         evaluation.choose_embeddings((3, 16, 16), ("dino",))
 

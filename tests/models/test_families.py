@@ -111,7 +111,7 @@ def test_a_registered_family_loads_decodes_is_estimated_and_trains_through_the_c
     tuned = registry.load_base_model(str(checkpoint), "cpu")
     assert isinstance(tuned, Upsampled) and tuned.family == upsampled.name
     assert any("reward_mean" in row for row in run.metrics())
-    assert run.config["eval_embeddings"] == ["pixel", "classifier", "rbf"]  # measured as 16x16 digits-sized images
+    assert run.config["eval_embeddings"] == ["pixel", "classifier", "rbf", "hog"]  # measured as 16x16 digits
 
     families.unregister(upsampled.name)  # without its registry line the folder is a plain pixel UNet again
     assert registry.family_of(name) is families.default() and type(registry.load_base_model(name, "cpu")) is BaseModel
