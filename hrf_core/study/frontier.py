@@ -35,6 +35,8 @@ from hrf_core.store.runs import Run, is_run_folder
 
 #: Diversity metrics read off at matched reward, by key prefix (the row keys end in ``@N``).
 DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
+#: Metrics computed from an older run's saved arrays when its rows lack them (the calibrated HOG measure came after).
+BACKFILLED = ("vendi_hog", "vendi_hog_within")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
@@ -69,8 +71,23 @@ class Trajectory:
             else:
                 from safetensors.numpy import load_file
 
-                self._arrays[index] = load_file(str(path))
+                from hrf_core.measure.metrics import with_derived_features
+
+                self._arrays[index] = with_derived_features(load_file(str(path)))
         return self._arrays[index]
+
+    def backfill(self, names: Iterable[str]) -> None:
+        """Add the metrics ``names`` the rows lack (an evaluation logged before a measure existed) from the saved
+        arrays, on all the samples: NaN at a point without them. Only a metric every evaluation can give is added."""
+        for name in names:
+            if name in self.metrics:
+                continue
+            everything = [None if a is None else np.arange(len(a["rewards"]))
+                          for a in (self.arrays(i) for i in range(len(self.epochs)))]
+            values = np.array([math.nan if idx is None else metric_from_arrays(name, self.arrays(i), idx)
+                               for i, idx in enumerate(everything)])
+            if np.isfinite(values).all():
+                self.metrics[name] = values
 
 
 def metric_name(key: str) -> str:
@@ -89,7 +106,7 @@ def load_trajectory(run: Run) -> Trajectory | None:
     base_reward = rows[0]["reward_mean"]
     n = int(rows[0].get("eval_samples") or (int(keys[0].split("@")[1]) if keys else 0))
     metrics = {metric_name(k): np.array([float(r.get(k, math.nan)) for r in rows]) for k in keys}
-    return Trajectory(
+    trajectory = Trajectory(
         run=run, config=config, arm=methods.arm_label(config), seed=int(config.get("seed", 0)),
         epochs=[int(r.get("epoch", 0)) for r in rows],
         gains=np.array([r["reward_mean"] - base_reward for r in rows]),
@@ -98,6 +115,8 @@ def load_trajectory(run: Run) -> Trajectory | None:
         eval_files=[Path(r["eval_file"]) if r.get("eval_file") else run.eval_path(int(r.get("epoch", 0)))
                     for r in rows],
         splits=[int(r["handover"]) if isinstance(r.get("handover"), int) else None for r in rows])
+    trajectory.backfill(BACKFILLED)
+    return trajectory
 
 
 def crossing(xs: np.ndarray, level: float) -> tuple[int, float] | None:
@@ -316,6 +335,10 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
     final_gain = statistics.fmean(float(t.gains[-1]) for t in references.values())
     final_compute = statistics.fmean(float(t.compute[-1]) for t in references.values())
     rng = np.random.default_rng(seed + 1)
+    # Each arm's Δ at matched reward, seed by seed: to early-stopped DDPO (the frontier) and to the training-free
+    # hand-over (the method to beat: its gain grows as its split S moves earlier).
+    baselines = {"delta_vs_ddpo": references,
+                 "delta_vs_handover": {t.seed: t for t in trajectories if t.arm == Handover.name}}
     arms: dict[str, list[Trajectory]] = {}
     for t in trajectories:
         arms.setdefault(t.arm, []).append(t)
@@ -334,30 +357,33 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                              ("compute", [lv["compute"] for lv in result["compute_levels"]])):
             rows = []
             for level in levels:
-                own, ref, deltas = {}, {}, {}
+                own: dict = {}
+                deltas: dict[str, dict] = {key: {} for key in baselines}
                 reached = []
                 for t in runs:
                     mine = read_off(t, level, axis, names, resampler)
                     if not mine.reached:
                         continue
                     reached.append(t.seed)
-                    reference = references.get(t.seed)
-                    theirs = read_off(reference, level, axis, names, resampler) if reference is not None else None
                     for name in ["epoch", "compute", "gain", *names]:
-                        if name not in mine.values:
+                        if name in mine.values:
+                            own.setdefault(name, ([], []))
+                            own[name][0].append(mine.values[name])
+                            own[name][1].append(mine.replicates.get(name))
+                    for key, by_seed in baselines.items():
+                        baseline = by_seed.get(t.seed)
+                        if baseline is None or (key == "delta_vs_handover" and axis != "reward"):
                             continue
-                        own.setdefault(name, ([], []))
-                        own[name][0].append(mine.values[name])
-                        own[name][1].append(mine.replicates.get(name))
-                        if theirs is not None and theirs.reached and name in theirs.values and name in names:
-                            a, b = mine.replicates.get(name), theirs.replicates.get(name)
-                            deltas.setdefault(name, ([], []))
-                            deltas[name][0].append(mine.values[name] - theirs.values[name])
-                            deltas[name][1].append(a - b if a is not None and b is not None else None)
-                            ref.setdefault(name, []).append(theirs.values[name])
+                        theirs = read_off(baseline, level, axis, names, resampler)
+                        for name in names:
+                            if theirs.reached and name in mine.values and name in theirs.values:
+                                a, b = mine.replicates.get(name), theirs.replicates.get(name)
+                                deltas[key].setdefault(name, ([], []))
+                                deltas[key][name][0].append(mine.values[name] - theirs.values[name])
+                                deltas[key][name][1].append(a - b if a is not None and b is not None else None)
                 row = {"level": level, "reached": len(reached), "n": len(runs), "seeds": reached,
                        "values": {k: summarise(v[0], v[1], rng) for k, v in own.items()},
-                       "delta_vs_ddpo": {k: summarise(v[0], v[1], rng) for k, v in deltas.items()}}
+                       **{key: {k: summarise(v[0], v[1], rng) for k, v in d.items()} for key, d in deltas.items()}}
                 rows.append(row)
             entry[f"matched_{axis}"] = rows
         last = {name: [float(t.metrics[name][-1]) for t in runs if name in t.metrics] for name in names}

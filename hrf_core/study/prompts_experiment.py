@@ -25,8 +25,10 @@ Tasks: ``alignment`` (the classifier's probability of the prompted digit), ``ink
 nothing to gain. Diversity within a prompt (the calibrated measure, :data:`PRIMARY`: Vendi of an RBF kernel on
 blurred pixels among the samples of one prompt, averaged over the prompts; the classifier's within-prompt Vendi,
 which fails the calibration suite, is a labelled secondary column) is the headline; the across-prompt value is
-beside it. Units are resumable and
-run on a backend or a shard, with one retry, as in ``frontier-digits``; the report is
+beside it. The second calibrated measure, :data:`JUDGE` (an RBF kernel on HOG edge descriptors), has tables of its
+own: the diversity bonus reads the first measure's kernel, so the bonus arms are judged on this one. Every arm is
+also compared with the same seed's hand-over at matched reward (``delta_vs_handover``). Units are resumable and run
+on a backend or a shard, with one retry, as in ``frontier-digits``; the report is
 ``docs/results/prompts.{md,json,png}``, and ``docs/RESULTS.md`` includes its Markdown.
 """
 
@@ -62,11 +64,15 @@ EPOCH_ARM = f"{DDPO_ARM}/epoch"
 ARMS = (DDPO_ARM, f"{window_arm(20, 40)}/image", f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM,
         f"{DDPO_ARM}+kl0.1")
 #: The metrics with intervals: within a prompt first (the question; the calibrated measure leads), then across prompts.
-HEADLINE = ("vendi_rbf_within", "vendi_classifier_within", "vendi_classifier", "is_classifier", "vendi_pixel_within")
+HEADLINE = ("vendi_rbf_within", "vendi_hog_within", "vendi_classifier_within", "vendi_classifier", "is_classifier",
+            "vendi_pixel_within")
 #: The within-prompt measure the report leads with (it passes the calibration suite, docs/METHOD.md), and the one
 #: of runs logged before it existed (it fails the suite: thicker strokes raise it), labelled so.
 PRIMARY, FALLBACK = "vendi_rbf_within", "vendi_classifier_within"
+#: The second calibrated within-prompt measure, which the diversity bonus does not read: it judges the bonus arms.
+JUDGE = "vendi_hog_within"
 LABELS = {"vendi_rbf_within": "Within-prompt Vendi (RBF kernel on blurred pixels; calibrated)",
+          JUDGE: "Within-prompt Vendi (RBF kernel on HOG edge descriptors; calibrated; the bonus does not read it)",
           "vendi_classifier_within": "Within-prompt Vendi (classifier features; uncalibrated: thicker strokes raise "
                                      "it)",
           "vendi_pixel_within": "Within-prompt Vendi (pixels; a weak proxy)"}
@@ -198,7 +204,9 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
         "re-noised image. **Within prompt**: Vendi among one prompt's samples, averaged over the prompts; it falls "
         "when every `3` becomes the same 3, which the across-prompt Vendi (three prompts, three digits) hides. It is "
         "the calibrated Vendi (RBF kernel on blurred pixels, docs/METHOD.md: collapse lowers it, thicker strokes, "
-        "noise, contrast and a shift do not move it); the classifier's within-prompt Vendi is a secondary table. "
+        "noise, contrast and a shift do not move it); the second calibrated measure (RBF kernel on HOG edge "
+        "descriptors) judges the bonus arms, whose training read the first; the classifier's within-prompt Vendi is "
+        "a secondary table. "
         "Cells as in the tables above: the value where a run's reward gain first reaches the level (a fraction of "
         "DDPO's final gain), `Δ` against the same seed's DDPO, `mean ± std` [95% interval] n=seeds "
         f"({result['interval']}).{older}", "",
@@ -208,11 +216,27 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
               f"For each method, on how many tasks its {LABELS[lead]} Δ to the same seed's DDPO at 25/50/75% of "
               "DDPO's gain is on the frontier (interval spans 0), above it, below it, or not reached.", "",
               *rows, "", *bonus_note(arms_in(result))]
+    judged = lead == PRIMARY and any(JUDGE in row["values"] for group in result["groups"].values()
+                                     for entry in group["arms"].values() for row in entry["matched_reward"])
+    if judged:
+        rows, _ = standing_table([result], metric=JUDGE)
+        lines += [f"The same question on the {LABELS[JUDGE]}: the answer for the bonus arms.", "", *rows, ""]
+    judge = JUDGE if judged else lead
+    rows, _ = standing_table([result], metric=judge, against="delta_vs_handover")
+    lines += ["### Is any trained method above the hand-over at the same reward?", "",
+              f"The same count against the training-free hand-over: each arm's {LABELS[judge]} Δ to the same seed's "
+              "hand-over where both reach the level (the hand-over's gain grows as its split moves earlier).", "",
+              *rows, ""]
     for group in result["groups"].values():
         lines += [f"### {group['reward']}", "",
                   f"**{LABELS[lead]} at matched reward** (DDPO's mean final gain "
                   f"{group['reference']['final_gain']:.4f})", ""]
         lines += table(group, lead) + [""]
+        if judged:
+            lines += [f"**{LABELS[JUDGE]} at matched reward**", ""]
+            lines += table(group, JUDGE) + [""]
+        lines += [f"**{LABELS[judge]} at matched reward, Δ to the same seed's hand-over**", ""]
+        lines += table(group, judge, against="delta_vs_handover") + [""]
         if lead == PRIMARY:
             lines += [f"**{LABELS[FALLBACK]} at matched reward** (secondary)", ""]
             lines += table(group, FALLBACK) + [""]
@@ -221,14 +245,16 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
         lines += ["**Within-prompt Vendi (pixels; a weak proxy, but blind to what the classifier was trained to "
                   "ignore) at matched reward**", ""]
         lines += table(group, "vendi_pixel_within") + [""]
-        lines += ["| arm | final gain | % of DDPO's | within-prompt Vendi (calibrated) | within-prompt Vendi "
-                  "(classifier; uncalibrated) | across-prompt Vendi (classifier) |", "|---|---|---|---|---|---|"]
+        lines += ["| arm | final gain | % of DDPO's | within-prompt Vendi (calibrated) | within-prompt Vendi (HOG; "
+                  "calibrated) | within-prompt Vendi (classifier; uncalibrated) | across-prompt Vendi (classifier) |",
+                  "|---|---|---|---|---|---|---|"]
         ref = group["reference"]["final_gain"]
         for arm, entry in group["arms"].items():
             final = entry["final"]
             share = final["gain"]["mean"] * 100 / ref if ref else float("nan")
             lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
                          f"{format_value(final.get(PRIMARY)) if PRIMARY in final else 'not measured'} | "
+                         f"{format_value(final.get(JUDGE)) if JUDGE in final else 'not measured'} | "
                          f"{format_value(final.get(FALLBACK))} | {format_value(final.get('vendi_classifier'))} |")
         lines.append("")
     if result["tracker"]:
@@ -244,6 +270,8 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     lines += ["![within-prompt diversity against reward gain](results/prompts.png)", "",
               "### Reading", "", f"Where each method stands against early-stopped DDPO on {LABELS[lead]}, by level "
               "(generated from the tables):", "", *reading(result, lead), ""]
+    if judged:
+        lines += [f"And on the {LABELS[JUDGE]}:", "", *reading(result, JUDGE), ""]
     notes = results / "prompts-reading.md"  # written by hand; every interval and share it quotes must be in the tables
     if notes.is_file():
         from hrf_core.study.reading import stale_numbers

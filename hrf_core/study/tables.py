@@ -27,8 +27,18 @@ def format_value(entry: dict | None, digits: int = 2) -> str:
     return text
 
 
-def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
-    """Markdown rows: each arm's ``metric`` (and its difference to DDPO) at the group's levels."""
+#: The baselines a Δ is taken against, by the row key that holds it (:func:`hrf_core.study.frontier.compare_group`).
+BASELINES = {"delta_vs_ddpo": "early-stopped DDPO", "delta_vs_handover": "the hand-over"}
+
+
+def baseline_arm(against: str) -> str:
+    """The arm a Δ key is taken against: the reference (DDPO) or the hand-over."""
+    return methods.Handover.name if against == "delta_vs_handover" else methods.reference().name
+
+
+def table(group: dict, metric: str, axis: str = "reward", against: str = "delta_vs_ddpo") -> list[str]:
+    """Markdown rows: each arm's ``metric`` (and its difference to the baseline ``against``, DDPO by default) at
+    the group's levels."""
     levels = group["reward_levels"] if axis == "reward" else group["compute_levels"]
     head = "| arm | " + " | ".join(f"{int(lv['fraction'] * 100)}%" for lv in levels) + " |"
     lines = [head, "|---" * (len(levels) + 1) + "|"]
@@ -37,9 +47,9 @@ def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
         cells = []
         for row in entry[f"matched_{axis}"]:
             value = row["values"].get(metric)
-            delta = row["delta_vs_ddpo"].get(metric)
+            delta = row.get(against, {}).get(metric)
             cell = format_value(value) if value or not row["reached"] else "not measured"
-            if delta and arm != methods.reference().name:
+            if delta and arm != baseline_arm(against):
                 cell += f"; Δ {format_value(delta)}"
                 calls += "ci" in delta
             if row["reached"] < row["n"]:
@@ -51,13 +61,14 @@ def table(group: dict, metric: str, axis: str = "reward") -> list[str]:
     return lines
 
 
-def standing(row: dict, metric: str = "is_classifier") -> str:
-    """Where one arm stands against early-stopped DDPO at one level: "above" (the Δ interval is above 0),
-    "below" (under 0), "on" (it spans 0), "undetermined" (one seed), "not reached" (by some seed), or "not
-    measured" (the runs did not log ``metric``)."""
-    if row.get("reached", 0) and row["reached"] == row["n"] and metric not in row["delta_vs_ddpo"]:
+def standing(row: dict, metric: str = "is_classifier", against: str = "delta_vs_ddpo") -> str:
+    """Where one arm stands against a baseline (``against``: early-stopped DDPO by default) at one level: "above"
+    (the Δ interval is above 0), "below" (under 0), "on" (it spans 0), "undetermined" (one seed), "not reached" (by
+    some seed), or "not measured" (the runs did not log ``metric``, or the baseline's seeds are missing)."""
+    deltas = row.get(against, {})
+    if row.get("reached", 0) and row["reached"] == row["n"] and metric not in deltas:
         return "not measured"
-    return position(row["delta_vs_ddpo"].get(metric), row.get("reached", 0), row["n"])
+    return position(deltas.get(metric), row.get("reached", 0), row["n"])
 
 
 def position(delta: dict | None, reached: int, n: int) -> str:
@@ -71,10 +82,11 @@ def position(delta: dict | None, reached: int, n: int) -> str:
     return "above" if low > 0 else "below" if high < 0 else "on"
 
 
-def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is_classifier"
-                   ) -> tuple[list[str], str | None]:
-    """Per arm and reward level: on how many tasks it is on or above early-stopped DDPO (Markdown rows), and
-    the arm with the best row (most tasks on or above, summed over levels; then most above).
+def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is_classifier",
+                   against: str = "delta_vs_ddpo") -> tuple[list[str], str | None]:
+    """Per arm and reward level: on how many tasks it is on or above the baseline ``against`` (early-stopped DDPO
+    by default; the hand-over with ``delta_vs_handover``) (Markdown rows), and the arm with the best row (most tasks
+    on or above, summed over levels; then most above).
 
     ``results``: frontier results (``frontier()``); an arm in a later one replaces the same arm of an earlier one.
     ``metric``: the Δ's metric, or a function of the task (reward) giving it (e.g. never one the reward reads).
@@ -86,7 +98,7 @@ def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is
         for group in result["groups"].values():
             levels = [lv["fraction"] for lv in group["reward_levels"]]
             for arm, entry in group["arms"].items():
-                if arm != methods.reference().name:
+                if arm != baseline_arm(against):
                     arms.setdefault(arm, {})[group["reward"]] = entry
     lines = ["| method | " + " | ".join(f"{int(f * 100)}%" for f in levels) + " |", "|---" * (len(levels) + 1) + "|"]
     scores = {}
@@ -95,7 +107,7 @@ def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is
         cells, total = [], [0, 0]
         for i in range(len(levels)):
             rows = [entry["matched_reward"][i] for entry in tasks.values()]
-            states = [standing(row, metric_of(task)) for task, row in zip(tasks, rows, strict=True)]
+            states = [standing(row, metric_of(task), against) for task, row in zip(tasks, rows, strict=True)]
             counts = {s: states.count(s) for s in ("above", "on", "below", "undetermined", "not reached",
                                                    "not measured")}
             good = counts["above"] + counts["on"]

@@ -194,3 +194,37 @@ def test_window_only_against_the_hand_over_at_its_split_hand_computed(tmp_path):
     assert versus["delta_final"]["is_classifier"]["mean"] == pytest.approx(0.9)
     rows = handover_rows([result])
     assert len(rows) == 3 and "| hrf[20,40)/wo | 20 |" in rows[2] and "not reached (1/2 seeds)" in rows[2]
+
+
+def test_every_arm_against_the_hand_over_at_matched_reward_hand_computed(tmp_path):
+    """``delta_vs_handover``: each arm's metric where its gain reaches the level, minus the same seed's hand-over's
+    where the hand-over's gain (growing as its split moves earlier) reaches it; the standing table counts it."""
+    from hrf_core.study.tables import standing_table, table
+
+    store = RunStore(tmp_path)
+    for seed in (0, 1):
+        make_run(store, f"ddpo-{seed}", "ddpo", seed, [0, 0.01, 0.02, 0.03], [9, 8, 6, 4])
+        handover = store.create({"model": "digits16", "reward": "jpeg-compressibility", "method": "handover",
+                                 "seed": seed, "num_steps": 40, "extra": {"arm": "handover"}}, name=f"handover-{seed}")
+        for order, (split, gain, value) in enumerate(((40, 0.0, 9.0), (20, 0.02, 8.0), (0, 0.03, 4.0))):
+            handover.append_metrics({"epoch": order, "order": order, "handover": split, "reward_mean": -0.5 + gain,
+                                     "is_classifier@8": value, "compute": 0, "eval_samples": 8})
+        make_run(store, f"hrf-{seed}", "hrf", seed, [0, 0.02, 0.03], [9, 8.5 + seed, 8])
+    result = frontier([tmp_path], fractions=(0.5,), resamples=0)
+    group = result["groups"]["digits16|jpeg-compressibility"]
+    row = group["arms"]["hrf[20,40)"]["matched_reward"][0]
+    # gain 0.015: the HRF run at 3/4 of the way to epoch 1 (9 - 0.75 * (9 - 8.5 - seed)); the hand-over at 3/4 of
+    # the way to S = 20 (9 - 0.75 * 1 = 8.25): Δ -0.125 (seed 0), +0.625 (seed 1)
+    deltas = [9 - 0.75 * (0.5 - s) - 8.25 for s in (0, 1)]
+    assert row["delta_vs_handover"]["is_classifier"]["mean"] == pytest.approx(np.mean(deltas))
+    assert row["delta_vs_handover"]["is_classifier"]["n"] == 2
+    # against DDPO at gain 0.015 (IS 7): the same run's values minus 7
+    assert row["delta_vs_ddpo"]["is_classifier"]["mean"] == pytest.approx(np.mean([9 - 0.75 * (0.5 - s) - 7
+                                                                                    for s in (0, 1)]))
+    assert "delta_vs_handover" not in group["arms"]["hrf[20,40)"]["matched_compute"][0] or not \
+        group["arms"]["hrf[20,40)"]["matched_compute"][0]["delta_vs_handover"]  # the hand-over spends no compute
+    rows, _ = standing_table([result], "is_classifier", against="delta_vs_handover")
+    assert [r.split(" |")[0] for r in rows[2:4]] == ["| ddpo", "| hrf[20,40)"]  # the hand-over is the baseline
+    assert "| handover |" not in "\n".join(rows)
+    cells = table(group, "is_classifier", against="delta_vs_handover")
+    assert f"Δ {np.mean(deltas):.2f}" in "\n".join(cells)
