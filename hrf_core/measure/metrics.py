@@ -240,15 +240,47 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None) -> f
     return float(np.mean(values)) if values else math.nan
 
 
+def prompt_classes(prompts: Sequence[str], classes: int) -> np.ndarray | None:
+    """The class each prompt names, (P,) int64, when every prompt is a class index of the digits classifier ("0" ..
+    "9": the class-conditional digits model's prompts); None otherwise (text prompts name no class)."""
+    names = list(prompts)
+    if not names or not all(p.isdecimal() and int(p) < classes for p in names):
+        return None
+    return np.array([int(p) for p in names], dtype=np.int64)
+
+
+def prompt_alignment(arrays: dict, index: np.ndarray | None = None) -> float:
+    """The digits classifier's mean probability of the digit each sample's prompt names (the ``alignment`` reward's
+    value, read as a measure): how far a prompted run's samples stay the digit they were asked for, beside its
+    within-prompt diversity (a sample that leaves its prompt for another digit adds to that prompt's diversity).
+
+    ``arrays``: ``probs.classifier`` (N, K), ``prompt_index`` (N,) and ``prompt_class`` (P,), the class of each
+    prompt index; ``index``: the samples to use, default all. NaN when the arrays lack any of them."""
+    probs, groups, classes = (arrays.get(k) for k in ("probs.classifier", "prompt_index", "prompt_class"))
+    if probs is None or groups is None or classes is None:
+        return math.nan
+    probs, groups, classes = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+                              for x in (probs, groups, classes))
+    if index is not None:
+        probs, groups = probs[index], groups[index]
+    return float(probs[np.arange(len(groups)), classes[groups]].mean())
+
+
 def prompt_metrics(arrays: dict, prompts: Sequence[str], n: int) -> dict:
-    """The within-prompt metrics of an evaluation (``vendi_<embedding>_within@N``, ``is_<embedding>_within@N``) and
-    each prompt's own (``per_prompt``: {prompt: {reward_mean, vendi_<embedding>, is_<embedding>}}); records the
-    samples' prompts in ``arrays`` as ``prompt_index`` (indices into the prompts in first-seen order)."""
+    """The within-prompt metrics of an evaluation (``vendi_<embedding>_within@N``, ``is_<embedding>_within@N``, and
+    ``prompt_alignment@N`` where the prompts name the classifier's classes) and each prompt's own (``per_prompt``:
+    {prompt: {reward_mean, vendi_<embedding>, is_<embedding>}}); records the samples' prompts in ``arrays`` as
+    ``prompt_index`` (indices into the prompts in first-seen order) and, for class prompts, ``prompt_class``."""
     names = list(dict.fromkeys(prompts))
     arrays["prompt_index"] = torch.tensor([names.index(p) for p in prompts], dtype=torch.long)
     metric_names = [f"vendi_{key.split('.', 1)[1]}" for key in arrays if key.startswith("features.")]
     metric_names += [f"is_{key.split('.', 1)[1]}" for key in arrays if key.startswith("probs.")]
     out: dict = {f"{name}{WITHIN}@{n}": within_prompt(name, arrays) for name in metric_names}
+    probs = arrays.get("probs.classifier")
+    classes = prompt_classes(names, probs.shape[1]) if probs is not None else None
+    if classes is not None:
+        arrays["prompt_class"] = torch.from_numpy(classes)
+        out[f"prompt_alignment@{n}"] = prompt_alignment(arrays)
     group = arrays["prompt_index"].numpy()
     per_prompt = {}
     for i, prompt in enumerate(names):

@@ -33,10 +33,12 @@ from hrf_core import methods
 from hrf_core.methods import Handover
 from hrf_core.store.runs import Run, is_run_folder
 
-#: Diversity metrics read off at matched reward, by key prefix (the row keys end in ``@N``).
-DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy")
-#: Metrics computed from an older run's saved arrays when its rows lack them (the calibrated HOG measure came after).
-BACKFILLED = ("vendi_hog", "vendi_hog_within")
+#: Metrics read off at matched reward, by key prefix (the row keys end in ``@N``): diversity, and a prompted run's
+#: alignment to its prompts.
+DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy", "prompt_alignment")
+#: Metrics computed from an older run's saved arrays when its rows lack them (the calibrated HOG measure and the
+#: prompt alignment came after).
+BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
@@ -60,6 +62,7 @@ class Trajectory:
     eval_samples: int
     eval_files: list[Path | None] = field(default_factory=list)
     splits: list[int | None] = field(default_factory=list)  # a hand-over run's S per point (else None)
+    prompts: list[list[str] | None] = field(default_factory=list)  # each point's prompts, in their index order
     _arrays: dict = field(default_factory=dict, repr=False)
 
     def arrays(self, index: int) -> dict | None:
@@ -71,9 +74,15 @@ class Trajectory:
             else:
                 from safetensors.numpy import load_file
 
-                from hrf_core.measure.metrics import with_derived_features
+                from hrf_core.measure.metrics import prompt_classes, with_derived_features
 
-                self._arrays[index] = with_derived_features(load_file(str(path)))
+                arrays = with_derived_features(load_file(str(path)))
+                prompts = self.prompts[index] if index < len(self.prompts) else None
+                if "prompt_class" not in arrays and prompts and "probs.classifier" in arrays:
+                    classes = prompt_classes(prompts, arrays["probs.classifier"].shape[1])
+                    if classes is not None:  # an evaluation saved before prompt_class was
+                        arrays["prompt_class"] = classes
+                self._arrays[index] = arrays
         return self._arrays[index]
 
     def backfill(self, names: Iterable[str]) -> None:
@@ -114,7 +123,8 @@ def load_trajectory(run: Run) -> Trajectory | None:
         metrics=metrics, eval_samples=n,
         eval_files=[Path(r["eval_file"]) if r.get("eval_file") else run.eval_path(int(r.get("epoch", 0)))
                     for r in rows],
-        splits=[int(r["handover"]) if isinstance(r.get("handover"), int) else None for r in rows])
+        splits=[int(r["handover"]) if isinstance(r.get("handover"), int) else None for r in rows],
+        prompts=[list(r["per_prompt"]) if isinstance(r.get("per_prompt"), dict) else None for r in rows])
     trajectory.backfill(BACKFILLED)
     return trajectory
 
@@ -150,6 +160,8 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
 
     if name == "reward_mean":
         return float(arrays["rewards"][index].mean())
+    if name == "prompt_alignment":
+        return metrics.prompt_alignment(arrays, index)
     if name.endswith(metrics.WITHIN):
         return metrics.within_prompt(name[: -len(metrics.WITHIN)], arrays, index)
     if name.startswith("vendi_") and "_q" not in name:

@@ -65,7 +65,10 @@ ARMS = (DDPO_ARM, f"{window_arm(20, 40)}/image", f"{window_arm(30, 40)}/image/wo
         f"{DDPO_ARM}+kl0.1")
 #: The metrics with intervals: within a prompt first (the question; the calibrated measure leads), then across prompts.
 HEADLINE = ("vendi_rbf_within", "vendi_hog_within", "vendi_classifier_within", "vendi_classifier", "is_classifier",
-            "vendi_pixel_within")
+            "vendi_pixel_within", "prompt_alignment")
+#: How far the samples stay the digit they were prompted with (the classifier's probability of it): a sample that
+#: leaves its prompt for another digit raises that prompt's diversity, so the two are read together.
+ALIGNMENT = "prompt_alignment"
 #: The within-prompt measure the report leads with (it passes the calibration suite, docs/METHOD.md), and the one
 #: of runs logged before it existed (it fails the suite: thicker strokes raise it), labelled so.
 PRIMARY, FALLBACK = "vendi_rbf_within", "vendi_classifier_within"
@@ -240,14 +243,18 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
         if lead == PRIMARY:
             lines += [f"**{LABELS[FALLBACK]} at matched reward** (secondary)", ""]
             lines += table(group, FALLBACK) + [""]
+        if any(ALIGNMENT in row["values"] for entry in group["arms"].values() for row in entry["matched_reward"]):
+            lines += ["**Prompt alignment (the digits classifier's probability of the prompted digit) at matched "
+                      "reward**: a sample drawn as another digit adds to its prompt's diversity and lowers this", ""]
+            lines += table(group, ALIGNMENT) + [""]
         lines += ["**Across-prompt Vendi (classifier features) at matched reward**", ""]
         lines += table(group, "vendi_classifier") + [""]
         lines += ["**Within-prompt Vendi (pixels; a weak proxy, but blind to what the classifier was trained to "
                   "ignore) at matched reward**", ""]
         lines += table(group, "vendi_pixel_within") + [""]
         lines += ["| arm | final gain | % of DDPO's | within-prompt Vendi (calibrated) | within-prompt Vendi (HOG; "
-                  "calibrated) | within-prompt Vendi (classifier; uncalibrated) | across-prompt Vendi (classifier) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "calibrated) | within-prompt Vendi (classifier; uncalibrated) | across-prompt Vendi (classifier) | "
+                  "prompt alignment |", "|---|---|---|---|---|---|---|---|"]
         ref = group["reference"]["final_gain"]
         for arm, entry in group["arms"].items():
             final = entry["final"]
@@ -255,7 +262,8 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
             lines.append(f"| {arm} | {format_value(final['gain'], 4)} | {share:.0f}% | "
                          f"{format_value(final.get(PRIMARY)) if PRIMARY in final else 'not measured'} | "
                          f"{format_value(final.get(JUDGE)) if JUDGE in final else 'not measured'} | "
-                         f"{format_value(final.get(FALLBACK))} | {format_value(final.get('vendi_classifier'))} |")
+                         f"{format_value(final.get(FALLBACK))} | {format_value(final.get('vendi_classifier'))} | "
+                         f"{format_value(final.get(ALIGNMENT))} |")
         lines.append("")
     if result["tracker"]:
         lines += ["### The per-prompt tracker: DDPO with per-prompt against epoch advantages", "",

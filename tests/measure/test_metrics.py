@@ -20,6 +20,8 @@ from hrf_core.measure.metrics import (
     evaluate_samples,
     inception_score,
     metric_key,
+    prompt_alignment,
+    prompt_metrics,
     vendi_score,
     within_prompt,
 )
@@ -119,6 +121,24 @@ def test_within_prompt_vendi_and_is_by_hand() -> None:
     assert within_prompt("is_x", arrays) == pytest.approx(1.5, abs=1e-4)
     assert within_prompt("vendi_x", arrays, index=np.array([0, 1, 3])) == pytest.approx(1.0)  # prompt 1: 1 sample
     assert math.isnan(within_prompt("vendi_y", arrays))
+
+
+def test_prompt_alignment_by_hand() -> None:
+    """The classifier's probability of the digit each sample's prompt names, averaged: prompts "7", "2" (first seen
+    in that order); samples 0-2 prompted "7" put 0.9, 0.5, 0.1 on class 7, samples 3-4 prompted "2" put 0.8 and 0
+    on class 2: (0.9 + 0.5 + 0.1 + 0.8 + 0) / 5 = 0.46. Text prompts name no class: no alignment."""
+    probs = torch.zeros(5, 10)
+    for row, (cls, p) in enumerate([(7, 0.9), (7, 0.5), (7, 0.1), (2, 0.8), (2, 0.0)]):
+        probs[row, cls] = p
+        probs[row, 0 if cls != 0 else 1] += 1 - p
+    arrays = {"probs.classifier": probs}
+    out = prompt_metrics(arrays, ["7", "7", "7", "2", "2"], 5)
+    assert arrays["prompt_class"].tolist() == [7, 2]
+    assert out["prompt_alignment@5"] == pytest.approx(0.46)
+    assert prompt_alignment(arrays, np.array([0, 3])) == pytest.approx((0.9 + 0.8) / 2)
+    text = {"probs.classifier": probs}
+    assert "prompt_alignment@5" not in prompt_metrics(text, ["a cat", "a cat", "a dog", "a dog", "a dog"], 5)
+    assert "prompt_class" not in text and math.isnan(prompt_alignment(text))
 
 
 def test_one_confident_class_gives_is_one() -> None:
