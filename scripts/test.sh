@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED=1
 .venv/bin/python -m pip check
 .venv/bin/python -m ruff check .
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

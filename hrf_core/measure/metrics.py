@@ -215,13 +215,19 @@ def evaluate_samples(
 WITHIN = "_within"
 
 
-def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None) -> float:
+#: The suffix of a within-prompt metric computed only among the samples that are their prompt's digit.
+ON_PROMPT = "_on_prompt"
+
+
+def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None, on_prompt: bool = False) -> float:
     """Metric ``name`` (``vendi_<embedding>`` or ``is_<embedding>``) within each prompt's samples, averaged over the
     prompts: what shows collapse *within* a prompt (every "3" the same 3), which the across-prompt value hides.
 
     ``arrays``: an evaluation's saved arrays with ``prompt_index`` (N,) and ``features.<embedding>`` or
-    ``probs.<embedding>``; ``index``: the samples to use (a bootstrap replicate), default all. A prompt with fewer
-    than 2 of them is left out; NaN when none is left or the arrays lack the metric.
+    ``probs.<embedding>``; ``index``: the samples to use (a bootstrap replicate), default all. ``on_prompt``: only
+    the samples the digits classifier puts in the class their prompt names (``probs.classifier``, ``prompt_class``),
+    so that a sample drawn as another digit cannot add to its prompt's diversity. A prompt with fewer than 2 of them
+    is left out; NaN when none is left or the arrays lack the metric.
     """
     kind, _, embedding = name.partition("_")
     source = arrays.get(f"{'features' if kind == 'vendi' else 'probs'}.{embedding}")
@@ -230,6 +236,13 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None) -> f
         return math.nan
     source = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
     groups = groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)
+    if on_prompt:
+        probs, classes = arrays.get("probs.classifier"), arrays.get("prompt_class")
+        if probs is None or classes is None:
+            return math.nan
+        probs, classes = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x) for x in (probs, classes))
+        keep = probs.argmax(axis=1) == classes[groups]
+        index = np.flatnonzero(keep) if index is None else np.asarray(index)[keep[np.asarray(index)]]
     if index is not None:
         source, groups = source[index], groups[index]
     values = []

@@ -38,7 +38,7 @@ from hrf_core.store.runs import Run, is_run_folder
 DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy", "prompt_alignment")
 #: Metrics computed from an older run's saved arrays when its rows lack them (the calibrated HOG measure and the
 #: prompt alignment came after).
-BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment")
+BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment", "vendi_hog_within_on_prompt")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
@@ -162,6 +162,8 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
         return float(arrays["rewards"][index].mean())
     if name == "prompt_alignment":
         return metrics.prompt_alignment(arrays, index)
+    if name.endswith(metrics.WITHIN + metrics.ON_PROMPT):
+        return metrics.within_prompt(name[: -len(metrics.WITHIN + metrics.ON_PROMPT)], arrays, index, on_prompt=True)
     if name.endswith(metrics.WITHIN):
         return metrics.within_prompt(name[: -len(metrics.WITHIN)], arrays, index)
     if name.startswith("vendi_") and "_q" not in name:

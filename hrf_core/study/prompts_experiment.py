@@ -65,10 +65,14 @@ ARMS = (DDPO_ARM, f"{window_arm(20, 40)}/image", f"{window_arm(30, 40)}/image/wo
         f"{DDPO_ARM}+kl0.1")
 #: The metrics with intervals: within a prompt first (the question; the calibrated measure leads), then across prompts.
 HEADLINE = ("vendi_rbf_within", "vendi_hog_within", "vendi_classifier_within", "vendi_classifier", "is_classifier",
-            "vendi_pixel_within", "prompt_alignment")
+            "vendi_pixel_within", "prompt_alignment", "vendi_hog_within_on_prompt")
 #: How far the samples stay the digit they were prompted with (the classifier's probability of it): a sample that
 #: leaves its prompt for another digit raises that prompt's diversity, so the two are read together.
 ALIGNMENT = "prompt_alignment"
+#: The judge among the samples that are their prompt's digit only: diversity a run cannot buy by leaving its prompt.
+ON_PROMPT = "vendi_hog_within_on_prompt"
+ON_PROMPT_LABEL = ("Within-prompt HOG Vendi among the samples the classifier puts in their prompt's digit (a sample "
+                   "drawn as another digit left out)")
 #: The within-prompt measure the report leads with (it passes the calibration suite, docs/METHOD.md), and the one
 #: of runs logged before it existed (it fails the suite: thicker strokes raise it), labelled so.
 PRIMARY, FALLBACK = "vendi_rbf_within", "vendi_classifier_within"
@@ -247,6 +251,10 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
             lines += ["**Prompt alignment (the digits classifier's probability of the prompted digit) at matched "
                       "reward**: a sample drawn as another digit adds to its prompt's diversity and lowers this", ""]
             lines += table(group, ALIGNMENT) + [""]
+            lines += [f"**{ON_PROMPT_LABEL} at matched reward**", ""]
+            lines += table(group, ON_PROMPT) + [""]
+            lines += [f"**{ON_PROMPT_LABEL} at matched reward, Δ to the same seed's hand-over**", ""]
+            lines += table(group, ON_PROMPT, against="delta_vs_handover") + [""]
         lines += ["**Across-prompt Vendi (classifier features) at matched reward**", ""]
         lines += table(group, "vendi_classifier") + [""]
         lines += ["**Within-prompt Vendi (pixels; a weak proxy, but blind to what the classifier was trained to "

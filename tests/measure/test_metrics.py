@@ -125,17 +125,25 @@ def test_within_prompt_vendi_and_is_by_hand() -> None:
 
 def test_prompt_alignment_by_hand() -> None:
     """The classifier's probability of the digit each sample's prompt names, averaged: prompts "7", "2" (first seen
-    in that order); samples 0-2 prompted "7" put 0.9, 0.5, 0.1 on class 7, samples 3-4 prompted "2" put 0.8 and 0
-    on class 2: (0.9 + 0.5 + 0.1 + 0.8 + 0) / 5 = 0.46. Text prompts name no class: no alignment."""
+    in that order); samples 0-2 prompted "7" put 0.9, 0.6, 0.1 on class 7, samples 3-4 prompted "2" put 0.8 and 0
+    on class 2 (the rest on class 0): (0.9 + 0.6 + 0.1 + 0.8 + 0) / 5 = 0.48. Text prompts name no class."""
     probs = torch.zeros(5, 10)
-    for row, (cls, p) in enumerate([(7, 0.9), (7, 0.5), (7, 0.1), (2, 0.8), (2, 0.0)]):
+    for row, (cls, p) in enumerate([(7, 0.9), (7, 0.6), (7, 0.1), (2, 0.8), (2, 0.0)]):
         probs[row, cls] = p
         probs[row, 0 if cls != 0 else 1] += 1 - p
     arrays = {"probs.classifier": probs}
     out = prompt_metrics(arrays, ["7", "7", "7", "2", "2"], 5)
     assert arrays["prompt_class"].tolist() == [7, 2]
-    assert out["prompt_alignment@5"] == pytest.approx(0.46)
+    assert out["prompt_alignment@5"] == pytest.approx(0.48)
     assert prompt_alignment(arrays, np.array([0, 3])) == pytest.approx((0.9 + 0.8) / 2)
+    # within-prompt Vendi among on-prompt samples only: sample 2 (prompt "7", class 0 wins) and sample 4 (prompt "2",
+    # class 0 wins) are left out; prompt "7" keeps samples 0 and 1 (orthogonal features: Vendi 2), prompt "2" keeps
+    # only sample 3 (left out: one sample), so the value is prompt "7"'s alone
+    arrays["features.x"] = torch.eye(5)
+    assert within_prompt("vendi_x", arrays) == pytest.approx((3 + 2) / 2)
+    assert within_prompt("vendi_x", arrays, on_prompt=True) == pytest.approx(2.0)
+    assert within_prompt("vendi_x", arrays, index=np.array([0, 2, 3, 4]), on_prompt=True) != \
+        within_prompt("vendi_x", arrays, on_prompt=True)  # a replicate without sample 1: prompt "7" has 1 left
     text = {"probs.classifier": probs}
     assert "prompt_alignment@5" not in prompt_metrics(text, ["a cat", "a cat", "a dog", "a dog", "a dog"], 5)
     assert "prompt_class" not in text and math.isnan(prompt_alignment(text))

@@ -146,8 +146,11 @@ def test_shipped_example_runs():
              for r in runs}
     assert found == expected
     assert any(outside == "base" for *_, outside in found.values())  # a window-only duel ships
-    prompted = [r for r in runs if r.config.get("prompts")]  # a prompted duel ships, with per-prompt DDPO
-    assert len(prompted) == 2 and {r.config["adv_scope"] for r in prompted} == {"image", "prompt"}
+    prompted = [r for r in runs if r.config.get("prompts")]  # prompted duels ship, with per-prompt DDPO
+    assert len(prompted) == 4 and {r.config["adv_scope"] for r in prompted} == {"image", "prompt"}
+    diverse = [r for r in runs if r.config.get("diversity_weight")]  # the diversity bonus's duel (issue #37)
+    assert len(diverse) == 1 and not store.get(diverse[0].config["extra"]["duel_with"]).config.get("diversity_weight")
+    assert "vendi_hog_within@63" in diverse[0].metrics()[-1]  # judged on the measure the bonus does not read
     size = sum(p.stat().st_size for p in EXAMPLES_DIR.rglob("*") if p.is_file())
     assert size < 3e6
     for run in runs:
