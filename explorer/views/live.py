@@ -200,6 +200,7 @@ def live_state(manager, run_id: str | None = None) -> dict:
     runs: list[dict] = []
     main_rows = snap.rows
     example = False
+    weight = config.get("diversity_weight") or 0.0  # any run on the plot trained with the bonus: off its kernel
     if snap.run_id is not None:
         try:
             main = store.get(snap.run_id)
@@ -212,10 +213,11 @@ def live_state(manager, run_id: str | None = None) -> dict:
                 try:
                     partner = store.get(snap.partner_id)
                     runs.append(run_payload(partner, manager.rows(partner)))
+                    weight = max(weight, partner.config.get("diversity_weight") or 0.0)
                 except ValueError:
                     pass
     all_rows = main_rows or [r for run in runs for r in run["rows"]]
-    keys = metric_keys(all_rows, config.get("reward"), config.get("diversity_weight") or 0.0)
+    keys = metric_keys(all_rows, config.get("reward"), weight)
     measured = any(keys.diversity in r for r in all_rows)  # before the base model's evaluation: no metric yet
     model, reward = config.get("model"), config.get("reward")
     samples = int(config.get("eval_samples") or 0)

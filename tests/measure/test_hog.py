@@ -94,3 +94,20 @@ def test_an_older_evaluation_gets_it_from_its_saved_pixels(heldout):
     direct = {**arrays, "features.hog": hog.features(x)}
     assert within_prompt("vendi_hog", derived) == pytest.approx(within_prompt("vendi_hog", direct), rel=1e-5)
     assert "features.hog" not in with_derived_features({"features.pixel": np.zeros((4, 768))})  # not 1x16x16
+
+
+def test_the_shipped_bonus_duel_stands_on_it_whichever_half_is_shown(tmp_path):
+    """The Live plot of the diversity-bonus example duel: both halves on one axis, the HOG measure, whether the
+    bonus half or its plain DDPO partner is selected (on the RBF axis the bonus run would be judged by its own
+    training signal)."""
+    from explorer.jobs import JobManager
+    from explorer.views import live
+    from hrf_core.store.runs import RunStore
+    from hrf_core.study.examples import EXAMPLES_DIR
+
+    manager = JobManager(RunStore(tmp_path, examples=EXAMPLES_DIR), preflight=None)
+    bonus = next(r for r in manager.store.list() if r.config.get("diversity_weight"))
+    for run_id in (bonus.run_id, bonus.config["extra"]["duel_with"]):
+        state = live.live_state(manager, run_id)
+        assert state["keys"]["diversity"] == "vendi_hog_within@63", run_id
+        assert len(state["runs"]) == 2
