@@ -58,8 +58,9 @@ DUELS = (Duel("ink", 1), Duel("digit:3", 3),
          # prompted: HRF [20,40) against DDPO with per-prompt advantages on the class-conditional model, where the
          # prompts experiment found HRF's within-prompt diversity on or above early-stopped DDPO's (RESULTS.md)
          Duel("ink", 7, "digits-cond-hrf-late", partner="digits-cond-ddpo", guidance=1.0, label="prompted-ink"),
-         # the diversity bonus (lambda 1) against plain DDPO, both with per-prompt advantages: the prompts experiment
-         # found its within-prompt HOG Vendi above early-stopped DDPO's and the hand-over's (docs/results/headline)
+         # the diversity bonus (lambda 0.3) against plain DDPO, both with per-prompt advantages: the prompts
+         # experiment found its within-prompt HOG Vendi above early-stopped DDPO's and the hand-over's at 75% of DDPO's
+         # gain, at DDPO's reward speed and prompt alignment (docs/results/headline)
          Duel("ink", 9, "digits-cond-ddpo-diverse", partner="digits-cond-ddpo", guidance=1.0,
               label="prompted-ink-diverse"))
 GRID_SIZE = 192  # pixels: grids are downscaled to at most this

@@ -111,8 +111,11 @@ def test_the_live_plot_of_a_prompted_run_stands_on_the_calibrated_measure(tmp_pa
 
 @pytest.mark.slow
 def test_the_bandwidth_is_the_base_models_median_distance():
-    """calibrated.BANDWIDTH was fixed once on 256 samples of digits16 (seed 0, K = 40, eta = 1): it reproduces."""
+    """calibrated.BANDWIDTH and hog.BANDWIDTH were fixed once on 256 samples of digits16 (seed 0, K = 40, eta = 1):
+    they reproduce."""
+    from hrf_core.measure import hog
     from hrf_core.rl.sampling import sample_images
 
     images = sample_images("digits16", n=256, seed=0, num_steps=40, eta=1.0, device="cpu")
     assert calibrated.fit_bandwidth(images) == pytest.approx(calibrated.BANDWIDTH, abs=1e-3)
+    assert hog.fit_bandwidth(images) == pytest.approx(hog.BANDWIDTH, abs=1e-3)
