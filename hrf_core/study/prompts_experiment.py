@@ -195,7 +195,10 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     results = docs / "results"
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "prompts.json", result)
-    write_figure(result, out, results / "prompts.png", lead)
+    judged = lead == PRIMARY and any(JUDGE in row["values"] for group in result["groups"].values()
+                                     for entry in group["arms"].values() for row in entry["matched_reward"])
+    # the figure stands on the measure no arm was trained on (the bonus arms' RBF Vendi is their training signal)
+    write_figure(result, out, results / "prompts.png", JUDGE if judged else lead)
     seeds = " ".join(map(str, settings.seeds))
     guided = ", ".join(f"{t} at guidance {g:g}" for t, g in settings.guidance.items() if t in settings.tasks)
     guided = f"guidance 1 except {guided}" if guided else "guidance 1"
@@ -223,8 +226,6 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
               f"For each method, on how many tasks its {LABELS[lead]} Δ to the same seed's DDPO at 25/50/75% of "
               "DDPO's gain is on the frontier (interval spans 0), above it, below it, or not reached.", "",
               *rows, "", *bonus_note(arms_in(result))]
-    judged = lead == PRIMARY and any(JUDGE in row["values"] for group in result["groups"].values()
-                                     for entry in group["arms"].values() for row in entry["matched_reward"])
     if judged:
         rows, _ = standing_table([result], metric=JUDGE)
         lines += [f"The same question on the {LABELS[JUDGE]}: the answer for the bonus arms.", "", *rows, ""]
@@ -328,6 +329,8 @@ def reading(result: dict, metric: str = PRIMARY) -> list[str]:
 
 def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) -> None:
     """Within-prompt Vendi (``metric``) against reward gain, one panel per task, every arm's seeds averaged."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -358,7 +361,7 @@ def write_figure(result: dict, root: Path, path: Path, metric: str = PRIMARY) ->
                 ls="--" if arm == HANDOVER_ARM else "-", label=arm)
         ax.set_title(group["reward"])
         ax.set_xlabel("reward gain over the base model")
-        ax.set_ylabel(LABELS.get(metric, metric).replace(" (", "\n(", 1), fontsize=8)
+        ax.set_ylabel(textwrap.fill(LABELS.get(metric, metric), 48), fontsize=8)
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}  # every arm once, whichever panel has it
     fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
     fig.savefig(path, dpi=110)
