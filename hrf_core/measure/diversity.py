@@ -2,8 +2,9 @@
 bonus").
 
 - :func:`diversity_kernel`: the similarity matrix (N, N) of a group's final images. The one place that decides
-  the space the bonus measures in: the Live plot's within-prompt measure's, i.e. the calibrated RBF kernel
-  (:func:`hrf_core.measure.calibrated.similarity`) for 1x16x16 digits, the pixels' cosine kernel otherwise.
+  the space the bonus measures in: the calibrated RBF kernel (:func:`hrf_core.measure.calibrated.similarity`) for
+  1x16x16 digits, the pixels' cosine kernel otherwise. A run trained with the bonus is judged on another calibrated
+  measure (:data:`READS` names this one; :mod:`hrf_core.measure.hog` judges).
 - :func:`leave_one_out_vendi`: b_i = VS(K) - VS(K without row and column i), by vendi-score's ``score_K``.
 - :func:`group_bonus`: b within each group of a batch's rows (a row alone in its group: 0).
 """
@@ -33,9 +34,9 @@ def cosine_kernel(features: torch.Tensor | np.ndarray) -> np.ndarray:
 def diversity_kernel(images: torch.Tensor) -> np.ndarray:
     """The similarity (N, N), float64, of images in [-1, 1] (N, C, H, W) that the diversity bonus reads.
 
-    The space of the Live plot's within-prompt measure: 1x16x16 digits on the calibrated measure's RBF kernel
-    (blurred, contrast-normalised pixels; it passes the calibration suite and reads no reward's network), any
-    other model on its pixels (cosine; a weak proxy, as in the evaluation).
+    1x16x16 digits on the calibrated measure's RBF kernel (blurred, contrast-normalised pixels; it passes the
+    calibration suite and reads no reward's network; the Live plot's within-prompt measure of runs without the
+    bonus), any other model on its pixels (cosine; a weak proxy, as in the evaluation).
     """
     from hrf_core.imaging import to_unit
     from hrf_core.measure import calibrated
