@@ -43,13 +43,19 @@ def _gaussian_kernel(sigma: float, radius: int = 2) -> torch.Tensor:
     return (g[:, None] * g[None, :])[None, None]
 
 
-def features(images: torch.Tensor) -> torch.Tensor:
-    """Images (N, C, H, W) in [-1, 1] -> features (N, C*H*W) float64 on CPU: per-image min-max, blurred."""
+def contrast_normalised(images: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) in [-1, 1] -> float64 on CPU in [0, 1], each rescaled to its own min..max (a contrast
+    change x -> a x + b leaves it unchanged): the first step of both calibrated measures' features."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"expected images as a (N>0, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
     u = ((images.detach().to("cpu", torch.float64) + 1) / 2).clamp(0, 1)
     low, high = u.amin(dim=(1, 2, 3), keepdim=True), u.amax(dim=(1, 2, 3), keepdim=True)
-    u = (u - low) / (high - low).clamp_min(1e-3)
+    return (u - low) / (high - low).clamp_min(1e-3)
+
+
+def features(images: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) in [-1, 1] -> features (N, C*H*W) float64 on CPU: per-image min-max, blurred."""
+    u = contrast_normalised(images)
     c = u.shape[1]
     kernel = _gaussian_kernel(BLUR_SIGMA).expand(c, 1, -1, -1)
     u = F.conv2d(F.pad(u, (2, 2, 2, 2), mode="replicate"), kernel, groups=c)

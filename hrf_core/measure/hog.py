@@ -50,14 +50,12 @@ def features(images: torch.Tensor) -> torch.Tensor:
     from skimage.feature import hog
     from skimage.filters import gaussian
 
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"expected images as a (N>0, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    if min(images.shape[2:]) < CELL * BLOCK:
+    from hrf_core.measure.calibrated import contrast_normalised
+
+    u = contrast_normalised(images).permute(0, 2, 3, 1).numpy()  # (N, H, W, C); checks the shape
+    if min(u.shape[1:3]) < CELL * BLOCK:
         side = CELL * BLOCK
         raise ValueError(f"HOG needs images of at least {side}x{side} pixels, got {tuple(images.shape)}")
-    u = ((images.detach().to("cpu", torch.float64) + 1) / 2).clamp(0, 1)
-    low, high = u.amin(dim=(1, 2, 3), keepdim=True), u.amax(dim=(1, 2, 3), keepdim=True)
-    u = ((u - low) / (high - low).clamp_min(1e-3)).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     channels = u.shape[-1]
     rows = []
     for image in u:

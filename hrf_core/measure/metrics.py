@@ -98,8 +98,7 @@ def with_derived_features(arrays: dict) -> dict:
     key = f"features.{hog.NAME}"
     if key in arrays or pixels is None or pixels.shape[1] != int(np.prod(PIXEL_SHAPE)):
         return dict(arrays)
-    unit = torch.as_tensor(np.asarray(pixels, np.float32) if not isinstance(pixels, torch.Tensor) else pixels)
-    images = (unit.double() * 2 - 1).reshape(-1, *PIXEL_SHAPE)
+    images = (torch.tensor(_numpy(pixels), dtype=torch.float64) * 2 - 1).reshape(-1, *PIXEL_SHAPE)
     return {**arrays, key: hog.features(images).float().numpy()}
 
 
@@ -215,6 +214,11 @@ def evaluate_samples(
 WITHIN = "_within"
 
 
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A saved array as numpy, whether it was loaded as a tensor or as numpy."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
 #: The suffix of a within-prompt metric computed only among the samples that are their prompt's digit.
 ON_PROMPT = "_on_prompt"
 
@@ -234,14 +238,12 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None, on_p
     groups = arrays.get("prompt_index")
     if source is None or groups is None or kind not in ("vendi", "is"):
         return math.nan
-    source = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
-    groups = groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)
+    source, groups = _numpy(source), _numpy(groups)
     if on_prompt:
         probs, classes = arrays.get("probs.classifier"), arrays.get("prompt_class")
         if probs is None or classes is None:
             return math.nan
-        probs, classes = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x) for x in (probs, classes))
-        keep = probs.argmax(axis=1) == classes[groups]
+        keep = _numpy(probs).argmax(axis=1) == _numpy(classes)[groups]
         index = np.flatnonzero(keep) if index is None else np.asarray(index)[keep[np.asarray(index)]]
     if index is not None:
         source, groups = source[index], groups[index]
@@ -272,8 +274,7 @@ def prompt_alignment(arrays: dict, index: np.ndarray | None = None) -> float:
     probs, groups, classes = (arrays.get(k) for k in ("probs.classifier", "prompt_index", "prompt_class"))
     if probs is None or groups is None or classes is None:
         return math.nan
-    probs, groups, classes = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
-                              for x in (probs, groups, classes))
+    probs, groups, classes = _numpy(probs), _numpy(groups), _numpy(classes)
     if index is not None:
         probs, groups = probs[index], groups[index]
     return float(probs[np.arange(len(groups)), classes[groups]].mean())

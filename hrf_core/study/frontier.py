@@ -35,10 +35,13 @@ from hrf_core.store.runs import Run, is_run_folder
 
 #: Metrics read off at matched reward, by key prefix (the row keys end in ``@N``): diversity, and a prompted run's
 #: alignment to its prompts.
-DIVERSITY_PREFIXES = ("is_", "vendi_", "class_entropy", "prompt_alignment")
+METRIC_PREFIXES = ("is_", "vendi_", "class_entropy", "prompt_alignment")
 #: Metrics computed from an older run's saved arrays when its rows lack them (the calibrated HOG measure and the
 #: prompt alignment came after).
 BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment", "vendi_hog_within_on_prompt")
+#: The Δs a matched-reward row holds, by key: to the same seed's early-stopped DDPO, and (reward levels only: the
+#: hand-over spends no compute of its own) to the same seed's hand-over.
+VS_DDPO, VS_HANDOVER = "delta_vs_ddpo", "delta_vs_handover"
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_RESAMPLES = 400
@@ -88,13 +91,11 @@ class Trajectory:
     def backfill(self, names: Iterable[str]) -> None:
         """Add the metrics ``names`` the rows lack (an evaluation logged before a measure existed) from the saved
         arrays, on all the samples: NaN at a point without them. Only a metric every evaluation can give is added."""
-        for name in names:
-            if name in self.metrics:
-                continue
-            everything = [None if a is None else np.arange(len(a["rewards"]))
-                          for a in (self.arrays(i) for i in range(len(self.epochs)))]
-            values = np.array([math.nan if idx is None else metric_from_arrays(name, self.arrays(i), idx)
-                               for i, idx in enumerate(everything)])
+        missing = [name for name in names if name not in self.metrics]
+        points = [self.arrays(i) for i in range(len(self.epochs))] if missing else []
+        for name in missing:
+            values = np.array([math.nan if a is None else metric_from_arrays(name, a, np.arange(len(a["rewards"])))
+                               for a in points])
             if np.isfinite(values).all():
                 self.metrics[name] = values
 
@@ -111,7 +112,7 @@ def load_trajectory(run: Run) -> Trajectory | None:
     rows.sort(key=lambda r: r.get("order", r.get("epoch", 0)))
     if len(rows) < 2:
         return None
-    keys = sorted({k for r in rows for k in r if "@" in k and k.startswith(DIVERSITY_PREFIXES)})
+    keys = sorted({k for r in rows for k in r if "@" in k and k.startswith(METRIC_PREFIXES)})
     base_reward = rows[0]["reward_mean"]
     n = int(rows[0].get("eval_samples") or (int(keys[0].split("@")[1]) if keys else 0))
     metrics = {metric_name(k): np.array([float(r.get(k, math.nan)) for r in rows]) for k in keys}
@@ -351,8 +352,7 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
     rng = np.random.default_rng(seed + 1)
     # Each arm's Δ at matched reward, seed by seed: to early-stopped DDPO (the frontier) and to the training-free
     # hand-over (the method to beat: its gain grows as its split S moves earlier).
-    baselines = {"delta_vs_ddpo": references,
-                 "delta_vs_handover": {t.seed: t for t in trajectories if t.arm == Handover.name}}
+    baselines = {VS_DDPO: references, VS_HANDOVER: {t.seed: t for t in trajectories if t.arm == Handover.name}}
     arms: dict[str, list[Trajectory]] = {}
     for t in trajectories:
         arms.setdefault(t.arm, []).append(t)
@@ -386,7 +386,7 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                             own[name][1].append(mine.replicates.get(name))
                     for key, by_seed in baselines.items():
                         baseline = by_seed.get(t.seed)
-                        if baseline is None or (key == "delta_vs_handover" and axis != "reward"):
+                        if baseline is None or (key == VS_HANDOVER and axis != "reward"):
                             continue
                         theirs = read_off(baseline, level, axis, names, resampler)
                         for name in names:

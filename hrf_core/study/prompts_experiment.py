@@ -176,7 +176,7 @@ def tracker_effect(runs: list[Run]) -> dict:
 
 def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
-    from hrf_core.study.frontier import frontier
+    from hrf_core.study.frontier import VS_HANDOVER, frontier
     from hrf_core.study.tables import format_value, standing_table, table
 
     progress = read_progress(out)
@@ -230,7 +230,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
         rows, _ = standing_table([result], metric=JUDGE)
         lines += [f"The same question on the {LABELS[JUDGE]}: the answer for the bonus arms.", "", *rows, ""]
     judge = JUDGE if judged else lead
-    rows, _ = standing_table([result], metric=judge, against="delta_vs_handover")
+    rows, _ = standing_table([result], metric=judge, against=VS_HANDOVER)
     lines += ["### Is any trained method above the hand-over at the same reward?", "",
               f"The same count against the training-free hand-over: each arm's {LABELS[judge]} Δ to the same seed's "
               "hand-over where both reach the level (the hand-over's gain grows as its split moves earlier).", "",
@@ -244,7 +244,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
             lines += [f"**{LABELS[JUDGE]} at matched reward**", ""]
             lines += table(group, JUDGE) + [""]
         lines += [f"**{LABELS[judge]} at matched reward, Δ to the same seed's hand-over**", ""]
-        lines += table(group, judge, against="delta_vs_handover") + [""]
+        lines += table(group, judge, against=VS_HANDOVER) + [""]
         if lead == PRIMARY:
             lines += [f"**{LABELS[FALLBACK]} at matched reward** (secondary)", ""]
             lines += table(group, FALLBACK) + [""]
@@ -255,7 +255,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
             lines += [f"**{ON_PROMPT_LABEL} at matched reward**", ""]
             lines += table(group, ON_PROMPT) + [""]
             lines += [f"**{ON_PROMPT_LABEL} at matched reward, Δ to the same seed's hand-over**", ""]
-            lines += table(group, ON_PROMPT, against="delta_vs_handover") + [""]
+            lines += table(group, ON_PROMPT, against=VS_HANDOVER) + [""]
         lines += ["**Across-prompt Vendi (classifier features) at matched reward**", ""]
         lines += table(group, "vendi_classifier") + [""]
         lines += ["**Within-prompt Vendi (pixels; a weak proxy, but blind to what the classifier was trained to "

@@ -179,7 +179,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     ``previous``: a ``frontier.json`` of an earlier sitting; the arms this store lacks join every table
     (:func:`merge_earlier`), so the written ``frontier.json`` holds both sittings.
     """
-    from hrf_core.study.frontier import frontier
+    from hrf_core.study.frontier import VS_HANDOVER, frontier
     from hrf_core.study.tables import format_value, handover_rows, standing_table, table
 
     progress = read_progress(out)
@@ -254,7 +254,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     lines += rows + [""] + bonus_note(arms_in(result))
     if best:
         lines += [f"Best row: **{best}**.", ""]
-    rows, _ = standing_table([{**result, "groups": by_role}], standing_metric, against="delta_vs_handover")
+    rows, _ = standing_table([{**result, "groups": by_role}], standing_metric, against=VS_HANDOVER)
     lines += ["## Is any trained method above the hand-over at the same reward?", "",
               "The same count against the training-free hand-over: each arm's IS Δ (calibrated Vendi Δ on a "
               "`digit:N` task) to the same seed's hand-over where both reach the level (the hand-over's gain grows "
@@ -283,7 +283,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
             lines += [f"Not measured in these runs: {', '.join(missing)}.", ""]
         judge = standing_metric(group["reward"])
         lines += [f"**{metric_title(judge)} at matched reward, Δ to the same seed's hand-over**", ""]
-        lines += table(group, judge, "reward", against="delta_vs_handover") + [""]
+        lines += table(group, judge, "reward", against=VS_HANDOVER) + [""]
         lines += ["**Reward reached and compute spent** (final epoch, mean ± std over seeds; compute in thousands "
                   "of UNet forward-equivalents: sampled + reference rows + 3 × trained rows)", "",
                   "| arm | reward gain | % of DDPO's | fall from its best (% of DDPO's gain: mean, worst seed) "

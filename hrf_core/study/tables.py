@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hrf_core import methods
-from hrf_core.study.frontier import LEVEL, MIN_HEADLINE_SEEDS
+from hrf_core.study.frontier import LEVEL, MIN_HEADLINE_SEEDS, VS_DDPO, VS_HANDOVER
 
 
 def format_value(entry: dict | None, digits: int = 2) -> str:
@@ -27,16 +27,13 @@ def format_value(entry: dict | None, digits: int = 2) -> str:
     return text
 
 
-#: The baselines a Δ is taken against, by the row key that holds it (:func:`hrf_core.study.frontier.compare_group`).
-BASELINES = {"delta_vs_ddpo": "early-stopped DDPO", "delta_vs_handover": "the hand-over"}
-
-
 def baseline_arm(against: str) -> str:
-    """The arm a Δ key is taken against: the reference (DDPO) or the hand-over."""
-    return methods.Handover.name if against == "delta_vs_handover" else methods.reference().name
+    """The arm a Δ key (:data:`~hrf_core.study.frontier.VS_DDPO`, :data:`~hrf_core.study.frontier.VS_HANDOVER`) is
+    taken against: the reference (DDPO) or the hand-over."""
+    return methods.Handover.name if against == VS_HANDOVER else methods.reference().name
 
 
-def table(group: dict, metric: str, axis: str = "reward", against: str = "delta_vs_ddpo") -> list[str]:
+def table(group: dict, metric: str, axis: str = "reward", against: str = VS_DDPO) -> list[str]:
     """Markdown rows: each arm's ``metric`` (and its difference to the baseline ``against``, DDPO by default) at
     the group's levels."""
     levels = group["reward_levels"] if axis == "reward" else group["compute_levels"]
@@ -61,7 +58,7 @@ def table(group: dict, metric: str, axis: str = "reward", against: str = "delta_
     return lines
 
 
-def standing(row: dict, metric: str = "is_classifier", against: str = "delta_vs_ddpo") -> str:
+def standing(row: dict, metric: str = "is_classifier", against: str = VS_DDPO) -> str:
     """Where one arm stands against a baseline (``against``: early-stopped DDPO by default) at one level: "above"
     (the Δ interval is above 0), "below" (under 0), "on" (it spans 0), "undetermined" (one seed), "not reached" (by
     some seed), or "not measured" (the runs did not log ``metric``, or the baseline's seeds are missing)."""
@@ -83,9 +80,9 @@ def position(delta: dict | None, reached: int, n: int) -> str:
 
 
 def standing_table(results: list[dict], metric: str | Callable[[str], str] = "is_classifier",
-                   against: str = "delta_vs_ddpo") -> tuple[list[str], str | None]:
+                   against: str = VS_DDPO) -> tuple[list[str], str | None]:
     """Per arm and reward level: on how many tasks it is on or above the baseline ``against`` (early-stopped DDPO
-    by default; the hand-over with ``delta_vs_handover``) (Markdown rows), and the arm with the best row (most tasks
+    by default; the hand-over with ``VS_HANDOVER``) (Markdown rows), and the arm with the best row (most tasks
     on or above, summed over levels; then most above).
 
     ``results``: frontier results (``frontier()``); an arm in a later one replaces the same arm of an earlier one.
