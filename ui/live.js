@@ -91,9 +91,14 @@
 
     async replay(runId) {
       if (!runId) return;
+      // picks can overlap (the Runs tab picks the newest run, then the viewer picks another): answers may come
+      // back in any order, and only the newest pick's answer is drawn
+      const ticket = (this.ticket = (this.ticket || 0) + 1);
       const response = await fetch(url(`live/run/${encodeURIComponent(runId)}`));
+      if (ticket !== this.ticket) return;
       if (!response.ok) { this.q(".hl-status").textContent = `No replay for ${runId}: ${response.status}`; return; }
       const state = await response.json();
+      if (ticket !== this.ticket) return;
       // a new run starts at its latest epoch; the same run fetched again (the page asks once more when a busy
       // server answers the pick late) keeps the epoch the viewer stepped to
       if (this.replayed !== runId) this.selected = null;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,9 @@ def test_window_reward_start_live_duel_replay_and_stop(served, browser):
     page.locator("#run-pick input").click()
     page.get_by_role("option", name=run.run_id).click()
     replay = page.locator("#hrf-replay")
+    # the tab itself picks the newest run (a duel half with as many epochs): wait until the pick is the replay
+    page.wait_for_function("id => document.getElementById('hrf-replay').hrfPanel.replayed === id", arg=run.run_id,
+                           timeout=10_000)
     expect(replay.locator(".hl-epoch-label")).to_contain_text("epoch 2 of 2", timeout=10_000)
     replay.locator(".hl-epoch-label").click()  # focus leaves the dropdown: keys reach the page
     for _ in range(3):  # on a busy machine the dropdown may still hold the first key press, as a person would see
@@ -126,6 +130,16 @@ def test_window_reward_start_live_duel_replay_and_stop(served, browser):
         except AssertionError:
             replay.locator(".hl-epoch-label").click()
     expect(replay.locator(".hl-epoch-label")).to_contain_text("epoch 1 of 2")
+    expect(replay.locator(".hl-grids figcaption").last).to_contain_text("epoch 1")
+    # picks that overlap: a slow answer for an earlier pick (the Runs tab picks the newest run itself) never
+    # replaces the later pick's replay (CI once showed the newest run at its latest epoch here)
+    newest = manager.store.list()[0].run_id
+    page.route(f"**/live/run/{newest}", lambda route: (time.sleep(1.5), route.continue_()))
+    with page.expect_response(lambda r: f"/live/run/{newest}" in r.url):
+        page.evaluate("([a, b]) => { window.hrfReplay(a); window.hrfReplay(b); }", [newest, run.run_id])
+    page.wait_for_timeout(500)  # the late answer has been read: it must not be drawn
+    page.unroute(f"**/live/run/{newest}")
+    expect(replay.locator(".hl-epoch-label")).to_have_text("epoch 1 of 2")
     expect(replay.locator(".hl-grids figcaption").last).to_contain_text("epoch 1")
     expect(replay.locator("a.hl-gif")).to_have_attribute("href", re.compile(rf"live/animate/{run.run_id}\.gif"))
 
