@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +104,9 @@ class LocalCluster:
 
     def __init__(self, root: Path, cpus: int = 1):
         self.root, self.cpus = Path(root), cpus
+        # Ray's socket paths (under --temp-dir) must stay under 108 characters: pytest's tmp paths grow with each
+        # xdist worker's folder, so the nodes' temp dirs are short ones of their own, removed by close()
+        self.short = Path(tempfile.mkdtemp(prefix="ray-"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []
@@ -113,7 +118,7 @@ class LocalCluster:
         return self._start(f"worker{len(self.nodes)}", ["--address", self.address])
 
     def _start(self, name: str, args: list[str]) -> Node:
-        temp = self.root / name  # short: Ray's socket paths must stay under 108 characters
+        temp = self.short / name
         temp.mkdir(parents=True)
         log = self.root / f"{name}.log"
         command = ["timeout", "-s", "KILL", str(LIFETIME), sys.executable, "-c", NODE_MAIN, "start", "--block",
@@ -131,3 +136,4 @@ class LocalCluster:
     def close(self) -> None:
         for node in reversed(self.nodes):
             node.kill()
+        shutil.rmtree(self.short, ignore_errors=True)
