@@ -255,14 +255,13 @@ def architecture(model: str, lora_rank: int, lora_targets: tuple[str, ...], half
     unet, vae = parts.unet, parts.decoder
     _count_attention_like_flash(unet)
     sample = (unet.config.in_channels, *_size(unet.config.sample_size))
-    lora_params = sum(lora_rank * (m.in_features + m.out_features) for name, m in unet.named_modules()
-                      if isinstance(m, torch.nn.Linear) and any(name == t or name.endswith("." + t)
-                                                                 for t in lora_targets))
     unet_params = sum(p.numel() for p in unet.parameters())
+    lora_params = 0
     if lora_rank:
         from hrf_core.models.lora import add_lora
 
         add_lora(unet, lora_rank, float(lora_rank), lora_targets)  # the base frozen, the adapter trains
+        lora_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)  # peft's own layers, counted
     if half is not None:  # a LoRA run keeps its base in half; full fine-tuning's half copies are counted apart
         for parameter in unet.parameters():
             if not (lora_rank and parameter.requires_grad):

@@ -321,6 +321,20 @@ def test_the_estimate_counts_the_adapters_own_activations():
     assert wide.train_row - narrow.train_row > 60 * 4096 * 4 / memory.GB  # at least one adapted layer at the top
 
 
+def test_the_estimate_counts_the_adapter_peft_attaches(tiny_sd_dir):
+    """The adapter's parameters are those of a real adapter on the loaded model, also for targets that are 1x1
+    convolutions in SD 1.x (proj_in, proj_out), which a count of linear layers alone missed."""
+    from hrf_core.models.lora import add_lora
+    from hrf_core.models.registry import load_base_model
+    from hrf_core.rl import memory
+
+    for targets in (("to_k", "to_q", "to_v", "to_out.0"), ("to_q", "proj_in", "proj_out")):
+        unet = load_base_model(str(tiny_sd_dir), "cpu").unet
+        add_lora(unet, 4, 4.0, targets)
+        real = sum(p.numel() for p in unet.parameters() if p.requires_grad)
+        assert memory.architecture(str(tiny_sd_dir), 4, targets).lora_params == real > 0, targets
+
+
 def test_the_memory_estimate_never_downloads(monkeypatch):
     """The Train tab asks for an estimate on every change: an uncached Hub model is its known architecture (or no
     estimate), never a download, even online."""
