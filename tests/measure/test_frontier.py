@@ -113,7 +113,7 @@ def test_seed_level_intervals_hand_computed():
     # 3 seeds: mean 2, sd 1, t(0.975, 2) = 4.302653: 2 -+ 4.302653 / sqrt(3)
     assert seed_interval([1.0, 2.0, 3.0]) == pytest.approx([2 - 2.484138, 2 + 2.484138], abs=1e-5)
     assert seed_interval([0.5]) is None and seed_interval([0.2, 0.2]) == [0.2, 0.2]
-    summary = summarise([1.0, 2.0, 3.0], [None, None, None], np.random.default_rng(0))
+    summary = summarise([1.0, 2.0, 3.0])
     assert summary["n"] == 3 and summary["ci"] == pytest.approx(seed_interval([1.0, 2.0, 3.0]))
     assert "n=3" in format_value(summary)
     # from 8 seeds a percentile bootstrap over seeds: inside the range of the values, around the mean
