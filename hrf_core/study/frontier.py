@@ -43,7 +43,6 @@ BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment", "vendi_hog_wi
 VS_DDPO, VS_HANDOVER = "delta_vs_ddpo", "delta_vs_handover"
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-DEFAULT_RESAMPLES = 400
 INTERVAL_NOTE = ("95% seed-level intervals of the mean: a t-interval on the per-seed values (per-seed Δ for a "
                  "difference) below 8 seeds, a bootstrap over the seeds from 8; none with 1 seed")
 
@@ -258,12 +257,8 @@ def is_reference(trajectory: Trajectory) -> bool:
 
 
 def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
-                  compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
-                  interval_names: Iterable[str] | None = None) -> dict:
-    """The matched-reward and matched-compute comparison of one (model, reward) group.
-
-    ``resamples``, ``interval_names``: not used (intervals are seed-level).
-    """
+                  compute_fractions=DEFAULT_COMPUTE_FRACTIONS) -> dict:
+    """The matched-reward and matched-compute comparison of one (model, reward) group."""
     references = {t.seed: t for t in trajectories if is_reference(t)}
     if not references:
         raise ValueError("no DDPO reference run (method ddpo, kl_coef 0) in this group: the frontier needs one "
@@ -370,20 +365,15 @@ def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], sp
 
 
 def frontier(run_dirs: Iterable[str | Path], fractions=DEFAULT_FRACTIONS,
-             compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
-             interval_names: Iterable[str] | None = None) -> dict:
-    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward).
-
-    ``resamples``, ``interval_names``: not used (intervals are seed-level).
-    """
+             compute_fractions=DEFAULT_COMPUTE_FRACTIONS) -> dict:
+    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward)."""
     trajectories = [t for run in find_runs(run_dirs) if (t := load_trajectory(run)) is not None]
     if not trajectories:
         raise ValueError("no evaluated runs found")
     groups = {}
     for (model, reward), members in group_runs(trajectories).items():
         groups[f"{model}|{reward}"] = {"model": model, "reward": reward,
-                                       **compare_group(members, fractions, compute_fractions, resamples,
-                                                       interval_names=interval_names)}
+                                       **compare_group(members, fractions, compute_fractions)}
     return {"groups": groups, "interval": INTERVAL_NOTE}
 
 
