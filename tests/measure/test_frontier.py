@@ -89,7 +89,7 @@ def point_metrics(arrays) -> dict:
             "vendi": metrics.vendi_score(feats)}
 
 
-def test_paired_intervals_from_saved_arrays(tmp_path):
+def test_one_seed_gives_no_interval_however_many_samples_it_has(tmp_path):
     store = RunStore(tmp_path)
     sets = [eval_arrays(e, bias=e) for e in range(3)]
     values = [point_metrics(a) for a in sets]
