@@ -25,7 +25,7 @@ def args(model: Path, root: Path, epochs: int = 2) -> list[str]:
     """The command line after ``python -m hrf_core experiment``: store ``root/runs``, report ``root/docs``."""
     return [NAME, "--model", str(model), "--epochs", str(epochs), "--steps", "10", "--samples", "8", "--batch-size",
             "4", "--siblings", "2", "--eval-every", "1", "--eval-samples", "8", "--seeds", "0", "1", "--tasks",
-            "jpeg-compressibility", "--arms", "ddpo", "handover", "--threads", "1", "--resamples", "50",
+            "jpeg-compressibility", "--arms", "ddpo", "handover", "--threads", "1",
             "--handover-every", "5", "--out", str(root / "runs"), "--docs", str(root / "docs"), "--reference", ""]
 
 

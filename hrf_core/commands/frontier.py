@@ -17,7 +17,7 @@ class Frontier(Command):
     description = __doc__.splitlines()[0]
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from hrf_core.study.frontier import DEFAULT_COMPUTE_FRACTIONS, DEFAULT_FRACTIONS, DEFAULT_RESAMPLES
+        from hrf_core.study.frontier import DEFAULT_COMPUTE_FRACTIONS, DEFAULT_FRACTIONS
 
         parser.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
         parser.add_argument("--json", help="write the full comparison here")
@@ -25,8 +25,6 @@ class Frontier(Command):
                             help="reward levels as fractions of DDPO's final reward gain (default 0.25 0.5 0.75)")
         parser.add_argument("--compute-levels", type=float, nargs="+", default=list(DEFAULT_COMPUTE_FRACTIONS),
                             help="compute levels as fractions of DDPO's final compute")
-        parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                            help="bootstrap resamples for the intervals (0: none)")
         parser.add_argument("--metric", default=None, help="the metric of the printed table (default: IS)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -34,9 +32,9 @@ class Frontier(Command):
         from hrf_core.study.frontier import frontier
         from hrf_core.study.tables import table
 
-        if any(not 0 < f <= 2 for f in args.levels) or args.resamples < 0:
-            raise ValueError("--levels must be fractions in (0, 2] and --resamples >= 0")
-        result = frontier(args.run_dirs, args.levels, args.compute_levels, args.resamples)
+        if any(not 0 < f <= 2 for f in args.levels):
+            raise ValueError("--levels must be fractions in (0, 2]")
+        result = frontier(args.run_dirs, args.levels, args.compute_levels)
         if args.json:
             write_json(Path(args.json), result)
         for group in result["groups"].values():

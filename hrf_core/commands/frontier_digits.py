@@ -103,7 +103,7 @@ class FrontierDigits(Command):
             return 0
         written = report.write_report(Path(args.out).resolve(), Path(args.docs),
                                          Path(args.reference) if args.reference else None,
-                                         args.resamples, Path(args.previous) if args.previous else None)
+                                         Path(args.previous) if args.previous else None)
         print(f"wrote {written}")
         return 0
 

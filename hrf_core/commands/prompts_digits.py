@@ -52,7 +52,7 @@ class PromptsDigits(Command):
                     study.arm_config(task, arm, settings.seeds[0], settings, args.device)
         if not run_sitting(args, settings, self.name, build=study.build_units):
             return 0
-        print(f"wrote {study.write_report(Path(args.out).resolve(), Path(args.docs), args.resamples)}")
+        print(f"wrote {study.write_report(Path(args.out).resolve(), Path(args.docs))}")
         return 0
 
 

@@ -30,7 +30,7 @@ import torch
 from hrf_core.measure.features import ClassifierFeatures, FeatureExtractor, make_feature_extractor
 
 VENDI_MIN_Q = 0.5
-#: Features wider than this are not kept for resampling (e.g. pixels of a 256x256 RGB model).
+#: Features wider than this are not saved with the evaluation (e.g. pixels of a 256x256 RGB model).
 MAX_SAVED_FEATURE_DIM = 4096
 
 
@@ -167,8 +167,8 @@ def evaluate_samples(
     ``class_entropy@N`` (bits) and ``class_coverage@N`` (fraction). Rewards (N,) give ``reward_mean`` and
     ``reward_std`` (population std, ddof 0).
 
-    ``arrays``: when a dict is given, it receives the per-sample data the metrics came from, for
-    resampling (:mod:`hrf_core.study.frontier`): ``features.<embedding>`` (N, D) for D <= 4096,
+    ``arrays``: when a dict is given, it receives the per-sample data the metrics came from, to recompute
+    them later (:mod:`hrf_core.study.frontier`): ``features.<embedding>`` (N, D) for D <= 4096,
     ``probs.<embedding>`` (N, K) and ``rewards`` (N,), float32 on CPU.
     """
     n = int(images.shape[0])
@@ -228,7 +228,7 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None, on_p
     prompts: what shows collapse *within* a prompt (every "3" the same 3), which the across-prompt value hides.
 
     ``arrays``: an evaluation's saved arrays with ``prompt_index`` (N,) and ``features.<embedding>`` or
-    ``probs.<embedding>``; ``index``: the samples to use (a bootstrap replicate), default all. ``on_prompt``: only
+    ``probs.<embedding>``; ``index``: the samples to use (e.g. the first n), default all. ``on_prompt``: only
     the samples the digits classifier puts in the class their prompt names (``probs.classifier``, ``prompt_class``),
     so that a sample drawn as another digit cannot add to its prompt's diversity. A prompt with fewer than 2 of them
     is left out; NaN when none is left or the arrays lack the metric.

@@ -305,7 +305,7 @@ class Trainer:
         """Metrics of ``eval_samples`` samples from pure noise with the fixed evaluation seed.
 
         Sampled as the run samples (window-only: the base model before :meth:`handover`). Returns
-        (metrics, grid, per-sample arrays for resampling). Its UNet calls are not counted as compute.
+        (metrics, grid, per-sample arrays to recompute metrics from). Its UNet calls are not counted as compute.
         """
         c = self.config
         self.phase = "evaluating"

@@ -8,7 +8,7 @@ Layout of ``<root>/<run_id>/``::
     metrics.jsonl          one JSON object per evaluated epoch (epoch 0 = the base model), flushed
     grids/epoch-NNNN.png   sample grid of the evaluation set
     evals/epoch-NNNN.safetensors   per-sample arrays of that evaluation (features, probabilities,
-                           rewards), for resampled confidence intervals (:mod:`hrf_core.study.frontier`)
+                           rewards), to recompute a metric later (:mod:`hrf_core.study.frontier`)
     checkpoints/epoch-NNNN/
         unet/              diffusers folder (config.json + safetensors): loadable as a base model
         scheduler/         the DDIM scheduler config

@@ -14,9 +14,8 @@ Uncertainty. Intervals are seed-level: the 95% interval of the mean over seeds i
 per-seed values (per-seed differences to the same seed's DDPO for a ``delta``, so the pairing of the fixed-seed
 evaluation samples is kept), and a percentile bootstrap over seeds only from 8 seeds on (:func:`seed_interval`).
 One seed gives no interval and no "above" or "below" call. Resampling the evaluation samples within a seed (the
-earlier intervals) left 3 seeds with 10 distinct resamples and claimed more than they carry; :class:`Resampler`
-remains for callers that want those replicates, the comparison no longer uses it. Every cell carries its n; a call
-from fewer than :data:`MIN_HEADLINE_SEEDS` seeds is not a headline claim.
+earlier intervals) left 3 seeds with 10 distinct resamples and claimed more than they carry. Every cell carries its
+n; a call from fewer than :data:`MIN_HEADLINE_SEEDS` seeds is not a headline claim.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ BACKFILLED = ("vendi_hog", "vendi_hog_within", "prompt_alignment", "vendi_hog_wi
 VS_DDPO, VS_HANDOVER = "delta_vs_ddpo", "delta_vs_handover"
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 DEFAULT_COMPUTE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-DEFAULT_RESAMPLES = 400
 INTERVAL_NOTE = ("95% seed-level intervals of the mean: a t-interval on the per-seed values (per-seed Δ for a "
                  "difference) below 8 seeds, a bootstrap over the seeds from 8; none with 1 seed")
 
@@ -150,7 +148,7 @@ def interpolate(values: np.ndarray, at: tuple[int, float]) -> float:
     return float((1 - w) * values[i] + w * values[i + 1])
 
 
-# -------------------------------------------------------------------------------------- resampled metrics
+# ------------------------------------------------------------------------------------- recomputed metrics
 def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
     """Recompute metric ``name`` (e.g. ``vendi_classifier``) on the samples ``index`` of saved arrays.
 
@@ -180,97 +178,27 @@ def metric_from_arrays(name: str, arrays: dict, index: np.ndarray) -> float:
     return math.nan
 
 
-class Resampler:
-    """Shared bootstrap indices (R, N) and lazily computed per-(run, evaluation, metric) replicates."""
-
-    def __init__(self, n: int, resamples: int, seed: int = 0, names: Iterable[str] | None = None):
-        self.rng = np.random.default_rng(seed)
-        self.index = self.rng.integers(0, n, size=(resamples, n))
-        self.resamples = resamples
-        #: the metrics that get intervals (None: all); the others keep their point estimates only
-        self.names = None if names is None else frozenset(names)
-        self._cache: dict[tuple, np.ndarray] = {}
-
-    def covers(self, name: str) -> bool:
-        return name in ("gain", "reward_mean") or self.names is None or name in self.names
-
-    def replicates(self, trajectory: Trajectory, point: int, name: str) -> np.ndarray | None:
-        """(R,) values of ``name`` at evaluation ``point`` of ``trajectory``, one per resample."""
-        from threadpoolctl import threadpool_limits
-
-        key = (str(trajectory.run.path), point, name)
-        if key not in self._cache:
-            arrays = trajectory.arrays(point)
-            if arrays is None or arrays["rewards"].shape[0] != self.index.shape[1] or not self.covers(name):
-                self._cache[key] = None
-            else:
-                # One BLAS thread: Vendi's eigendecompositions are 128 x 128, where threads only contend
-                # (bench/README.md, "Figures").
-                with threadpool_limits(limits=1):
-                    self._cache[key] = np.array([metric_from_arrays(name, arrays, idx) for idx in self.index])
-        return self._cache[key]
-
-    def gains(self, trajectory: Trajectory) -> np.ndarray | None:
-        """(R, E) reward gains of every evaluation under each resample (paired with epoch 0)."""
-        reps = [self.replicates(trajectory, p, "reward_mean") for p in range(len(trajectory.epochs))]
-        if any(r is None for r in reps):
-            return None
-        rewards = np.stack(reps, axis=1)
-        return rewards - rewards[:, :1]
-
-
 # ------------------------------------------------------------------------------------------ read-offs
 @dataclass
 class ReadOff:
-    """One run at one level: the point estimate and its resampled replicates (None where not reached)."""
+    """One run at one level: the interpolated values (empty where not reached)."""
 
     reached: bool
     values: dict[str, float]
-    replicates: dict[str, np.ndarray | None]
 
 
-def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[str],
-             resampler: Resampler | None) -> ReadOff:
+def read_off(trajectory: Trajectory, level: float, axis: str, names: Iterable[str]) -> ReadOff:
     """Metrics of ``trajectory`` where its reward gain (``axis="reward"``) or compute reaches ``level``."""
     xs = trajectory.gains if axis == "reward" else trajectory.compute
     at = crossing(xs, level)
     if at is None:
-        return ReadOff(False, {}, {})
+        return ReadOff(False, {})
     values = {"epoch": interpolate(np.array(trajectory.epochs, dtype=float), at),
               "compute": interpolate(trajectory.compute, at), "gain": interpolate(trajectory.gains, at)}
     for name in names:
         if name in trajectory.metrics:
             values[name] = interpolate(trajectory.metrics[name], at)
-    replicates: dict[str, np.ndarray | None] = {}
-    if resampler is not None:
-        rep_gains = resampler.gains(trajectory) if axis == "reward" else None
-        for name in [*names, "gain"]:
-            if name != "gain" and (name not in trajectory.metrics or not resampler.covers(name)):
-                continue
-            out = np.full(resampler.resamples, math.nan)
-            for r in range(resampler.resamples):
-                if axis == "reward":
-                    if rep_gains is None:
-                        out = None
-                        break
-                    spot = crossing(rep_gains[r], level)
-                else:
-                    spot = at
-                if spot is None:
-                    continue
-                i, w = spot
-                if name == "gain":
-                    series = rep_gains[r] if rep_gains is not None else trajectory.gains
-                    out[r] = (1 - w) * series[i] + w * series[min(i + 1, len(series) - 1)]
-                    continue
-                low = resampler.replicates(trajectory, i, name)
-                high = low if w == 0.0 else resampler.replicates(trajectory, i + 1, name)
-                if low is None or high is None:
-                    out = None
-                    break
-                out[r] = (1 - w) * low[r] + w * high[r]
-            replicates[name] = out
-    return ReadOff(True, values, replicates)
+    return ReadOff(True, values)
 
 
 #: A claim the reading may make a headline of needs at least this many seeds.
@@ -301,11 +229,8 @@ def seed_interval(values: list[float], level: float = LEVEL, seed: int = 0) -> l
     return [float(low), float(high)]
 
 
-def summarise(estimates: list[float], replicate_sets: list[np.ndarray | None], rng: np.random.Generator) -> dict:
-    """Mean, std and n over seeds, and the 95% seed-level interval of the mean (:func:`seed_interval`).
-
-    ``replicate_sets`` (per-seed resamples of the evaluation samples) no longer widen or narrow the interval: with
-    3 seeds a bootstrap has 10 distinct resamples and claims more than the seeds carry."""
+def summarise(estimates: list[float]) -> dict:
+    """Mean, std and n over seeds, and the 95% seed-level interval of the mean (:func:`seed_interval`)."""
     out = {"mean": statistics.fmean(estimates), "std": statistics.pstdev(estimates) if len(estimates) > 1 else 0.0,
            "n": len(estimates)}
     ci = seed_interval(estimates)
@@ -332,24 +257,17 @@ def is_reference(trajectory: Trajectory) -> bool:
 
 
 def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
-                  compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
-                  seed: int = 0, interval_names: Iterable[str] | None = None) -> dict:
-    """The matched-reward and matched-compute comparison of one (model, reward) group.
-
-    ``interval_names``: the metrics given bootstrap intervals (None: every metric the runs log).
-    """
+                  compute_fractions=DEFAULT_COMPUTE_FRACTIONS) -> dict:
+    """The matched-reward and matched-compute comparison of one (model, reward) group."""
     references = {t.seed: t for t in trajectories if is_reference(t)}
     if not references:
         raise ValueError("no DDPO reference run (method ddpo, kl_coef 0) in this group: the frontier needs one "
                          "per seed")
     sizes = {t.eval_samples for t in trajectories}
     n = max(sizes)
-    # Intervals are seed-level (:func:`seed_interval`): resampling the evaluation samples would only cost time.
-    resampler = None
     names = sorted({k for t in trajectories for k in t.metrics})
     final_gain = statistics.fmean(float(t.gains[-1]) for t in references.values())
     final_compute = statistics.fmean(float(t.compute[-1]) for t in references.values())
-    rng = np.random.default_rng(seed + 1)
     # Each arm's Δ at matched reward, seed by seed: to early-stopped DDPO (the frontier) and to the training-free
     # hand-over (the method to beat: its gain grows as its split S moves earlier).
     baselines = {VS_DDPO: references, VS_HANDOVER: {t.seed: t for t in trajectories if t.arm == Handover.name}}
@@ -357,7 +275,7 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
     for t in trajectories:
         arms.setdefault(t.arm, []).append(t)
     result = {
-        "eval_samples": n, "resamples": resampler.resamples if resampler else 0,
+        "eval_samples": n,
         "reference": {"arm": methods.reference().name, "seeds": sorted(references), "final_gain": final_gain,
                       "final_compute": final_compute},
         "reward_levels": [{"fraction": f, "gain": f * final_gain} for f in fractions],
@@ -375,60 +293,54 @@ def compare_group(trajectories: list[Trajectory], fractions=DEFAULT_FRACTIONS,
                 deltas: dict[str, dict] = {key: {} for key in baselines}
                 reached = []
                 for t in runs:
-                    mine = read_off(t, level, axis, names, resampler)
+                    mine = read_off(t, level, axis, names)
                     if not mine.reached:
                         continue
                     reached.append(t.seed)
                     for name in ["epoch", "compute", "gain", *names]:
                         if name in mine.values:
-                            own.setdefault(name, ([], []))
-                            own[name][0].append(mine.values[name])
-                            own[name][1].append(mine.replicates.get(name))
+                            own.setdefault(name, []).append(mine.values[name])
                     for key, by_seed in baselines.items():
                         baseline = by_seed.get(t.seed)
                         if baseline is None or (key == VS_HANDOVER and axis != "reward"):
                             continue
-                        theirs = read_off(baseline, level, axis, names, resampler)
+                        theirs = read_off(baseline, level, axis, names)
                         for name in names:
                             if theirs.reached and name in mine.values and name in theirs.values:
-                                a, b = mine.replicates.get(name), theirs.replicates.get(name)
-                                deltas[key].setdefault(name, ([], []))
-                                deltas[key][name][0].append(mine.values[name] - theirs.values[name])
-                                deltas[key][name][1].append(a - b if a is not None and b is not None else None)
+                                deltas[key].setdefault(name, []).append(mine.values[name] - theirs.values[name])
                 row = {"level": level, "reached": len(reached), "n": len(runs), "seeds": reached,
-                       "values": {k: summarise(v[0], v[1], rng) for k, v in own.items()},
-                       **{key: {k: summarise(v[0], v[1], rng) for k, v in d.items()} for key, d in deltas.items()}}
+                       "values": {k: summarise(v) for k, v in own.items()},
+                       **{key: {k: summarise(v) for k, v in d.items()} for key, d in deltas.items()}}
                 rows.append(row)
             entry[f"matched_{axis}"] = rows
         last = {name: [float(t.metrics[name][-1]) for t in runs if name in t.metrics] for name in names}
         falls = [float(t.gains.max() - t.gains[-1]) for t in runs]  # reward lost since the run's best evaluation
-        entry["final"] = {"gain": summarise([float(t.gains[-1]) for t in runs], [], rng),
-                          "fall": {**summarise(falls, [], rng), "max": max(falls)},
-                          "compute": summarise([float(t.compute[-1]) for t in runs], [], rng),
-                          "epochs": summarise([float(t.epochs[-1]) for t in runs], [], rng),
-                          **{k: summarise(v, [], rng) for k, v in last.items() if v}}
+        entry["final"] = {"gain": summarise([float(t.gains[-1]) for t in runs]),
+                          "fall": {**summarise(falls), "max": max(falls)},
+                          "compute": summarise([float(t.compute[-1]) for t in runs]),
+                          "epochs": summarise([float(t.epochs[-1]) for t in runs]),
+                          **{k: summarise(v) for k, v in last.items() if v}}
         result["arms"][arm] = entry
     handovers = {t.seed: t for t in trajectories if t.arm == Handover.name}
     for arm, runs in arms.items():
         splits = {methods.window_only_split(t.config) for t in runs}
         if handovers and len(splits) == 1 and None not in splits:
-            result["arms"][arm]["vs_handover"] = versus_handover(runs, handovers, splits.pop(), names, resampler, rng)
+            result["arms"][arm]["vs_handover"] = versus_handover(runs, handovers, splits.pop(), names)
     return result
 
 
-def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], split: int, names: list[str],
-                    resampler: Resampler | None, rng: np.random.Generator) -> dict:
+def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], split: int, names: list[str]) -> dict:
     """A window-only run [S, K) against the training-free hand-over at the same S, seed by seed.
 
     Both sample steps < S with the base model; they differ in steps >= S (the window trained from the base
     against DDPO's final checkpoint). ``delta``: metric of the window-only run where its reward gain first
     reaches the hand-over's gain at S, minus the hand-over's (matched reward; seeds that never reach it are
     left out and counted in ``reached``); ``delta_final``: its final evaluation minus the hand-over's
-    (different rewards). Intervals as for the DDPO deltas (paired samples, seeds resampled).
+    (different rewards). Intervals as for the DDPO deltas (seed-level, on the per-seed Δ).
     """
     handover_gain, final_gain, reached = [], [], 0
-    matched: dict[str, tuple[list, list]] = {}
-    final: dict[str, tuple[list, list]] = {}
+    matched: dict[str, list[float]] = {}
+    final: dict[str, list[float]] = {}
     for t in runs:
         h = handovers.get(t.seed)
         if h is None or split not in h.splits:
@@ -436,44 +348,32 @@ def versus_handover(runs: list[Trajectory], handovers: dict[int, Trajectory], sp
         at = h.splits.index(split)
         handover_gain.append(float(h.gains[at]))
         final_gain.append(float(t.gains[-1]))
-        mine = read_off(t, float(h.gains[at]), "reward", names, resampler)
+        mine = read_off(t, float(h.gains[at]), "reward", names)
         reached += mine.reached
         for name in names:
             if name not in t.metrics or name not in h.metrics:
                 continue
-            theirs = resampler.replicates(h, at, name) if resampler is not None else None
-            last = resampler.replicates(t, len(t.epochs) - 1, name) if resampler is not None else None
-            final.setdefault(name, ([], []))
-            final[name][0].append(float(t.metrics[name][-1] - h.metrics[name][at]))
-            final[name][1].append(last - theirs if last is not None and theirs is not None else None)
+            final.setdefault(name, []).append(float(t.metrics[name][-1] - h.metrics[name][at]))
             if mine.reached and name in mine.values:
-                a = mine.replicates.get(name)
-                matched.setdefault(name, ([], []))
-                matched[name][0].append(mine.values[name] - float(h.metrics[name][at]))
-                matched[name][1].append(a - theirs if a is not None and theirs is not None else None)
+                matched.setdefault(name, []).append(mine.values[name] - float(h.metrics[name][at]))
     if not handover_gain:
         return {"split": split, "n": 0}
     return {"split": split, "n": len(handover_gain), "reached": reached,
-            "handover_gain": summarise(handover_gain, [], rng), "final_gain": summarise(final_gain, [], rng),
-            "delta": {k: summarise(*v, rng) for k, v in matched.items()},
-            "delta_final": {k: summarise(*v, rng) for k, v in final.items()}}
+            "handover_gain": summarise(handover_gain), "final_gain": summarise(final_gain),
+            "delta": {k: summarise(v) for k, v in matched.items()},
+            "delta_final": {k: summarise(v) for k, v in final.items()}}
 
 
 def frontier(run_dirs: Iterable[str | Path], fractions=DEFAULT_FRACTIONS,
-             compute_fractions=DEFAULT_COMPUTE_FRACTIONS, resamples: int = DEFAULT_RESAMPLES,
-             interval_names: Iterable[str] | None = None) -> dict:
-    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward).
-
-    ``interval_names``: the metrics given bootstrap intervals (None: all).
-    """
+             compute_fractions=DEFAULT_COMPUTE_FRACTIONS) -> dict:
+    """Compare all runs found in ``run_dirs`` (run folders, or folders of runs), per (model, reward)."""
     trajectories = [t for run in find_runs(run_dirs) if (t := load_trajectory(run)) is not None]
     if not trajectories:
         raise ValueError("no evaluated runs found")
     groups = {}
     for (model, reward), members in group_runs(trajectories).items():
         groups[f"{model}|{reward}"] = {"model": model, "reward": reward,
-                                       **compare_group(members, fractions, compute_fractions, resamples,
-                                                       interval_names=interval_names)}
+                                       **compare_group(members, fractions, compute_fractions)}
     return {"groups": groups, "interval": INTERVAL_NOTE}
 
 

@@ -63,9 +63,6 @@ TASKS = ("alignment", "ink", "jpeg-incompressibility")
 EPOCH_ARM = f"{DDPO_ARM}/epoch"
 ARMS = (DDPO_ARM, f"{window_arm(20, 40)}/image", f"{window_arm(30, 40)}/image/wo", HANDOVER_ARM,
         f"{DDPO_ARM}+kl0.1")
-#: The metrics with intervals: within a prompt first (the question; the calibrated measure leads), then across prompts.
-HEADLINE = ("vendi_rbf_within", "vendi_hog_within", "vendi_classifier_within", "vendi_classifier", "is_classifier",
-            "vendi_pixel_within", "prompt_alignment", "vendi_hog_within_on_prompt")
 #: How far the samples stay the digit they were prompted with (the classifier's probability of it): a sample that
 #: leaves its prompt for another digit raises that prompt's diversity, so the two are read together.
 ALIGNMENT = "prompt_alignment"
@@ -174,7 +171,7 @@ def tracker_effect(runs: list[Run]) -> dict:
     return out
 
 
-def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
+def write_report(out: Path, docs: Path) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
     from hrf_core.study.frontier import VS_HANDOVER, frontier
     from hrf_core.study.tables import format_value, standing_table, table
@@ -182,7 +179,7 @@ def write_report(out: Path, docs: Path, resamples: int = 400) -> Path:
     progress = read_progress(out)
     finished = finished_runs(out)
     settings = report_settings(Settings(**progress["settings"]) if progress.get("settings") else Settings(), finished)
-    result = frontier(finished, fractions=LEVELS, resamples=resamples, interval_names=HEADLINE)
+    result = frontier(finished, fractions=LEVELS)
     order = [DDPO_ARM, HANDOVER_ARM, *ARMS, EPOCH_ARM]
     for group in result["groups"].values():
         group["arms"] = dict(sorted(group["arms"].items(), key=lambda item: (

@@ -172,8 +172,7 @@ def metric_title(name: str) -> str:
             "class_entropy": "class entropy (bits)", "vendi_pixel": "Vendi (pixels)"}.get(name, name)
 
 
-def write_report(out: Path, docs: Path, reference_file: Path | None = None, resamples: int = 400,
-                 previous: Path | None = None) -> Path:
+def write_report(out: Path, docs: Path, reference_file: Path | None = None, previous: Path | None = None) -> Path:
     """docs/RESULTS.md, docs/results/{frontier.json, frontier.png, grids} and the app's DDPO reference.
 
     ``previous``: a ``frontier.json`` of an earlier sitting; the arms this store lacks join every table
@@ -185,7 +184,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, resa
     progress = read_progress(out)
     finished = finished_runs(out)
     settings = report_settings(Settings(**progress["settings"]) if progress.get("settings") else Settings(), finished)
-    result = frontier(finished, resamples=resamples, interval_names=HEADLINE)  # the tables' metrics
+    result = frontier(finished)
     result["execution"] = progress["sittings"]
     earlier = read_json(previous, None) if previous is not None else None
     if earlier:

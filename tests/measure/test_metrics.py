@@ -112,7 +112,7 @@ def test_vendi_nan_features_give_nan() -> None:
 def test_within_prompt_vendi_and_is_by_hand() -> None:
     """Prompt 0: three identical samples (Vendi 1); prompt 1: two orthogonal ones (Vendi 2); within-prompt = their
     mean 1.5, where the across-prompt Vendi of all five sees more. IS within: prompt 0 one confident class (IS 1),
-    prompt 1 two confident classes (IS 2). A prompt with one sample in the replicate is left out."""
+    prompt 1 two confident classes (IS 2). A prompt with one sample in the subset is left out."""
     features = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     probs = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     arrays = {"features.x": features, "probs.x": probs, "prompt_index": torch.tensor([0, 0, 0, 1, 1])}
@@ -143,7 +143,7 @@ def test_prompt_alignment_by_hand() -> None:
     assert within_prompt("vendi_x", arrays) == pytest.approx((3 + 2) / 2)
     assert within_prompt("vendi_x", arrays, on_prompt=True) == pytest.approx(2.0)
     assert within_prompt("vendi_x", arrays, index=np.array([0, 2, 3, 4]), on_prompt=True) != \
-        within_prompt("vendi_x", arrays, on_prompt=True)  # a replicate without sample 1: prompt "7" has 1 left
+        within_prompt("vendi_x", arrays, on_prompt=True)  # a subset without sample 1: prompt "7" has 1 left
     text = {"probs.classifier": probs}
     assert "prompt_alignment@5" not in prompt_metrics(text, ["a cat", "a cat", "a dog", "a dog", "a dog"], 5)
     assert "prompt_class" not in text and math.isnan(prompt_alignment(text))

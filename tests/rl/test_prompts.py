@@ -296,7 +296,7 @@ def test_the_prompts_experiment_runs_every_arm_and_reports_within_prompt(tiny_co
             [sys.executable, "-m", "hrf_core", "experiment", "prompts-digits", "--model", str(tiny_cond_model_dir),
              "--tasks", "ink", "--prompts", *PROMPTS, "--guidance", "--tracker-tasks", "ink", "--epochs", "2",
              "--steps", "8", "--samples", "8", "--batch-size", "4", "--siblings", "2", "--eval-every", "1",
-             "--eval-samples", "6", "--seeds", "0", "--threads", "1", "--resamples", "20",
+             "--eval-samples", "6", "--seeds", "0", "--threads", "1",
              "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"), *extra],
             capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
 

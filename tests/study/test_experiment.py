@@ -33,7 +33,7 @@ def test_frontier_experiment_runs_every_arm_and_reports(tiny_model_dir, tmp_path
 
     common = ["--model", str(tiny_model_dir), "--epochs", "2", "--steps", "10", "--samples", "8", "--batch-size",
               "4", "--siblings", "2", "--eval-every", "1", "--eval-samples", "8", "--seeds", "0", "--tasks",
-              "jpeg-compressibility", "--threads", "1", "--resamples", "50", "--handover-every", "5"]
+              "jpeg-compressibility", "--threads", "1", "--handover-every", "5"]
     serial = tmp_path / "serial"
     assert cli_main([NAME, *common, "--jobs", "1", "--out", str(serial / "runs"), "--docs", str(serial / "docs"),
                      "--reference", str(serial / "ref.json")]) == 0
@@ -76,7 +76,7 @@ def test_frontier_experiment_runs_every_arm_and_reports(tiny_model_dir, tmp_path
     (cut / "config.json").write_text(json.dumps({**config, "extra": {**config["extra"], "arm": "cut"}}))
     (cut / "status.json").write_text(json.dumps({"state": "running"}))
     assert cli_main([NAME, *common, "--report-only", "--out", str(tmp_path / "serial" / "runs"), "--docs",
-                     str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0"]) == 0
+                     str(tmp_path / "serial" / "docs"), "--reference", ""]) == 0
     report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
     assert "| hrf[20,40) |" in report and "| cut |" not in report
     assert "## Window-only training against the training-free hand-over at the same split" in report
@@ -90,7 +90,7 @@ def test_frontier_experiment_runs_every_arm_and_reports(tiny_model_dir, tmp_path
                                                                            "ink-arm": group["arms"]["hrf[20,40)"]}}
     (tmp_path / "earlier.json").write_text(json.dumps(earlier))
     assert cli_main([NAME, *common, "--report-only", "--out", str(tmp_path / "serial" / "runs"), "--docs",
-                     str(tmp_path / "serial" / "docs"), "--reference", "", "--resamples", "0",
+                     str(tmp_path / "serial" / "docs"), "--reference", "",
                      "--previous", str(tmp_path / "earlier.json")]) == 0
     report = (tmp_path / "serial" / "docs" / "RESULTS.md").read_text()
     assert "| old-arm ¹ |" in report and "| ink-arm ¹ |" in report and "## ink" in report
