@@ -94,30 +94,21 @@ class PixelFeatures:
 
 
 class CalibratedFeatures:
-    """The calibrated measure's features (:func:`hrf_core.measure.calibrated.features`): (N, C, H, W) -> (N, C*H*W)."""
+    """A calibrated measure's features: ``rbf`` (:func:`hrf_core.measure.calibrated.features`, (N, C, H, W) ->
+    (N, C*H*W)) or ``hog`` (:func:`hrf_core.measure.hog.features`, D = 144 on 1x16x16)."""
 
-    name = "rbf"
     dim: int | None = None
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from hrf_core.measure import calibrated
-
-        _check_images(images)
-        return calibrated.features(images).float()
-
-
-class HogFeatures:
-    """The second calibrated measure's features (:func:`hrf_core.measure.hog.features`): HOG descriptors,
-    (N, C, H, W) -> (N, D), D = 144 on 1x16x16."""
-
-    name = "hog"
-    dim: int | None = None
+    def __init__(self, measure: str = "rbf"):
+        if measure not in ("rbf", "hog"):
+            raise ValueError(f"unknown calibrated measure {measure!r}: rbf or hog")
+        self.name = measure
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from hrf_core.measure import hog
+        from hrf_core.measure import calibrated, hog
 
         _check_images(images)
-        return hog.features(images).float()
+        return (calibrated if self.name == "rbf" else hog).features(images).float()
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -357,8 +348,8 @@ class ClipFeatures:
 # -------------------------------------------------------------------------------------------- registry
 EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
     "pixel": lambda device="cpu", **kw: PixelFeatures(**kw),
-    "rbf": lambda device="cpu", **kw: CalibratedFeatures(**kw),
-    "hog": lambda device="cpu", **kw: HogFeatures(**kw),
+    "rbf": lambda device="cpu", **kw: CalibratedFeatures("rbf", **kw),
+    "hog": lambda device="cpu", **kw: CalibratedFeatures("hog", **kw),
     "classifier": ClassifierFeatures,
     "inception": InceptionFeatures,
     "clip": ClipFeatures,

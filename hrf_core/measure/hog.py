@@ -28,6 +28,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hrf_core.measure.calibrated import (  # noqa: F401  (is_calibrated: both measures belong to 1x16x16 digits)
+    contrast_normalised,
+    is_calibrated,
+    kernel_of_features,
+    median_distance,
+    vendi_of_kernel,
+)
+
 #: The name of this measure's embedding in metric keys: ``vendi_hog@N``, ``vendi_hog_within@N``.
 NAME = "hog"
 #: The Gaussian blur's sigma in pixels before the gradients.
@@ -40,8 +48,6 @@ CELL = 4
 BLOCK = 4
 #: The RBF bandwidth h: median pairwise feature distance of 256 ``digits16`` samples (seed 0, K = 40, eta = 1).
 BANDWIDTH = 1.021
-#: The image shape the bandwidth (and the calibration suite) belongs to.
-CALIBRATED_SHAPE = (1, 16, 16)
 
 
 def features(images: torch.Tensor) -> torch.Tensor:
@@ -49,8 +55,6 @@ def features(images: torch.Tensor) -> torch.Tensor:
     length (an image with no edges: zeros)."""
     from skimage.feature import hog
     from skimage.filters import gaussian
-
-    from hrf_core.measure.calibrated import contrast_normalised
 
     u = contrast_normalised(images).permute(0, 2, 3, 1).numpy()  # (N, H, W, C); checks the shape
     if min(u.shape[1:3]) < CELL * BLOCK:
@@ -69,15 +73,8 @@ def features(images: torch.Tensor) -> torch.Tensor:
     return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def is_calibrated(shape: tuple[int, ...]) -> bool:
-    """Whether images of this (C, H, W) shape are what the bandwidth and the calibration suite belong to."""
-    return tuple(shape) == CALIBRATED_SHAPE
-
-
 def vendi_of_features(feats: torch.Tensor | np.ndarray, q: float | str = 1.0) -> float:
     """The HOG Vendi of saved :func:`features` (N, D): 1 (all alike) .. N."""
-    from hrf_core.measure.calibrated import kernel_of_features, vendi_of_kernel
-
     return vendi_of_kernel(kernel_of_features(feats, BANDWIDTH), q)
 
 
@@ -89,6 +86,4 @@ def vendi(images: torch.Tensor, q: float | str = 1.0) -> float:
 def fit_bandwidth(images: torch.Tensor) -> float:
     """The median pairwise distance of the images' features: how :data:`BANDWIDTH` was fixed, on the base model's
     samples."""
-    from hrf_core.measure.calibrated import median_distance
-
     return median_distance(features(images).numpy())
