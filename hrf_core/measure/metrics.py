@@ -258,10 +258,10 @@ def within_prompt(name: str, arrays: dict, index: np.ndarray | None = None, on_p
 def prompt_classes(prompts: Sequence[str], classes: int) -> np.ndarray | None:
     """The class each prompt names, (P,) int64, when every prompt is a class index of the digits classifier ("0" ..
     "9": the class-conditional digits model's prompts); None otherwise (text prompts name no class)."""
-    names = list(prompts)
-    if not names or not all(p.isdecimal() and int(p) < classes for p in names):
+    names, known = list(prompts), [str(c) for c in range(classes)]
+    if not names or not all(p in known for p in names):
         return None
-    return np.array([int(p) for p in names], dtype=np.int64)
+    return np.array([known.index(p) for p in names], dtype=np.int64)
 
 
 def prompt_alignment(arrays: dict, index: np.ndarray | None = None) -> float:

@@ -99,7 +99,8 @@ def make_digit(digit: int, device: str = "cpu") -> RewardFn:
 def make_alignment(device: str = "cpu") -> RewardFn:
     """Reward = p(prompted digit | x) under the digits classifier, in [0, 1]: how far each sample is the digit it
     was prompted with (the analogue of DDPO's prompt alignment, for the class-conditional digits model)."""
-    from hrf_core.models.digits import IMAGE_SIZE, load_digit_classifier
+    from hrf_core.measure.metrics import prompt_classes
+    from hrf_core.models.digits import IMAGE_SIZE, NUM_CLASSES, load_digit_classifier
 
     classifier = load_digit_classifier(device=device)
 
@@ -107,9 +108,10 @@ def make_alignment(device: str = "cpu") -> RewardFn:
         if tuple(images.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"alignment needs 1x{IMAGE_SIZE}x{IMAGE_SIZE} images (the digits models), got "
                              f"{tuple(images.shape[1:])}")
-        if any(p not in {str(d) for d in range(10)} for p in prompts):
+        classes = prompt_classes(prompts, NUM_CLASSES)  # the prompts the prompt-alignment measure reads too
+        if classes is None:
             raise ValueError("alignment scores digit prompts (0-9): a class-conditional digits model's prompts")
-        digits = torch.tensor([int(p) for p in prompts], device=device)
+        digits = torch.from_numpy(classes).to(device)
         with torch.inference_mode():
             probs = torch.softmax(classifier(images.to(device, torch.float32)).float(), dim=1)
             return probs.gather(1, digits[:, None])[:, 0].clone()
