@@ -85,8 +85,9 @@ LABELS = {"vendi_rbf_within": "Within-prompt Vendi (RBF kernel on blurred pixels
 def primary_within(result: dict) -> str:
     """The within-prompt metric the report leads with: the first of :data:`LABELS` the runs logged (:data:`PRIMARY`
     on digits; :data:`FALLBACK` for a store logged before it; pixels for a model that is not 1x16x16)."""
-    logged = {name for group in result.get("groups", {}).values() for entry in group["arms"].values()
-              for row in entry.get("matched_reward", []) for name in row["values"]}
+    from hrf_core.study.tables import logged_metrics
+
+    logged = logged_metrics(result.get("groups", {}).values())
     return next((name for name in LABELS if name in logged), PRIMARY)
 LEVELS = (0.25, 0.5, 0.75)
 
@@ -174,7 +175,7 @@ def tracker_effect(runs: list[Run]) -> dict:
 def write_report(out: Path, docs: Path) -> Path:
     """``docs/results/prompts.{json,md,png}`` from the finished runs of ``out``; returns the Markdown's path."""
     from hrf_core.study.frontier import VS_HANDOVER, frontier
-    from hrf_core.study.tables import format_value, standing_table, table
+    from hrf_core.study.tables import format_value, logged_metrics, standing_table, table
 
     progress = read_progress(out)
     finished = finished_runs(out)
@@ -192,8 +193,7 @@ def write_report(out: Path, docs: Path) -> Path:
     results = docs / "results"
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "prompts.json", result)
-    judged = lead == PRIMARY and any(JUDGE in row["values"] for group in result["groups"].values()
-                                     for entry in group["arms"].values() for row in entry["matched_reward"])
+    judged = lead == PRIMARY and JUDGE in logged_metrics(result["groups"].values())
     # the figure stands on the measure no arm was trained on (the bonus arms' RBF Vendi is their training signal)
     write_figure(result, out, results / "prompts.png", JUDGE if judged else lead)
     seeds = " ".join(map(str, settings.seeds))
@@ -245,7 +245,7 @@ def write_report(out: Path, docs: Path) -> Path:
         if lead == PRIMARY:
             lines += [f"**{LABELS[FALLBACK]} at matched reward** (secondary)", ""]
             lines += table(group, FALLBACK) + [""]
-        if any(ALIGNMENT in row["values"] for entry in group["arms"].values() for row in entry["matched_reward"]):
+        if ALIGNMENT in logged_metrics([group]):
             lines += ["**Prompt alignment (the digits classifier's probability of the prompted digit) at matched "
                       "reward**: a sample drawn as another digit adds to its prompt's diversity and lowers this", ""]
             lines += table(group, ALIGNMENT) + [""]

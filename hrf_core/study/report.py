@@ -179,7 +179,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, prev
     (:func:`merge_earlier`), so the written ``frontier.json`` holds both sittings.
     """
     from hrf_core.study.frontier import VS_HANDOVER, frontier
-    from hrf_core.study.tables import format_value, handover_rows, standing_table, table
+    from hrf_core.study.tables import format_value, handover_rows, logged_metrics, standing_table, table
 
     progress = read_progress(out)
     finished = finished_runs(out)
@@ -272,8 +272,7 @@ def write_report(out: Path, docs: Path, reference_file: Path | None = None, prev
         lines += [f"## {group['reward']}", "",
                   f"DDPO's mean final gain: {ref['final_gain']:.4g} after {settings.epochs} epochs "
                   f"({ref['final_compute'] / 1e3:.0f}k UNet forward-equivalents).", ""]
-        logged = [m for m in HEADLINE if any(m in row["values"] for entry in group["arms"].values()
-                                             for row in entry["matched_reward"])]  # an older store: no vendi_rbf
+        logged = [m for m in HEADLINE if m in logged_metrics([group])]  # an older store: no vendi_rbf
         for metric in logged:
             lines += [f"**{metric_title(metric)} at matched reward** (levels: % of DDPO's final gain)", ""]
             lines += table(group, metric, "reward") + [""]

@@ -27,6 +27,13 @@ def format_value(entry: dict | None, digits: int = 2) -> str:
     return text
 
 
+def logged_metrics(groups) -> set[str]:
+    """The metrics some arm of these frontier groups (``result["groups"].values()``) has at a matched-reward level:
+    what the runs logged (an older store lacks the newer measures)."""
+    return {name for group in groups for entry in group["arms"].values()
+            for row in entry.get("matched_reward", []) for name in row["values"]}
+
+
 def baseline_arm(against: str) -> str:
     """The arm a Δ key (:data:`~hrf_core.study.frontier.VS_DDPO`, :data:`~hrf_core.study.frontier.VS_HANDOVER`) is
     taken against: the reference (DDPO) or the hand-over."""
